@@ -1,0 +1,84 @@
+"""`constraints` objects → the backend's predicate tree, with the query language's rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lensdb.engine.ids import parse_uniqueid
+from lensdb.engine.values import DATE_KEY, parse_date
+from lensdb.errors import QueryError
+from lensdb.store.base import AllOf, AnyOf, Compare, DateValue, IdIn, OneOf, Predicate, Scalar
+
+COMPARISONS = {"==", "!=", "<", "<=", ">", ">="}
+LOWER = {">", ">="}
+UPPER = {"<", "<="}
+
+
+def parse_constraints(obj: object, *, what: str = "constraints") -> Predicate | None:
+    """None when there is nothing to constrain."""
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise QueryError(f"'{what}' must be an object of property: [operator, value]")
+    parts: list[Predicate] = []
+    for key, pred in obj.items():
+        if key in ("any", "all") and isinstance(pred, dict):
+            inner = [p for p in (parse_constraints({k: v}, what=what) for k, v in pred.items()) if p]
+            parts.append(AnyOf(tuple(inner)) if key == "any" else AllOf(tuple(inner)))
+        else:
+            parts.append(_property(key, pred))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
+
+
+def _property(key: str, pred: object) -> Predicate:
+    if not isinstance(pred, list):
+        raise QueryError(f"Constraint for property '{key}' must be an array")
+    if len(pred) == 2:
+        return _single(key, pred[0], pred[1])
+    if len(pred) == 4:
+        op1, a, op2, b = pred
+        if op1 not in LOWER and op1 not in UPPER or op2 not in LOWER and op2 not in UPPER:
+            raise QueryError(f"Constraint for property '{key}': a range is [op1, a, op2, b] with "
+                             "operators among <, <=, >, >=")
+        return AllOf((_single(key, op1, a), _single(key, op2, b)))
+    raise QueryError(f"Constraint for property '{key}' must be an array of size 2 or 4")
+
+
+def _single(key: str, op: object, value: object) -> Predicate:
+    if op in ("in", "not in"):
+        if not isinstance(value, list):
+            raise QueryError(f"Constraint for property '{key}': '{op}' takes a list of values")
+        if key == "_uniqueid":
+            return IdIn(tuple(i for i in (_uid(key, v) for v in value) if i is not None),
+                        negate=op == "not in")
+        return OneOf(key, tuple(_scalar(key, v) for v in value), negate=op == "not in")
+    if op not in COMPARISONS:
+        raise QueryError(f"Constraint for property '{key}': unknown operator {op!r} "
+                         "(use ==, !=, <, <=, >, >=, in, not in)")
+    if key == "_uniqueid":
+        if op not in ("==", "!="):
+            raise QueryError("_uniqueid can only be compared with ==, !=, in and not in")
+        uid = _uid(key, value)
+        return IdIn(() if uid is None else (uid,), negate=op == "!=")
+    v = _scalar(key, value)
+    if v is None and op not in ("==", "!="):
+        raise QueryError(f"Constraint for property '{key}': null can only be used with == and !=")
+    if isinstance(v, bool) and op not in ("==", "!="):
+        raise QueryError(f"Constraint for property '{key}': booleans can only be used with == and !=")
+    return Compare(key, str(op), v)
+
+
+def _uid(key: str, value: Any) -> int | None:
+    if not isinstance(value, str):
+        raise QueryError(f"Constraint for property '{key}': a _uniqueid is a string like \"2.0.17\"")
+    return parse_uniqueid(value)
+
+
+def _scalar(key: str, value: Any) -> Scalar:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dict) and set(value) == {DATE_KEY}:
+        return DateValue(parse_date(value[DATE_KEY]))
+    raise QueryError(f"Constraint for property '{key}': unsupported value {value!r}")

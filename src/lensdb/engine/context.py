@@ -1,0 +1,122 @@
+"""The state of one query while it runs: its transaction, refs, and blobs in and out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lensdb.errors import QueryError
+from lensdb.store.base import Store, Txn
+
+MAX_REF = 10**9
+MAX_LIMIT = 2**62
+
+
+@dataclass
+class RefSet:
+    """What a `_ref` names: objects (with their classes) or connections, in result order."""
+
+    kind: str  # "object" or "connection"
+    ids: list[int]
+    classes: list[str]
+
+
+@dataclass
+class Context:
+    store: Store
+    txn: Txn
+    blobs_in: list[bytes]
+    max_response_bytes: int
+    refs: dict[int, RefSet] = field(default_factory=dict)
+    blobs_out: list[bytes] = field(default_factory=list)
+    blob_pos: int = 0
+    out_bytes: int = 0
+
+    def next_blob(self) -> bytes:
+        # Counts were checked before the transaction started.
+        blob = self.blobs_in[self.blob_pos]
+        self.blob_pos += 1
+        return blob
+
+    def emit_blob(self, data: bytes) -> int:
+        self.out_bytes += len(data)
+        if self.out_bytes > self.max_response_bytes:
+            raise QueryError(
+                f"the blobs asked for exceed the response limit of {self.max_response_bytes} "
+                "bytes: ask for fewer (limit, batch) or smaller (operations) blobs", status=4)
+        self.blobs_out.append(data)
+        return len(self.blobs_out) - 1
+
+    def bind(self, body: dict, refset: RefSet) -> None:
+        ref = body.get("_ref")
+        if ref is None:
+            return
+        if ref in self.refs:
+            raise QueryError(f"_ref {ref} is already used by an earlier command (reuse of _ref value)")
+        self.refs[ref] = refset
+
+    def ref(self, value: object, *, param: str = "ref", kind: str | None = "object") -> RefSet:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise QueryError(f"'{param}' must be an integer reference to an earlier _ref")
+        found = self.refs.get(value)
+        if found is None:
+            raise QueryError(f"reference {value} not defined (in '{param}'): set \"_ref\": {value} "
+                             "on an earlier command of the same query")
+        if kind is not None and found.kind != kind:
+            raise QueryError(f"reference {value} (in '{param}') names {found.kind}s, not {kind}s")
+        return found
+
+
+class Params:
+    """Typed access to a command's parameters; unknown parameters are an error."""
+
+    def __init__(self, body: object, allowed: frozenset[str]) -> None:
+        if not isinstance(body, dict):
+            raise QueryError("parameters must be a JSON object")
+        unknown = sorted(k for k in body if k not in allowed)
+        if unknown:
+            raise QueryError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                             f"accepted: {', '.join(sorted(allowed))}")
+        self.body: dict[str, Any] = body
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.body
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.body.get(key, default)
+
+    def str(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
+        v = self.body.get(key, default)
+        if v is None:
+            if required:
+                raise QueryError(f"'{key}' is required")
+            return None
+        if not isinstance(v, str):
+            raise QueryError(f"'{key}' must be a string")
+        return v
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        v = self.body.get(key, default)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            raise QueryError(f"'{key}' must be true or false")
+        return v
+
+    def int(self, key: str, default: int | None = None, *, minimum: int = 0) -> int | None:
+        v = self.body.get(key, default)
+        return None if v is None else as_int(key, v, minimum)
+
+    def dict(self, key: str) -> dict | None:
+        v = self.body.get(key)
+        if v is not None and not isinstance(v, dict):
+            raise QueryError(f"'{key}' must be an object")
+        return v
+
+
+def as_int(key: str, v: object, minimum: int = 0) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise QueryError(f"'{key}' must be an integer")
+    if v < minimum:
+        raise QueryError(f"'{key}' must be at least {minimum}")
+    return min(v, MAX_LIMIT)

@@ -1,0 +1,173 @@
+"""`Database`: run a query (a JSON command array plus blobs) as one transaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lensdb.engine import admin, connections, objects, vdms
+from lensdb.engine.context import Context
+from lensdb.errors import QueryError
+from lensdb.store.base import Store
+from lensdb.store.sqlite import SQLiteStore
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Context, object], dict[str, Any]]
+DEFAULT_MAX_RESPONSE_BYTES = 1 << 30
+
+
+def _family_handlers() -> dict[str, Handler]:
+    table: dict[str, Handler] = {}
+    for name, fam in objects.FAMILIES.items():
+        for verb, fn in (("Add", objects.add), ("Find", objects.find),
+                         ("Update", objects.update), ("Delete", objects.delete)):
+            table[f"{verb}{name}"] = (lambda f, fm: lambda ctx, body: f(ctx, fm, body))(fn, fam)
+    return table
+
+
+def _not_supported(name: str) -> Handler:
+    def handler(ctx: Context, body: object) -> dict[str, Any]:
+        raise QueryError(f"{name} is not supported yet by lensdb (videos, clips, frames and "
+                         "descriptors are planned)")
+    return handler
+
+
+def _delete_nothing(ctx: Context, body: object) -> dict[str, Any]:
+    # Nothing of these families can exist yet, so deleting matches nothing (SDK wipes rely on it).
+    if not isinstance(body, dict):
+        raise QueryError("parameters must be a JSON object")
+    if "ref" in body:
+        ctx.ref(body["ref"])
+    return {"status": 0, "count": 0}
+
+
+HANDLERS: dict[str, Handler] = {
+    **_family_handlers(),
+    "AddConnection": connections.add,
+    "FindConnection": connections.find,
+    "UpdateConnection": connections.update,
+    "DeleteConnection": connections.delete,
+    "GetStatus": admin.get_status,
+    "GetSchema": admin.get_schema,
+    "CreateIndex": admin.create_index,
+    "RemoveIndex": admin.remove_index,
+    "GetIndexes": admin.get_indexes,
+    "UserLogMessage": admin.user_log_message,
+    "DeleteExpired": admin.delete_expired,
+}
+for _fam in ("Video", "Clip", "Frame", "DescriptorSet", "Descriptor"):
+    for _verb in ("Add", "Find", "Update"):
+        HANDLERS[f"{_verb}{_fam}"] = _not_supported(f"{_verb}{_fam}")
+    HANDLERS[f"Delete{_fam}"] = _delete_nothing
+for _name in ("ClassifyDescriptor", "FindFrames", "RegionIoU", "AddDescriptorSet"):
+    HANDLERS[_name] = _not_supported(_name)
+
+READ_ONLY = {n for n in HANDLERS if n.startswith(("Find", "Get"))}
+
+
+def _blob_inputs(name: str, body: object) -> int:
+    if not isinstance(body, dict):
+        return 0
+    if name in ("AddImage", "AddBlob", "AddVideo"):
+        return 0 if "url" in body else 1
+    if name == "AddDescriptor" or (name == "FindDescriptor" and "k_neighbors" in body):
+        return 1
+    return 0
+
+
+class _Abort(Exception):
+    def __init__(self, response: dict[str, Any]) -> None:
+        self.response = response
+
+
+class Database:
+    """An embedded lensdb database in a folder (created if missing).
+
+    `query(commands, blobs)` answers like ApertureDB's `Connector.query`: a list with one
+    response per command, or, when the transaction failed, one `{"status", "info"}` object.
+    Thread-safe: readers run concurrently, writers one at a time.
+    """
+
+    def __init__(self, path: str | Path, *, store: Store | None = None, durable: bool = False,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
+        self.path = Path(path)
+        self.store: Store = store or SQLiteStore(self.path, durable=durable)
+        self.max_response_bytes = max_response_bytes
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def query(self, commands: list | str | bytes, blobs: list[bytes] | None = None,
+              dialect: str = "aperturedb") -> tuple[list | dict, list[bytes]]:
+        if dialect == "vdms":
+            return vdms.run(self._query, commands, blobs)
+        return self._query(commands, blobs)
+
+    def _query(self, commands: list | str | bytes,
+               blobs: list[bytes] | None = None) -> tuple[list | dict, list[bytes]]:
+        try:
+            parsed = parse_query(commands, blobs)
+        except QueryError as e:
+            return e.response(), []
+        blobs = list(blobs or [])
+        names = [next(iter(c)) for c in parsed]
+        opener = self.store.read if all(n in READ_ONLY for n in names) else self.store.write
+        try:
+            with opener() as txn:
+                ctx = Context(self.store, txn, blobs, self.max_response_bytes)
+                responses = [self._run(ctx, i, name, cmd[name], len(parsed))
+                             for i, (name, cmd) in enumerate(zip(names, parsed, strict=True))]
+        except _Abort as a:
+            return a.response, []
+        except Exception as e:  # a bug or a storage failure: answer, log, keep serving
+            log.exception("query failed")
+            return {"status": -1, "info": f"internal error: {type(e).__name__}: {e}"}, []
+        return responses, ctx.blobs_out
+
+    def _run(self, ctx: Context, i: int, name: str, body: object, n: int) -> dict[str, Any]:
+        try:
+            return {name: HANDLERS[name](ctx, body)}
+        except QueryError as e:
+            where = f"{name} (command {i + 1} of {n})" if n > 1 else name
+            raise _Abort({"status": e.status, "info": f"{where}: {e.info}",
+                          "FailedCommand": name}) from None
+
+
+def parse_query(commands: list | str | bytes, blobs: list[bytes] | None) -> list[dict]:
+    """Check the envelope and blob count before any work is done."""
+    if isinstance(commands, bytes | bytearray):
+        commands = commands.decode("utf-8", errors="replace")
+    if isinstance(commands, str):
+        try:
+            commands = json.loads(commands)
+        except ValueError as e:
+            raise QueryError(f"Error parsing the query, ill formed JSON: {e}") from None
+    if not isinstance(commands, list):
+        raise QueryError("a query is a JSON array of commands, e.g. [{\"GetStatus\": {}}]")
+    needed = 0
+    for i, cmd in enumerate(commands):
+        if not isinstance(cmd, dict) or len(cmd) != 1:
+            raise QueryError(f"command {i + 1}: each element must be an object with exactly one "
+                             "key, the command name (only one command per element allowed)")
+        name, body = next(iter(cmd.items()))
+        if name not in HANDLERS:
+            raise QueryError(f"{name}: Command not found!")
+        needed += _blob_inputs(name, body)
+    if blobs is not None and not isinstance(blobs, list | tuple):
+        raise QueryError("blobs must be a list of byte strings")
+    got = len(blobs or [])
+    if needed != got:
+        raise QueryError(f"Expected blobs: {needed}. Received blobs: {got}")
+    if any(not isinstance(b, bytes | bytearray | memoryview) for b in blobs or []):
+        raise QueryError("blobs must be byte strings")
+    return commands

@@ -1,0 +1,28 @@
+"""`_uniqueid` strings: "<family>.0.<row id>", never "0.0.0"."""
+
+from __future__ import annotations
+
+import re
+
+# The first number tells the object's family at a glance; the row id alone identifies it.
+FAMILY_CODES = {"_Image": 2, "_Blob": 3, "_BoundingBox": 4, "_Polygon": 5}
+ENTITY_CODE = 1
+CONNECTION_CODE = 9
+_UID = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+
+
+def object_uid(cls: str, row_id: int) -> str:
+    return f"{FAMILY_CODES.get(cls, ENTITY_CODE)}.0.{row_id}"
+
+
+def connection_uid(row_id: int) -> str:
+    return f"{CONNECTION_CODE}.0.{row_id}"
+
+
+def parse_uniqueid(text: str) -> int | None:
+    """The row id, or None for text that no object can have (e.g. "0.0.0" or garbage)."""
+    m = _UID.match(text)
+    if not m:
+        return None
+    row = int(m.group(3))
+    return row if row > 0 and row < 2**63 else None

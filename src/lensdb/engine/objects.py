@@ -1,0 +1,288 @@
+"""Add/Find/Update/Delete for the object families: entities, images, blobs, boxes, polygons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lensdb import media
+from lensdb.engine import regions
+from lensdb.engine.constraints import parse_constraints
+from lensdb.engine.context import Context, Params, RefSet
+from lensdb.engine.find import FIND_COMMON, Row, Traversal, combine, parse_shape, run_find, traverse
+from lensdb.engine.values import check_user_key, encode_properties
+from lensdb.errors import QueryError
+from lensdb.store.base import Compare, ObjectRow, Predicate, Selection
+
+ADD_COMMON = frozenset({"_ref", "properties", "if_not_found", "connect"})
+UPDATE_COMMON = frozenset({"ref", "constraints", "properties", "remove_props"})
+DELETE_COMMON = frozenset({"ref", "constraints"})
+REGION_LINKS = {"_BoundingBox": "_BoundingBoxToImage", "_Polygon": "_PolygonToImage"}
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # the command suffix: Entity, Image, Blob, BoundingBox, Polygon
+    cls: str | None  # the system class; None for user entity classes
+    add: frozenset[str]
+    find: frozenset[str]
+    update: frozenset[str]
+    flags: tuple[str, ...] = ("uniqueids",)
+
+    @property
+    def is_region(self) -> bool:
+        return self.cls in REGION_LINKS
+
+
+_REGION_FIND = frozenset({"image_ref", "labels", "areas", "with_label", "in_rectangle",
+                          "as_format", "operations"})
+FAMILIES = {
+    f.name: f for f in (
+        Family("Entity", None, frozenset({"class"}), frozenset({"with_class"}),
+               frozenset({"with_class"})),
+        Family("Image", "_Image", frozenset({"format", "operations", "url"}),
+               frozenset({"as_format", "operations"}), frozenset()),
+        Family("Blob", "_Blob", frozenset({"url"}), frozenset(), frozenset()),
+        Family("BoundingBox", "_BoundingBox", frozenset({"image_ref", "rectangle", "label"}),
+               _REGION_FIND | {"coordinates"}, frozenset({"rectangle", "label"}),
+               ("uniqueids", "coordinates", "labels", "areas")),
+        Family("Polygon", "_Polygon", frozenset({"image_ref", "polygons", "label"}),
+               _REGION_FIND | {"vertices", "bounds", "hulls", "decompositions"},
+               frozenset({"polygons", "label"}),
+               ("uniqueids", "labels", "areas", "vertices", "bounds")),
+    )
+}
+
+
+def consumes_blob(family: Family, body: object) -> bool:
+    return family.cls in ("_Image", "_Blob") and not (isinstance(body, dict) and "url" in body)
+
+
+# --- Add -----------------------------------------------------------------------------------------
+
+
+def add(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
+    p = Params(body, ADD_COMMON | fam.add)
+    props = encode_properties(p.get("properties"))
+    if "url" in p:
+        raise QueryError("'url' is not supported: send the bytes as a blob")
+    cls = fam.cls or _entity_class(p.str("class", required=True))
+    blob = ctx.next_blob() if consumes_blob(fam, body) else None
+
+    if "if_not_found" in p:
+        existing = _existing(ctx, fam, cls, p.get("if_not_found"))
+        if existing:
+            ctx.bind(p.body, RefSet("object", [r.id for r in existing], [r.cls for r in existing]))
+            return {"status": 2, "info": "Object Exists!"}
+
+    image: RefSet | None = None
+    blob_key = None
+    if fam.cls == "_Image":
+        assert blob is not None
+        blob, props = _prepare_image(p, blob, props)
+    if blob is not None:
+        blob_key = ctx.txn.put_blob(blob)
+    if fam.is_region:
+        image = _one_image(ctx, p)
+        if fam.cls == "_BoundingBox":
+            props.update(regions.box_props(regions.rectangle(p.get("rectangle"))))
+        else:
+            props.update(regions.polygon_props(regions.polygons(p.get("polygons"))))
+        props["_label"] = regions.label(p.get("label", ""))
+
+    oid = ctx.txn.add_object(cls, props, blob_key)
+    if image is not None:
+        ctx.txn.add_connection(REGION_LINKS[cls], oid, image.ids[0], {})
+    if "connect" in p:
+        _connect(ctx, oid, p.get("connect"))
+    ctx.bind(p.body, RefSet("object", [oid], [cls]))
+    return {"status": 0}
+
+
+def _entity_class(cls: str | None) -> str:
+    assert cls is not None
+    if not cls or cls.startswith("_"):
+        raise QueryError(f"entity class {cls!r} is invalid: classes starting with '_' are the "
+                         "system's (use AddImage, AddBlob, ... for those)")
+    return cls
+
+
+def _existing(ctx: Context, fam: Family, cls: str, spec: object) -> list[ObjectRow]:
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        # if_not_found: <ref> — add only if that Find matched nothing.
+        found = ctx.ref(spec, param="if_not_found")
+        return [ObjectRow(i, c, {}) for i, c in zip(found.ids, found.classes, strict=True)]
+    where = parse_constraints(spec, what="if_not_found")
+    return ctx.txn.find_objects(Selection(classes=[cls], where=where, limit=1))
+
+
+def _prepare_image(p: Params, blob: bytes, props: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    try:
+        ops = media.validate_operations(p.get("operations")) if "operations" in p else None
+        fmt = p.str("format")
+        fmt = media.encode_format(fmt) if fmt else None
+        if ops or fmt:
+            info = media.probe(blob)
+            if ops or fmt != info.format:
+                blob = media.render(blob, ops, fmt)
+        info = media.probe(blob)
+    except media.MediaError as e:
+        raise QueryError(str(e)) from None
+    props.setdefault("width", info.width)
+    props.setdefault("height", info.height)
+    return blob, props
+
+
+def _one_image(ctx: Context, p: Params) -> RefSet:
+    if "image_ref" not in p:
+        raise QueryError("'image_ref' is required: find or add the image first with a _ref")
+    ref = ctx.ref(p.get("image_ref"), param="image_ref")
+    if len(ref.ids) != 1 or ref.classes[0] != "_Image":
+        raise QueryError(f"image_ref {p.get('image_ref')} must name exactly one image "
+                         f"(it names {len(ref.ids)} object(s))")
+    return ref
+
+
+def _connect(ctx: Context, oid: int, spec: object) -> None:
+    if not isinstance(spec, dict):
+        raise QueryError("'connect' must be an object {ref, class, direction, properties}")
+    unknown = sorted(set(spec) - {"ref", "class", "direction", "properties"})
+    if unknown:
+        raise QueryError(f"unknown key(s) in 'connect': {', '.join(unknown)}")
+    ref = ctx.ref(spec.get("ref"), param="connect.ref")
+    cls = spec.get("class")
+    if not isinstance(cls, str) or not cls:
+        raise QueryError("'connect.class' is required and must be a string")
+    direction = spec.get("direction", "out")
+    if direction not in ("in", "out"):
+        raise QueryError("'connect.direction' must be \"in\" or \"out\"")
+    props = encode_properties(spec.get("properties"), what="connect.properties")
+    for other in ref.ids:
+        src, dst = (oid, other) if direction == "out" else (other, oid)
+        ctx.txn.add_connection(cls, src, dst, props)
+
+
+# --- Find ----------------------------------------------------------------------------------------
+
+
+def find(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
+    p = Params(body, FIND_COMMON | fam.find)
+    shape = parse_shape(p, fam.flags)
+    classes = _classes(fam, p)
+    where = combine(parse_constraints(p.get("constraints")), *_region_filters(fam, p))
+    traversal = _traversal(ctx, fam, p)
+    blob_of = _blob_reader(ctx, fam, p) if shape.blobs else None
+    return run_find(ctx, p, shape, classes=classes, where=where, traversal=traversal,
+                    fetch=ctx.txn.find_objects, count=ctx.txn.count_objects, blob_of=blob_of)
+
+
+def _classes(fam: Family, p: Params) -> list[str] | None:
+    if fam.cls is not None:
+        return [fam.cls]
+    cls = p.str("with_class")
+    return [cls] if cls is not None else None
+
+
+def _region_filters(fam: Family, p: Params) -> list[Predicate]:
+    out: list[Predicate] = []
+    if not fam.is_region:
+        return out
+    if "with_label" in p:
+        out.append(Compare("_label", "==", regions.label(p.get("with_label"))))
+    if "in_rectangle" in p:
+        out.append(regions.in_rectangle(p.get("in_rectangle")))
+    return out
+
+
+def _traversal(ctx: Context, fam: Family, p: Params) -> Traversal | None:
+    if fam.is_region and "image_ref" in p:
+        if "is_connected_to" in p:
+            raise QueryError("'image_ref' and 'is_connected_to' cannot be used together")
+        assert fam.cls is not None
+        spec = {"ref": p.get("image_ref"), "direction": "in", "connection_class": REGION_LINKS[fam.cls]}
+        return traverse(ctx, spec)
+    if "is_connected_to" in p:
+        return traverse(ctx, p.get("is_connected_to"))
+    return None
+
+
+def _blob_reader(ctx: Context, fam: Family, p: Params):  # noqa: ANN202 - a closure
+    try:
+        ops = media.validate_operations(p.get("operations")) if "operations" in p else None
+        fmt = media.encode_format(p.str("as_format")) if "as_format" in p else None
+    except media.MediaError as e:
+        raise QueryError(str(e)) from None
+    if fam.cls in ("_Image", "_Blob"):
+        def read(row: Row) -> bytes:
+            data = ctx.store.get_blob(row.blob)  # type: ignore[union-attr, arg-type]
+            return _render(data, ops, fmt) if fam.cls == "_Image" else data
+        return read
+    if fam.is_region:
+        assert fam.cls is not None
+        link = REGION_LINKS[fam.cls]
+
+        def crop(row: Row) -> bytes:
+            pairs = ctx.txn.neighbors([row.id], "out", link, None)
+            images = ctx.txn.find_objects(Selection(ids=[pairs[0][1]])) if pairs else []
+            if not images or images[0].blob is None:
+                raise QueryError(f"region {row.id} has no image")
+            data = ctx.store.get_blob(images[0].blob)
+            return _render(data, ops, fmt, regions.crop_box(row.props))
+        return crop
+    return None
+
+
+def _render(data: bytes, ops: list | None, fmt: str | None,
+            crop: tuple[int, int, int, int] | None = None) -> bytes:
+    try:
+        return media.render(data, ops, fmt, crop)
+    except media.MediaError as e:
+        raise QueryError(str(e)) from None
+
+
+# --- Update and Delete ---------------------------------------------------------------------------
+
+
+def _targets(ctx: Context, fam: Family, p: Params) -> list[int]:
+    where = parse_constraints(p.get("constraints"))
+    classes = _classes(fam, p)
+    if "ref" in p:
+        ref = ctx.ref(p.get("ref"))
+        ids = [i for i, c in zip(ref.ids, ref.classes, strict=True)
+               if classes is None or c in classes]
+        if where is None:
+            return ids
+        sel = Selection(classes=classes, where=where, ids=ids)
+    else:
+        sel = Selection(classes=classes, where=where)
+    return [r.id for r in ctx.txn.find_objects(sel)]
+
+
+def update(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
+    p = Params(body, UPDATE_COMMON | fam.update)
+    props = encode_properties(p.get("properties"))
+    remove = p.get("remove_props", [])
+    if not isinstance(remove, list):
+        raise QueryError("'remove_props' must be a list of property names")
+    remove = [check_user_key(k) for k in remove]
+    if fam.cls == "_BoundingBox" and "rectangle" in p:
+        props.update(regions.box_props(regions.rectangle(p.get("rectangle"))))
+    if fam.cls == "_Polygon" and "polygons" in p:
+        props.update(regions.polygon_props(regions.polygons(p.get("polygons"))))
+    if fam.is_region and "label" in p:
+        props["_label"] = regions.label(p.get("label"))
+    ids = _targets(ctx, fam, p)
+    ctx.txn.update_objects(ids, props, remove)
+    return {"status": 0, "count": len(ids)}
+
+
+def delete(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
+    p = Params(body, DELETE_COMMON | ({"with_class"} if fam.cls is None else set()))
+    ids = _targets(ctx, fam, p)
+    doomed = list(ids)
+    if fam.cls == "_Image" and ids:
+        # Regions have no meaning without their image: they go with it.
+        for link in REGION_LINKS.values():
+            doomed += [n for _, n in ctx.txn.neighbors(ids, "in", link, None)]
+    ctx.txn.delete_objects(doomed)
+    return {"status": 0, "count": len(ids)}

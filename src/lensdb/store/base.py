@@ -1,0 +1,176 @@
+"""The interface between the query engine and a storage backend.
+
+The engine speaks in object ids, classes, stored property dicts and the predicate tree below;
+a backend turns those into its own queries (SQL for SQLite, later PostgreSQL) and keeps blobs.
+Everything a query does happens inside one `Txn`, committed or rolled back as a whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# --- predicates over stored properties -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DateValue:
+    """A date in a constraint, as epoch seconds."""
+
+    ts: float
+
+
+Scalar = int | float | str | bool | DateValue | None
+
+
+@dataclass(frozen=True)
+class Compare:
+    """`key op value`. Null rules: `== None` means the key is absent, `!= None` present;
+    `!=` with a value also matches objects lacking the key; other operators never do.
+    Values of another type than `value` never match (except under `!=`)."""
+
+    key: str
+    op: str  # one of == != < <= > >=
+    value: Scalar
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """`key in values` (or `not in` with negate, which also matches objects lacking the key)."""
+
+    key: str
+    values: tuple[Scalar, ...]
+    negate: bool = False
+
+
+@dataclass(frozen=True)
+class IdIn:
+    """The object's own id is (or, negated, is not) among `ids`."""
+
+    ids: tuple[int, ...]
+    negate: bool = False
+
+
+@dataclass(frozen=True)
+class AllOf:
+    parts: tuple[Predicate, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    parts: tuple[Predicate, ...]
+
+
+Predicate = Compare | OneOf | IdIn | AllOf | AnyOf
+
+
+@dataclass(frozen=True)
+class SortKey:
+    key: str  # a property name, or "_uniqueid" for insertion order
+    descending: bool = False
+
+
+# --- rows --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ObjectRow:
+    id: int
+    cls: str
+    props: dict[str, Any]
+    blob: str | None = None
+
+
+@dataclass
+class ConnectionRow:
+    id: int
+    cls: str
+    src: int
+    dst: int
+    props: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ClassStats:
+    matched: int
+    # key -> (objects having it, type name)
+    properties: dict[str, tuple[int, str]]
+    # connections only: (src class, dst class) -> count
+    ends: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which objects (or connections) a read looks at.
+
+    `classes` None means every class; `ids` None means no restriction by id.
+    """
+
+    classes: Sequence[str] | None = None
+    where: Predicate | None = None
+    ids: Sequence[int] | None = None
+    sort: Sequence[SortKey] = ()
+    offset: int = 0
+    limit: int | None = None
+
+
+# --- the interface ----------------------------------------------------------------------------
+
+
+class Txn(Protocol):
+    """One transaction. Reads see the transaction's own writes."""
+
+    # objects
+    def add_object(self, cls: str, props: dict[str, Any], blob: str | None = None) -> int: ...
+    def find_objects(self, sel: Selection) -> list[ObjectRow]: ...
+    def count_objects(self, sel: Selection) -> int: ...
+    def update_objects(self, ids: Sequence[int], set_props: dict[str, Any],
+                       remove_props: Sequence[str]) -> None: ...
+    def delete_objects(self, ids: Sequence[int]) -> None:
+        """Delete objects, their connections and their blobs (blobs after commit)."""
+        ...
+
+    # connections
+    def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any]) -> int: ...
+    def find_connections(self, sel: Selection, src: Sequence[int] | None = None,
+                         dst: Sequence[int] | None = None) -> list[ConnectionRow]: ...
+    def neighbors(self, ref_ids: Sequence[int], direction: str, cls: str | None,
+                  where: Predicate | None) -> list[tuple[int, int]]:
+        """(ref id, neighbour id) pairs. direction "out": ref → neighbour; "in": neighbour → ref;
+        "any": either."""
+        ...
+    def update_connections(self, ids: Sequence[int], set_props: dict[str, Any],
+                           remove_props: Sequence[str]) -> None: ...
+    def delete_connections(self, ids: Sequence[int]) -> None: ...
+
+    # blobs: written now, made visible on commit, removed on rollback
+    def put_blob(self, data: bytes) -> str: ...
+
+    # indexes and schema
+    def create_index(self, kind: str, cls: str, key: str) -> bool: ...
+    def remove_index(self, kind: str, cls: str, key: str) -> bool: ...
+    def indexes(self) -> set[tuple[str, str, str]]: ...
+    def schema(self, kind: str) -> dict[str, ClassStats]: ...
+
+
+class Store(Protocol):
+    """A storage backend: transactions plus blob reads."""
+
+    def read(self) -> AbstractContextManager[Txn]: ...
+    def write(self) -> AbstractContextManager[Txn]: ...
+    def get_blob(self, key: str) -> bytes: ...
+    def close(self) -> None: ...
+
+
+def chunks(items: Iterable[int], size: int = 900) -> Iterator[list[int]]:
+    """Split long id lists for backends with a bound-parameter limit."""
+    batch: list[int] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

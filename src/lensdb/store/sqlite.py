@@ -1,0 +1,468 @@
+"""The embedded backend: SQLite (WAL) for objects, connections and indexes; a blob folder.
+
+Every object (entity, image, box, polygon, blob) is a row of `objects` with its class and a
+JSON document of properties; system properties (`_label`, `_x`, ...) live in the same document
+under reserved names. Constraints compile to SQL over `json_extract(props, '$."key"')`, and
+CreateIndex builds an expression index on `(class, json_extract(...))` that the planner uses.
+One writer connection serialises write transactions; each thread reads on its own connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lensdb.store.base import (
+    AllOf,
+    AnyOf,
+    ClassStats,
+    Compare,
+    ConnectionRow,
+    DateValue,
+    IdIn,
+    ObjectRow,
+    OneOf,
+    Predicate,
+    Selection,
+    Txn,
+)
+from lensdb.store.blobfiles import BlobFolder
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    class TEXT NOT NULL,
+    props TEXT NOT NULL DEFAULT '{}',
+    blob TEXT
+);
+CREATE INDEX IF NOT EXISTS objects_by_class ON objects(class);
+CREATE INDEX IF NOT EXISTS objects_by_blob ON objects(blob) WHERE blob IS NOT NULL;
+CREATE TABLE IF NOT EXISTS connections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    class TEXT NOT NULL,
+    src INTEGER NOT NULL,
+    dst INTEGER NOT NULL,
+    props TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS connections_by_src ON connections(src, class);
+CREATE INDEX IF NOT EXISTS connections_by_dst ON connections(dst, class);
+CREATE INDEX IF NOT EXISTS connections_by_class ON connections(class);
+CREATE TABLE IF NOT EXISTS property_indexes (
+    kind TEXT NOT NULL, class TEXT NOT NULL, key TEXT NOT NULL, name TEXT NOT NULL,
+    PRIMARY KEY (kind, class, key)
+);
+CREATE TABLE IF NOT EXISTS blob_trash (key TEXT PRIMARY KEY);
+"""
+
+_NUMERIC = "('integer','real')"
+_MANY = 64  # above this many values, bind one JSON array instead of one parameter each
+
+
+def _path(key: str, member: str = "") -> str:
+    """A SQL literal JSON path for a property key (keys are validated to hold no quotes)."""
+    safe = key.replace("'", "''")
+    return f"'$.\"{safe}\"{member}'"
+
+
+def _in_list(expr: str, values: Sequence[Any], params: list[Any]) -> str:
+    if len(values) > _MANY:
+        params.append(json.dumps(list(values)))
+        return f"{expr} IN (SELECT value FROM json_each(?))"
+    params.extend(values)
+    return f"{expr} IN ({','.join('?' * len(values))})"
+
+
+class _Compiler:
+    """Predicate tree → SQL text and parameters, for a table with `id` and `props` columns."""
+
+    def __init__(self) -> None:
+        self.params: list[Any] = []
+
+    def compile(self, pred: Predicate) -> str:
+        if isinstance(pred, AllOf):
+            return "(" + " AND ".join(self.compile(p) for p in pred.parts) + ")" if pred.parts else "1"
+        if isinstance(pred, AnyOf):
+            return "(" + " OR ".join(self.compile(p) for p in pred.parts) + ")" if pred.parts else "0"
+        if isinstance(pred, IdIn):
+            sql = _in_list("id", pred.ids, self.params) if pred.ids else "0"
+            return f"NOT ({sql})" if pred.negate else sql
+        if isinstance(pred, Compare):
+            if pred.op == "!=" and pred.value is not None:
+                return f"NOT coalesce({self._compare(pred.key, '=', pred.value)}, 0)"
+            return self._compare(pred.key, "=" if pred.op == "==" else pred.op, pred.value)
+        if isinstance(pred, OneOf):
+            sql = self._one_of(pred.key, pred.values)
+            return f"NOT coalesce({sql}, 0)" if pred.negate else sql
+        raise TypeError(f"unknown predicate {pred!r}")
+
+    def _compare(self, key: str, op: str, value: Any) -> str:
+        p = _path(key)
+        if value is None:
+            return f"json_type(props, {p}) IS {'NOT ' if op == '!=' else ''}NULL"
+        if isinstance(value, bool):
+            # Only equality is meaningful on booleans; the engine rejects the rest.
+            return f"json_type(props, {p}) = '{'true' if value else 'false'}'"
+        if isinstance(value, DateValue):
+            self.params.append(value.ts)
+            return f"json_extract(props, {_path(key, '._ts')}) {op} ?"
+        self.params.append(value)
+        kind = "= 'text'" if isinstance(value, str) else f"IN {_NUMERIC}"
+        return f"(json_extract(props, {p}) {op} ? AND json_type(props, {p}) {kind})"
+
+    def _one_of(self, key: str, values: Sequence[Any]) -> str:
+        p = _path(key)
+        nums = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        strs = [v for v in values if isinstance(v, str)]
+        dates = [v.ts for v in values if isinstance(v, DateValue)]
+        bools = {("true" if v else "false") for v in values if isinstance(v, bool)}
+        parts = []
+        if nums:
+            parts.append(f"({_in_list(f'json_extract(props, {p})', nums, self.params)}"
+                         f" AND json_type(props, {p}) IN {_NUMERIC})")
+        if strs:
+            parts.append(f"({_in_list(f'json_extract(props, {p})', strs, self.params)}"
+                         f" AND json_type(props, {p}) = 'text')")
+        if dates:
+            parts.append(_in_list(f"json_extract(props, {_path(key, '._ts')})", dates, self.params))
+        if bools:
+            parts.append(f"json_type(props, {p}) IN ({','.join(repr(b) for b in sorted(bools))})")
+        if any(v is None for v in values):
+            parts.append(f"json_type(props, {p}) IS NULL")
+        return "(" + " OR ".join(parts) + ")" if parts else "0"
+
+
+def _order_by(sel: Selection) -> str:
+    terms = []
+    for s in sel.sort:
+        direction = "DESC" if s.descending else "ASC"
+        if s.key == "_uniqueid":
+            terms.append(f"id {direction}")
+        else:
+            p = _path(s.key)
+            terms.append(f"coalesce(json_extract(props, {_path(s.key, '._ts')}), "
+                         f"json_extract(props, {p})) {direction}")
+    terms.append("id ASC")  # stable order for paging
+    return " ORDER BY " + ", ".join(terms)
+
+
+def _where(sel: Selection, params: list[Any], extra: list[str] | None = None) -> str:
+    clauses = list(extra or [])
+    if sel.classes is not None:
+        if len(sel.classes) == 1:
+            clauses.append("class = ?")
+            params.append(sel.classes[0])
+        else:
+            clauses.append(_in_list("class", list(sel.classes), params) if sel.classes else "0")
+    if sel.ids is not None:
+        clauses.append(_in_list("id", list(sel.ids), params) if sel.ids else "0")
+    if sel.where is not None:
+        c = _Compiler()
+        clauses.append(c.compile(sel.where))
+        params.extend(c.params)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+def _limit(sel: Selection, params: list[Any]) -> str:
+    if sel.limit is None and not sel.offset:
+        return ""
+    params.extend([-1 if sel.limit is None else sel.limit, sel.offset])
+    return " LIMIT ? OFFSET ?"
+
+
+def _index_name(kind: str, cls: str, key: str, member: str) -> str:
+    digest = hashlib.sha1(f"{kind}\0{cls}\0{key}\0{member}".encode()).hexdigest()[:16]
+    return f"pix_{digest}"
+
+
+def _loads(text: str) -> dict[str, Any]:
+    return json.loads(text) if text != "{}" else {}
+
+
+class SQLiteTxn(Txn):
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection, writable: bool) -> None:
+        self.store = store
+        self.conn = conn
+        self.writable = writable
+        self.staged: list[str] = []
+        self.trashed: list[str] = []
+
+    # objects -------------------------------------------------------------------------------
+    def add_object(self, cls: str, props: dict[str, Any], blob: str | None = None) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO objects(class, props, blob) VALUES (?, ?, ?)",
+            (cls, json.dumps(props, separators=(",", ":")), blob))
+        return cur.lastrowid  # type: ignore[return-value]
+
+    def find_objects(self, sel: Selection) -> list[ObjectRow]:
+        params: list[Any] = []
+        sql = ("SELECT id, class, props, blob FROM objects" + _where(sel, params)
+               + _order_by(sel) + _limit(sel, params))
+        return [ObjectRow(i, c, _loads(p), b) for i, c, p, b in self.conn.execute(sql, params)]
+
+    def count_objects(self, sel: Selection) -> int:
+        params: list[Any] = []
+        sql = "SELECT count(*) FROM objects" + _where(sel, params)
+        return self.conn.execute(sql, params).fetchone()[0]
+
+    def update_objects(self, ids: Sequence[int], set_props: dict[str, Any],
+                       remove_props: Sequence[str]) -> None:
+        self._update("objects", ids, set_props, remove_props)
+
+    def _update(self, table: str, ids: Sequence[int], set_props: dict[str, Any],
+                remove_props: Sequence[str]) -> None:
+        if not ids or not (set_props or remove_props):
+            return
+        expr = "props"
+        params: list[Any] = []
+        if remove_props:
+            expr = f"json_remove({expr}, {', '.join(_path(k) for k in remove_props)})"
+        if set_props:
+            pairs = []
+            for k, v in set_props.items():
+                pairs.append(f"{_path(k)}, json(?)")
+                params.append(json.dumps(v))
+            expr = f"json_set({expr}, {', '.join(pairs)})"
+        where = _in_list("id", list(ids), params)
+        self.conn.execute(f"UPDATE {table} SET props = {expr} WHERE {where}", params)
+
+    def delete_objects(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        params: list[Any] = []
+        where = _in_list("id", list(ids), params)
+        blobs = [r[0] for r in self.conn.execute(
+            f"SELECT blob FROM objects WHERE {where} AND blob IS NOT NULL", params)]
+        if blobs:
+            self.conn.executemany("INSERT OR IGNORE INTO blob_trash(key) VALUES (?)",
+                                  [(b,) for b in blobs])
+            self.trashed.extend(blobs)
+        p2: list[Any] = []
+        self.conn.execute(f"DELETE FROM connections WHERE {_in_list('src', list(ids), p2)}", p2)
+        p3: list[Any] = []
+        self.conn.execute(f"DELETE FROM connections WHERE {_in_list('dst', list(ids), p3)}", p3)
+        self.conn.execute(f"DELETE FROM objects WHERE {where}", params)
+
+    # connections ---------------------------------------------------------------------------
+    def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any]) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO connections(class, src, dst, props) VALUES (?, ?, ?, ?)",
+            (cls, src, dst, json.dumps(props, separators=(",", ":"))))
+        return cur.lastrowid  # type: ignore[return-value]
+
+    def find_connections(self, sel: Selection, src: Sequence[int] | None = None,
+                         dst: Sequence[int] | None = None) -> list[ConnectionRow]:
+        params: list[Any] = []
+        extra = []
+        if src is not None:
+            extra.append(_in_list("src", list(src), params) if src else "0")
+        if dst is not None:
+            extra.append(_in_list("dst", list(dst), params) if dst else "0")
+        sql = ("SELECT id, class, src, dst, props FROM connections" + _where(sel, params, extra)
+               + _order_by(sel) + _limit(sel, params))
+        return [ConnectionRow(i, c, s, d, _loads(p))
+                for i, c, s, d, p in self.conn.execute(sql, params)]
+
+    def neighbors(self, ref_ids: Sequence[int], direction: str, cls: str | None,
+                  where: Predicate | None) -> list[tuple[int, int]]:
+        pairs: list[tuple[int, int]] = []
+        ends = {"out": [("src", "dst")], "in": [("dst", "src")],
+                "any": [("src", "dst"), ("dst", "src")]}[direction]
+        for near, far in ends:
+            params: list[Any] = []
+            clauses = [_in_list(near, list(ref_ids), params)]
+            if cls is not None:
+                clauses.append("class = ?")
+                params.append(cls)
+            if where is not None:
+                c = _Compiler()
+                clauses.append(c.compile(where))
+                params.extend(c.params)
+            sql = f"SELECT {near}, {far} FROM connections WHERE {' AND '.join(clauses)} ORDER BY id"
+            pairs.extend(self.conn.execute(sql, params))
+        return pairs
+
+    def update_connections(self, ids: Sequence[int], set_props: dict[str, Any],
+                           remove_props: Sequence[str]) -> None:
+        self._update("connections", ids, set_props, remove_props)
+
+    def delete_connections(self, ids: Sequence[int]) -> None:
+        if ids:
+            params: list[Any] = []
+            self.conn.execute(f"DELETE FROM connections WHERE {_in_list('id', list(ids), params)}",
+                              params)
+
+    # blobs ---------------------------------------------------------------------------------
+    def put_blob(self, data: bytes) -> str:
+        key = self.store.blobs.stage(data)
+        self.staged.append(key)
+        return key
+
+    # indexes and schema --------------------------------------------------------------------
+    def create_index(self, kind: str, cls: str, key: str) -> bool:
+        if (kind, cls, key) in self.indexes():
+            return False
+        table = "objects" if kind == "entity" else "connections"
+        for member in ("", "._ts"):  # the value, and the time of a date value
+            name = _index_name(kind, cls, key, member)
+            self.conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {name} ON {table}"
+                f"(class, json_extract(props, {_path(key, member)}))")
+        self.conn.execute("INSERT INTO property_indexes(kind, class, key, name) VALUES (?,?,?,?)",
+                          (kind, cls, key, _index_name(kind, cls, key, "")))
+        return True
+
+    def remove_index(self, kind: str, cls: str, key: str) -> bool:
+        if (kind, cls, key) not in self.indexes():
+            return False
+        for member in ("", "._ts"):
+            self.conn.execute(f"DROP INDEX IF EXISTS {_index_name(kind, cls, key, member)}")
+        self.conn.execute("DELETE FROM property_indexes WHERE kind=? AND class=? AND key=?",
+                          (kind, cls, key))
+        return True
+
+    def indexes(self) -> set[tuple[str, str, str]]:
+        return {tuple(r) for r in self.conn.execute("SELECT kind, class, key FROM property_indexes")}  # type: ignore[misc]
+
+    def schema(self, kind: str) -> dict[str, ClassStats]:
+        table = "objects" if kind == "entity" else "connections"
+        out: dict[str, ClassStats] = {}
+        for cls, n in self.conn.execute(f"SELECT class, count(*) FROM {table} GROUP BY class"):
+            out[cls] = ClassStats(n, {})
+        type_sql = ("CASE WHEN j.type IN ('integer','real') THEN 'Number' "
+                    "WHEN j.type = 'text' THEN 'String' "
+                    "WHEN j.type IN ('true','false') THEN 'Boolean' "
+                    "WHEN j.type = 'object' AND json_extract(j.value, '$._date') IS NOT NULL "
+                    "THEN 'DateTime' ELSE 'JSON' END")
+        rows = self.conn.execute(
+            f"SELECT t.class, j.key, {type_sql} AS ty, count(*) FROM {table} t, json_each(t.props) j "
+            "WHERE substr(j.key, 1, 1) != '_' GROUP BY t.class, j.key, ty ORDER BY count(*)")
+        for cls, key, ty, n in rows:
+            props = out[cls].properties
+            total = n + (props[key][0] if key in props else 0)
+            props[key] = (total, ty)  # the most common type wins (rows come in ascending count)
+        if kind == "connection":
+            ends = self.conn.execute(
+                "SELECT c.class, s.class, d.class, count(*) FROM connections c "
+                "JOIN objects s ON s.id = c.src JOIN objects d ON d.id = c.dst "
+                "GROUP BY c.class, s.class, d.class")
+            for cls, s, d, n in ends:
+                out[cls].ends[(s, d)] = n
+        return out
+
+
+class SQLiteStore:
+    """SQLite database file `lensdb.sqlite3` plus a `blobs/` folder, both in one data folder."""
+
+    def __init__(self, folder: str | Path, *, durable: bool = False) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / "lensdb.sqlite3"
+        self.durable = durable
+        self.blobs = BlobFolder(self.folder / "blobs", durable=durable)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self._writer = self._connect()
+        self._writer.executescript(SCHEMA)
+        self._recover()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=60, cached_statements=512)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA mmap_size=268435456")
+        return conn
+
+    def _recover(self) -> None:
+        def referenced(keys: list[str]) -> set[str]:
+            params: list[Any] = []
+            sql = f"SELECT blob FROM objects WHERE {_in_list('blob', keys, params)}"
+            return {r[0] for r in self._writer.execute(sql, params)}
+
+        published, discarded = self.blobs.recover(referenced)
+        trash = [r[0] for r in self._writer.execute("SELECT key FROM blob_trash")]
+        self.blobs.unlink(trash)
+        self._writer.execute("DELETE FROM blob_trash")
+        if published or discarded or trash:
+            log.info("recovery: %d blob(s) completed, %d unreferenced discarded, %d deleted",
+                     published, discarded, len(trash))
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    @contextmanager
+    def read(self) -> Iterator[SQLiteTxn]:
+        conn = self._reader()
+        conn.execute("BEGIN")  # one snapshot for the whole query
+        try:
+            yield SQLiteTxn(self, conn, writable=False)
+        finally:
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def write(self) -> Iterator[SQLiteTxn]:
+        with self._write_lock:
+            if self._closed:
+                raise RuntimeError("the database is closed")
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            txn = SQLiteTxn(self, conn, writable=True)
+            try:
+                yield txn
+                if txn.staged:
+                    self.blobs.sync_pending()
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                self.blobs.discard(txn.staged)
+                raise
+            self.blobs.publish(txn.staged)
+            if txn.trashed:
+                self.blobs.unlink(txn.trashed)
+                conn.execute("DELETE FROM blob_trash")
+
+    def get_blob(self, key: str) -> bytes:
+        return self.blobs.read(key)
+
+    def explain(self, sql_params: tuple[str, list[Any]]) -> list[str]:
+        """EXPLAIN QUERY PLAN lines, for tests and diagnostics."""
+        sql, params = sql_params
+        return [r[3] for r in self._reader().execute("EXPLAIN QUERY PLAN " + sql, params)]
+
+    def plan_for(self, sel: Selection) -> list[str]:
+        params: list[Any] = []
+        sql = "SELECT id FROM objects" + _where(sel, params) + _order_by(sel) + _limit(sel, params)
+        return self.explain((sql, params))
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._closed = True
+            with self._readers_lock:
+                for conn in self._readers:
+                    try:
+                        conn.close()
+                    except sqlite3.ProgrammingError:
+                        pass  # created in another thread that still holds it
+                self._readers.clear()
+            self._writer.close()
