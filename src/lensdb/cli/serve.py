@@ -1,0 +1,54 @@
+"""`lensdb serve`: the ApertureDB-compatible TCP server and REST API in one process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lensdb.cli import main
+
+
+@main.command()
+@click.option("--data", envvar="LENSDB_DATA", default="./data", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Database folder (created if missing). Env: LENSDB_DATA.")
+@click.option("--host", envvar="LENSDB_HOST", default="127.0.0.1", show_default=True, help="Address to listen on. Env: LENSDB_HOST.")
+@click.option("--port", envvar="LENSDB_PORT", default=55555, show_default=True, type=int,
+              help="TCP port for ApertureDB and VDMS clients. Env: LENSDB_PORT.")
+@click.option("--http-port", envvar="LENSDB_HTTP_PORT", default=55556, show_default=True, type=int,
+              help="HTTP port for the REST API (/api/); 0 disables it. Env: LENSDB_HTTP_PORT.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM certificate (chain); default: generated into DATA/tls/.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM private key for --tls-cert.")
+@click.option("--require-tls", is_flag=True, help="Refuse plain-TCP clients (ApertureDB and VDMS).")
+@click.option("--http-tls", is_flag=True, help="Serve HTTPS on the HTTP port with the same certificate.")
+@click.option("--session-ttl", default=3600, show_default=True, type=click.IntRange(min=1), help="Session token lifetime, seconds.")
+@click.option("--refresh-ttl", default=86400, show_default=True, type=click.IntRange(min=1), help="Refresh token lifetime, seconds.")
+@click.option("--max-message-mb", default=256, show_default=True, type=click.IntRange(min=1, max=4095),
+              help="Largest message accepted; a larger frame gets an error and the connection is closed.")
+@click.option("--workers", default=32, show_default=True, type=click.IntRange(min=1), help="Threads running queries.")
+@click.option("--vdms/--no-vdms", "allow_vdms", default=True, show_default=True,
+              help="Serve clients of the VDMS protocol (which has no authentication).")
+@click.option("--vdms-client-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Require VDMS TLS clients to present a certificate signed by this CA.")
+@click.option("--idle-timeout", default=600.0, show_default=True, type=float,
+              help="Close TCP connections idle this many seconds (0: never); SDK clients reconnect by themselves.")
+def serve(data: Path, host: str, port: int, http_port: int, tls_cert: Path | None, tls_key: Path | None,
+          require_tls: bool, http_tls: bool, session_ttl: int, refresh_ttl: int, max_message_mb: int,
+          workers: int, allow_vdms: bool, vdms_client_ca: Path | None, idle_timeout: float) -> None:
+    """Serve the database in DATA over ApertureDB's TCP protocol and REST API.
+
+    The first start creates user 'admin' with the password in LENSDB_ADMIN_PASSWORD,
+    or prints a generated one once.
+    """
+    from lensdb.server.runner import ServeConfig, run
+
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    run(ServeConfig(
+        data_dir=data, host=host, port=port, http_port=http_port or None,
+        tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls, http_tls=http_tls,
+        session_ttl=session_ttl, refresh_ttl=refresh_ttl, max_message_mb=max_message_mb,
+        workers=workers, allow_vdms=allow_vdms, vdms_client_ca=vdms_client_ca,
+        idle_timeout=idle_timeout or None,
+    ))

@@ -1,0 +1,61 @@
+"""A hook for later layers to add HTTP routes without editing the HTTP app.
+
+Register a factory that takes the ServerContext and returns Starlette routes:
+
+    from lensdb.server.extensions import route_factory
+
+    @route_factory
+    def media_routes(ctx: ServerContext) -> list[BaseRoute]:
+        return [Route("/media/{id}", ...)]
+
+Factories registered in-process before the app is built are used, and so are those
+named by the entry-point group `lensdb.http_routes` (value: a module, which registers on
+import, or a factory callable), so a package can plug in without being imported by hand.
+A factory may also carry `openapi_paths` (a dict) to document its routes.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from starlette.routing import BaseRoute
+
+if TYPE_CHECKING:
+    from lensdb.server.context import ServerContext
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "lensdb.http_routes"
+
+RouteFactory = Callable[["ServerContext"], Sequence[BaseRoute]]
+
+_factories: list[RouteFactory] = []
+
+
+def route_factory(factory: RouteFactory) -> RouteFactory:
+    """Register a route factory (usable as a decorator); registering twice is a no-op."""
+    if factory not in _factories:
+        _factories.append(factory)
+    return factory
+
+
+def unregister(factory: RouteFactory) -> None:
+    if factory in _factories:
+        _factories.remove(factory)
+
+
+def factories() -> list[RouteFactory]:
+    """Registered factories, after loading those declared as entry points."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = ep.load()
+        except Exception:
+            log.exception("could not load HTTP route extension %s", ep.value)
+            continue
+        if not isinstance(loaded, ModuleType) and callable(loaded):
+            route_factory(loaded)
+    return list(_factories)

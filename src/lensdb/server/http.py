@@ -1,0 +1,104 @@
+"""The HTTP side: ApertureDB's REST endpoint `POST /api/` plus extension routes.
+
+Requests are multipart/form-data with a `query` field and `blobs` parts in order; the
+answer is always HTTP 200 with `{"json": <response>, "blobs": [<base64>...]}` for
+anything that reached the query layer, since the SDK retries any other status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from lensdb.server import extensions, openapi
+from lensdb.server.context import ServerContext
+
+log = logging.getLogger(__name__)
+
+MAX_PARTS = 1_000_000
+
+
+def create_app(context: ServerContext) -> Starlette:
+    """Build the ASGI app: /api, /api/, /openapi.json and every registered extension."""
+
+    async def api(request: Request) -> Response:
+        too_big = _too_big(request, context.max_message_bytes)
+        if too_big is not None:
+            return too_big
+        parsed = await _read_query(request, context.max_message_bytes)
+        if isinstance(parsed, Response):
+            return parsed
+        query_text, blobs = parsed
+        token = _bearer(request.headers.get("authorization"))
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(context.executor, context.handler.http_body, query_text, blobs, token)
+        return Response(body, media_type="application/json")
+
+    routes: list[BaseRoute] = [
+        Route("/api/", api, methods=["POST"]),
+        Route("/api", api, methods=["POST"]),
+    ]
+    extra_docs = []
+    for factory in extensions.factories():
+        routes.extend(factory(context))
+        if isinstance(getattr(factory, "openapi_paths", None), dict):
+            extra_docs.append(factory.openapi_paths)  # type: ignore[attr-defined]
+    doc = openapi.schema(extra_docs)
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(doc)
+
+    routes.append(Route("/openapi.json", openapi_json, methods=["GET"]))
+    app = Starlette(routes=routes)
+    app.state.context = context
+    return app
+
+
+def _too_big(request: Request, limit: int) -> Response | None:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        return JSONResponse({"status": -1, "info": f"Request of {length} bytes exceeds the limit of {limit}"}, 413)
+    return None
+
+
+async def _read_query(request: Request, limit: int) -> tuple[str, list[bytes]] | Response:
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("application/json"):
+        # Convenience for scripts: the JSON command array as the whole body, no blobs.
+        return (await request.body()).decode("utf-8", "replace"), []
+    if not ctype.startswith("multipart/form-data"):
+        return _bad_request("send multipart/form-data with a 'query' part and optional 'blobs' parts")
+    try:
+        form = await request.form(max_files=MAX_PARTS, max_fields=MAX_PARTS, max_part_size=limit)
+    except Exception as e:  # malformed multipart bodies raise various parser errors
+        return _bad_request(f"could not parse multipart body: {e}")
+    try:
+        query = form.get("query")
+        if query is None:
+            return _bad_request("the 'query' part is missing")
+        if isinstance(query, UploadFile):
+            query = (await query.read()).decode("utf-8", "replace")
+        blobs = []
+        for part in form.getlist("blobs"):
+            blobs.append(await part.read() if isinstance(part, UploadFile) else part.encode("utf-8"))
+    finally:
+        await form.close()
+    return query, blobs
+
+
+def _bad_request(info: str) -> Response:
+    return Response(json.dumps({"status": -1, "info": info}), status_code=400, media_type="application/json")
+
+
+def _bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None

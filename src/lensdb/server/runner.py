@@ -1,0 +1,168 @@
+"""Run TCP and HTTP in one process around one Database, and stop cleanly on signals.
+
+Shutdown order: stop accepting, let queries in progress finish and answer, then close the
+thread pool, the database and the auth store. A query is one engine transaction, so a
+stop never leaves one half-applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from lensdb.auth.service import DEFAULT_REFRESH_TTL, DEFAULT_SESSION_TTL, AuthService
+from lensdb.auth.store import AuthStore
+from lensdb.server import tls
+from lensdb.server.context import ServerContext
+from lensdb.server.dispatch import QueryHandler
+from lensdb.server.http import create_app
+from lensdb.server.tcp import TcpOptions, TcpServer
+
+log = logging.getLogger("lensdb.server")
+
+ADMIN_PASSWORD_ENV = "LENSDB_ADMIN_PASSWORD"
+
+
+@dataclass
+class ServeConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 55555
+    http_port: int | None = 55556
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    require_tls: bool = False
+    http_tls: bool = False
+    session_ttl: int = DEFAULT_SESSION_TTL
+    refresh_ttl: int = DEFAULT_REFRESH_TTL
+    max_message_mb: int = 256
+    workers: int = 32
+    allow_vdms: bool = True
+    vdms_client_ca: Path | None = None
+    idle_timeout: float | None = 600.0
+    shutdown_grace: float = 30.0
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the runner owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def run(config: ServeConfig) -> None:
+    """Serve until SIGINT/SIGTERM (blocking)."""
+    asyncio.run(serve(config))
+
+
+async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | None = None) -> None:
+    from lensdb import Database
+
+    data_dir = Path(config.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cert, key = _certificate(config, data_dir)
+    tls_ctx = tls.server_context(cert, key)
+    vdms_ctx = tls.server_context(cert, key, config.vdms_client_ca) if config.vdms_client_ca else tls_ctx
+
+    store = AuthStore(data_dir)
+    generated = store.bootstrap(os.environ.get(ADMIN_PASSWORD_ENV))
+    if generated:
+        # Shown once; only its hash is stored.
+        print(f"Created user 'admin' with password: {generated}\n"
+              f"(shown only this once; set {ADMIN_PASSWORD_ENV} to choose it)", file=sys.stderr, flush=True)
+    auth = AuthService(store, config.session_ttl, config.refresh_ttl)
+    db = Database(data_dir)
+    executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="lensdb-query")
+    max_bytes = config.max_message_mb * 2**20
+    handler = QueryHandler(db, auth)
+    context = ServerContext(db, auth, handler, executor, data_dir, max_bytes)
+
+    tcp = TcpServer(
+        handler,
+        executor,
+        TcpOptions(
+            host=config.host,
+            port=config.port,
+            max_message_bytes=max_bytes,
+            require_tls=config.require_tls,
+            allow_vdms=config.allow_vdms,
+            idle_timeout=config.idle_timeout,
+        ),
+        tls_context=tls_ctx,
+        vdms_tls_context=vdms_ctx,
+    )
+    uv: _EmbeddedUvicorn | None = None
+    uv_task: asyncio.Task | None = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for host, port in await tcp.start():
+            log.info("TCP (ApertureDB protocol, TLS %s; VDMS %s) listening on %s:%d",
+                     "required" if config.require_tls else "optional",
+                     "allowed, unauthenticated" if config.allow_vdms else "refused", host, port)
+        if config.http_port is not None:
+            uv = _EmbeddedUvicorn(
+                uvicorn.Config(
+                    create_app(context),
+                    host=config.host,
+                    port=config.http_port,
+                    ssl_certfile=str(cert) if config.http_tls else None,
+                    ssl_keyfile=str(key) if config.http_tls else None,
+                    log_config=None,
+                    log_level="warning",
+                    access_log=False,
+                    lifespan="off",
+                    timeout_graceful_shutdown=config.shutdown_grace,
+                )
+            )
+            uv_task = asyncio.create_task(uv.serve())
+            while not uv.started and not uv_task.done():
+                await asyncio.sleep(0.02)
+            if uv_task.done():
+                raise RuntimeError(f"the HTTP server could not start on {config.host}:{config.http_port}")
+            log.info("HTTP%s (REST /api/, /openapi.json) listening on %s://%s:%d",
+                     "S" if config.http_tls else "", "https" if config.http_tls else "http",
+                     config.host, config.http_port)
+        log.info("TLS certificate %s; lensdb ready (data in %s)", cert, data_dir)
+        if ready is not None:
+            ready(context)
+        waiters = [asyncio.create_task(stop.wait())]
+        if uv_task is not None:
+            waiters.append(uv_task)
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        log.info("shutting down: finishing queries in progress")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if uv is not None:
+            uv.should_exit = True
+        await tcp.close(config.shutdown_grace)
+        if uv_task is not None:
+            with contextlib.suppress(BaseException):
+                await uv_task
+        await loop.run_in_executor(None, executor.shutdown, True)
+        db.close()
+        store.close()
+        log.info("lensdb stopped")
+
+
+def _certificate(config: ServeConfig, data_dir: Path) -> tuple[Path, Path]:
+    if config.tls_cert or config.tls_key:
+        if not (config.tls_cert and config.tls_key):
+            raise ValueError("--tls-cert and --tls-key go together")
+        return Path(config.tls_cert), Path(config.tls_key)
+    extra = () if config.host in ("127.0.0.1", "localhost", "0.0.0.0", "::") else (config.host,)
+    return tls.ensure_certificate(data_dir, extra)
