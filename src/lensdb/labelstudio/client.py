@@ -1,0 +1,182 @@
+"""A thin, thread-safe use of the aperturedb SDK's `Connector` with errors a user can act on.
+
+The Label Studio plugin talks to lensdb (or any ApertureDB-compatible server) only through this.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class DatabaseError(Exception):
+    """The database answered, but refused the query."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database could not be reached or refused the login; worth retrying later."""
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    host: str
+    port: int = 55555
+    username: str = "admin"
+    password: str = ""
+    token: str = ""
+    use_ssl: bool = False
+    verify_certificate: bool = True
+    ca_cert: str = ""
+
+    def describe(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def response_status(response: Any) -> int:
+    """The worst status in a response: a whole-query failure is a dict, otherwise one dict per command."""
+    if isinstance(response, dict):
+        if "status" in response:
+            return int(response["status"])
+        return max((response_status(v) for v in response.values()), default=0)
+    if isinstance(response, list):
+        statuses = [response_status(x) for x in response]
+        negative = [s for s in statuses if s < 0]
+        return min(negative) if negative else max(statuses, default=0)
+    return 0
+
+
+def error_info(response: Any) -> str:
+    if isinstance(response, dict):
+        return str(response.get("info") or response)
+    if isinstance(response, list):
+        for item in response:
+            for name, body in (item or {}).items():
+                if isinstance(body, dict) and body.get("status", 0) < 0:
+                    return f"{name}: {body.get('info', 'failed')}"
+    return str(response)[:500]
+
+
+def _reachability_problem(settings: ConnectionSettings, timeout: float) -> str | None:
+    """Say in words why nothing answers at host:port, or None if something does."""
+    try:
+        with socket.create_connection((settings.host, int(settings.port)), timeout=timeout):
+            return None
+    except socket.gaierror:
+        return f"The host name '{settings.host}' could not be resolved. Check the host field."
+    except ConnectionRefusedError:
+        return (f"Nothing is listening at {settings.describe()}: connection refused. "
+                "Is the lensdb server running, and is the port right?")
+    except TimeoutError:
+        return f"No answer from {settings.describe()} within {timeout:g} s (firewall or wrong address?)."
+    except OSError as exc:
+        return f"Cannot reach {settings.describe()}: {exc.strerror or exc}."
+
+
+class Client:
+    """Queries one server. Each thread gets its own connection; sessions are shared between them."""
+
+    def __init__(self, settings: ConnectionSettings, timeout: float = 5.0) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self._local = threading.local()
+        self._shared: Any = None
+        self._lock = threading.Lock()
+
+    def _connector(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        from types import SimpleNamespace
+
+        from aperturedb.Connector import Connector
+
+        s = self.settings
+        if not s.password and not s.token:
+            raise DatabaseUnavailable("Give a password or a token for the lensdb user.")
+        with self._lock:
+            if self._shared is None:
+                self._shared = SimpleNamespace(session=None, lock=threading.Lock())
+        conn = Connector(
+            host=s.host, port=int(s.port), user=s.username or "", password=s.password or "",
+            token=s.token or "", use_ssl=s.use_ssl, verify_hostname=s.verify_certificate,
+            ca_cert=s.ca_cert or None, shared_data=self._shared,
+            retry_interval_seconds=0, retry_max_attempts=2,
+        )
+        self._local.conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken socket may fail in any way
+                pass
+
+    def query(self, commands: list[dict], blobs: list[bytes] | None = None,
+              ok: tuple[int, ...] = (0, 2)) -> tuple[list[dict], list[bytes]]:
+        """Run one transaction; raise DatabaseUnavailable (retry later) or DatabaseError (rejected)."""
+        problem = None if getattr(self._local, "conn", None) else _reachability_problem(self.settings, self.timeout)
+        if problem:
+            raise DatabaseUnavailable(problem)
+        try:
+            response, out = self._connector().query(commands, blobs or [])
+        except DatabaseError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the SDK raises bare Exceptions and asserts
+            self._drop()
+            raise DatabaseUnavailable(self._explain(exc)) from exc
+        status = response_status(response)
+        if status not in {*ok, 1}:
+            info = error_info(response)
+            if "authenticat" in info.lower():
+                self._drop()
+                raise DatabaseUnavailable(f"The server refused the session: {info}")
+            raise DatabaseError(info)
+        return response, list(out or [])
+
+    def _explain(self, exc: BaseException) -> str:
+        problem = _reachability_problem(self.settings, self.timeout)
+        if problem:
+            return problem
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else repr(exc)
+        low = first.lower()
+        if low.startswith("could not query"):
+            return f"Lost the connection to {self.settings.describe()} while querying (server restarting?)."
+        if "certificate" in low or "ssl" in low or "tls" in low:
+            return (f"TLS problem talking to {self.settings.describe()}: {first} "
+                    "(turn TLS off for a plain server, or certificate checking off for a self-signed one)")
+        if "protocol" in low:
+            return (f"{self.settings.describe()} did not accept the connection protocol "
+                    "(TLS on for a server without TLS, or the other way round?)")
+        if any(w in low for w in ("password", "authenticat", "token", "user", "credential")):
+            return f"The server at {self.settings.describe()} refused the login: {first}"
+        return f"Query to {self.settings.describe()} failed: {first}"
+
+    def status(self) -> dict:
+        """GetStatus, for Check Connection."""
+        response, _ = self.query([{"GetStatus": {}}])
+        return response[0].get("GetStatus", {})
+
+    def close(self) -> None:
+        self._drop()
+
+
+_clients: dict[ConnectionSettings, Client] = {}
+_clients_lock = threading.Lock()
+
+
+def client_for(settings: ConnectionSettings) -> Client:
+    """A shared Client per distinct connection settings (so sessions are reused across requests)."""
+    with _clients_lock:
+        c = _clients.get(settings)
+        if c is None:
+            c = _clients[settings] = Client(settings)
+        return c

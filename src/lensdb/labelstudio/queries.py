@@ -1,0 +1,270 @@
+"""Query-language builders for Label Studio <-> lensdb. Pure: they return JSON commands, never send them.
+
+Data written for an annotation (names shared with the ApertureDB fork of Label Studio where it has one):
+- entity `LS_annotation` (`LS_id` = Label Studio annotation id) --LS_annotation_image--> its `_Image`
+- `_BoundingBox` / `_Polygon` on that image, and entity `LS_keypoint` --LS_keypoint_image--> image,
+  each reached from the annotation by an `LS_annotation_region` connection and carrying its
+  Label Studio region id in `LS_id` and the annotation id in `LS_annotation`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from lensdb.labelstudio.mapping import AnnotationContent, Region
+
+ANNOTATION_CLASS = "LS_annotation"
+KEYPOINT_CLASS = "LS_keypoint"
+ANNOTATION_IMAGE = "LS_annotation_image"
+ANNOTATION_REGION = "LS_annotation_region"
+KEYPOINT_IMAGE = "LS_keypoint_image"
+UNIQUEID = "_uniqueid"
+
+
+@dataclass
+class AnnotationRecord:
+    """The parts of a Label Studio annotation that are written to the database."""
+
+    id: int
+    project_id: int
+    task_id: int
+    result: list[dict]
+    project_title: str = ""
+    completed_by: str = ""
+    updated_by: str = ""
+    created_at: str | None = None  # ISO 8601
+    updated_at: str | None = None
+    was_cancelled: bool = False
+    ground_truth: bool = False
+    lead_time: float | None = None
+    document: dict = field(default_factory=dict)  # the serialized annotation, stored as LS_data
+
+
+def _date(iso: str | None) -> dict | None:
+    return {"_date": iso} if iso else None
+
+
+def _clean(props: dict[str, Any]) -> dict[str, Any]:
+    # The query language has no null property value: leave such keys out.
+    return {k: v for k, v in props.items() if v is not None}
+
+
+# ---- source storage --------------------------------------------------------------------------------
+
+
+def list_images_query(
+    constraints: dict | None, key_property: str, limit: int, offset: int
+) -> list[dict]:
+    """One page of the images a source storage selects, with their keys."""
+    find: dict[str, Any] = {"blobs": False, "uniqueids": True, "limit": limit, "offset": offset}
+    if constraints:
+        find["constraints"] = constraints
+    if key_property != UNIQUEID:
+        find["results"] = {"list": [key_property]}
+        # Images without the key property cannot become tasks.
+        find.setdefault("constraints", {})
+        find["constraints"] = {**find["constraints"], key_property: ["!=", None]}
+    return [{"FindImage": find}]
+
+
+def image_details_query(
+    uniqueids: list[str],
+    project_id: int,
+    properties: list[str],
+    predictions: bool,
+    pred_constraints: dict | None,
+) -> list[dict]:
+    """Sizes, requested properties, model regions and this project's exported annotations of images."""
+    listed = sorted({"width", "height", *properties} - {UNIQUEID})
+    query: list[dict] = [
+        {
+            "FindImage": {
+                "_ref": 1,
+                "blobs": False,
+                "uniqueids": True,
+                "constraints": {UNIQUEID: ["in", list(uniqueids)]},
+                "results": {"list": listed},
+            }
+        },
+        {
+            "FindEntity": {
+                "with_class": ANNOTATION_CLASS,
+                "is_connected_to": {"ref": 1, "connection_class": ANNOTATION_IMAGE},
+                "constraints": {"LS_project_id": ["==", project_id]},
+                "results": {"list": ["LS_id", "LS_data"]},
+                "group_by_source": True,
+            }
+        },
+    ]
+    if predictions:
+        # Regions written for annotations come back as annotations, not as predictions.
+        region_constraints = {**(pred_constraints or {}), "LS_annotation": ["==", None]}
+        common = {
+            "image_ref": 1,
+            "blobs": False,
+            "labels": True,
+            "uniqueids": True,
+            "group_by_source": True,
+            "constraints": region_constraints,
+            "results": {"list": ["LS_rotation", "score", "confidence"]},
+        }
+        query.append({"FindBoundingBox": {**common, "coordinates": True}})
+        query.append({"FindPolygon": {**common, "vertices": True}})
+    return query
+
+
+def image_blob_query(uniqueid: str, as_jpeg: bool) -> list[dict]:
+    find: dict[str, Any] = {"blobs": True, "constraints": {UNIQUEID: ["==", uniqueid]}, "results": {"limit": 1}}
+    if as_jpeg:
+        find["as_format"] = "jpg"
+    return [{"FindImage": find}]
+
+
+# ---- target storage --------------------------------------------------------------------------------
+
+
+def _region_props(region: Region, ann: AnnotationRecord) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "LS_id": region.id,
+        "LS_annotation": str(ann.id),
+        "LS_project_id": ann.project_id,
+        "LS_from_name": region.from_name,
+        "LS_type": region.type,
+        "LS_labels": json.dumps(region.labels),
+        "LS_score": region.score,
+        **region.properties,
+    }
+    return _clean(props)
+
+
+def _box_commands(region: Region, ann: AnnotationRecord, ref: int, size: tuple | None) -> list[dict]:
+    p = region.box_pixels(size)
+    rect = {k: round(v) for k, v in p.items()}
+    rect["width"], rect["height"] = max(1, rect["width"]), max(1, rect["height"])
+    v = region.value
+    props = _region_props(region, ann)
+    # Exact percent geometry and rotation ride along: the integer rectangle alone loses precision.
+    props.update(LS_x=float(v.get("x", 0)), LS_y=float(v.get("y", 0)), LS_width=float(v.get("width", 0)),
+                 LS_height=float(v.get("height", 0)), LS_rotation=region.rotation)
+    label = region.labels[0] if region.labels else ""
+    key = {"LS_id": ["==", region.id], "LS_annotation": ["==", str(ann.id)]}
+    return [
+        {"AddBoundingBox": {"_ref": ref, "image_ref": 1, "rectangle": rect, "label": label,
+                            "properties": props, "if_not_found": key}},
+        {"UpdateBoundingBox": {"ref": ref, "rectangle": rect, "label": label, "properties": props}},
+        {"AddConnection": {"class": ANNOTATION_REGION, "src": 2, "dst": ref, "if_not_found": {}}},
+    ]
+
+
+def _polygon_commands(region: Region, ann: AnnotationRecord, ref: int, size: tuple | None) -> list[dict]:
+    points = region.polygon_pixels(size)
+    props = _region_props(region, ann)
+    props["LS_points"] = json.dumps(region.value.get("points") or [])
+    label = region.labels[0] if region.labels else ""
+    return [
+        {"AddPolygon": {"_ref": ref, "image_ref": 1, "polygons": [points], "label": label, "properties": props}},
+        {"AddConnection": {"class": ANNOTATION_REGION, "src": 2, "dst": ref}},
+    ]
+
+
+def _keypoint_commands(region: Region, ann: AnnotationRecord, ref: int, size: tuple | None) -> list[dict]:
+    x, y = region.point_pixels(size)
+    v = region.value
+    props = _region_props(region, ann)
+    props.update(x=x, y=y, label=region.labels[0] if region.labels else "",
+                 LS_x=float(v.get("x", 0)), LS_y=float(v.get("y", 0)), LS_width=v.get("width"))
+    props = _clean(props)
+    key = {"LS_id": ["==", region.id], "LS_annotation": ["==", str(ann.id)]}
+    return [
+        {"AddEntity": {"_ref": ref, "class": KEYPOINT_CLASS, "properties": props, "if_not_found": key,
+                       "connect": {"ref": 1, "class": KEYPOINT_IMAGE}}},
+        {"UpdateEntity": {"ref": ref, "properties": props}},
+        {"AddConnection": {"class": ANNOTATION_REGION, "src": 2, "dst": ref, "if_not_found": {}}},
+    ]
+
+
+def save_annotation_query(
+    ann: AnnotationRecord,
+    content: AnnotationContent,
+    image_uniqueid: str | None,
+    image_size: tuple[float, float] | None = None,
+    removable_properties: list[str] | tuple[str, ...] = (),
+) -> list[dict]:
+    """One transaction that makes the database match the annotation: upsert it, its regions and values.
+
+    Regions keep their Label Studio id: boxes and keypoints are updated in place, polygons are replaced
+    (their vertices cannot be updated), and regions no longer in the result are deleted.
+    `removable_properties` are the scalar properties the labeling config can produce; those absent
+    from this result are removed from the annotation entity.
+    """
+    ann_key = {"LS_id": ["==", str(ann.id)], "LS_project_id": ["==", ann.project_id]}
+    props = _clean({
+        "LS_id": str(ann.id),
+        "LS_project_id": ann.project_id,
+        "LS_project_title": ann.project_title,
+        "LS_task_id": ann.task_id,
+        "LS_completed_by": ann.completed_by,
+        "LS_updated_by": ann.updated_by,
+        "LS_created_at": _date(ann.created_at),
+        "LS_updated_at": _date(ann.updated_at),
+        "LS_was_cancelled": ann.was_cancelled,
+        "LS_ground_truth": ann.ground_truth,
+        "LS_lead_time": ann.lead_time,
+        "LS_result_count": len(ann.result or []),
+        "LS_data": json.dumps(ann.document or {"id": ann.id, "result": ann.result}),
+        **content.properties,
+    })
+    if image_uniqueid:
+        find_image: dict = {"_ref": 1, "blobs": False, "constraints": {UNIQUEID: ["==", image_uniqueid]},
+                            "results": {"count": True}}
+    else:
+        find_image = {"_ref": 1, "blobs": False, "constraints": {UNIQUEID: ["==", "0.0.0"]}}
+    update: dict[str, Any] = {"ref": 2, "properties": props}
+    stale = [p for p in removable_properties if p not in content.properties]
+    if stale:
+        update["remove_props"] = stale
+    regions = content.regions if image_uniqueid else []
+    keep_boxes = [r.id for r in regions if r.kind == "box"]
+    keep_points = [r.id for r in regions if r.kind == "keypoint"]
+    via_ann = {"ref": 2, "connection_class": ANNOTATION_REGION, "direction": "out"}
+    q: list[dict] = [
+        {"FindImage": find_image},
+        {"AddEntity": {"_ref": 2, "class": ANNOTATION_CLASS, "properties": {"LS_id": str(ann.id),
+                       "LS_project_id": ann.project_id}, "if_not_found": ann_key,
+                       "connect": {"ref": 1, "class": ANNOTATION_IMAGE}}},
+        {"UpdateEntity": update},
+        {"FindBoundingBox": {"_ref": 3, "blobs": False, "is_connected_to": via_ann,
+                             "constraints": {"LS_id": ["not in", keep_boxes]}}},
+        {"DeleteBoundingBox": {"ref": 3}},
+        {"FindPolygon": {"_ref": 4, "blobs": False, "is_connected_to": via_ann}},
+        {"DeletePolygon": {"ref": 4}},
+        {"FindEntity": {"_ref": 5, "with_class": KEYPOINT_CLASS, "is_connected_to": via_ann,
+                        "constraints": {"LS_id": ["not in", keep_points]}}},
+        {"DeleteEntity": {"ref": 5}},
+    ]
+    builders = {"box": _box_commands, "polygon": _polygon_commands, "keypoint": _keypoint_commands}
+    ref = 6
+    for region in regions:
+        if region.kind == "polygon" and len(region.value.get("points") or []) < 3:
+            continue  # not a polygon yet; still kept in LS_data
+        q.extend(builders[region.kind](region, ann, ref, image_size))
+        ref += 1
+    return q
+
+
+def delete_annotation_query(annotation_id: int, project_id: int) -> list[dict]:
+    """Delete an annotation entity and every region it owns, in one transaction."""
+    via_ann = {"ref": 1, "connection_class": ANNOTATION_REGION, "direction": "out"}
+    return [
+        {"FindEntity": {"_ref": 1, "with_class": ANNOTATION_CLASS,
+                        "constraints": {"LS_id": ["==", str(annotation_id)], "LS_project_id": ["==", project_id]}}},
+        {"FindBoundingBox": {"_ref": 2, "blobs": False, "is_connected_to": via_ann}},
+        {"DeleteBoundingBox": {"ref": 2}},
+        {"FindPolygon": {"_ref": 3, "blobs": False, "is_connected_to": via_ann}},
+        {"DeletePolygon": {"ref": 3}},
+        {"FindEntity": {"_ref": 4, "with_class": KEYPOINT_CLASS, "is_connected_to": via_ann}},
+        {"DeleteEntity": {"ref": 4}},
+        {"DeleteEntity": {"ref": 1}},
+    ]
