@@ -1,0 +1,118 @@
+"""`lensdb users add|list|remove|passwd`: manage accounts in DATA/auth.sqlite3.
+
+Works while the server runs: it notices the change on the next query, and changing or
+removing a user ends that user's sessions.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from lensdb.cli import main
+
+data_option = click.option(
+    "--data", envvar="LENSDB_DATA", default="./data", show_default=True,
+    type=click.Path(file_okay=False, path_type=Path), help="Database folder. Env: LENSDB_DATA.",
+)
+
+
+def open_store(data: Path):  # -> AuthStore (import kept lazy for a fast CLI)
+    """Open the auth store, creating 'admin' on first use as `lensdb serve` would."""
+    from lensdb.auth.store import AuthStore
+    from lensdb.server.runner import ADMIN_PASSWORD_ENV
+
+    store = AuthStore(data)
+    generated = store.bootstrap(os.environ.get(ADMIN_PASSWORD_ENV))
+    if generated:
+        click.echo(f"Created user 'admin' with password: {generated} (shown only this once)", err=True)
+    return store
+
+
+def _fail(e: Exception) -> None:
+    click.echo(f"error: {e}", err=True)
+    sys.exit(1)
+
+
+@main.group()
+def users() -> None:
+    """Manage users (roles: see CreateRole/UpdateRole in the query language)."""
+
+
+@users.command("add")
+@data_option
+@click.argument("username")
+@click.option("--password", help="Password (prompted for when omitted).")
+@click.option("--role", "roles", multiple=True, help="Role to grant; repeat for several (e.g. --role admin).")
+@click.option("--email", help="Email address.")
+def add(data: Path, username: str, password: str | None, roles: tuple[str, ...], email: str | None) -> None:
+    """Create USERNAME."""
+    from lensdb.auth.store import AuthError
+
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    store = open_store(data)
+    try:
+        store.create_user(username, password, roles, email)
+    except AuthError as e:
+        _fail(e)
+    finally:
+        store.close()
+    click.echo(f"created user '{username}'" + (f" with roles {', '.join(roles)}" if roles else ""))
+
+
+@users.command("list")
+@data_option
+def list_(data: Path) -> None:
+    """List users, their roles and how many API tokens they hold."""
+    store = open_store(data)
+    try:
+        rows = [(u.username, ",".join(u.roles) or "-", u.email or "-", len(store.tokens_of(u.id))) for u in store.users()]
+    finally:
+        store.close()
+    width = max([len(r[0]) for r in rows] + [8])
+    click.echo(f"{'USERNAME':<{width}}  ROLES  EMAIL  TOKENS")
+    for name, roles, email, ntok in rows:
+        click.echo(f"{name:<{width}}  {roles}  {email}  {ntok}")
+
+
+@users.command("remove")
+@data_option
+@click.argument("username")
+def remove(data: Path, username: str) -> None:
+    """Remove USERNAME, their tokens and sessions."""
+    from lensdb.auth.store import AuthError
+
+    store = open_store(data)
+    try:
+        store.remove_user(username)
+    except AuthError as e:
+        _fail(e)
+    finally:
+        store.close()
+    click.echo(f"removed user '{username}'")
+
+
+@users.command("passwd")
+@data_option
+@click.argument("username")
+@click.option("--password", help="New password (prompted for when omitted).")
+def passwd(data: Path, username: str, password: str | None) -> None:
+    """Set USERNAME's password; their open sessions end."""
+    from lensdb.auth.store import AuthError
+
+    if password is None:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        _fail(ValueError("the password must not be empty"))
+    store = open_store(data)
+    try:
+        store.update_user(username, password=password)
+    except AuthError as e:
+        _fail(e)
+    finally:
+        store.close()
+    click.echo(f"password changed for '{username}'")

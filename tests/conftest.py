@@ -1,0 +1,173 @@
+"""Shared fixtures: a real `lensdb serve` subprocess on free ports.
+
+`lensdb_server` is one server for the whole session (use unique class names); the
+`lensdb_server_factory` fixture starts dedicated servers with their own flags and data
+folder, stopped at the end of the test. Both yield `LensdbServer` objects.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+ADMIN_PASSWORD = "admin-test-password"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LensdbServer:
+    """A `lensdb serve` process; start/stop/restart keep the same ports and data folder."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        args: Sequence[str] = (),
+        admin_password: str = ADMIN_PASSWORD,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.http_port = free_port()
+        self.args = list(args)
+        self.admin_password = admin_password
+        self.env = dict(env or {})
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
+        self.proc: subprocess.Popen | None = None
+
+    # -- process control -------------------------------------------------------------
+
+    @property
+    def ca_cert(self) -> str:
+        return str(self.data_dir / "tls" / "ca.crt")
+
+    @property
+    def server_cert(self) -> str:
+        return str(self.data_dir / "tls" / "server.crt")
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-c", "from lensdb.cli import main; main()", "serve",
+            "--data", str(self.data_dir), "--host", self.host,
+            "--port", str(self.port), "--http-port", str(self.http_port), *self.args,
+        ]
+
+    def start(self, timeout: float = 30.0) -> LensdbServer:
+        env = {**os.environ, "LENSDB_ADMIN_PASSWORD": self.admin_password, **self.env}
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"lensdb serve exited with {self.proc.returncode}:\n{self.log()}")
+            if "lensdb ready" in self.log() and self._accepts(self.port) and self._accepts(self.http_port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"lensdb serve did not become ready in {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def restart(self) -> LensdbServer:
+        self.stop()
+        return self.start()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _accepts(self, port: int) -> bool:
+        try:
+            with socket.create_connection((self.host, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    # -- clients ----------------------------------------------------------------------
+
+    def connector(self, user: str = "admin", password: str | None = None, token: str = "",
+                  use_ssl: bool = True, **kw):
+        """An aperturedb Connector; TLS verified against the server's CA by default."""
+        from aperturedb.Connector import Connector
+
+        if use_ssl:
+            kw.setdefault("ca_cert", self.ca_cert)
+            kw.setdefault("verify_hostname", True)
+        if token:
+            password = ""
+        elif password is None:
+            password = self.admin_password if user == "admin" else ""
+        kw.setdefault("retry_interval_seconds", 0)
+        return Connector(host="localhost", port=self.port, user=user, password=password,
+                         token=token, use_ssl=use_ssl, **kw)
+
+    def rest_connector(self, user: str = "admin", password: str | None = None, token: str = "", **kw):
+        """An aperturedb ConnectorRest over plain HTTP (the server is started without --http-tls)."""
+        from aperturedb.ConnectorRest import ConnectorRest
+
+        if token:
+            password = ""
+        elif password is None:
+            password = self.admin_password if user == "admin" else ""
+        use_ssl = kw.pop("use_ssl", "--http-tls" in self.args)
+        if use_ssl:
+            kw.setdefault("ca_cert", self.ca_cert)
+        return ConnectorRest(host="localhost", port=self.http_port, user=user, password=password,
+                             token=token, use_ssl=use_ssl, **kw)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run `lensdb <args> --data DATA` (users/tokens management) against this folder."""
+        env = {**os.environ, "LENSDB_ADMIN_PASSWORD": self.admin_password, "LENSDB_DATA": str(self.data_dir)}
+        return subprocess.run([sys.executable, "-c", "from lensdb.cli import main; main()", *args],
+                              env=env, capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="session")
+def lensdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LensdbServer]:
+    server = LensdbServer(tmp_path_factory.mktemp("lensdb") / "data").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def lensdb_server_factory(tmp_path: Path) -> Iterator[Callable[..., LensdbServer]]:
+    started: list[LensdbServer] = []
+
+    def make(*args: str, name: str = "data", start: bool = True, **kw) -> LensdbServer:
+        server = LensdbServer(tmp_path / name, args, **kw)
+        started.append(server)
+        return server.start() if start else server
+
+    yield make
+    for s in started:
+        s.stop()
