@@ -12,7 +12,7 @@ MAX_REF = 10**9
 MAX_LIMIT = 2**62
 
 
-@dataclass
+@dataclass(slots=True)
 class RefSet:
     """What a `_ref` names: objects (with their classes) or connections, in result order."""
 
@@ -73,8 +73,9 @@ class Params:
     def __init__(self, body: object, allowed: frozenset[str]) -> None:
         if not isinstance(body, dict):
             raise QueryError("parameters must be a JSON object")
-        unknown = sorted(k for k in body if k not in allowed)
+        unknown = [k for k in body if k not in allowed]
         if unknown:
+            unknown.sort()
             raise QueryError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; "
                              f"accepted: {', '.join(sorted(allowed))}")
         self.body: dict[str, Any] = body

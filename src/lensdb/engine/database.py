@@ -121,9 +121,12 @@ class Database:
             return e.response(), []
         blobs = list(blobs or [])
         names = [next(iter(c)) for c in parsed]
-        opener = self.store.read if all(n in READ_ONLY for n in names) else self.store.write
+        if all(n in READ_ONLY for n in names):
+            opener = self.store.read(snapshot=len(names) > 1)
+        else:
+            opener = self.store.write()
         try:
-            with opener() as txn:
+            with opener as txn:
                 ctx = Context(self.store, txn, blobs, self.max_response_bytes)
                 responses = [self._run(ctx, i, name, cmd[name], len(parsed))
                              for i, (name, cmd) in enumerate(zip(names, parsed, strict=True))]

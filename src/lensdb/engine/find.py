@@ -59,7 +59,7 @@ def system_value(key: str, row: ObjectRow | ConnectionRow) -> Any:
     return decode_value(props.get(key))
 
 
-@dataclass
+@dataclass(slots=True)
 class Shape:
     """What a Find returns per object, parsed from `results` and the top-level switches."""
 
@@ -82,39 +82,43 @@ class Shape:
 
 def parse_shape(p: Params, flags: Sequence[str] = ("uniqueids",)) -> Shape:
     results = p.dict("results") or {}
-    unknown = sorted(set(results) - RESULT_KEYS)
+    unknown = results.keys() - RESULT_KEYS
     if unknown:
-        raise QueryError(f"unknown key(s) in 'results': {', '.join(unknown)}")
+        raise QueryError(f"unknown key(s) in 'results': {', '.join(sorted(unknown))}")
     s = Shape()
     listed = results.get("list", [])
     if not isinstance(listed, list) or not all(isinstance(k, str) for k in listed):
         raise QueryError("'results.list' must be a list of property names")
     s.keys = list(listed)
     s.all_properties = _flag(results, "all_properties")
+    body = p.body
     for flag in flags:
-        if p.bool(flag) and FLAG_KEYS[flag] not in s.keys:
+        if flag in body and p.bool(flag) and FLAG_KEYS[flag] not in s.keys:
             s.keys.append(FLAG_KEYS[flag])
-    s.blobs = p.bool("blobs") or _flag(results, "blob")
+    s.blobs = ("blobs" in body and p.bool("blobs")) or _flag(results, "blob")
     s.count = "count" in results and results["count"] is not False
-    for agg in AGGREGATES:
+    for agg in AGGREGATES if results else ():
         if agg in results:
             keys = results[agg]
             keys = [keys] if isinstance(keys, str) else keys
             if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
                 raise QueryError(f"'results.{agg}' must be a property name or a list of them")
             s.aggregates[agg] = keys
-    s.group_by_source = p.bool("group_by_source") or _flag(results, "group_by_source")
+    s.group_by_source = (("group_by_source" in body and p.bool("group_by_source"))
+                         or _flag(results, "group_by_source"))
     if s.group_by_source and (s.count or s.aggregates):
         raise QueryError("group_by_source cannot be combined with count, sum, min, max or average")
     sort = p.get("sort", results.get("sort"))
     if sort is not None:
         s.sort, s.sequence = _parse_sort(sort)
-    limits = [as_int(name, v, 0) for name, v in (("limit", p.get("limit")),
-                                                 ("results.limit", results.get("limit")))
-              if v is not None]
-    s.limit = min(limits) if limits else None
-    s.offset = p.int("offset", 0) or 0
-    batch = p.get("batch")
+    if "limit" in body or "limit" in results:
+        limits = [as_int(name, v, 0) for name, v in (("limit", body.get("limit")),
+                                                     ("results.limit", results.get("limit")))
+                  if v is not None]
+        s.limit = min(limits) if limits else None
+    if "offset" in body:
+        s.offset = p.int("offset", 0) or 0
+    batch = body.get("batch")
     if batch is not None:
         if not isinstance(batch, dict):
             raise QueryError("'batch' must be an object like {\"batch_size\": 100, \"batch_id\": 0}")
@@ -127,7 +131,7 @@ def parse_shape(p: Params, flags: Sequence[str] = ("uniqueids",)) -> Shape:
 
 def _flag(results: dict, key: str) -> bool:
     v = results.get(key, False)
-    if not isinstance(v, bool):
+    if v is not False and not isinstance(v, bool):
         raise QueryError(f"'results.{key}' must be true or false")
     return v
 
@@ -205,9 +209,8 @@ def run_find(ctx: Context, p: Params, shape: Shape, *, classes: Sequence[str] | 
     """Select, page, bind `_ref`, and build the response of one Find command."""
     ids = traversal.ids if traversal is not None else None
     base = Selection(classes=classes, where=where, ids=ids, sort=shape.sort)
-    unique = p.bool("unique")
     total: int | None = None
-    if unique and len(fetch(_with(base, limit=2))) > 1:
+    if "unique" in p and p.bool("unique") and len(fetch(_with(base, limit=2))) > 1:
         raise QueryError("expecting 1 but got more than 1 (unique: true)", status=NOT_UNIQUE)
 
     needs_all = shape.sequence is not None or bool(shape.aggregates)
@@ -220,7 +223,8 @@ def run_find(ctx: Context, p: Params, shape: Shape, *, classes: Sequence[str] | 
         rows = _page(rows, shape)
     else:
         offset, limit = _window(shape, lambda: count(base))
-        rows = fetch(_with(base, offset=offset, limit=limit))
+        rows = fetch(_with(base, offset=offset, limit=limit) if offset or limit is not None
+                     else base)
         matched_all = None
     if shape.count or shape.batch is not None:
         total = total if total is not None else count(base)
@@ -291,7 +295,9 @@ def _sequence_sort(rows: list, key: str, sequence: list[Any]) -> list:
 def _project(row: Row, shape: Shape, ctx: Context,
              blob_of: Callable[[Row], bytes] | None) -> dict[str, Any]:
     if shape.all_properties:
-        ent = {k: decode_value(v) for k, v in row.props.items() if not k.startswith("_")}
+        # Only dates need decoding; checking the type inline keeps this loop cheap.
+        ent = {k: (decode_value(v) if type(v) is dict else v)
+               for k, v in row.props.items() if k[0] != "_"}
         ent["_uniqueid"] = system_value("_uniqueid", row)
         for k in shape.keys:
             if k.startswith("_"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from lensdb import media
@@ -32,6 +33,10 @@ class Family:
     @property
     def is_region(self) -> bool:
         return self.cls in REGION_LINKS
+
+    @cached_property
+    def find_params(self) -> frozenset[str]:
+        return FIND_COMMON | self.find
 
 
 _REGION_FIND = frozenset({"image_ref", "labels", "areas", "with_label", "in_rectangle",
@@ -166,7 +171,7 @@ def _connect(ctx: Context, oid: int, spec: object) -> None:
 
 
 def find(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
-    p = Params(body, FIND_COMMON | fam.find)
+    p = Params(body, fam.find_params)
     shape = parse_shape(p, fam.flags)
     classes = _classes(fam, p)
     where = combine(parse_constraints(p.get("constraints")), *_region_filters(fam, p))

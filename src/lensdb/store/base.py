@@ -75,7 +75,7 @@ class SortKey:
 # --- rows --------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class ObjectRow:
     id: int
     cls: str
@@ -83,7 +83,7 @@ class ObjectRow:
     blob: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class ConnectionRow:
     id: int
     cls: str
@@ -158,7 +158,10 @@ class Txn(Protocol):
 class Store(Protocol):
     """A storage backend: transactions plus blob reads."""
 
-    def read(self) -> AbstractContextManager[Txn]: ...
+    def read(self, snapshot: bool = True) -> AbstractContextManager[Txn]:
+        """A read-only transaction; snapshot=False lets each statement see the latest commit
+        (for one-command queries, where that costs nothing in consistency that matters)."""
+        ...
     def write(self) -> AbstractContextManager[Txn]: ...
     def get_blob(self, key: str) -> bytes: ...
     def close(self) -> None: ...

@@ -1,10 +1,12 @@
 """A sharded folder of blob files whose writes follow the database's transactions.
 
-A new blob is written to `pending/<key>` before the transaction commits, and moved to
-`<k0k1>/<k2k3>/<key>` after it. Recovery on open moves every pending file that a committed row
-references into place and deletes the rest, so a crash at any point (kill -9 included) leaves
-neither a row without its file nor a file without its row. Deleted blobs are unlinked after the
-deleting transaction commits; the backend keeps their keys in a trash list until then.
+Before a blob file is created, its key is appended to `intent.log`; the file is then written
+straight to its final place `<k0k1>/<key>`. After the transaction commits the log is emptied.
+Recovery on open reads the log and deletes every listed file that no committed row references,
+so a crash at any point (kill -9 included) leaves neither a row without its file nor a file
+without its row, and the write path costs one file write per blob, no rename.
+Deleted blobs are unlinked after the deleting transaction commits; the backend keeps their
+keys in a trash list until then.
 """
 
 from __future__ import annotations
@@ -18,64 +20,59 @@ from pathlib import Path
 class BlobFolder:
     def __init__(self, root: Path, *, durable: bool = False) -> None:
         self.root = root
-        self.pending = root / "pending"
-        self.pending.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
+        # 256 shards made once: creating folders on the write path costs more than the writes.
+        for i in range(256):
+            (root / f"{i:02x}").mkdir(exist_ok=True)
+        self.intent_path = root / "intent.log"
+        self._intent = open(self.intent_path, "ab")  # noqa: SIM115 - kept open for appends
         # durable=False survives a killed process (the OS keeps written pages); durable=True
-        # also survives power loss, at the price of an fsync per blob.
+        # also survives power loss, at the price of fsyncs per blob.
         self.durable = durable
 
     def path(self, key: str) -> Path:
-        return self.root / key[:2] / key[2:4] / key
+        return self.root / key[:2] / key
 
     def stage(self, data: bytes) -> str:
+        """Write a blob for the running transaction; it is garbage until that commits."""
         key = uuid.uuid4().hex
-        path = self.pending / key
-        with open(path, "wb") as f:
+        self._intent.write(key.encode() + b"\n")
+        self._intent.flush()
+        if self.durable:
+            os.fsync(self._intent.fileno())
+        with open(self.path(key), "wb") as f:
             f.write(data)
             if self.durable:
                 f.flush()
                 os.fsync(f.fileno())
         return key
 
-    def sync_pending(self) -> None:
-        """Make staged names durable before the transaction that references them commits."""
-        if self.durable:
-            fd = os.open(self.pending, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def publish(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            dest = self.path(key)
-            try:
-                os.replace(self.pending / key, dest)
-            except FileNotFoundError:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self.pending / key, dest)
+    def committed(self) -> None:
+        """The transaction that wrote the staged blobs committed: forget the intents."""
+        self._intent.truncate(0)
+        self._intent.seek(0)
 
     def discard(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            (self.pending / key).unlink(missing_ok=True)
+        self.unlink(keys)
+        self.committed()
 
     def unlink(self, keys: Iterable[str]) -> None:
         for key in keys:
             self.path(key).unlink(missing_ok=True)
 
     def read(self, key: str) -> bytes:
-        try:
-            return self.path(key).read_bytes()
-        except FileNotFoundError:
-            # Committed but not yet moved out of pending/ by the writer.
-            return (self.pending / key).read_bytes()
+        return self.path(key).read_bytes()
 
-    def recover(self, referenced: Callable[[list[str]], set[str]]) -> tuple[int, int]:
-        """Finish or undo what a crash interrupted. Returns (published, discarded)."""
-        keys = [p.name for p in self.pending.iterdir() if p.is_file()]
+    def recover(self, referenced: Callable[[list[str]], set[str]]) -> int:
+        """Delete the files of transactions that never committed. Returns how many."""
+        keys = [k for k in self.intent_path.read_text().split() if len(k) == 32]
         if not keys:
-            return 0, 0
+            return 0
         keep = referenced(keys)
-        self.publish(k for k in keys if k in keep)
-        self.discard(k for k in keys if k not in keep)
-        return len(keep), len(keys) - len(keep)
+        orphans = [k for k in keys if k not in keep]
+        self.unlink(orphans)
+        self.committed()
+        return len(orphans)
+
+    def close(self) -> None:
+        self._intent.close()

@@ -206,7 +206,8 @@ class SQLiteTxn(Txn):
         params: list[Any] = []
         sql = ("SELECT id, class, props, blob FROM objects" + _where(sel, params)
                + _order_by(sel) + _limit(sel, params))
-        return [ObjectRow(i, c, _loads(p), b) for i, c, p, b in self.conn.execute(sql, params)]
+        loads = json.loads
+        return [ObjectRow(i, c, loads(p), b) for i, c, p, b in self.conn.execute(sql, params)]
 
     def count_objects(self, sel: Selection) -> int:
         params: list[Any] = []
@@ -359,6 +360,25 @@ class SQLiteTxn(Txn):
         return out
 
 
+class _ReadTxn:
+    """A read snapshot; a plain class because reads are the hot path."""
+
+    __slots__ = ("txn", "snapshot")
+
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection, snapshot: bool) -> None:
+        self.txn = SQLiteTxn(store, conn, writable=False)
+        self.snapshot = snapshot
+
+    def __enter__(self) -> SQLiteTxn:
+        if self.snapshot:
+            self.txn.conn.execute("BEGIN")  # one snapshot for the whole query
+        return self.txn
+
+    def __exit__(self, *exc: object) -> None:
+        if self.snapshot:
+            self.txn.conn.execute("COMMIT")
+
+
 class SQLiteStore:
     """SQLite database file `lensdb.sqlite3` plus a `blobs/` folder, both in one data folder."""
 
@@ -393,13 +413,13 @@ class SQLiteStore:
             sql = f"SELECT blob FROM objects WHERE {_in_list('blob', keys, params)}"
             return {r[0] for r in self._writer.execute(sql, params)}
 
-        published, discarded = self.blobs.recover(referenced)
+        discarded = self.blobs.recover(referenced)
         trash = [r[0] for r in self._writer.execute("SELECT key FROM blob_trash")]
         self.blobs.unlink(trash)
         self._writer.execute("DELETE FROM blob_trash")
-        if published or discarded or trash:
-            log.info("recovery: %d blob(s) completed, %d unreferenced discarded, %d deleted",
-                     published, discarded, len(trash))
+        if discarded or trash:
+            log.info("recovery: %d blob(s) of unfinished transactions removed, %d deleted blob(s) "
+                     "cleaned up", discarded, len(trash))
 
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -411,14 +431,8 @@ class SQLiteStore:
                 self._readers.append(conn)
         return conn
 
-    @contextmanager
-    def read(self) -> Iterator[SQLiteTxn]:
-        conn = self._reader()
-        conn.execute("BEGIN")  # one snapshot for the whole query
-        try:
-            yield SQLiteTxn(self, conn, writable=False)
-        finally:
-            conn.execute("COMMIT")
+    def read(self, snapshot: bool = True) -> _ReadTxn:
+        return _ReadTxn(self, self._reader(), snapshot)
 
     @contextmanager
     def write(self) -> Iterator[SQLiteTxn]:
@@ -430,14 +444,13 @@ class SQLiteStore:
             txn = SQLiteTxn(self, conn, writable=True)
             try:
                 yield txn
-                if txn.staged:
-                    self.blobs.sync_pending()
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 self.blobs.discard(txn.staged)
                 raise
-            self.blobs.publish(txn.staged)
+            if txn.staged:
+                self.blobs.committed()
             if txn.trashed:
                 self.blobs.unlink(txn.trashed)
                 conn.execute("DELETE FROM blob_trash")
@@ -466,3 +479,4 @@ class SQLiteStore:
                         pass  # created in another thread that still holds it
                 self._readers.clear()
             self._writer.close()
+            self.blobs.close()
