@@ -164,7 +164,8 @@ class Traversal:
     """Objects reachable from earlier refs: the allowed ids and, per source, its neighbours."""
 
     ids: list[int]
-    sources: list[tuple[int, str]] = field(default_factory=list)  # (id, class) of the one ref
+    # (id, class) of the one ref's objects; None for all/any, whose results cannot be grouped.
+    sources: list[tuple[int, str]] | None = None
     pairs: list[tuple[int, int]] = field(default_factory=list)
 
 
@@ -238,7 +239,7 @@ def run_find(ctx: Context, p: Params, shape: Shape, *, classes: Sequence[str] | 
         out["batch"] = _batch_info(shape, total or 0)
         if shape.batch["batch_size"] is None:
             report = False
-    grouped = shape.group_by_source and traversal is not None and traversal.sources
+    grouped = shape.group_by_source and traversal is not None and traversal.sources is not None
     if report:
         if shape.blobs:
             out["blobs_start"] = len(ctx.blobs_out)
