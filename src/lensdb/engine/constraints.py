@@ -1,4 +1,9 @@
-"""`constraints` objects → the backend's predicate tree, with the query language's rules."""
+"""`constraints` → the backend's predicate tree, with the query language's rules.
+
+Two spellings arrive: the classic object `{"age": [">=", 20], "any": {...}}`, and the
+expression array that aperturedb SDK 0.5 sends, `["all", ["$age", ">=", 20], ["$name", "==", "x"]]`
+with literals `{"to_date": ...}`, `{"array": [...]}` and `"$$..."` for a string starting with `$`.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ def parse_constraints(obj: object, *, what: str = "constraints") -> Predicate | 
     """None when there is nothing to constrain."""
     if obj is None:
         return None
+    if isinstance(obj, list):
+        return _expression(obj, what)
     if not isinstance(obj, dict):
         raise QueryError(f"'{what}' must be an object of property: [operator, value]")
     parts: list[Predicate] = []
@@ -82,3 +89,45 @@ def _scalar(key: str, value: Any) -> Scalar:
     if isinstance(value, dict) and set(value) == {DATE_KEY}:
         return DateValue(parse_date(value[DATE_KEY]))
     raise QueryError(f"Constraint for property '{key}': unsupported value {value!r}")
+
+
+def _expression(expr: list, what: str) -> Predicate:
+    if not expr:
+        raise QueryError(f"'{what}': an empty expression array")
+    head = expr[0]
+    if head in ("all", "any"):
+        parts = tuple(_expression(e, what) if isinstance(e, list) else _bad(e, what)
+                      for e in expr[1:])
+        return AllOf(parts) if head == "all" else AnyOf(parts)
+    if isinstance(head, str) and head.startswith("$") and not head.startswith("$$"):
+        if len(expr) != 3:
+            raise QueryError(f"'{what}': a comparison is [\"$property\", operator, value], got {expr!r}")
+        key, op, value = head[1:], expr[1], _literal(expr[2], head[1:])
+        if not key:
+            raise QueryError(f"'{what}': a property reference needs a name after '$'")
+        return _single(key, op, value)
+    return _bad(expr, what)
+
+
+def _bad(expr: object, what: str) -> Predicate:
+    raise QueryError(f"'{what}': cannot read expression {expr!r}; use [\"all\"|\"any\", ...] or "
+                     "[\"$property\", operator, value]")
+
+
+def _literal(value: Any, key: str) -> Any:
+    if isinstance(value, str):
+        if value.startswith("$$"):
+            return value[1:]
+        if value.startswith("$"):
+            raise QueryError(f"Constraint for property '{key}': comparing with another property "
+                             f"({value}) is not supported")
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        (name, inner), = value.items()
+        if name == "to_date":
+            return {DATE_KEY: inner}
+        if name == "array" and isinstance(inner, list):
+            return [_literal(v, key) for v in inner]
+        if name == "json":
+            return inner
+    return value
