@@ -1,0 +1,99 @@
+"""`lensdb labelstudio ...`: Label Studio with lensdb as source and target storage.
+
+Other modules add subcommands to this group with
+`from lensdb.cli.labelstudio import labelstudio` and `@labelstudio.command()`.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from lensdb.cli import main
+
+
+@main.group()
+def labelstudio() -> None:
+    """Label Studio with the lensdb storage plugin (needs: pip install 'lensdb[labelstudio]')."""
+
+
+def _split_hostport(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter("use HOST:PORT, e.g. 127.0.0.1:55555")
+    return host, int(port)
+
+
+@labelstudio.command()
+@click.option("--port", default=8080, show_default=True, type=int, help="Label Studio's HTTP port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address Label Studio listens on.")
+@click.option("--data", default="./lensdb-labelstudio", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for Label Studio's data (DATA/labelstudio) and a started lensdb (DATA/lensdb).")
+@click.option("--lensdb", "lensdb_addr", envvar="LENSDB_SERVER", metavar="HOST:PORT",
+              help="A running lensdb (or ApertureDB) server to offer in the storage form. Env: LENSDB_SERVER. "
+                   "Without it a lensdb server is started on 127.0.0.1:55555 (or the one there is used).")
+@click.option("--username", envvar="LABEL_STUDIO_USERNAME", help="E-mail of a Label Studio user to create.")
+@click.option("--password", envvar="LABEL_STUDIO_PASSWORD", help="Password of that user.")
+@click.option("--token", envvar="LABEL_STUDIO_USER_TOKEN", help="API token of that user (more than 5 characters).")
+@click.option("--log-level", default="WARNING", show_default=True, help="Label Studio's log level.")
+def start(port: int, host: str, data: Path, lensdb_addr: str | None, username: str | None,
+          password: str | None, token: str | None, log_level: str) -> None:
+    """Start stock Label Studio with the lensdb storage type, migrations applied, quiet and offline-safe.
+
+    Manual equivalent: DJANGO_SETTINGS_MODULE=lensdb.labelstudio.plugin.settings label-studio start
+    """
+    from lensdb.labelstudio import launcher
+
+    try:
+        import label_studio  # noqa: F401
+    except ImportError:
+        raise click.ClickException("Label Studio is not installed: pip install 'lensdb[labelstudio]'") from None
+    data = data.absolute()
+    lensdb_proc = None
+    if lensdb_addr:
+        lhost, lport = _split_hostport(lensdb_addr)
+        click.echo(f"lensdb: using {lhost}:{lport}")
+    else:
+        lhost, lport = "127.0.0.1", 55555
+        if launcher.port_in_use(lhost, lport):
+            click.echo(f"lensdb: a server already answers on {lhost}:{lport}; using it")
+        else:
+            pw = launcher.admin_password_for(data / "lensdb")
+            lensdb_proc = launcher.start_lensdb(data / "lensdb", lhost, lport, 55556, pw)
+            click.echo(f"lensdb: started on {lhost}:{lport} (data {data / 'lensdb'}); "
+                       f"user admin, password in {data / 'lensdb' / 'admin-password'}"
+                       if "LENSDB_ADMIN_PASSWORD" not in __import__("os").environ else
+                       f"lensdb: started on {lhost}:{lport}; user admin, password from LENSDB_ADMIN_PASSWORD")
+    opts = launcher.LabelStudioOptions(
+        data_dir=data / "labelstudio", port=port, host=host, username=username, password=password,
+        token=token, lensdb_host=lhost, lensdb_port=lport, log_level=log_level)
+    try:
+        ls_proc = launcher.start_label_studio(opts)
+    except RuntimeError as exc:
+        launcher.stop(lensdb_proc)
+        raise click.ClickException(str(exc)) from None
+
+    def _shutdown(signum, frame):  # noqa: ARG001
+        launcher.stop(ls_proc)
+        launcher.stop(lensdb_proc)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, _shutdown)
+    try:
+        launcher.wait_http(f"http://{host}:{port}/health", ls_proc)
+        click.echo(f"Label Studio: http://{host}:{port}  (Settings > Cloud Storage > Add Source Storage > lensdb)")
+        code = ls_proc.wait()
+    except KeyboardInterrupt:
+        code = 0
+    except RuntimeError as exc:
+        launcher.stop(ls_proc)
+        launcher.stop(lensdb_proc)
+        raise click.ClickException(str(exc)) from None
+    finally:
+        launcher.stop(ls_proc)
+        launcher.stop(lensdb_proc)
+    sys.exit(code)

@@ -1,0 +1,141 @@
+"""Start stock Label Studio with the lensdb plugin (and a lensdb server when none is configured).
+
+Used by `lensdb labelstudio start` and by the test fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SETTINGS_MODULE = "lensdb.labelstudio.plugin.settings"
+
+# Quiet and offline-safe: no version check against PyPI, no Sentry, no usage analytics.
+QUIET_ENV = {
+    "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
+    "LABEL_STUDIO_SENTRY_DSN": "",
+    "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
+    "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
+}
+
+
+def port_in_use(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class LabelStudioOptions:
+    data_dir: Path
+    port: int = 8080
+    host: str = "127.0.0.1"
+    username: str | None = None  # e-mail of a user to create at start
+    password: str | None = None
+    token: str | None = None  # API token for that user (legacy `Authorization: Token` is enabled)
+    lensdb_host: str = "127.0.0.1"
+    lensdb_port: int = 55555
+    log_level: str = "WARNING"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def label_studio_env(opts: LabelStudioOptions) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_SETTINGS")}
+    for k, v in QUIET_ENV.items():
+        env.setdefault(k, v)
+    env.update(
+        DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
+        LABEL_STUDIO_BASE_DATA_DIR=str(Path(opts.data_dir).absolute()),
+        LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+        LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
+        LENSDB_DEFAULT_HOST=opts.lensdb_host,
+        LENSDB_DEFAULT_PORT=str(opts.lensdb_port),
+        LOG_LEVEL=opts.log_level,
+        PYTHONUNBUFFERED="1",
+    )
+    if opts.username and opts.password:
+        env.update(LABEL_STUDIO_USERNAME=opts.username, LABEL_STUDIO_PASSWORD=opts.password)
+    if opts.token:
+        env["LABEL_STUDIO_USER_TOKEN"] = opts.token
+    env.update(opts.extra_env)
+    return env
+
+
+def label_studio_command(opts: LabelStudioOptions) -> list[str]:
+    return [sys.executable, "-c", "from label_studio.server import main; main()", "start",
+            "--no-browser", "--internal-host", opts.host, "--port", str(opts.port)]
+
+
+def start_label_studio(opts: LabelStudioOptions, log_file=None) -> subprocess.Popen:
+    if port_in_use(opts.host, opts.port):
+        # Label Studio would silently move to the next port; say so instead.
+        raise RuntimeError(f"port {opts.port} on {opts.host} is already in use; pick another with --port")
+    Path(opts.data_dir).mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(label_studio_command(opts), env=label_studio_env(opts),
+                            stdout=log_file, stderr=subprocess.STDOUT if log_file else None)
+
+
+def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 180.0) -> None:
+    """Wait until `url` answers 200 (first start runs Label Studio's migrations: ~30 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with code {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - local health check
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout:g} s")
+
+
+def admin_password_for(data_dir: Path) -> str:
+    """LENSDB_ADMIN_PASSWORD, or one generated once and kept (0600) beside the database."""
+    if os.environ.get("LENSDB_ADMIN_PASSWORD"):
+        return os.environ["LENSDB_ADMIN_PASSWORD"]
+    path = Path(data_dir) / "admin-password"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pw = secrets.token_urlsafe(18)
+    path.write_text(pw + "\n")
+    path.chmod(0o600)
+    return pw
+
+
+def start_lensdb(data_dir: Path, host: str, port: int, http_port: int, password: str,
+                 log_file=None) -> subprocess.Popen:
+    env = {**os.environ, "LENSDB_ADMIN_PASSWORD": password}
+    cmd = [sys.executable, "-c", "from lensdb.cli import main; main()", "serve", "--data", str(data_dir / "db"),
+           "--host", host, "--port", str(port), "--http-port", str(http_port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT if log_file else None)
+    deadline = time.monotonic() + 60
+    while not port_in_use(host, port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"lensdb serve did not start on {host}:{port}")
+        time.sleep(0.1)
+    return proc
+
+
+def stop(proc: subprocess.Popen | None, timeout: float = 20.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,18 @@
+"""Django app config of the Label Studio plugin."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class LensdbLabelStudioConfig(AppConfig):
+    name = "lensdb.labelstudio.plugin"
+    label = "lensdb_labelstudio"
+    verbose_name = "lensdb storage for Label Studio"
+    default_auto_field = "django.db.models.AutoField"
+
+    def ready(self) -> None:
+        from lensdb.labelstudio.plugin import outbox, signals  # noqa: F401 - registers receivers
+
+        if outbox.should_start_loop_at_boot():
+            outbox.ensure_retry_loop()

@@ -1,0 +1,339 @@
+"""Storage models: lensdb (or any ApertureDB-compatible server) as Label Studio source and target storage."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from io_storages.base_models import (
+    ExportStorage,
+    ExportStorageLink,
+    ImportStorage,
+    ImportStorageLink,
+    ProjectStorageMixin,
+)
+from rest_framework.exceptions import ValidationError
+
+from lensdb.labelstudio.client import (
+    Client,
+    ConnectionSettings,
+    DatabaseError,
+    DatabaseUnavailable,
+    client_for,
+)
+from lensdb.labelstudio.queries import UNIQUEID, image_blob_query, list_images_query
+
+logger = logging.getLogger(__name__)
+
+SCHEME = "lensdb"
+
+
+def image_uri(host: str, port: int, uniqueid: str) -> str:
+    """The task value for an image; Label Studio turns it into its own /tasks/<id>/resolve/ URL."""
+    return f"{SCHEME}://{host}:{port}/image/{uniqueid}"
+
+
+def parse_image_uri(uri: str) -> tuple[str, str] | None:
+    """(netloc, uniqueid) of a lensdb image URI, or None."""
+    if not isinstance(uri, str) or not uri.startswith(SCHEME + "://"):
+        return None
+    parts = urlsplit(uri)
+    segs = parts.path.strip("/").split("/")
+    if len(segs) != 2 or segs[0] != "image" or not segs[1]:
+        return None
+    return parts.netloc, segs[1]
+
+
+def parse_json_field(text: str | None, what: str) -> dict:
+    """A JSON object from a text field; ValueError in words a user understands."""
+    if text is None or not str(text).strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") from None
+    if not isinstance(value, dict):
+        raise ValueError(f'{what} must be a JSON object such as {{"width": [">", 0]}}.')
+    for key, pred in value.items():
+        if key in ("any", "all") and isinstance(pred, dict):
+            continue
+        if not isinstance(pred, list) or len(pred) not in (2, 4):
+            raise ValueError(f"{what}: the condition for '{key}' must be a list like [\"==\", value] "
+                             f"or [\">=\", low, \"<\", high].")
+    return value
+
+
+def split_names(text: str | None) -> list[str]:
+    return [x.strip() for x in (text or "").replace("\n", ",").split(",") if x.strip()]
+
+
+class LensdbStorageMixin(models.Model):
+    """Connection fields; names follow the ApertureDB fork of Label Studio where it has them."""
+
+    hostname = models.TextField(_("hostname"), null=True, blank=True, help_text="lensdb / ApertureDB host name")
+    port = models.PositiveIntegerField(_("port"), null=True, blank=True, default=55555, help_text="TCP port")
+    username = models.TextField(_("username"), null=True, blank=True, default="admin", help_text="User name")
+    password = models.TextField(_("password"), null=True, blank=True, help_text="User password")
+    token = models.TextField(_("token"), null=True, blank=True, help_text="User token (instead of a password)")
+    use_ssl = models.BooleanField(_("use_ssl"), default=False, help_text="Talk TLS to the server")
+    verify_certificate = models.BooleanField(
+        _("verify_certificate"), default=True, help_text="Check the server's TLS certificate and host name"
+    )
+
+    secure_fields = ("password", "token")
+
+    def connection_settings(self) -> ConnectionSettings:
+        return ConnectionSettings(
+            host=str(self.hostname or "").strip(), port=int(self.port or 55555),
+            username=str(self.username or ""), password=str(self.password or ""),
+            token=str(self.token or ""), use_ssl=bool(self.use_ssl),
+            verify_certificate=bool(self.verify_certificate),
+        )
+
+    def get_client(self) -> Client:
+        return client_for(self.connection_settings())
+
+    def validate_connection(self, client: Any = None) -> None:
+        """Check Connection: raise a ValidationError that says what is wrong, in words."""
+        if not str(self.hostname or "").strip():
+            raise ValidationError({"hostname": ["Give the host name of the lensdb server (e.g. 127.0.0.1)."]})
+        if not self.password and not self.token:
+            raise ValidationError({"password": ["Give a password or a token for the database user."]})
+        self.check_fields()
+        try:
+            self.get_client().status()
+            self.check_with_server()
+        except DatabaseError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def check_fields(self) -> None:
+        """Field checks that need no server; subclasses add theirs."""
+
+    def check_with_server(self) -> None:
+        """Checks that ask the server (e.g. that it accepts the constraints); subclasses add theirs."""
+
+    class Meta:
+        abstract = True
+
+
+class _BytesStream:
+    """The streaming body Label Studio's resolve proxy expects from `get_bytes_stream`."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def iter_chunks(self, chunk_size: int = 1 << 16):
+        for i in range(0, len(self._data), chunk_size):
+            yield self._data[i:i + chunk_size]
+
+    def close(self) -> None:
+        self._data = b""
+
+
+def sniff_content_type(data: bytes) -> str:
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "image/tiff"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    return "application/octet-stream"
+
+
+def _byte_range(range_header: str | None, size: int) -> tuple[int, int] | None:
+    if not range_header or not range_header.startswith("bytes="):
+        return None
+    start_s, _, end_s = range_header[6:].split(",")[0].partition("-")
+    try:
+        start = int(start_s) if start_s else 0
+        end = int(end_s) if end_s and int(end_s) > 0 else size - 1
+    except ValueError:
+        return None
+    end = min(end, size - 1)
+    return (start, end) if 0 <= start <= end else None
+
+
+class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
+    url_scheme = SCHEME
+    # Images are always streamed through Label Studio (its login, same origin, no CORS).
+    presign = False
+    presign_ttl = 1
+    use_blob_urls = True
+
+    constraints = models.TextField(_("constraints"), null=True, blank=True,
+                                   help_text='FindImage constraints as JSON, e.g. {"dataset": ["==", "train"]}')
+    limit = models.PositiveIntegerField(_("limit"), null=True, blank=True,
+                                        help_text="Import at most this many images (empty: all)")
+    predictions = models.BooleanField(_("predictions"), default=True,
+                                      help_text="Include existing boxes and polygons as predictions")
+    pred_constraints = models.TextField(_("pred_constraints"), null=True, blank=True,
+                                        help_text="Constraints on the boxes and polygons used as predictions (JSON)")
+    predictions_readonly = models.BooleanField(_("predictions_readonly"), default=True,
+                                               help_text="Annotators cannot move or delete predicted regions")
+    as_format_jpg = models.BooleanField(_("as_format_jpg"), default=False,
+                                        help_text="Convert images to JPEG on the fly")
+    guid_property = models.TextField(_("guid_property"), null=True, blank=True,
+                                     help_text="Image property that identifies an image across databases "
+                                               "(empty: _uniqueid)")
+    task_data_properties = models.TextField(_("task_data_properties"), null=True, blank=True,
+                                            help_text="Image properties copied into task data, comma-separated")
+
+    @property
+    def key_property(self) -> str:
+        return str(self.guid_property or "").strip() or UNIQUEID
+
+    def check_fields(self) -> None:
+        for name, what in (("constraints", "Image constraints"), ("pred_constraints", "Prediction constraints")):
+            try:
+                parse_json_field(getattr(self, name), what)
+            except ValueError as exc:
+                raise ValidationError({name: [str(exc)]}) from None
+
+    def check_with_server(self) -> None:
+        constraints = parse_json_field(self.constraints, "Image constraints")
+        try:
+            self.get_client().query(list_images_query(constraints, self.key_property, 1, 0))
+        except DatabaseUnavailable:
+            raise
+        except DatabaseError as exc:
+            raise ValidationError({"constraints": [f"The server refused the image constraints: {exc}"]}) from None
+        pred = parse_json_field(self.pred_constraints, "Prediction constraints")
+        if pred and self.predictions:
+            try:
+                self.get_client().query([{"FindBoundingBox": {"constraints": pred, "blobs": False,
+                                                              "results": {"limit": 1}}}])
+            except DatabaseUnavailable:
+                raise
+            except DatabaseError as exc:
+                raise ValidationError({"pred_constraints": [f"The server refused these constraints: {exc}"]}) \
+                    from None
+
+    # ---- listing (used by Label Studio's "preview files" endpoint) ----
+    def iter_objects(self):
+        from lensdb.labelstudio.plugin.sync import iter_image_pages
+
+        for page in iter_image_pages(self):
+            yield from page
+
+    def iter_keys(self):
+        for obj in self.iter_objects():
+            yield obj["key"]
+
+    def get_unified_metadata(self, obj: dict) -> dict:
+        return {"key": obj["key"], "last_modified": None, "size": None}
+
+    def get_data(self, key: str):
+        raise NotImplementedError("lensdb storages create tasks in batches: see scan_and_create_links")
+
+    def scan_and_create_links(self) -> None:
+        from lensdb.labelstudio.plugin.sync import sync_source
+
+        sync_source(self)
+
+    # ---- serving image bytes through /tasks/<id>/resolve/ ----
+    def can_resolve_url(self, url: str | None) -> bool:
+        parsed = parse_image_uri(url) if isinstance(url, str) else None
+        return bool(parsed) and parsed[0] == f"{self.hostname}:{self.port}"
+
+    def generate_http_url(self, url: str) -> str:
+        return url  # never presigned; kept for Label Studio code paths that ask
+
+    def get_bytes_stream(self, uri: str, range_header: str | None = None):
+        parsed = parse_image_uri(uri)
+        if not parsed:
+            return None, None, {}
+        uniqueid = parsed[1]
+        try:
+            response, blobs = self.get_client().query(image_blob_query(uniqueid, bool(self.as_format_jpg)))
+        except DatabaseError as exc:
+            logger.warning("lensdb image %s: %s", uniqueid, exc)
+            return None, None, {}
+        if not blobs:
+            return None, None, {}
+        data = blobs[0]
+        size = len(data)
+        meta: dict[str, Any] = {"ETag": f"{uniqueid}-{'jpg' if self.as_format_jpg else 'raw'}-{size}",
+                                "StatusCode": 200, "ContentLength": size}
+        rng = _byte_range(range_header, size)
+        if rng and rng != (0, size - 1):
+            start, end = rng
+            data = data[start:end + 1]
+            meta.update(StatusCode=206, ContentLength=len(data), ContentRange=f"bytes {start}-{end}/{size}")
+        return _BytesStream(data), sniff_content_type(blobs[0][:16]), meta
+
+    class Meta:
+        abstract = True
+
+
+class LensdbImportStorage(ProjectStorageMixin, LensdbImportStorageBase):
+    class Meta:
+        abstract = False
+
+
+class LensdbImportStorageLink(ImportStorageLink):
+    # The related name must start with io_storages_ for Task.get_storage_link() to find it.
+    task = models.OneToOneField("tasks.Task", on_delete=models.CASCADE,
+                                related_name="io_storages_lensdbimportstoragelink")
+    storage = models.ForeignKey(LensdbImportStorage, on_delete=models.CASCADE, related_name="links")
+
+
+class LensdbExportStorage(LensdbStorageMixin, ExportStorage):
+    # Which process currently sends this storage's outbox, and until when (see outbox.flush).
+    outbox_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    outbox_lease_owner = models.CharField(max_length=64, null=True, blank=True, editable=False)
+
+    def save_annotation(self, annotation) -> None:
+        from lensdb.labelstudio.plugin import outbox
+
+        outbox.enqueue_save(self, annotation)
+        outbox.flush(self)
+
+    def delete_annotation(self, annotation) -> None:
+        from lensdb.labelstudio.plugin import outbox
+
+        outbox.enqueue_delete(self, annotation.id, annotation.project_id)
+        outbox.flush(self)
+
+    def save_all_annotations(self) -> None:
+        from lensdb.labelstudio.plugin.outbox import export_missing
+
+        export_missing(self)
+
+    def save_only_new_annotations(self) -> None:
+        self.save_all_annotations()
+
+    class Meta:
+        abstract = False
+
+
+class LensdbExportStorageLink(ExportStorageLink):
+    storage = models.ForeignKey(LensdbExportStorage, on_delete=models.CASCADE, related_name="links")
+
+
+class LensdbOutbox(models.Model):
+    """A change waiting to be written to the database, kept in Label Studio's own database.
+
+    Rows are applied in id order per storage; a row is deleted once the database confirmed it.
+    """
+
+    SAVE, DELETE = "save", "delete"
+
+    storage = models.ForeignKey(LensdbExportStorage, on_delete=models.CASCADE, related_name="outbox")
+    action = models.CharField(max_length=16)
+    annotation_id = models.IntegerField(db_index=True)
+    query = models.JSONField(help_text="The transaction to send, built when the change happened")
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(null=True, blank=True)
+    rejected = models.BooleanField(default=False, help_text="The database refused it; retried only on Sync")
+
+    class Meta:
+        ordering = ["id"]

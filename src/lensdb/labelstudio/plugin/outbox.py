@@ -1,0 +1,281 @@
+"""Target storage writes through a durable outbox.
+
+Every annotation change becomes one row holding the exact transaction to send; rows are sent in order
+and deleted once the database confirmed them. If the database is down the rows wait (in Label Studio's
+own database) and a retry loop, the next save, or "Sync" on the storage sends them later.
+A lease on the storage row makes sure only one process sends a storage's rows at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q as DQ
+from django.utils import timezone
+
+from lensdb.labelstudio import queries as Q
+from lensdb.labelstudio.client import DatabaseError, DatabaseUnavailable
+from lensdb.labelstudio.labelconfig import parse_label_config
+from lensdb.labelstudio.mapping import SCALAR_TYPES, parse_results, property_name
+from lensdb.labelstudio.plugin.models import (
+    LensdbExportStorage,
+    LensdbExportStorageLink,
+    LensdbOutbox,
+    parse_image_uri,
+)
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECONDS = 120
+RETRY_SECONDS = float(os.environ.get("LENSDB_OUTBOX_RETRY_SECONDS", "5"))
+
+
+# ---- building the transaction for one annotation ----------------------------------------------------
+
+
+def _email(user) -> str:
+    return getattr(user, "email", "") or "" if user is not None else ""
+
+
+def image_of_task(task) -> tuple[str | None, tuple[float, float] | None]:
+    """The lensdb image behind a task (uniqueid, (width, height)), from its meta or its data."""
+    meta = (task.meta or {}).get("lensdb") if isinstance(task.meta, dict) else None
+    if isinstance(meta, dict) and meta.get("uniqueid"):
+        w, h = meta.get("width"), meta.get("height")
+        return meta["uniqueid"], ((float(w), float(h)) if w and h else None)
+    for value in (task.data or {}).values():
+        parsed = parse_image_uri(value) if isinstance(value, str) else None
+        if parsed:
+            return parsed[1], None
+    return None, None
+
+
+def removable_properties(label_config: str | None) -> list[str]:
+    cfg = parse_label_config(label_config)
+    return [property_name(c.type, c.name) for c in cfg.controls if c.type in SCALAR_TYPES]
+
+
+def save_query(annotation) -> list[dict]:
+    task = annotation.task
+    project = annotation.project
+    uid, size = image_of_task(task)
+    result = annotation.result if isinstance(annotation.result, list) else []
+    doc = {
+        "id": annotation.id, "task": task.id, "project": project.id, "result": result,
+        "completed_by": _email(annotation.completed_by), "updated_by": _email(annotation.updated_by),
+        "was_cancelled": annotation.was_cancelled, "ground_truth": annotation.ground_truth,
+        "lead_time": annotation.lead_time,
+        "created_at": annotation.created_at.isoformat() if annotation.created_at else None,
+        "updated_at": annotation.updated_at.isoformat() if annotation.updated_at else None,
+    }
+    record = Q.AnnotationRecord(
+        id=annotation.id, project_id=project.id, task_id=task.id, result=result,
+        project_title=project.title or "", completed_by=doc["completed_by"], updated_by=doc["updated_by"],
+        created_at=doc["created_at"], updated_at=doc["updated_at"], was_cancelled=annotation.was_cancelled,
+        ground_truth=annotation.ground_truth, lead_time=annotation.lead_time, document=doc,
+    )
+    return Q.save_annotation_query(record, parse_results(result), uid, size,
+                                   removable_properties(project.label_config))
+
+
+def enqueue_save(storage: LensdbExportStorage, annotation) -> None:
+    LensdbOutbox.objects.create(storage=storage, action=LensdbOutbox.SAVE, annotation_id=annotation.id,
+                                query=save_query(annotation))
+
+
+def enqueue_delete(storage: LensdbExportStorage, annotation_id: int, project_id: int) -> None:
+    LensdbOutbox.objects.create(storage=storage, action=LensdbOutbox.DELETE, annotation_id=annotation_id,
+                                query=Q.delete_annotation_query(annotation_id, project_id))
+
+
+# ---- sending ---------------------------------------------------------------------------------------
+
+
+def _take_lease(storage_id: int) -> str | None:
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    taken = LensdbExportStorage.objects.filter(pk=storage_id).filter(
+        DQ(outbox_lease_until__isnull=True) | DQ(outbox_lease_until__lt=now)
+    ).update(outbox_lease_until=now + timedelta(seconds=LEASE_SECONDS), outbox_lease_owner=token)
+    return token if taken else None
+
+
+def _release_lease(storage_id: int, token: str) -> None:
+    LensdbExportStorage.objects.filter(pk=storage_id, outbox_lease_owner=token).update(
+        outbox_lease_until=None, outbox_lease_owner=None)
+
+
+def _send(storage: LensdbExportStorage, row: LensdbOutbox) -> bool:
+    """Send one row; False when the database is unreachable (stop and keep the order)."""
+    try:
+        storage.get_client().query(row.query)
+    except DatabaseUnavailable as exc:
+        row.attempts += 1
+        row.last_error = str(exc)
+        row.save(update_fields=["attempts", "last_error"])
+        ensure_retry_loop()
+        return False
+    except DatabaseError as exc:
+        # Refused, not unreachable: retrying will not help; keep it visible and move on.
+        logger.error("lensdb rejected %s of annotation %s: %s", row.action, row.annotation_id, exc)
+        row.attempts += 1
+        row.last_error = f"rejected: {exc}"
+        row.rejected = True
+        row.save(update_fields=["attempts", "last_error", "rejected"])
+        return True
+    if row.action == LensdbOutbox.SAVE:
+        from tasks.models import Annotation
+
+        if Annotation.objects.filter(pk=row.annotation_id).exists():
+            LensdbExportStorageLink.objects.get_or_create(annotation_id=row.annotation_id, storage=storage)
+    row.delete()
+    return True
+
+
+def flush(storage: LensdbExportStorage, include_rejected: bool = False) -> int:
+    """Send this storage's waiting rows in order; returns how many were confirmed."""
+    token = _take_lease(storage.id)
+    if token is None:
+        return 0  # another thread or process is sending; it loops until the outbox is empty
+    sent = 0
+    try:
+        if include_rejected:
+            LensdbOutbox.objects.filter(storage=storage, rejected=True).update(rejected=False)
+        while True:
+            rows = list(LensdbOutbox.objects.filter(storage=storage, rejected=False).order_by("id")[:200])
+            if not rows:
+                break
+            for row in rows:
+                if not _send(storage, row):
+                    return sent
+                if not row.rejected:
+                    sent += 1
+            LensdbExportStorage.objects.filter(pk=storage.id, outbox_lease_owner=token).update(
+                outbox_lease_until=timezone.now() + timedelta(seconds=LEASE_SECONDS))
+    finally:
+        _release_lease(storage.id, token)
+        report(storage)
+    return sent
+
+
+def report(storage: LensdbExportStorage) -> None:
+    """Show the backlog and last error on the storage card (status, logs and meta)."""
+    waiting = LensdbOutbox.objects.filter(storage=storage)
+    pending = waiting.filter(rejected=False).count()
+    rejected = waiting.filter(rejected=True).count()
+    last = waiting.exclude(last_error=None).order_by("-id").values_list("last_error", flat=True).first()
+    fresh = LensdbExportStorage.objects.filter(pk=storage.pk).first()
+    if fresh is None:
+        return
+    meta = dict(fresh.meta or {})
+    had_backlog = bool(meta.get("outbox_pending") or meta.get("outbox_rejected"))
+    meta.update(outbox_pending=pending, outbox_rejected=rejected, outbox_last_error=last)
+    fields = ["meta"]
+    busy = fresh.status in (fresh.Status.QUEUED, fresh.Status.IN_PROGRESS)
+    if (pending or rejected) and not busy:
+        lines = []
+        if pending:
+            lines.append(f"{pending} annotation change(s) are waiting to be written to lensdb and will be "
+                         "sent automatically when it answers.")
+        if rejected:
+            lines.append(f"{rejected} change(s) were refused by the database; press Sync to retry them.")
+        if last:
+            lines.append(f"Last error: {last}")
+        fresh.status, fresh.traceback = fresh.Status.FAILED, "\n".join(lines)
+        fields += ["status", "traceback"]
+    elif had_backlog and not busy:
+        fresh.status, fresh.traceback = fresh.Status.COMPLETED, None
+        fields += ["status", "traceback"]
+    fresh.meta = meta
+    fresh.save(update_fields=fields)
+
+
+def flush_job(storage_id: int) -> int:
+    """Entry point for Label Studio's job runner (RQ when Redis is there, inline otherwise)."""
+    storage = LensdbExportStorage.objects.filter(pk=storage_id).first()
+    return flush(storage) if storage else 0
+
+
+def schedule_flush(storage: LensdbExportStorage) -> None:
+    from core.redis import start_job_async_or_sync
+
+    sid = storage.id
+    transaction.on_commit(lambda: start_job_async_or_sync(flush_job, sid))
+
+
+# ---- "Sync" on the target storage -----------------------------------------------------------------------
+
+
+def export_missing(storage: LensdbExportStorage) -> None:
+    """Send the backlog (refused rows included), then every annotation the database lacks or has older."""
+    from tasks.models import Annotation
+
+    storage.info_set_in_progress()
+    flush(storage, include_rejected=True)
+    if LensdbOutbox.objects.filter(storage=storage, rejected=False).exists():
+        raise DatabaseUnavailable(LensdbOutbox.objects.filter(storage=storage).values_list(
+            "last_error", flat=True).first() or "lensdb is unreachable")
+    project = storage.project
+    response, _ = storage.get_client().query([{"FindEntity": {
+        "with_class": Q.ANNOTATION_CLASS, "constraints": {"LS_project_id": ["==", project.id]},
+        "results": {"list": ["LS_id", "LS_updated_at"]}}}])
+    stored = {str(e.get("LS_id")): (e.get("LS_updated_at") or {}).get("_date")
+              for e in response[0]["FindEntity"].get("entities") or []}
+    total = exported = 0
+    for ann in Annotation.objects.filter(project=project).select_related("task", "completed_by", "updated_by"):
+        total += 1
+        updated = ann.updated_at.isoformat() if ann.updated_at else None
+        if str(ann.id) in stored and stored[str(ann.id)] == updated:
+            continue
+        enqueue_save(storage, ann)
+        exported += 1
+    flush(storage)
+    storage.refresh_from_db()
+    if storage.status == storage.Status.IN_PROGRESS:
+        storage.info_set_completed(last_sync_count=exported, total_annotations=total,
+                                   already_in_database=total - exported)
+
+
+# ---- retry loop ---------------------------------------------------------------------------------------
+
+_loop_started = False
+_loop_lock = threading.Lock()
+
+
+def _retry_forever() -> None:
+    from django.db import close_old_connections
+
+    while True:
+        time.sleep(RETRY_SECONDS)
+        try:
+            close_old_connections()
+            ids = set(LensdbOutbox.objects.filter(rejected=False).values_list("storage_id", flat=True))
+            for storage in LensdbExportStorage.objects.filter(pk__in=ids):
+                flush(storage)
+        except Exception:  # noqa: BLE001 - keep the loop alive; the next round tries again
+            logger.debug("lensdb outbox retry round failed", exc_info=True)
+
+
+def ensure_retry_loop() -> None:
+    """Start the background sender once per process (daemon thread: it dies with the server)."""
+    global _loop_started
+    if RETRY_SECONDS <= 0:
+        return
+    with _loop_lock:
+        if _loop_started:
+            return
+        _loop_started = True
+    threading.Thread(target=_retry_forever, name="lensdb-outbox", daemon=True).start()
+
+
+def should_start_loop_at_boot() -> bool:
+    # Management commands such as migrate should not start a sender; servers and workers should.
+    args = " ".join(sys.argv[1:3])
+    return not any(cmd in args for cmd in ("makemigrations", "migrate", "collectstatic", "shell", "test"))
