@@ -6,6 +6,7 @@ Other modules add subcommands to this group with
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -64,10 +65,10 @@ def start(port: int, host: str, data: Path, lensdb_addr: str | None, username: s
         else:
             pw = launcher.admin_password_for(data / "lensdb")
             lensdb_proc = launcher.start_lensdb(data / "lensdb", lhost, lport, 55556, pw)
-            click.echo(f"lensdb: started on {lhost}:{lport} (data {data / 'lensdb'}); "
-                       f"user admin, password in {data / 'lensdb' / 'admin-password'}"
-                       if "LENSDB_ADMIN_PASSWORD" not in __import__("os").environ else
-                       f"lensdb: started on {lhost}:{lport}; user admin, password from LENSDB_ADMIN_PASSWORD")
+            where = ("LENSDB_ADMIN_PASSWORD" if os.environ.get("LENSDB_ADMIN_PASSWORD")
+                     else str(data / "lensdb" / "admin-password"))
+            click.echo(f"lensdb: started on {lhost}:{lport} (data in {data / 'lensdb'}); "
+                       f"storage user admin, password from {where}")
     opts = launcher.LabelStudioOptions(
         data_dir=data / "labelstudio", port=port, host=host, username=username, password=password,
         token=token, lensdb_host=lhost, lensdb_port=lport, log_level=log_level)
@@ -77,12 +78,11 @@ def start(port: int, host: str, data: Path, lensdb_addr: str | None, username: s
         launcher.stop(lensdb_proc)
         raise click.ClickException(str(exc)) from None
 
-    def _shutdown(signum, frame):  # noqa: ARG001
-        launcher.stop(ls_proc)
-        launcher.stop(lensdb_proc)
-        sys.exit(0)
+    def _terminate(signum, frame):  # noqa: ARG001
+        # Unwind to the `finally` below; waiting on children inside a signal handler can deadlock.
+        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _shutdown)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         launcher.wait_http(f"http://{host}:{port}/health", ls_proc)
         click.echo(f"Label Studio: http://{host}:{port}  (Settings > Cloud Storage > Add Source Storage > lensdb)")
@@ -94,6 +94,7 @@ def start(port: int, host: str, data: Path, lensdb_addr: str | None, username: s
         launcher.stop(lensdb_proc)
         raise click.ClickException(str(exc)) from None
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # already stopping
         launcher.stop(ls_proc)
         launcher.stop(lensdb_proc)
     sys.exit(code)

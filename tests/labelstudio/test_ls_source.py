@@ -1,0 +1,124 @@
+"""lensdb as Label Studio source storage: sync, predictions, idempotence, the image proxy, Check Connection."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from .conftest import LabelStudio, jpeg_bytes
+from .datasets import LABEL_CONFIG, load_images
+
+
+@pytest.fixture(scope="module")
+def synced(label_studio: LabelStudio, ls_lensdb):
+    """300 images in lensdb, a project whose lensdb storage selects 200 of them, synced once."""
+    db = ls_lensdb.connector(use_ssl=False)
+    tag, images = load_images(db, 300, 200)
+    project = label_studio.create_project("source sync", LABEL_CONFIG)
+    storage = label_studio.add_source(
+        project, constraints=json.dumps({"dataset": ["==", tag], "split": ["==", "selected"]}),
+        task_data_properties="name, caption")
+    result = label_studio.sync_source(storage["id"])
+    return {"db": db, "tag": tag, "images": images, "project": project, "storage": storage, "sync": result}
+
+
+def test_sync_creates_one_task_per_selected_image_with_predictions(label_studio: LabelStudio, synced):
+    assert synced["sync"]["status"] == "completed", synced["sync"]
+    assert synced["sync"]["last_sync_count"] == 200
+    tasks = label_studio.tasks(synced["project"])
+    assert len(tasks) == 200
+    by_name = {img.name: img for img in synced["images"]}
+    assert {t["data"]["name"] for t in tasks} == {img.name for img in synced["images"] if img.selected}
+    for task in tasks:
+        img = by_name[task["data"]["name"]]
+        assert task["data"]["caption"] == f"caption of {img.name}"
+        assert len(task["predictions"]) == 1
+        result = task["predictions"][0]["result"]
+        rects = [r for r in result if r["type"] == "rectanglelabels"]
+        polys = [r for r in result if r["type"] == "polygonlabels"]
+        assert len(rects) == 2 and len(polys) == 1
+        expected = sorted((b["label"], 100 * b["x"] / img.width, 100 * b["y"] / img.height,
+                           100 * b["width"] / img.width, 100 * b["height"] / img.height) for b in img.boxes)
+        got = sorted((r["value"]["rectanglelabels"][0], r["value"]["x"], r["value"]["y"], r["value"]["width"],
+                      r["value"]["height"]) for r in rects)
+        for e, g in zip(expected, got, strict=True):
+            assert e[0] == g[0]
+            assert all(abs(a - b) <= 0.01 for a, b in zip(e[1:], g[1:], strict=True)), (e, g)
+        for r in rects:
+            assert r["from_name"] == "box" and r["to_name"] == "image"
+            assert r["original_width"] == img.width and r["original_height"] == img.height
+            assert r["readonly"] is True
+        pts = polys[0]["value"]["points"]
+        want = [[100 * x / img.width, 100 * y / img.height] for x, y in img.polygons[0]["points"]]
+        assert len(pts) == len(want)
+        assert all(abs(a - b) <= 0.01 for p, q in zip(pts, want, strict=True) for a, b in zip(p, q, strict=True))
+        assert polys[0]["value"]["polygonlabels"] == ["Road"]
+
+
+def test_resync_adds_only_new_images(label_studio: LabelStudio, synced):
+    again = label_studio.sync_source(synced["storage"]["id"])
+    assert again["status"] == "completed"
+    assert again["last_sync_count"] == 0
+    assert again["meta"]["tasks_existed"] == 200
+    assert len(label_studio.tasks(synced["project"])) == 200
+    # Three more images matching the constraints appear in the database: only they are added.
+    db = synced["db"]
+    for i in range(3):
+        r, _ = db.query([{"AddImage": {"properties": {"name": f"late-{i}", "dataset": synced["tag"],
+                                                      "split": "selected", "width": 40, "height": 30}}}],
+                        [jpeg_bytes(40, 30, 999 + i)])
+        assert r[0]["AddImage"]["status"] == 0
+    third = label_studio.sync_source(synced["storage"]["id"])
+    assert third["last_sync_count"] == 3
+    names = [t["data"]["name"] for t in label_studio.tasks(synced["project"])]
+    assert len(names) == 203 and len(set(names)) == 203
+
+
+def test_images_through_the_resolve_proxy_are_byte_identical(label_studio: LabelStudio, synced):
+    tasks = label_studio.tasks(synced["project"])
+    by_name = {img.name: img for img in synced["images"]}
+    sample = random.Random(1).sample([t for t in tasks if t["data"]["name"] in by_name], 25)
+    for task in sample:
+        url = task["data"]["image"]
+        assert url.startswith(f"/tasks/{task['id']}/resolve/?fileuri="), url
+        r = label_studio.api("GET", url, 200)
+        assert r.headers["Content-Type"] == "image/jpeg"
+        assert r.content == by_name[task["data"]["name"]].data
+    # Label Studio's own login guards the images.
+    import requests
+
+    anonymous = requests.get(label_studio.url + sample[0]["data"]["image"], timeout=30, allow_redirects=False)
+    assert anonymous.status_code in (401, 403, 302)
+
+
+def test_labels_missing_from_the_config_are_reported(label_studio: LabelStudio, ls_lensdb):
+    db = ls_lensdb.connector(use_ssl=False)
+    tag, _ = load_images(db, 4, 4, seed=11, labels=["Zebra"])
+    project = label_studio.create_project("unknown labels", LABEL_CONFIG)
+    storage = label_studio.add_source(project, constraints=json.dumps({"dataset": ["==", tag]}))
+    result = label_studio.sync_source(storage["id"])
+    assert result["status"] == "completed_with_errors"
+    assert "Zebra (8)" in result["traceback"]
+    assert result["last_sync_count"] == 4
+    for task in label_studio.tasks(project):  # the polygons are still there
+        assert [r["type"] for r in task["predictions"][0]["result"]] == ["polygonlabels"]
+
+
+def test_check_connection_speaks_plainly(label_studio: LabelStudio, synced):
+    project = synced["project"]
+
+    def check(**fields) -> str:
+        r = label_studio.api("POST", "/api/storages/lensdb/validate", json=label_studio.storage_body(project, **fields))
+        assert r.status_code == 400, r.text
+        return json.dumps(r.json()["validation_errors"])
+
+    assert "refused the login" in check(password="wrong")
+    assert "Nothing is listening" in check(port=1)
+    assert "could not be resolved" in check(hostname="no-such-host.invalid")
+    assert "not valid JSON" in check(constraints="{split: selected}")
+    assert "must be a list" in check(constraints=json.dumps({"split": "selected"}))
+    assert "refused the image constraints" in check(constraints=json.dumps({"split": ["~~", 1]}))
+    ok = label_studio.api("POST", "/api/storages/lensdb/validate", json=label_studio.storage_body(project))
+    assert ok.status_code == 200, ok.text
