@@ -1,7 +1,7 @@
 """Shared fixtures: a real `lensdb serve` subprocess on free ports.
 
 `lensdb_server` is one server for the whole session (use unique class names); the
-`lensdb_server_factory` fixture starts dedicated servers with their own flags and data
+`lensdb_server_factory` (and `lensdb_module_server_factory`) fixtures start dedicated servers with their own flags and data
 folder, stopped at the end of the test. Both yield `LensdbServer` objects.
 """
 
@@ -159,15 +159,26 @@ def lensdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LensdbSe
     server.stop()
 
 
-@pytest.fixture
-def lensdb_server_factory(tmp_path: Path) -> Iterator[Callable[..., LensdbServer]]:
+def _factory(folder: Path) -> Iterator[Callable[..., LensdbServer]]:
     started: list[LensdbServer] = []
 
     def make(*args: str, name: str = "data", start: bool = True, **kw) -> LensdbServer:
-        server = LensdbServer(tmp_path / name, args, **kw)
+        server = LensdbServer(folder / name, args, **kw)
         started.append(server)
         return server.start() if start else server
 
     yield make
     for s in started:
         s.stop()
+
+
+@pytest.fixture
+def lensdb_server_factory(tmp_path: Path) -> Iterator[Callable[..., LensdbServer]]:
+    """make(*serve_args, name="data", start=True, admin_password=..., env=...) -> LensdbServer"""
+    yield from _factory(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def lensdb_module_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LensdbServer]]:
+    """Like lensdb_server_factory, for module-scoped fixtures (servers stop after the module)."""
+    yield from _factory(tmp_path_factory.mktemp("lensdb-module"))
