@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -33,9 +34,14 @@ from lensdb.cli import main
               help="Require VDMS TLS clients to present a certificate signed by this CA.")
 @click.option("--idle-timeout", default=600.0, show_default=True, type=float,
               help="Close TCP connections idle this many seconds (0: never); SDK clients reconnect by themselves.")
+@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
+              help="Media gateway: a browser origin allowed to load media, e.g. http://localhost:8080 "
+                   "(repeatable; none by default). Env: LENSDB_CORS_ORIGINS (comma-separated).")
+@click.option("--dev", is_flag=True, help="Development mode: the media gateway allows every origin (CORS *).")
 def serve(data: Path, host: str, port: int, http_port: int, tls_cert: Path | None, tls_key: Path | None,
           require_tls: bool, http_tls: bool, session_ttl: int, refresh_ttl: int, max_message_mb: int,
-          workers: int, allow_vdms: bool, vdms_client_ca: Path | None, idle_timeout: float) -> None:
+          workers: int, allow_vdms: bool, vdms_client_ca: Path | None, idle_timeout: float,
+          cors_origins: tuple[str, ...], dev: bool) -> None:
     """Serve the database in DATA over ApertureDB's TCP protocol and REST API.
 
     The first start creates user 'admin' with the password in LENSDB_ADMIN_PASSWORD,
@@ -45,6 +51,11 @@ def serve(data: Path, host: str, port: int, http_port: int, tls_cert: Path | Non
 
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    # The gateway (lensdb.gateway) reads its settings from the environment when the app is built.
+    if cors_origins:
+        os.environ["LENSDB_CORS_ORIGINS"] = ",".join(cors_origins)
+    if dev:
+        os.environ["LENSDB_DEV"] = "1"
     run(ServeConfig(
         data_dir=data, host=host, port=port, http_port=http_port or None,
         tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls, http_tls=http_tls,

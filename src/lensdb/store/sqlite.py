@@ -459,9 +459,17 @@ class SQLiteStore:
         return self.blobs.read(key)
 
     def explain(self, sql_params: tuple[str, list[Any]]) -> list[str]:
-        """EXPLAIN QUERY PLAN lines, for tests and diagnostics."""
+        """EXPLAIN QUERY PLAN lines, for tests and diagnostics.
+
+        Asked on a fresh connection: EXPLAIN reads no schema cookie, so a long-lived reader
+        (and its statement cache) would describe the plan from before a CreateIndex.
+        """
         sql, params = sql_params
-        return [r[3] for r in self._reader().execute("EXPLAIN QUERY PLAN " + sql, params)]
+        conn = self._connect()
+        try:
+            return [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+        finally:
+            conn.close()
 
     def plan_for(self, sel: Selection) -> list[str]:
         params: list[Any] = []

@@ -1,0 +1,99 @@
+"""What every gateway route shares: the server context, settings, the URL signer, query running, access."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from lensdb.auth.service import Principal
+from lensdb.gateway.config import GatewayConfig
+from lensdb.gateway.signing import SIGNATURE, Signer
+from lensdb.server.context import ServerContext
+
+
+def error(status: int, message: str, **headers: str) -> Response:
+    """A JSON error that says what to do."""
+    return JSONResponse({"status": -1, "info": message}, status_code=status, headers=headers or None)
+
+
+class QueryFailed(Exception):
+    def __init__(self, response: Any) -> None:
+        super().__init__(_info(response))
+        self.response = response
+
+
+def _info(response: Any) -> str:
+    if isinstance(response, dict):
+        return str(response.get("info") or response)
+    for item in response or []:
+        for name, body in item.items():
+            if isinstance(body, dict) and body.get("status", 0) < 0:
+                return f"{name}: {body.get('info')}"
+    return json.dumps(response)[:300]
+
+
+@dataclass
+class Access:
+    """Who is asking: a session's principal, or a valid signed link (principal None)."""
+
+    principal: Principal | None
+    signed_seconds_left: int | None = None
+
+
+class Gateway:
+    def __init__(self, ctx: ServerContext, config: GatewayConfig) -> None:
+        self.ctx = ctx
+        self.config = config
+        self.signer = Signer(config.signing_secret)
+
+    async def query(self, commands: list[dict], blobs: list[bytes] | None = None) -> tuple[list, list[bytes]]:
+        """Run one transaction on the engine in the server's worker pool; QueryFailed when refused."""
+        loop = asyncio.get_running_loop()
+        response, out = await loop.run_in_executor(self.ctx.executor, self.ctx.db.query, commands, blobs or [])
+        if not isinstance(response, list) or any(
+            isinstance(b, dict) and b.get("status", 0) < 0 for item in response for b in item.values()
+        ):
+            raise QueryFailed(response)
+        return response, out
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        """Run CPU-bound work (image rendering) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.ctx.executor, fn, *args)
+
+    def base_url(self, request: Request) -> str:
+        if self.config.public_url:
+            return self.config.public_url
+        return str(request.base_url).rstrip("/")
+
+    def session(self, request: Request) -> Principal | None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self.ctx.auth.principal(token.strip())
+
+    def authorize(self, request: Request, commands: list[str], allow_signed: bool = True) -> Access | Response:
+        """A session allowed to run `commands`, or (for media) a valid signed link to this very URL."""
+        if allow_signed and any(k == SIGNATURE for k, _ in request.query_params.multi_items()):
+            items = request.query_params.multi_items()
+            why = self.signer.check(request.url.path, items)
+            if why:
+                return error(403, f"Signed link refused ({why}). Ask for a new link, e.g. a fresh task "
+                                  "list from /labelstudio/tasks.")
+            return Access(None, self.signer.remaining(items))
+        if not request.headers.get("authorization"):
+            return error(401, "Send 'Authorization: Bearer <session token>' (from Authenticate) "
+                              "or use a signed link.", **{"WWW-Authenticate": "Bearer"})
+        principal = self.session(request)
+        if principal is None:
+            return error(401, "The session token is unknown or expired: log in again (Authenticate) "
+                              "or refresh it (RefreshToken).", **{"WWW-Authenticate": "Bearer"})
+        denied = self.ctx.auth.denied(principal, commands)
+        if denied:
+            return error(403, denied)
+        return Access(principal)

@@ -1,0 +1,89 @@
+"""HTTP caching and partial content for in-memory media: strong ETags, If-None-Match, Range, If-Range."""
+
+from __future__ import annotations
+
+import hashlib
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+
+def strong_etag(*parts: bytes | str) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\0")
+    return f'"{h.hexdigest()}"'
+
+
+def _etags(header: str) -> list[str]:
+    return [t.strip().removeprefix("W/") for t in header.split(",") if t.strip()]
+
+
+def not_modified(request: Request, etag: str) -> bool:
+    header = request.headers.get("if-none-match")
+    if not header:
+        return False
+    tags = _etags(header)
+    return "*" in tags or etag in tags
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
+    """(first, last) for one satisfiable range; None to send everything; False when unsatisfiable."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None  # absent, another unit, or several ranges: a full answer is allowed
+    first_s, sep, last_s = header[6:].strip().partition("-")
+    if not sep:
+        return None
+    try:
+        if not first_s:  # suffix: the last N bytes
+            n = int(last_s)
+            if n <= 0:
+                return False
+            return max(0, size - n), size - 1
+        first = int(first_s)
+        last = int(last_s) if last_s else size - 1
+    except ValueError:
+        return None
+    if first >= size:
+        return False
+    if first < 0 or last < first:
+        return None
+    return first, min(last, size - 1)
+
+
+def media_response(request: Request, data: bytes, content_type: str, etag: str,
+                   cache_control: str) -> Response:
+    """200, 206 or 416 for `data`, honouring Range and If-Range."""
+    headers = {"ETag": etag, "Cache-Control": cache_control, "Accept-Ranges": "bytes"}
+    size = len(data)
+    if_range = request.headers.get("if-range")
+    wanted = parse_range(request.headers.get("range"), size)
+    if if_range is not None and if_range.strip() != etag:
+        wanted = None  # the client holds another version: send it whole
+    if wanted is False:
+        headers["Content-Range"] = f"bytes */{size}"
+        return Response(b"", 416, headers=headers)
+    if wanted is None or wanted == (0, size - 1):
+        return Response(data, 200, headers=headers, media_type=content_type)
+    first, last = wanted
+    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return Response(data[first:last + 1], 206, headers=headers, media_type=content_type)
+
+
+def sniff_content_type(data: bytes) -> str:
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "image/tiff"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:2] == b"BM":
+        return "image/bmp"
+    if data[4:12] in (b"ftypavif", b"ftypavis"):
+        return "image/avif"
+    return "application/octet-stream"

@@ -1,0 +1,35 @@
+"""The gateway's route factory, registered on `lensdb serve`'s HTTP app (entry point `lensdb.http_routes`)."""
+
+from __future__ import annotations
+
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute, Mount, Router
+
+from lensdb.gateway import media
+from lensdb.gateway.config import GatewayConfig
+from lensdb.gateway.core import Gateway
+from lensdb.server.context import ServerContext
+from lensdb.server.extensions import route_factory
+
+
+def _cors(gw: Gateway, routes: list[BaseRoute], methods: list[str]) -> CORSMiddleware:
+    # Browsers load task images with crossOrigin="anonymous" and by XHR (Range, ETag revalidation).
+    return CORSMiddleware(
+        Router(routes),
+        allow_origins=gw.config.allow_origins,
+        allow_methods=methods,
+        allow_headers=["Authorization", "Range", "If-None-Match", "If-Range", "Content-Type"],
+        expose_headers=["ETag", "Content-Range", "Content-Length", "Accept-Ranges", "X-Lensdb-Warnings"],
+        max_age=600,
+    )
+
+
+@route_factory
+def gateway_routes(ctx: ServerContext) -> list[BaseRoute]:
+    gw = Gateway(ctx, GatewayConfig.load(ctx.data_dir, ctx.settings))
+    return [
+        Mount("/media", app=_cors(gw, media.routes(gw), ["GET", "HEAD"])),
+    ]
+
+
+gateway_routes.openapi_paths = {}  # type: ignore[attr-defined]
