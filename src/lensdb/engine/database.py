@@ -141,9 +141,11 @@ class Database:
         try:
             return {name: HANDLERS[name](ctx, body)}
         except QueryError as e:
-            where = f"{name} (command {i + 1} of {n})" if n > 1 else name
-            raise _Abort({"status": e.status, "info": f"{where}: {e.info}",
-                          "FailedCommand": name}) from None
+            status, info = e.status, e.info
+        except RecursionError:
+            status, info = -1, "parameters nested too deeply"
+        where = f"{name} (command {i + 1} of {n})" if n > 1 else name
+        raise _Abort({"status": status, "info": f"{where}: {info}", "FailedCommand": name})
 
 
 def parse_query(commands: list | str | bytes, blobs: list[bytes] | None) -> list[dict]:
@@ -155,6 +157,8 @@ def parse_query(commands: list | str | bytes, blobs: list[bytes] | None) -> list
             commands = json.loads(commands)
         except ValueError as e:
             raise QueryError(f"Error parsing the query, ill formed JSON: {e}") from None
+        except RecursionError:
+            raise QueryError("Error parsing the query: JSON nested too deeply") from None
     if not isinstance(commands, list):
         raise QueryError("a query is a JSON array of commands, e.g. [{\"GetStatus\": {}}]")
     needed = 0
