@@ -51,6 +51,8 @@ class Context:
         ref = body.get("_ref")
         if ref is None:
             return
+        if isinstance(ref, bool) or not isinstance(ref, int) or not 1 <= ref <= MAX_REF:
+            raise QueryError(f"'_ref' must be an integer from 1 to {MAX_REF}, got {ref!r}")
         if ref in self.refs:
             raise QueryError(f"_ref {ref} is already used by an earlier command (reuse of _ref value)")
         self.refs[ref] = refset
