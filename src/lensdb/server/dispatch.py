@@ -17,6 +17,8 @@ from lensdb.server import message
 
 log = logging.getLogger(__name__)
 
+PROBE_MAX_BYTES = 512
+
 
 class QueryEngine(Protocol):
     def query(self, commands: Any, blobs: list[bytes] = ..., dialect: str = ...) -> tuple[Any, list[bytes]]: ...
@@ -74,6 +76,22 @@ class QueryHandler:
             return err, []
 
     # -- transport-ready answers -------------------------------------------------------
+
+    @staticmethod
+    def is_probe(payload: bytes) -> bool:
+        """A small query made only of GetStatus: a liveness probe with no database work.
+
+        Transports answer these on the event loop, so probes stay fast (and honest about
+        the server being alive) even while every worker thread is busy.
+        """
+        if len(payload) > PROBE_MAX_BYTES or b"GetStatus" not in payload:
+            return False
+        try:
+            commands = json.loads(message.decode(payload).json)
+        except (message.MalformedMessage, ValueError):
+            return False
+        names = access.command_names(commands) if isinstance(commands, list) else None
+        return bool(names) and all(n == "GetStatus" for n in names)
 
     def tcp_payload(self, payload: bytes, vdms: bool) -> bytes:
         """Decode a frame payload, run it, and return the response payload."""

@@ -109,17 +109,23 @@ class _Connection:
         payload = first
         while not self.server.closing:
             if payload is None:
-                head = await asyncio.wait_for(channel.read_exactly(4), opts.idle_timeout)
-                length = framing.frame_length(head)
-                if length > opts.max_message_bytes:
-                    await self._refuse_oversize(channel, length, vdms)
-                    return
-                payload = await asyncio.wait_for(channel.read_exactly(length), opts.idle_timeout)
+                # asyncio.timeout, unlike wait_for, does not wrap each read in a new task.
+                async with asyncio.timeout(opts.idle_timeout) as deadline:
+                    head = await channel.read_exactly(4)
+                    length = framing.frame_length(head)
+                    if length > opts.max_message_bytes:
+                        await self._refuse_oversize(channel, length, vdms)
+                        return
+                    if opts.idle_timeout is not None:
+                        deadline.reschedule(loop.time() + opts.idle_timeout)
+                    payload = await channel.read_exactly(length)
             self.busy = True
             try:
-                answer = await loop.run_in_executor(
-                    self.server.executor, self.server.handler.tcp_payload, payload, vdms
-                )
+                handler = self.server.handler
+                if handler.is_probe(payload):
+                    answer = handler.tcp_payload(payload, vdms)
+                else:
+                    answer = await loop.run_in_executor(self.server.executor, handler.tcp_payload, payload, vdms)
                 payload = None
                 await channel.write(framing.frame(answer))
             finally:

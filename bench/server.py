@@ -1,0 +1,257 @@
+"""Server benchmarks: the official aperturedb SDK talking to a `lensdb serve` subprocess.
+
+1. GetStatus round trip with the SDK Connector over TCP (plain and TLS): p50/p99 µs, against
+   a raw asyncio server in another process that answers the hello and then replies to each
+   frame with the very bytes lensdb sends for GetStatus (same client, same payloads).
+2. ParallelLoader ingest (8 threads) of N small JPEGs, then 2 boxes per image: images/s.
+3. FindImage returning 100 blobs per query, 50 queries: MB/s over TCP vs reading the same
+   files from disk.
+
+Usage: python bench/server.py [--images 10000] [--roundtrips 3000] [--threads 8] [--batch 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from PIL import Image
+
+ADMIN_PASSWORD = "bench-password"
+
+_ECHO_SERVER = textwrap.dedent(
+    """
+    import asyncio, struct, sys
+    reply = bytes.fromhex(sys.argv[2])
+    framed = struct.pack("<I", len(reply)) + reply
+
+    async def handle(reader, writer):
+        try:
+            n = struct.unpack("<I", await reader.readexactly(4))[0]
+            version, proto = struct.unpack("<II", await reader.readexactly(n))
+            writer.write(struct.pack("<III", 8, 1, proto))
+            while True:
+                n = struct.unpack("<I", await reader.readexactly(4))[0]
+                await reader.readexactly(n)
+                writer.write(framed)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
+        print("ready", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def start_lensdb(data: Path, port: int, http_port: int) -> subprocess.Popen:
+    env = {**os.environ, "LENSDB_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    cmd = [sys.executable, "-c", "from lensdb.cli import main; main()", "serve", "--data", str(data),
+           "--port", str(port), "--http-port", str(http_port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(data.parent / "server.log", "wb"))
+    wait_port(port, proc)
+    wait_port(http_port, proc)
+    return proc
+
+
+def jpeg(seed: int, size: int) -> bytes:
+    """A small JPEG with noise, so it weighs a few KB like a real thumbnail."""
+    rnd = __import__("random").Random(seed)
+    img = Image.frombytes("RGB", (size, size), rnd.randbytes(size * size * 3))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=75)
+    return buf.getvalue()
+
+
+def make_csvs(folder: Path, n: int, size: int) -> tuple[Path, Path, list[Path]]:
+    img_dir = folder / "images"
+    img_dir.mkdir(parents=True)
+    files = []
+    with open(folder / "images.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["filename", "id", "label", "split", "score", "constraint_id"])
+        for i in range(n):
+            p = img_dir / f"{i:06d}.jpg"
+            p.write_bytes(jpeg(i, size))
+            files.append(p)
+            w.writerow([str(p), i, ("cat", "dog", "bird")[i % 3], ("train", "val")[i % 2], i % 97, i])
+    with open(folder / "boxes.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "x_pos", "y_pos", "width", "height", "_label", "box_id", "constraint_box_id"])
+        for i in range(n):
+            for b in range(2):
+                w.writerow([i, 2 + b, 3 + b, 10, 12, ("cat", "dog")[b], 2 * i + b, 2 * i + b])
+    return folder / "images.csv", folder / "boxes.csv", files
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    s = sorted(samples)
+    return statistics.median(s) * 1e6, s[min(len(s) - 1, int(len(s) * 0.99))] * 1e6
+
+
+def time_queries(client, n: int) -> list[float]:
+    q = [{"GetStatus": {}}]
+    for _ in range(200):  # warm up (connect, authenticate, caches)
+        client.query(q)
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        client.query(q)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def bench_roundtrip(port: int, ca: str, n: int) -> None:
+    from aperturedb import queryMessage
+    from aperturedb.Connector import Connector
+
+    print(f"\n[1] GetStatus round trip, SDK Connector, {n} queries")
+    results = {}
+    for label, kw in (("plain TCP", {"use_ssl": False}), ("TLS", {"use_ssl": True, "ca_cert": ca})):
+        client = Connector(host="localhost", port=port, user="admin", password=ADMIN_PASSWORD, **kw)
+        results[label] = percentiles(time_queries(client, n))
+        client.close()
+    # The exact bytes lensdb answers GetStatus with, for the echo server to send back.
+    probe = Connector(host="localhost", port=port, user="admin", password=ADMIN_PASSWORD, use_ssl=False)
+    response, _ = probe.query([{"GetStatus": {}}])
+    msg = queryMessage.queryMessage()
+    msg.json = __import__("json").dumps(response)
+    reply = msg.SerializeToString()
+    probe.close()
+
+    echo_port = free_port()
+    echo = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, str(echo_port), reply.hex()],
+                            stdout=subprocess.PIPE)
+    try:
+        echo.stdout.readline()
+        client = Connector(host="localhost", port=echo_port, use_ssl=False, authenticate=False)
+        results["asyncio echo, plain TCP"] = percentiles(time_queries(client, n))
+        client.close()
+    finally:
+        echo.send_signal(signal.SIGTERM)
+        echo.wait()
+    for label, (p50, p99) in results.items():
+        print(f"    {label:<26} p50 {p50:8.1f} µs   p99 {p99:8.1f} µs")
+    lp50 = results["plain TCP"][0]
+    ep50 = results["asyncio echo, plain TCP"][0]
+    print(f"    lensdb plain TCP p50 is {lp50 / ep50:.2f}x the echo server's ({lp50 - ep50:.0f} µs of server work)")
+
+
+def bench_ingest(port: int, images_csv: Path, boxes_csv: Path, n: int, threads: int, batch: int) -> None:
+    from aperturedb.BBoxDataCSV import BBoxDataCSV
+    from aperturedb.Connector import Connector
+    from aperturedb.ImageDataCSV import ImageDataCSV
+    from aperturedb.ParallelLoader import ParallelLoader
+
+    print(f"\n[2] ParallelLoader ingest, {n} JPEGs + {2 * n} boxes, {threads} threads, batch {batch}, plain TCP")
+    client = Connector(host="localhost", port=port, user="admin", password=ADMIN_PASSWORD, use_ssl=False)
+    times = {}
+    for label, data in (("images", ImageDataCSV(str(images_csv))), ("boxes", BBoxDataCSV(str(boxes_csv)))):
+        loader = ParallelLoader(client)
+        t = time.perf_counter()
+        loader.ingest(data, batchsize=batch, numthreads=threads, stats=False)
+        times[label] = time.perf_counter() - t
+        if loader.error_counter:
+            print(f"    !! {loader.error_counter} failed queries while loading {label}")
+    total = times["images"] + times["boxes"]
+    print(f"    images: {times['images']:.2f} s  ({n / times['images']:.0f} images/s)")
+    print(f"    boxes:  {times['boxes']:.2f} s  ({2 * n / times['boxes']:.0f} boxes/s)")
+    print(f"    images with their 2 boxes: {n / total:.0f} images/s  (target: >= 1500)")
+
+
+def bench_find(port: int, ca: str, files: list[Path], queries: int = 50, per_query: int = 100) -> None:
+    from aperturedb.Connector import Connector
+
+    print(f"\n[3] FindImage returning {per_query} blobs per query, {queries} queries")
+    spans = [(k * per_query) % (len(files) - per_query) for k in range(queries)]
+    for label, kw in (("plain TCP", {"use_ssl": False}), ("TLS", {"use_ssl": True, "ca_cert": ca})):
+        client = Connector(host="localhost", port=port, user="admin", password=ADMIN_PASSWORD, **kw)
+        client.query([{"GetStatus": {}}])
+        got = 0
+        t = time.perf_counter()
+        for lo in spans:
+            r, blobs = client.query([{"FindImage": {"constraints": {"id": [">=", lo, "<", lo + per_query]},
+                                                    "blobs": True}}])
+            assert len(blobs) == per_query, r
+            got += sum(map(len, blobs))
+        dt = time.perf_counter() - t
+        print(f"    {label:<10} {got / dt / 2**20:8.1f} MB/s  ({got / 2**20:.1f} MB in {dt:.2f} s,"
+              f" {dt / queries * 1000:.1f} ms/query)")
+        client.close()
+    got = 0
+    t = time.perf_counter()
+    for lo in spans:
+        for p in files[lo:lo + per_query]:
+            got += len(p.read_bytes())
+    dt = time.perf_counter() - t
+    print(f"    {'disk':<10} {got / dt / 2**20:8.1f} MB/s  (same files, open+read each, page cache warm)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=10_000)
+    ap.add_argument("--image-size", type=int, default=64, help="JPEG width and height, pixels")
+    ap.add_argument("--roundtrips", type=int, default=3000)
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=100, help="ParallelLoader batchsize")
+    args = ap.parse_args()
+
+    import logging
+
+    logging.getLogger("aperturedb").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="lensdb-bench-") as tmp:
+        root = Path(tmp)
+        t = time.perf_counter()
+        images_csv, boxes_csv, files = make_csvs(root / "dataset", args.images, args.image_size)
+        avg = sum(p.stat().st_size for p in files[:200]) / min(200, len(files))
+        print(f"generated {args.images} JPEGs ({args.image_size}px, ~{avg / 1024:.1f} KB each) "
+              f"in {time.perf_counter() - t:.1f} s; cores: {os.cpu_count()}")
+        port, http_port = free_port(), free_port()
+        server = start_lensdb(root / "data", port, http_port)
+        ca = str(root / "data" / "tls" / "ca.crt")
+        try:
+            bench_roundtrip(port, ca, args.roundtrips)
+            bench_ingest(port, images_csv, boxes_csv, args.images, args.threads, args.batch)
+            bench_find(port, ca, files)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(60)
+
+
+if __name__ == "__main__":
+    main()
