@@ -84,6 +84,8 @@ def _uid(key: str, value: Any) -> int | None:
 
 
 def _scalar(key: str, value: Any) -> Scalar:
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+        return float(value)  # beyond 64 bits a number is stored, and compared, as a double
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, dict) and set(value) == {DATE_KEY}:
