@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lensdb.engine.constraints import parse_constraints
-from lensdb.engine.context import Context, Params, RefSet, as_int
+from lensdb.engine.context import MAX_LIMIT, Context, Params, RefSet, as_int
 from lensdb.engine.ids import connection_uid, object_uid
 from lensdb.engine.values import decode_value
 from lensdb.errors import NOT_UNIQUE, QueryError
@@ -270,7 +270,7 @@ def _window(shape: Shape, total: Callable[[], int]) -> tuple[int, int | None]:
         size = shape.batch["batch_size"]
         start = offset + shape.batch["batch_id"] * size
         limit = size if limit is None else max(0, min(size, offset + limit - start))
-        offset = start
+        offset = min(start, MAX_LIMIT)  # batch_id * batch_size may overflow what a backend takes
     return offset, limit
 
 
