@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from lensdb.engine.context import Context, Params
+from lensdb.engine.values import check_key_name
 from lensdb.errors import QueryError
 
 log = logging.getLogger("lensdb.query")
@@ -60,6 +61,7 @@ def _index_spec(body: object) -> tuple[str, str, str]:
     key = p.get("property_key", p.get("property"))
     if not isinstance(key, str) or not key:
         raise QueryError("'property_key' is required and must be a string")
+    check_key_name(key, "property_key")
     if p.get("kind", "ordered") != "ordered":
         raise QueryError("only \"ordered\" indexes are supported")
     return kind, cls, key  # type: ignore[return-value]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lensdb.engine.ids import parse_uniqueid
-from lensdb.engine.values import DATE_KEY, parse_date
+from lensdb.engine.values import DATE_KEY, check_key_name, parse_date
 from lensdb.errors import QueryError
 from lensdb.store.base import AllOf, AnyOf, Compare, DateValue, IdIn, OneOf, Predicate, Scalar
 
@@ -54,6 +54,7 @@ def _property(key: str, pred: object) -> Predicate:
 
 
 def _single(key: str, op: object, value: object) -> Predicate:
+    check_key_name(key, "constraints")
     if op in ("in", "not in"):
         if not isinstance(value, list):
             raise QueryError(f"Constraint for property '{key}': '{op}' takes a list of values")

@@ -9,7 +9,7 @@ from typing import Any
 from lensdb.engine.constraints import parse_constraints
 from lensdb.engine.context import MAX_LIMIT, Context, Params, RefSet, as_int
 from lensdb.engine.ids import connection_uid, object_uid
-from lensdb.engine.values import decode_value
+from lensdb.engine.values import check_key_name, decode_value
 from lensdb.errors import NOT_UNIQUE, QueryError
 from lensdb.store.base import (
     AllOf,
@@ -142,11 +142,12 @@ def _parse_sort(sort: object) -> tuple[list[SortKey], tuple[str, list[Any]] | No
     sequence = None
     for item in items:
         if isinstance(item, str):
-            keys.append(SortKey(item))
+            keys.append(SortKey(check_key_name(item, "sort")))
             continue
         if not isinstance(item, dict) or not isinstance(item.get("key"), str):
             raise QueryError("'sort' must be a property name, {\"key\": ..., \"order\": "
                              "\"ascending\"|\"descending\"} or a list of those")
+        check_key_name(item["key"], "sort")
         if "sequence" in item:
             if not isinstance(item["sequence"], list):
                 raise QueryError("'sort.sequence' must be a list of values")

@@ -102,6 +102,14 @@ def check_user_key(key: object) -> str:
     return key
 
 
+def check_key_name(key: object, what: str) -> str:
+    """A name to look properties up by (system names included), spelled as storable names are."""
+    if not isinstance(key, str) or not key or '"' in key or "\\" in key:
+        raise QueryError(f"{what}: '{key}' cannot name a property (names are non-empty strings "
+                         "without quotes or backslashes)")
+    return key
+
+
 def decode_value(value: Any) -> Any:
     """The client-facing form of a stored value."""
     if isinstance(value, dict) and DATE_KEY in value:
