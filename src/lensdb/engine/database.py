@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from lensdb.engine import admin, connections, objects, vdms
-from lensdb.engine.context import Context
+from lensdb.engine.constraints import parse_constraints
+from lensdb.engine.context import Context, Params
 from lensdb.errors import QueryError
 from lensdb.store.base import Store
 from lensdb.store.sqlite import SQLiteStore
@@ -38,10 +39,10 @@ def _not_supported(name: str) -> Handler:
 
 def _delete_nothing(ctx: Context, body: object) -> dict[str, Any]:
     # Nothing of these families can exist yet, so deleting matches nothing (SDK wipes rely on it).
-    if not isinstance(body, dict):
-        raise QueryError("parameters must be a JSON object")
-    if "ref" in body:
-        ctx.ref(body["ref"])
+    p = Params(body, frozenset({"ref", "constraints", "with_name"}))
+    if "ref" in p:
+        ctx.ref(p.get("ref"))
+    parse_constraints(p.get("constraints"))
     return {"status": 0, "count": 0}
 
 
