@@ -9,10 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from tests.connector.helpers import add_images, session_token, uniqueids
 
 from lensdb.gateway.config import SECRET_FILE
 from lensdb.gateway.signing import Signer
+
+from .helpers import add_images, session_token, uniqueids
 
 ALLOWED = "http://labeling.example:8080"
 

@@ -1,0 +1,125 @@
+"""Label Studio API JSON (tasks, annotations, projects) -> lensdb transactions, via the shared mapping.
+
+Used by `pull` and by the webhook receiver, so both write exactly what the plugin's target
+storage writes (the same `queries.save_annotation_query` / `delete_annotation_query`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from lensdb.labelstudio import queries as Q
+from lensdb.labelstudio.labelconfig import parse_label_config
+from lensdb.labelstudio.mapping import SCALAR_TYPES, parse_results, property_name
+
+_MEDIA_PATH = re.compile(r"/media/images/([0-9]+\.[0-9]+\.[0-9]+)(?:[?#]|$)")
+# Parameters whose integer value names an earlier command's `_ref`.
+_REF_KEYS = ("ref", "image_ref", "src", "dst")
+
+
+def image_of_task(task: dict) -> tuple[str | None, tuple[float, float] | None]:
+    """The lensdb image behind a task: from meta.lensdb (push, plugin), else a gateway or lensdb:// URL."""
+    meta = task.get("meta") if isinstance(task.get("meta"), dict) else {}
+    info = meta.get("lensdb") if isinstance(meta, dict) else None
+    if isinstance(info, dict) and info.get("uniqueid"):
+        w, h = info.get("width"), info.get("height")
+        return str(info["uniqueid"]), ((float(w), float(h)) if w and h else None)
+    for value in (task.get("data") or {}).values():
+        if not isinstance(value, str):
+            continue
+        m = _MEDIA_PATH.search(value)
+        if m:
+            return m.group(1), None
+        if value.startswith("lensdb://") and "/image/" in value:
+            return value.rsplit("/image/", 1)[1].split("?")[0], None
+    return None, None
+
+
+def removable_properties(label_config: str | None) -> list[str]:
+    cfg = parse_label_config(label_config)
+    return [property_name(c.type, c.name) for c in cfg.controls if c.type in SCALAR_TYPES]
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time from Label Studio or from lensdb (`{"_date": ...}`), or None."""
+    if isinstance(value, dict):
+        value = value.get("_date")
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _user(value: Any, emails: dict[int, str]) -> str:
+    if isinstance(value, dict):
+        return str(value.get("email") or value.get("id") or "")
+    if isinstance(value, int):
+        return emails.get(value, str(value))
+    return str(value or "")
+
+
+def save_query(ann: dict, task: dict, project: dict, emails: dict[int, str] | None = None) -> list[dict]:
+    """The transaction that makes lensdb match one Label Studio annotation (as the plugin writes it)."""
+    emails = emails or {}
+    uid, size = image_of_task(task)
+    result = ann.get("result") if isinstance(ann.get("result"), list) else []
+    task_id = int(ann.get("task") or task.get("id"))
+    project_id = int(ann.get("project") or project.get("id"))
+    doc = {
+        "id": ann["id"], "task": task_id, "project": project_id, "result": result,
+        "completed_by": _user(ann.get("completed_by"), emails), "updated_by": _user(ann.get("updated_by"), emails),
+        "was_cancelled": bool(ann.get("was_cancelled", False)), "ground_truth": bool(ann.get("ground_truth", False)),
+        "lead_time": ann.get("lead_time"), "created_at": ann.get("created_at"), "updated_at": ann.get("updated_at"),
+    }
+    record = Q.AnnotationRecord(
+        id=int(ann["id"]), project_id=project_id, task_id=task_id, result=result,
+        project_title=str(project.get("title") or ""), completed_by=doc["completed_by"],
+        updated_by=doc["updated_by"], created_at=doc["created_at"], updated_at=doc["updated_at"],
+        was_cancelled=doc["was_cancelled"], ground_truth=doc["ground_truth"], lead_time=doc["lead_time"],
+        document=doc,
+    )
+    return Q.save_annotation_query(record, parse_results(result), uid, size,
+                                   removable_properties(project.get("label_config")))
+
+
+def delete_query(annotation_id: int, project_id: int) -> list[dict]:
+    return Q.delete_annotation_query(annotation_id, project_id)
+
+
+def _max_ref(commands: Iterable[dict]) -> int:
+    top = 0
+    for cmd in commands:
+        body = next(iter(cmd.values()))
+        if isinstance(body, dict) and isinstance(body.get("_ref"), int):
+            top = max(top, body["_ref"])
+    return top
+
+
+def _shift(body: dict, base: int) -> dict:
+    out = dict(body)
+    if isinstance(out.get("_ref"), int):
+        out["_ref"] += base
+    for key in _REF_KEYS:
+        if isinstance(out.get(key), int) and not isinstance(out.get(key), bool):
+            out[key] += base
+    for key in ("is_connected_to", "connect"):
+        if isinstance(out.get(key), dict) and isinstance(out[key].get("ref"), int):
+            out[key] = {**out[key], "ref": out[key]["ref"] + base}
+    if isinstance(out.get("if_not_found"), int) and not isinstance(out["if_not_found"], bool):
+        out["if_not_found"] += base
+    return out
+
+
+def combine(queries: Iterable[list[dict]]) -> list[dict]:
+    """Several transactions' commands as one, with `_ref` numbers moved apart."""
+    out: list[dict] = []
+    base = 0
+    for q in queries:
+        out += [{name: _shift(body, base)} for cmd in q for name, body in cmd.items()]
+        base += _max_ref(q)
+    return out

@@ -1,0 +1,174 @@
+"""Label Studio's public REST API, with errors that say what to do.
+
+Accepts a legacy API token (`Authorization: Token ...`) or a personal access token (a JWT refresh
+token, exchanged for short-lived access tokens and renewed on 401).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+ANNOTATION_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
+
+
+class LabelStudioError(Exception):
+    """Label Studio could not be used; the message says what to do."""
+
+
+def ls_time(value: str | datetime) -> str:
+    """A time as Label Studio's Datetime filter needs it: UTC with fractional seconds (else HTTP 500)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LabelStudio:
+    def __init__(self, url: str, token: str, timeout: float = 600.0) -> None:
+        if not url:
+            raise LabelStudioError("Give Label Studio's address with --ls-url, e.g. http://localhost:8080")
+        if not token:
+            raise LabelStudioError("Give a Label Studio API token with --ls-token (Account & Settings > "
+                                   "Personal Access Token, or a legacy token)")
+        self.url = url.rstrip("/")
+        self.token = token.strip()
+        self.personal = self.token.startswith("eyJ") and self.token.count(".") == 2
+        self._access: str | None = None
+        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _auth(self) -> str:
+        if not self.personal:
+            return f"Token {self.token}"
+        if self._access is None:
+            r = self._send("POST", "/api/token/refresh/", json={"refresh": self.token}, auth=False)
+            if r.status_code != 200 or "access" not in r.json():
+                raise LabelStudioError(f"Label Studio at {self.url} refused the personal access token "
+                                       f"(HTTP {r.status_code}). Create a new one under Account & Settings.")
+            self._access = r.json()["access"]
+        return f"Bearer {self._access}"
+
+    def _send(self, method: str, path: str, auth: bool = True, **kw: Any) -> httpx.Response:
+        headers = kw.pop("headers", {})
+        if auth:
+            headers["Authorization"] = self._auth()
+        try:
+            return self.http.request(method, path, headers=headers, **kw)
+        except httpx.TimeoutException:
+            raise LabelStudioError(f"Label Studio at {self.url} did not answer in time ({method} {path}); "
+                                   "try again, or use smaller batches (--batch-size)") from None
+        except httpx.HTTPError as exc:
+            raise LabelStudioError(f"Label Studio at {self.url} does not answer ({exc}). "
+                                   "Is it running, and is --ls-url right?") from None
+
+    def request(self, method: str, path: str, what: str, **kw: Any) -> Any:
+        r = self._send(method, path, **kw)
+        if r.status_code == 401 and self.personal:
+            self._access = None  # access tokens live about 5 minutes
+            r = self._send(method, path, **kw)
+        if r.status_code == 401:
+            detail = _detail(r)
+            hint = (" Legacy tokens are off by default in Label Studio 1.23: use a Personal Access Token, or "
+                    "enable legacy tokens (Organization > API Tokens settings)." if "legacy" in detail.lower() else
+                    " Check --ls-token (Account & Settings in Label Studio).")
+            raise LabelStudioError(f"Label Studio refused the token while trying to {what}: {detail}.{hint}")
+        if r.status_code == 403:
+            raise LabelStudioError(f"Label Studio says the token's user may not {what}: {_detail(r)}")
+        if r.status_code == 404:
+            raise LabelStudioError(f"Label Studio found nothing to {what} ({_detail(r)}): check the project id "
+                                   "(the number in the project's URL) and that the token's user can see it")
+        if r.status_code >= 400:
+            raise LabelStudioError(f"Label Studio refused to {what}: HTTP {r.status_code} {_detail(r)}")
+        return r.json() if r.content else None
+
+    # -- API -----------------------------------------------------------------------------------
+
+    def version(self) -> dict:
+        return self.request("GET", "/api/version", "report its version", auth=False)
+
+    def project(self, project_id: int) -> dict:
+        return self.request("GET", f"/api/projects/{int(project_id)}", f"read project {project_id}")
+
+    def create_project(self, title: str, label_config: str) -> dict:
+        return self.request("POST", "/api/projects/", "create a project",
+                            json={"title": title, "label_config": label_config})
+
+    def import_tasks(self, project_id: int, tasks: list[dict]) -> list[int]:
+        """Create tasks (with predictions) in one synchronous import; their ids, in order."""
+        body = self.request("POST", f"/api/projects/{int(project_id)}/import?return_task_ids=true",
+                            f"import tasks into project {project_id}", json=tasks)
+        ids = body.get("task_ids") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or len(ids) != len(tasks):
+            raise LabelStudioError("Label Studio's import did not say which tasks it created "
+                                   "(an asynchronous import in an Enterprise edition?)")
+        return [int(i) for i in ids]
+
+    def changed_tasks(self, project_id: int, since: str | None, page_size: int) -> list[dict]:
+        """The first `page_size` tasks updated after `since` (all tasks when None), oldest change first."""
+        items = []
+        if since:
+            items.append({"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime",
+                          "value": ls_time(since)})
+        query = {"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:updated_at"]}
+        body = self.request("GET", "/api/tasks/", f"list the tasks of project {project_id}",
+                            params={"project": int(project_id), "fields": "all", "page": 1,
+                                    "page_size": int(page_size), "query": json.dumps(query)})
+        return list(body.get("tasks") or []) if isinstance(body, dict) else list(body or [])
+
+    def users(self) -> dict[int, str]:
+        """User id -> e-mail, when the token may list users (else empty)."""
+        try:
+            body = self.request("GET", "/api/users/", "list users")
+        except LabelStudioError:
+            return {}
+        return {int(u["id"]): str(u.get("email") or "") for u in body or [] if "id" in u}
+
+    def task(self, task_id: int) -> dict:
+        return self.request("GET", f"/api/tasks/{int(task_id)}", f"read task {task_id}")
+
+    def create_annotation(self, task_id: int, result: list[dict], **extra: Any) -> dict:
+        return self.request("POST", f"/api/tasks/{int(task_id)}/annotations/", f"annotate task {task_id}",
+                            json={"result": result, **extra})
+
+    def update_annotation(self, annotation_id: int, result: list[dict]) -> dict:
+        return self.request("PATCH", f"/api/annotations/{int(annotation_id)}/",
+                            f"update annotation {annotation_id}", json={"result": result})
+
+    def delete_annotation(self, annotation_id: int) -> None:
+        self.request("DELETE", f"/api/annotations/{int(annotation_id)}/", f"delete annotation {annotation_id}")
+
+    def webhooks(self, project_id: int) -> list[dict]:
+        return self.request("GET", "/api/webhooks/", "list webhooks", params={"project": int(project_id)}) or []
+
+    def create_webhook(self, project_id: int, url: str, headers: dict[str, str]) -> dict:
+        return self.request("POST", "/api/webhooks/", f"register a webhook for project {project_id}", json={
+            "project": int(project_id), "url": url, "send_payload": True, "send_for_all_actions": False,
+            "is_active": True, "actions": ANNOTATION_ACTIONS, "headers": headers})
+
+    def update_webhook(self, webhook_id: int, **fields: Any) -> dict:
+        return self.request("PATCH", f"/api/webhooks/{int(webhook_id)}/", "update a webhook", json=fields)
+
+    def export_json(self, project_id: int) -> list[dict]:
+        return self.request("GET", f"/api/projects/{int(project_id)}/export", "export the project",
+                            params={"exportType": "JSON"})
+
+
+def _detail(r: httpx.Response) -> str:
+    try:
+        body = r.json()
+    except ValueError:
+        return f"HTTP {r.status_code}"
+    if isinstance(body, dict):
+        for key in ("detail", "message", "error", "validation_errors"):
+            if body.get(key):
+                return str(body[key])[:500]
+    return str(body)[:500]

@@ -1,0 +1,129 @@
+"""`pull`: Label Studio's annotations into lensdb, only what changed since the last pull by default.
+
+Tasks are read oldest change first, a page at a time; each page becomes one lensdb transaction that
+also moves the cursor, so a failure leaves lensdb as it was for that page and the next pull resumes
+there. Annotations whose `updated_at` lensdb already has are skipped, so a pull with nothing changed
+writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from lensdb.connector import annotations as A
+from lensdb.connector import state
+from lensdb.connector.lsclient import LabelStudio, ls_time
+from lensdb.labelstudio import queries as Q
+from lensdb.labelstudio.client import Client, DatabaseError
+
+# Changes committed slightly out of order (a save that started earlier but committed later) must not
+# fall behind the cursor: each pull re-reads this much before it; unchanged annotations cost nothing.
+OVERLAP = timedelta(seconds=2)
+
+
+class PullError(Exception):
+    """A pull stopped; the message says what happened and what to do."""
+
+
+@dataclass
+class PullReport:
+    tasks: int = 0
+    saved: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    transactions: int = 0
+
+    def summary(self, project_id: int) -> str:
+        return (f"project {project_id}: read {self.tasks} changed task(s); wrote {self.saved} annotation(s), "
+                f"deleted {self.deleted}, {self.unchanged} already up to date")
+
+
+def _stored(db: Client, project_id: int, task_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """task id -> {annotation id: stored updated_at} for annotations lensdb has for these tasks."""
+    response, _ = db.query([{"FindEntity": {
+        "with_class": Q.ANNOTATION_CLASS,
+        "constraints": {"LS_project_id": ["==", project_id], "LS_task_id": ["in", task_ids]},
+        "results": {"list": ["LS_id", "LS_task_id", "LS_updated_at"]}}}])
+    out: dict[int, dict[str, Any]] = {}
+    for e in response[0]["FindEntity"].get("entities") or []:
+        out.setdefault(int(e["LS_task_id"]), {})[str(e["LS_id"])] = A.parse_time(e.get("LS_updated_at"))
+    return out
+
+
+def changes_for(tasks: list[dict], stored: dict[int, dict[str, Any]], project: dict,
+                emails: dict[int, str], report: PullReport) -> list[list[dict]]:
+    """The transactions that make lensdb match these tasks' annotations."""
+    queries: list[list[dict]] = []
+    for task in tasks:
+        have = stored.get(int(task["id"]), {})
+        current = {str(a["id"]): a for a in task.get("annotations") or []}
+        for aid, ann in current.items():
+            if aid in have and have[aid] is not None and have[aid] == A.parse_time(ann.get("updated_at")):
+                report.unchanged += 1
+                continue
+            queries.append(A.save_query(ann, task, project, emails))
+            report.saved += 1
+        for aid in have.keys() - current.keys():
+            queries.append(A.delete_query(int(aid), int(project["id"])))
+            report.deleted += 1
+    return queries
+
+
+def _apply(db: Client, queries: list[list[dict]], cursor_cmds: list[dict]) -> None:
+    commands = A.combine([*queries, cursor_cmds])
+    if commands:
+        db.query(commands)
+
+
+def pull(ls: LabelStudio, db: Client, project_id: int, full: bool = False, page_size: int = 200) -> PullReport:
+    report = PullReport()
+    project = ls.project(project_id)  # fails early: wrong token, unknown project
+    try:
+        response, _ = db.query(state.cursor_query(ls.url, project_id))
+    except DatabaseError as exc:
+        raise PullError(f"lensdb refused the cursor lookup: {exc}") from None
+    stored_cursor = state.cursor_of(response)
+    since = None if full or not stored_cursor else ls_time(A.parse_time(stored_cursor) - OVERLAP)
+    emails = ls.users()
+    seen: dict[int, str] = {}  # task id -> the updated_at it was processed at
+    newest = stored_cursor
+    while True:
+        page = ls.changed_tasks(project_id, since, page_size)
+        tasks = [t for t in page if seen.get(int(t["id"])) != t["updated_at"]]
+        if not tasks:
+            break
+        # Tasks sharing the page's last timestamp may continue on the next page: read them again there.
+        last = tasks[-1]["updated_at"]
+        seen.update((int(t["id"]), t["updated_at"]) for t in tasks)
+        report.tasks += len(tasks)
+        try:
+            stored = _stored(db, project_id, [int(t["id"]) for t in tasks])
+            queries = changes_for(tasks, stored, project, emails, report)
+            newest = max(filter(None, [newest, last]), key=lambda v: A.parse_time(v))
+            cursor_cmds = (state.set_cursor_commands(ls.url, project_id, ls_time(newest), 1)
+                           if ls_time(newest) != stored_cursor else [])
+            if queries or cursor_cmds:
+                _apply(db, queries, cursor_cmds)
+                report.transactions += 1
+                stored_cursor = ls_time(newest)
+        except DatabaseError as exc:
+            raise PullError(f"lensdb refused a batch of {len(tasks)} task(s) ({exc}); nothing of that batch was "
+                            "written and the cursor did not move. Fix the cause and pull again.") from None
+        since = ls_time(A.parse_time(last) - timedelta(microseconds=1))
+    if full:
+        report.deleted += _delete_vanished(db, project_id, set(seen))
+    return report
+
+
+def _delete_vanished(db: Client, project_id: int, alive: set[int]) -> int:
+    """Remove annotations of tasks Label Studio no longer has (deleted tasks send no annotation event)."""
+    response, _ = db.query([{"FindEntity": {
+        "with_class": Q.ANNOTATION_CLASS,
+        "constraints": {"LS_project_id": ["==", project_id], "LS_task_id": ["not in", sorted(alive)]},
+        "results": {"list": ["LS_id"]}}}])
+    gone = [int(e["LS_id"]) for e in response[0]["FindEntity"].get("entities") or []]
+    if gone:
+        db.query(A.combine(A.delete_query(a, project_id) for a in gone))
+    return len(gone)
