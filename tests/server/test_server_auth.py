@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -211,3 +212,14 @@ def test_access_and_data_commands_do_not_mix(lensdb_server) -> None:
     assert isinstance(r, dict) and "missing7" in r["info"]
     r = _admin_query(lensdb_server, [{"CreateRole": {"name": "ok7", "objects": {"read": True}}}])
     assert r[0]["CreateRole"]["status"] == 0
+
+
+def test_generated_admin_password_is_printed_once(lensdb_server_factory) -> None:
+    server = lensdb_server_factory(admin_password="")
+    found = re.search(r"Created user 'admin' with password: (\S+)", server.log())
+    assert found, server.log()
+    password = found.group(1)
+    assert server.connector(password=password).query([{"GetStatus": {}}])[0][0]["GetStatus"]["status"] == 0
+    server.restart()
+    assert server.log().count("Created user 'admin'") == 1
+    assert server.connector(password=password).query([{"GetStatus": {}}])[0][0]["GetStatus"]["status"] == 0

@@ -6,18 +6,30 @@ default pool, so they cannot share a process: the VDMS client runs in a subproce
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _DRIVER = textwrap.dedent(
     """
     import json, sys, vdms
     port, tls, ca, queries = int(sys.argv[1]), sys.argv[2] == "tls", sys.argv[3], json.loads(sys.argv[4])
-    db = vdms.vdms(use_tls=tls, ca_cert_file=ca if tls else "")
-    db.connect("localhost" if tls else "127.0.0.1", port)
+    cert, key = (sys.argv[5], sys.argv[6]) if len(sys.argv) > 6 else ("", "")
+    db = vdms.vdms(use_tls=tls, ca_cert_file=ca if tls else "", client_cert_file=cert, client_key_file=key)
     out = []
+    try:
+        db.connect("localhost" if tls else "127.0.0.1", port)
+    except Exception as e:
+        print(json.dumps([{"exception": type(e).__name__}] * len(queries)))
+        sys.exit(0)
     for q in queries:
         try:
             reply = db.query(q)
@@ -29,10 +41,10 @@ _DRIVER = textwrap.dedent(
 )
 
 
-def run_vdms(server, queries: list, tls: bool = False) -> list:
+def run_vdms(server, queries: list, tls: bool = False, client_cert: tuple[str, str] | None = None) -> list:
     """Run each query (a command list, or a raw string) through vdms.vdms; return the replies."""
     args = [sys.executable, "-c", _DRIVER, str(server.port), "tls" if tls else "plain", server.ca_cert,
-            json.dumps(queries)]
+            json.dumps(queries), *(client_cert or ())]
     done = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -64,4 +76,44 @@ def test_vdms_can_be_refused(lensdb_server_factory) -> None:
     server = lensdb_server_factory("--no-vdms")
     (r,) = run_vdms(server, [[{"FindEntity": {"class": "X"}}]])
     assert r is None or "exception" in r
+    assert server.connector().query([{"GetStatus": {}}])[0][0]["GetStatus"]["status"] == 0
+
+
+def _client_certificates(folder: Path) -> tuple[Path, tuple[str, str], tuple[str, str]]:
+    """A client CA, a client certificate it signed, and one signed by nobody it trusts."""
+    def issue(issuer_key, issuer_name, subject: str, ca: bool):
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name or name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        return key, name, builder.sign(issuer_key or key, hashes.SHA256())
+
+    pem = serialization.Encoding.PEM
+    out = {}
+    for label in ("trusted", "untrusted"):
+        ca_key, ca_name, ca_cert = issue(None, None, f"{label} client CA", True)
+        key, _, cert = issue(ca_key, ca_name, "vdms client", False)
+        (folder / f"{label}_ca.crt").write_bytes(ca_cert.public_bytes(pem))
+        (folder / f"{label}.crt").write_bytes(cert.public_bytes(pem))
+        (folder / f"{label}.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                                serialization.NoEncryption()))
+        out[label] = (str(folder / f"{label}.crt"), str(folder / f"{label}.key"))
+    return folder / "trusted_ca.crt", out["trusted"], out["untrusted"]
+
+
+def test_vdms_mutual_tls(lensdb_server_factory, tmp_path: Path) -> None:
+    client_ca, trusted, untrusted = _client_certificates(tmp_path)
+    server = lensdb_server_factory("--vdms-client-ca", str(client_ca))
+    q = [{"FindEntity": {"class": "Nothing", "results": {"count": ""}}}]
+    (ok,) = run_vdms(server, [q], tls=True, client_cert=trusted)
+    assert ok[0]["FindEntity"]["status"] == 0
+    for cert in (untrusted, None):
+        (refused,) = run_vdms(server, [q], tls=True, client_cert=cert)
+        assert refused is None or "exception" in refused
+    # ApertureDB clients never present certificates and are not affected.
     assert server.connector().query([{"GetStatus": {}}])[0][0]["GetStatus"]["status"] == 0

@@ -58,16 +58,17 @@ def run(service: AuthService, commands: list[dict], names: list[str], principal:
         except AuthError as e:
             return [{names[0]: {"status": -1, "info": str(e)}}]
         return [{names[0]: _session_answer(issued)}]
+    if any(n in SESSIONLESS for n in names):
+        return {"status": -1, "info": "Authenticate and RefreshToken must be sent alone"}
     out = []
+    # Hash new passwords before the store's lock is taken: argon2 is slow by design and
+    # every query's session check waits on that lock.
+    prepared = [_prehashed(name, cmd[name]) for name, cmd in zip(names, commands, strict=True)]
     try:
         with service.store.transaction():
-            for i, (name, cmd) in enumerate(zip(names, commands, strict=True)):
-                params = cmd[name]
+            for i, (name, params) in enumerate(zip(names, prepared, strict=True)):
                 if not isinstance(params, dict):
                     raise AuthError(f"parameters of {name} must be an object")
-                if name in SESSIONLESS:
-                    out.append({name: _session_answer(_sessionless(service, name, params))})
-                    continue
                 assert principal is not None
                 try:
                     out.append({name: _HANDLERS[name](service, principal, params)})
@@ -76,6 +77,13 @@ def run(service: AuthService, commands: list[dict], names: list[str], principal:
     except (AuthError, PermissionSpecError) as e:
         return {"status": -1, "info": str(e)}
     return out
+
+
+def _prehashed(name: str, params: Any) -> Any:
+    password = params.get("password") if isinstance(params, dict) else None
+    if name in ("CreateUser", "UpdateUser") and isinstance(password, str) and password:
+        return {**params, "password": credentials.prehash(params["password"])}
+    return params
 
 
 def _session_answer(issued: IssuedSession) -> dict:

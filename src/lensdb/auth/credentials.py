@@ -33,8 +33,21 @@ def shown(token: str) -> str:
     return token[:SHOWN_CHARS]
 
 
+class HashedPassword(str):
+    """An argon2 hash standing in for a password that was hashed ahead of time.
+
+    Hashing is slow on purpose; callers hash before taking the auth store's lock.
+    """
+
+
 def hash_password(password: str) -> str:
+    if isinstance(password, HashedPassword):
+        return str(password)
     return _hasher.hash(password)
+
+
+def prehash(password: str) -> HashedPassword:
+    return HashedPassword(hash_password(password))
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
