@@ -22,15 +22,17 @@ def run(query: Runner, commands: list | str | bytes, blobs: list[bytes] | None
     if isinstance(commands, str):
         try:
             commands = json.loads(commands)
-        except ValueError:
+        except (ValueError, RecursionError):
             return _failure("Transaction", "Error parsing the query, ill formed JSON"), []
-    if not isinstance(commands, list):
-        return query(commands, blobs)  # let the engine explain the envelope error
-    translated = [_command(c) for c in commands]
+    try:
+        # Not a list: the engine explains the envelope error, answered below as a list.
+        translated = [_command(c) for c in commands] if isinstance(commands, list) else commands
+    except RecursionError:
+        return _failure("Transaction", "parameters nested too deeply"), []
     response, out = query(translated, blobs)
     if isinstance(response, dict):
         failed: Any = response.get("FailedCommand", "Transaction")
-        for c in commands:
+        for c in commands if isinstance(commands, list) else []:
             if isinstance(c, dict) and failed in c:
                 failed = c
                 break
