@@ -189,7 +189,8 @@ def bench_ingest(port: int, images_csv: Path, boxes_csv: Path, n: int, threads: 
         if loader.error_counter:
             print(f"    !! {loader.error_counter} failed queries while loading {label}")
     total = times["images"] + times["boxes"]
-    print(f"    images: {times['images']:.2f} s  ({n / times['images']:.0f} images/s)")
+    sys.stderr.flush()
+    print(f"\n    images: {times['images']:.2f} s  ({n / times['images']:.0f} images/s)")
     print(f"    boxes:  {times['boxes']:.2f} s  ({2 * n / times['boxes']:.0f} boxes/s)")
     print(f"    images with their 2 boxes: {n / total:.0f} images/s  (target: >= 1500)")
 
