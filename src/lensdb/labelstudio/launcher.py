@@ -63,6 +63,8 @@ def label_studio_env(opts: LabelStudioOptions) -> dict[str, str]:
         LOG_LEVEL=opts.log_level,
         PYTHONUNBUFFERED="1",
     )
+    # The aperturedb SDK otherwise writes error.<time>.log files into the current directory.
+    env.setdefault("ADB_LOG_FILE", str(Path(opts.data_dir).absolute() / "aperturedb-errors.log"))
     if opts.username and opts.password:
         env.update(LABEL_STUDIO_USERNAME=opts.username, LABEL_STUDIO_PASSWORD=opts.password)
     if opts.token:

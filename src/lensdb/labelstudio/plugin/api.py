@@ -46,8 +46,23 @@ class LensdbImportStorageValidateAPI(ImportStorageValidateAPI):
     serializer_class = LensdbImportStorageSerializer
 
 
+def _with_defaults(form_layout: dict) -> dict:
+    """Prefill host and port with the lensdb server the launcher started or was pointed at."""
+    from django.conf import settings
+
+    defaults = {"hostname": getattr(settings, "LENSDB_DEFAULT_HOST", ""),
+                "port": getattr(settings, "LENSDB_DEFAULT_PORT", 55555)}
+    for section in form_layout.values():
+        for row in section:
+            for field in row.get("fields", []):
+                if defaults.get(field.get("name")):
+                    field["value"] = defaults[field["name"]]
+    return form_layout
+
+
 class LensdbImportStorageFormLayoutAPI(ImportStorageFormLayoutAPI):
-    pass
+    def post_process_form(self, form_layout: dict) -> dict:
+        return _with_defaults(form_layout)
 
 
 class LensdbExportStorageListAPI(ExportStorageListAPI):
@@ -69,7 +84,8 @@ class LensdbExportStorageValidateAPI(ExportStorageValidateAPI):
 
 
 class LensdbExportStorageFormLayoutAPI(ExportStorageFormLayoutAPI):
-    pass
+    def post_process_form(self, form_layout: dict) -> dict:
+        return _with_defaults(form_layout)
 
 
 def get_storage_list() -> list[dict]:

@@ -38,6 +38,15 @@ def _candidate(serializer: serializers.ModelSerializer, data: dict):
 
 
 class _Secrets:
+    def to_internal_value(self, data):
+        # The storage form sends "" for an empty number field; it means "not set".
+        if hasattr(data, "copy"):
+            data = data.copy()
+            for name in ("limit", "port"):
+                if data.get(name) == "":
+                    data.pop(name)
+        return super().to_internal_value(data)
+
     def to_representation(self, instance):
         out = super().to_representation(instance)
         for attr in LensdbStorageMixin.secure_fields:

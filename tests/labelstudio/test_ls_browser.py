@@ -1,0 +1,92 @@
+"""A real headless Chromium: log in, find the lensdb storage type, label a task whose image comes from lensdb.
+
+Needs Debian's `chromium` (/usr/bin/chromium) and playwright from PyPI; no browser is downloaded.
+Screenshots are kept under test-artifacts/labelstudio/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from .conftest import PASSWORD, USER, LabelStudio
+from .datasets import LABEL_CONFIG, load_images
+
+CHROMIUM = os.environ.get("LENSDB_CHROMIUM", "/usr/bin/chromium")
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs pip install playwright")
+if not shutil.which(CHROMIUM):
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory, label_studio: LabelStudio):
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 900})
+        pg = context.new_page()
+        pg.set_default_timeout(30_000)
+        pg.goto(label_studio.url + "/user/login/")
+        pg.fill("input[name=email]", USER)
+        pg.fill("input[name=password]", PASSWORD)
+        pg.click("button[type=submit]")
+        pg.wait_for_url(lambda url: "/user/login" not in url)
+        yield pg
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def browser_project(label_studio: LabelStudio, ls_lensdb):
+    tag, images = load_images(ls_lensdb.connector(use_ssl=False), 3, 3, seed=41)
+    pid = label_studio.create_project("browser", LABEL_CONFIG)
+    storage = label_studio.add_source(pid, constraints=json.dumps({"dataset": ["==", tag]}),
+                                      task_data_properties="name, caption")
+    label_studio.sync_source(storage["id"])
+    return pid, label_studio.tasks(pid)
+
+
+def test_cloud_storage_dialog_offers_lensdb(page, label_studio: LabelStudio, browser_project, artifacts):
+    pid, _ = browser_project
+    page.goto(f"{label_studio.url}/projects/{pid}/settings/storage")
+    page.get_by_text("Add Source Storage").first.click()
+    page.get_by_text("Storage Type").wait_for()
+    page.screenshot(path=str(artifacts / "01-add-source-storage.png"))
+    page.get_by_text("AWS S3").last.click()  # open the type list
+    page.get_by_text("lensdb (ApertureDB-compatible)").last.click()
+    host = page.locator("input[name=hostname]")
+    host.wait_for()
+    assert host.input_value() == label_studio.lensdb.host  # prefilled with the server the launcher was given
+    assert page.locator("input[name=port]").input_value() == str(label_studio.lensdb.port)
+    page.fill("input[name=title]", "images in lensdb")
+    page.fill("input[name=password]", label_studio.lensdb.admin_password)
+    page.screenshot(path=str(artifacts / "02-lensdb-storage-form.png"), full_page=True)
+    page.get_by_text("Check Connection").click()
+    page.get_by_text("Successfully connected!").wait_for()
+    page.screenshot(path=str(artifacts / "03-check-connection.png"))
+
+
+def test_task_image_renders_with_predictions(page, label_studio: LabelStudio, browser_project, artifacts):
+    pid, tasks = browser_project
+    task = tasks[0]
+    page.goto(f"{label_studio.url}/projects/{pid}/data?task={task['id']}")
+    page.wait_for_function(
+        """(taskId) => [...document.querySelectorAll('img')].some(
+               i => i.src.includes(`/tasks/${taskId}/resolve/`) && i.complete && i.naturalWidth > 0)""",
+        arg=task["id"])
+    width = page.evaluate("""(taskId) => [...document.querySelectorAll('img')]
+        .filter(i => i.src.includes(`/tasks/${taskId}/resolve/`)).map(i => i.naturalWidth)[0]""", task["id"])
+    assert width == task["meta"]["lensdb"]["width"]
+    # The prediction (model version "lensdb") is shown with its regions: two boxes and one polygon.
+    page.get_by_text("Road").last.wait_for()
+    regions = page.evaluate("""() => {
+        const store = window.Htx && window.Htx.annotationStore;
+        const sel = store && store.selected;
+        return sel ? sel.regionStore.regions.map(r => r.type) : null; }""")
+    page.screenshot(path=str(artifacts / "04-task-with-predictions.png"))
+    assert regions is not None and sorted(regions) == ["polygonregion", "rectangleregion", "rectangleregion"]
