@@ -6,6 +6,7 @@ test interpreter (pip install 'lensdb[labelstudio]'), or LENSDB_TEST_LS_PYTHON n
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -18,6 +19,13 @@ import pytest
 
 from lensdb.connector.lsclient import LabelStudio
 from lensdb.labelstudio.launcher import QUIET_ENV, stop, wait_http
+
+# The root conftest, loaded by path: `tests` is no package, so it cannot be imported by name.
+_spec = importlib.util.spec_from_file_location("lensdb_connector_root_conftest", Path(__file__).parents[1] / "conftest.py")
+_root = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_root)
+LensdbServer = _root.LensdbServer
+free_port = _root.free_port
 
 LS_TOKEN = "connector-test-token-1234"
 LS_USER = "annotator@example.com"
@@ -40,12 +48,6 @@ def _ls_python() -> str | None:
     except ImportError:
         return None
     return sys.executable
-
-
-def _free_port() -> int:
-    from tests.conftest import free_port
-
-    return free_port()
 
 
 class LabelStudioProcess:
@@ -88,7 +90,7 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
     if python is None:
         pytest.skip("Label Studio is not installed (pip install 'lensdb[labelstudio]')")
     root = tmp_path_factory.mktemp("ls")
-    ls = LabelStudioProcess(root / "data", _free_port())
+    ls = LabelStudioProcess(root / "data", free_port())
     ls.start(python)
     yield ls
     ls.stop()
@@ -103,8 +105,6 @@ def ls_api(label_studio: LabelStudioProcess) -> Iterator[LabelStudio]:
 
 @pytest.fixture(scope="session")
 def lensdb_for_ls(tmp_path_factory: pytest.TempPathFactory, label_studio: LabelStudioProcess):
-    from tests.conftest import LensdbServer
-
     server = LensdbServer(tmp_path_factory.mktemp("lensdb-ls") / "data",
                           env={"LENSDB_CORS_ORIGINS": label_studio.url, "LENSDB_WEBHOOK_SECRET": WEBHOOK_SECRET})
     server.start()

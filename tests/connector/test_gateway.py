@@ -13,6 +13,7 @@ from PIL import Image
 from lensdb.gateway.config import SECRET_FILE
 from lensdb.gateway.signing import Signer
 
+from .conftest import LensdbServer
 from .helpers import add_images, session_token, uniqueids
 
 ALLOWED = "http://labeling.example:8080"
@@ -20,8 +21,6 @@ ALLOWED = "http://labeling.example:8080"
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    from tests.conftest import LensdbServer
-
     server = LensdbServer(tmp_path_factory.mktemp("gw") / "data", env={"LENSDB_CORS_ORIGINS": ALLOWED}).start()
     client = server.connector()
     add_images(client, 3, "gw", boxes=True, polygons=True)

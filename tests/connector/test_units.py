@@ -1,0 +1,58 @@
+"""Pure pieces of the gateway and connector: signing, ranges, ref renumbering, task -> image, times."""
+
+from __future__ import annotations
+
+from lensdb.connector.annotations import combine, image_of_task, parse_time
+from lensdb.connector.lsclient import ls_time
+from lensdb.connector.state import instance_key
+from lensdb.gateway.httpcache import parse_range, strong_etag
+from lensdb.gateway.signing import Signer
+from lensdb.labelstudio import queries as Q
+
+
+def test_signing_covers_path_params_and_expiry() -> None:
+    s = Signer(b"k" * 32)
+    url = s.sign("/media/images/2.0.1", 60, {"width": 10}, now=1000)
+    path, _, query = url.partition("?")
+    items = [tuple(p.split("=", 1)) for p in query.split("&")]
+    assert s.check(path, items, now=1030) is None
+    assert s.check(path, items, now=1061) == "link expired"
+    assert s.check("/media/images/2.0.2", items, now=1030) == "bad signature"
+    assert s.check(path, [(k, "11" if k == "width" else v) for k, v in items], now=1030) == "bad signature"
+    assert s.check(path, [*items, ("format", "png")], now=1030) == "bad signature"
+    assert s.check(path, [i for i in items if i[0] != "sig"], now=1030) == "missing or repeated signature parameters"
+    assert s.remaining(items, now=1030) == 30
+
+
+def test_ranges() -> None:
+    assert parse_range(None, 100) is None
+    assert parse_range("bytes=0-9", 100) == (0, 9)
+    assert parse_range("bytes=90-", 100) == (90, 99)
+    assert parse_range("bytes=-5", 100) == (95, 99)
+    assert parse_range("bytes=50-500", 100) == (50, 99)
+    assert parse_range("bytes=100-", 100) is False
+    assert parse_range("bytes=0-1,5-6", 100) is None  # several ranges: the whole thing
+    assert parse_range("items=0-1", 100) is None
+    assert strong_etag(b"a", "x") != strong_etag(b"a", "y") and strong_etag(b"a").startswith('"')
+
+
+def test_combine_moves_refs_apart() -> None:
+    one = Q.delete_annotation_query(1, 7)
+    two = Q.delete_annotation_query(2, 7)
+    merged = combine([one, two])
+    refs = [b["_ref"] for c in merged for b in c.values() if "_ref" in b]
+    assert len(refs) == len(set(refs)) == 8
+    last = merged[-1]["DeleteEntity"]["ref"]
+    assert last == 5 and merged[len(one) + 1]["FindBoundingBox"]["is_connected_to"]["ref"] == 5
+
+
+def test_image_of_task_and_times() -> None:
+    assert image_of_task({"meta": {"lensdb": {"uniqueid": "2.0.9", "width": 64, "height": 48}}}) == \
+        ("2.0.9", (64.0, 48.0))
+    assert image_of_task({"data": {"image": "http://h:1/media/images/2.0.3?exp=1&sig=x"}}) == ("2.0.3", None)
+    assert image_of_task({"data": {"image": "lensdb://h:5/image/2.0.4"}}) == ("2.0.4", None)
+    assert image_of_task({"data": {"text": "hello"}}) == (None, None)
+    assert ls_time("2026-11-25T21:09:52Z") == "2026-11-25T21:09:52.000000Z"
+    assert ls_time("2026-11-25T22:09:52.5+01:00") == "2026-11-25T21:09:52.500000Z"
+    assert parse_time({"_date": "2026-11-25T21:09:52.123456Z"}) == parse_time("2026-11-25T21:09:52.123456+00:00")
+    assert instance_key("HTTP://LS.example:8080/") == "http://ls.example:8080"
