@@ -6,9 +6,11 @@ The Label Studio plugin talks to lensdb (or any ApertureDB-compatible server) on
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import threading
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -78,67 +80,64 @@ def _reachability_problem(settings: ConnectionSettings, timeout: float) -> str |
 
 
 class Client:
-    """Queries one server. Each thread gets its own connection; sessions are shared between them."""
+    """Queries one server through a small pool of connections (a Connector is not thread-safe).
 
-    def __init__(self, settings: ConnectionSettings, timeout: float = 5.0) -> None:
+    Pooling rather than one connection per thread matters under Django's development server,
+    which runs every request in a new thread. Sessions are shared by all pooled connections.
+    """
+
+    def __init__(self, settings: ConnectionSettings, timeout: float = 5.0, pool_size: int = 8) -> None:
         self.settings = settings
         self.timeout = timeout
-        self._local = threading.local()
-        self._shared: Any = None
-        self._lock = threading.Lock()
+        self._idle: queue.LifoQueue = queue.LifoQueue(maxsize=pool_size)
+        self._shared = SimpleNamespace(session=None, lock=threading.Lock())
 
-    def _connector(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        from types import SimpleNamespace
-
+    def _new_connector(self) -> Any:
         from aperturedb.Connector import Connector
 
         s = self.settings
         if not s.password and not s.token:
             raise DatabaseUnavailable("Give a password or a token for the lensdb user.")
-        with self._lock:
-            if self._shared is None:
-                self._shared = SimpleNamespace(session=None, lock=threading.Lock())
-        conn = Connector(
+        problem = _reachability_problem(s, self.timeout)
+        if problem:
+            raise DatabaseUnavailable(problem)
+        return Connector(
             host=s.host, port=int(s.port), user=s.username or "", password=s.password or "",
             token=s.token or "", use_ssl=s.use_ssl, verify_hostname=s.verify_certificate,
             ca_cert=s.ca_cert or None, shared_data=self._shared,
             retry_interval_seconds=0, retry_max_attempts=2,
         )
-        self._local.conn = conn
-        return conn
 
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken socket may fail in any way
-                pass
+    def _take(self) -> Any:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return self._new_connector()
+
+    def _give_back(self, conn: Any) -> None:
+        try:
+            self._idle.put_nowait(conn)
+        except queue.Full:
+            _close(conn)
 
     def query(self, commands: list[dict], blobs: list[bytes] | None = None,
               ok: tuple[int, ...] = (0, 2)) -> tuple[list[dict], list[bytes]]:
         """Run one transaction; raise DatabaseUnavailable (retry later) or DatabaseError (rejected)."""
-        problem = None if getattr(self._local, "conn", None) else _reachability_problem(self.settings, self.timeout)
-        if problem:
-            raise DatabaseUnavailable(problem)
+        conn = self._take()
         try:
-            response, out = self._connector().query(commands, blobs or [])
-        except DatabaseError:
-            raise
+            response, out = conn.query(commands, blobs or [])
         except Exception as exc:  # noqa: BLE001 - the SDK raises bare Exceptions and asserts
-            self._drop()
+            _close(conn)
             raise DatabaseUnavailable(self._explain(exc)) from exc
         status = response_status(response)
         if status not in {*ok, 1}:
             info = error_info(response)
             if "authenticat" in info.lower():
-                self._drop()
+                _close(conn)
                 raise DatabaseUnavailable(f"The server refused the session: {info}")
+            self._give_back(conn)
             raise DatabaseError(info)
+        self._give_back(conn)
         return response, list(out or [])
 
     def _explain(self, exc: BaseException) -> str:
@@ -166,7 +165,18 @@ class Client:
         return response[0].get("GetStatus", {})
 
     def close(self) -> None:
-        self._drop()
+        while True:
+            try:
+                _close(self._idle.get_nowait())
+            except queue.Empty:
+                return
+
+
+def _close(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - closing a broken socket may fail in any way
+        pass
 
 
 _clients: dict[ConnectionSettings, Client] = {}

@@ -332,6 +332,7 @@ class LensdbOutbox(models.Model):
     query = models.JSONField(help_text="The transaction to send, built when the change happened")
     created_at = models.DateTimeField(auto_now_add=True)
     attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(null=True, blank=True)
     rejected = models.BooleanField(default=False, help_text="The database refused it; retried only on Sync")
 

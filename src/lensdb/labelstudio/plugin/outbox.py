@@ -19,6 +19,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import Q as DQ
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 
 from lensdb.labelstudio import queries as Q
 from lensdb.labelstudio.client import DatabaseError, DatabaseUnavailable
@@ -119,7 +120,8 @@ def _send(storage: LensdbExportStorage, row: LensdbOutbox) -> bool:
     except DatabaseUnavailable as exc:
         row.attempts += 1
         row.last_error = str(exc)
-        row.save(update_fields=["attempts", "last_error"])
+        row.last_attempt_at = timezone.now()
+        row.save(update_fields=["attempts", "last_error", "last_attempt_at"])
         ensure_retry_loop()
         return False
     except DatabaseError as exc:
@@ -128,7 +130,8 @@ def _send(storage: LensdbExportStorage, row: LensdbOutbox) -> bool:
         row.attempts += 1
         row.last_error = f"rejected: {exc}"
         row.rejected = True
-        row.save(update_fields=["attempts", "last_error", "rejected"])
+        row.last_attempt_at = timezone.now()
+        row.save(update_fields=["attempts", "last_error", "rejected", "last_attempt_at"])
         return True
     if row.action == LensdbOutbox.SAVE:
         from tasks.models import Annotation
@@ -139,8 +142,23 @@ def _send(storage: LensdbExportStorage, row: LensdbOutbox) -> bool:
     return True
 
 
-def flush(storage: LensdbExportStorage, include_rejected: bool = False) -> int:
-    """Send this storage's waiting rows in order; returns how many were confirmed."""
+def _recently_unreachable(storage: LensdbExportStorage) -> bool:
+    """True while the oldest waiting row failed to reach the database less than a retry period ago."""
+    head = LensdbOutbox.objects.filter(storage=storage, rejected=False).order_by("id").first()
+    return bool(head and head.last_attempt_at and head.last_error and
+                timezone.now() - head.last_attempt_at < timedelta(seconds=max(RETRY_SECONDS, 1)))
+
+
+def flush(storage: LensdbExportStorage, include_rejected: bool = False, from_save: bool = False) -> int:
+    """Send this storage's waiting rows in order; returns how many were confirmed.
+
+    From a save, a database that just failed is not tried again (an unreachable host could stall
+    the annotator for the connect timeout); the retry loop sends the backlog instead.
+    """
+    if from_save and _recently_unreachable(storage):
+        ensure_retry_loop()
+        report(storage)
+        return 0
     token = _take_lease(storage.id)
     if token is None:
         return 0  # another thread or process is sending; it loops until the outbox is empty
@@ -200,7 +218,7 @@ def report(storage: LensdbExportStorage) -> None:
 def flush_job(storage_id: int) -> int:
     """Entry point for Label Studio's job runner (RQ when Redis is there, inline otherwise)."""
     storage = LensdbExportStorage.objects.filter(pk=storage_id).first()
-    return flush(storage) if storage else 0
+    return flush(storage, from_save=True) if storage else 0
 
 
 def schedule_flush(storage: LensdbExportStorage) -> None:
@@ -220,14 +238,13 @@ def export_missing(storage: LensdbExportStorage) -> None:
     storage.info_set_in_progress()
     flush(storage, include_rejected=True)
     if LensdbOutbox.objects.filter(storage=storage, rejected=False).exists():
-        raise DatabaseUnavailable(LensdbOutbox.objects.filter(storage=storage).values_list(
-            "last_error", flat=True).first() or "lensdb is unreachable")
+        raise ValidationError("lensdb: " + (LensdbOutbox.objects.filter(storage=storage).values_list(
+            "last_error", flat=True).first() or "unreachable"))
     project = storage.project
-    response, _ = storage.get_client().query([{"FindEntity": {
-        "with_class": Q.ANNOTATION_CLASS, "constraints": {"LS_project_id": ["==", project.id]},
-        "results": {"list": ["LS_id", "LS_updated_at"]}}}])
-    stored = {str(e.get("LS_id")): (e.get("LS_updated_at") or {}).get("_date")
-              for e in response[0]["FindEntity"].get("entities") or []}
+    try:
+        stored = _stored_versions(storage, project.id)
+    except DatabaseError as exc:
+        raise ValidationError(f"lensdb: {exc}") from exc
     total = exported = 0
     for ann in Annotation.objects.filter(project=project).select_related("task", "completed_by", "updated_by"):
         total += 1
@@ -241,6 +258,15 @@ def export_missing(storage: LensdbExportStorage) -> None:
     if storage.status == storage.Status.IN_PROGRESS:
         storage.info_set_completed(last_sync_count=exported, total_annotations=total,
                                    already_in_database=total - exported)
+
+
+def _stored_versions(storage: LensdbExportStorage, project_id: int) -> dict[str, str | None]:
+    """LS_id -> LS_updated_at of this project's annotations in the database."""
+    response, _ = storage.get_client().query([{"FindEntity": {
+        "with_class": Q.ANNOTATION_CLASS, "constraints": {"LS_project_id": ["==", project_id]},
+        "results": {"list": ["LS_id", "LS_updated_at"]}}}])
+    return {str(e.get("LS_id")): (e.get("LS_updated_at") or {}).get("_date")
+            for e in response[0]["FindEntity"].get("entities") or []}
 
 
 # ---- retry loop ---------------------------------------------------------------------------------------

@@ -16,9 +16,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max
 from projects.models import Project
+from rest_framework.exceptions import ValidationError
 from tasks.models import Annotation, Prediction, Task
 
 from lensdb.labelstudio import queries as Q
+from lensdb.labelstudio.client import DatabaseError
 from lensdb.labelstudio.labelconfig import Control, LabelConfig, parse_label_config
 from lensdb.labelstudio.mapping import box_result, polygon_results
 from lensdb.labelstudio.plugin.models import (
@@ -251,6 +253,14 @@ def _rekey_commands(base: int, old_id: str, new_id: int, task_id: int, project_i
 
 def sync_source(storage: LensdbImportStorage) -> None:
     """Create tasks for images not yet linked to this storage; called by Label Studio's sync job."""
+    try:
+        _sync_source(storage)
+    except DatabaseError as exc:
+        # A ValidationError's text is what the storage card shows, instead of a traceback.
+        raise ValidationError(f"lensdb: {exc}") from exc
+
+
+def _sync_source(storage: LensdbImportStorage) -> None:
     from fsm.functions import backfill_fsm_states_for_tasks
     from webhooks.models import WebhookAction
     from webhooks.utils import emit_webhooks_for_instance
