@@ -413,10 +413,18 @@ class SQLiteStore:
             sql = f"SELECT blob FROM objects WHERE {_in_list('blob', keys, params)}"
             return {r[0] for r in self._writer.execute(sql, params)}
 
-        discarded = self.blobs.recover(referenced)
-        trash = [r[0] for r in self._writer.execute("SELECT key FROM blob_trash")]
-        self.blobs.unlink(trash)
-        self._writer.execute("DELETE FROM blob_trash")
+        # Under the write lock: another process sharing the folder may be staging blobs of a
+        # transaction it has not committed yet; those must wait for its commit, not be removed.
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            discarded = self.blobs.recover(referenced)
+            trash = [r[0] for r in self._writer.execute("SELECT key FROM blob_trash")]
+            self.blobs.unlink(trash)
+            self._writer.execute("DELETE FROM blob_trash")
+            self._writer.execute("COMMIT")
+        except BaseException:
+            self._writer.execute("ROLLBACK")
+            raise
         if discarded or trash:
             log.info("recovery: %d blob(s) of unfinished transactions removed, %d deleted blob(s) "
                      "cleaned up", discarded, len(trash))
