@@ -11,6 +11,7 @@ from lensdb.engine import regions
 from lensdb.engine.constraints import parse_constraints
 from lensdb.engine.context import Context, Params, RefSet
 from lensdb.engine.find import FIND_COMMON, Row, Traversal, combine, parse_shape, run_find, traverse
+from lensdb.engine.ids import object_uid
 from lensdb.engine.values import check_user_key, encode_properties
 from lensdb.errors import QueryError
 from lensdb.store.base import Compare, ObjectRow, Predicate, Selection
@@ -219,7 +220,7 @@ def _blob_reader(ctx: Context, fam: Family, p: Params):  # noqa: ANN202 - a clos
         raise QueryError(str(e)) from None
     if fam.cls in ("_Image", "_Blob"):
         def read(row: Row) -> bytes:
-            data = ctx.store.get_blob(row.blob)  # type: ignore[union-attr, arg-type]
+            data = _stored_blob(ctx, row)  # type: ignore[arg-type]
             return _render(data, ops, fmt) if fam.cls == "_Image" else data
         return read
     if fam.is_region:
@@ -231,10 +232,19 @@ def _blob_reader(ctx: Context, fam: Family, p: Params):  # noqa: ANN202 - a clos
             images = ctx.txn.find_objects(Selection(ids=[pairs[0][1]])) if pairs else []
             if not images or images[0].blob is None:
                 raise QueryError(f"region {row.id} has no image")
-            data = ctx.store.get_blob(images[0].blob)
+            data = _stored_blob(ctx, images[0])
             return _render(data, ops, fmt, regions.crop_box(row.props))
         return crop
     return None
+
+
+def _stored_blob(ctx: Context, row: ObjectRow) -> bytes:
+    try:
+        return ctx.store.get_blob(row.blob)  # type: ignore[arg-type]
+    except FileNotFoundError:
+        # The row is in this query's snapshot, but a delete committed since removed the file.
+        raise QueryError(f"the blob of {object_uid(row.cls, row.id)} is gone: a query running "
+                         "at the same time deleted it (retry)") from None
 
 
 def _render(data: bytes, ops: list | None, fmt: str | None,
