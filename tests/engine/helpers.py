@@ -1,0 +1,136 @@
+"""Helpers shared by the engine tests: running queries, making images, snapshotting state."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from lensdb import Database
+
+UID = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+def ok(db: Database, commands: list | str, blobs: list | None = None) -> tuple[list, list]:
+    """Run a query that must succeed; return (responses, blobs)."""
+    response, out = db.query(commands, blobs or [])
+    assert isinstance(response, list), f"query failed: {response}"
+    for item in response:
+        body = next(iter(item.values()))
+        assert body["status"] in (0, 2), item
+    return response, out
+
+
+def body(response: list, i: int = 0) -> dict[str, Any]:
+    """The inner object of the i-th command response."""
+    return next(iter(response[i].values()))
+
+
+def one(db: Database, command: dict, blobs: list | None = None) -> dict[str, Any]:
+    """Run one command that must succeed; return its inner response object."""
+    response, _ = ok(db, [command], blobs)
+    return body(response)
+
+
+def fail(db: Database, commands: list | str | Any, blobs: list | None = None, *,
+         status: int = -1) -> dict[str, Any]:
+    """Run a query that must fail as a whole; return the error object."""
+    response, out = db.query(commands, blobs)
+    assert isinstance(response, dict), f"expected a failure, got {response}"
+    assert response["status"] == status, response
+    assert isinstance(response.get("info"), str) and response["info"], response
+    assert "internal error" not in response["info"], response
+    assert out == []
+    return response
+
+
+def entities(db: Database, command: str = "FindEntity", **params: Any) -> list[dict]:
+    """The `entities` list of one Find command."""
+    return one(db, {command: params}).get("entities", [])
+
+
+def prop_values(db: Database, key: str, command: str = "FindEntity", **params: Any) -> list:
+    params.setdefault("results", {}).setdefault("list", []).append(key)
+    return [e[key] for e in entities(db, command, **params)]
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+def encode(img: Image.Image, fmt: str = "JPEG", **kw: Any) -> bytes:
+    buf = BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def jpeg(width: int = 64, height: int = 48, color: tuple = (200, 30, 30)) -> bytes:
+    return encode(Image.new("RGB", (width, height), color), "JPEG", quality=95)
+
+
+def png(width: int = 64, height: int = 48, color: tuple = (30, 200, 30)) -> bytes:
+    return encode(Image.new("RGB", (width, height), color), "PNG")
+
+
+def gradient_png(width: int = 64, height: int = 48) -> bytes:
+    """Red = x, green = y, blue = 100: each pixel tells where it came from (lossless)."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    arr = np.stack([xs, ys, np.full_like(xs, 100)], axis=-1).astype(np.uint8)
+    return encode(Image.fromarray(arr, "RGB"), "PNG")
+
+
+def decode(data: bytes) -> Image.Image:
+    img = Image.open(BytesIO(data))
+    img.load()
+    return img
+
+
+# --- state of a database folder ------------------------------------------------------------------
+
+
+BLOB_NAME = re.compile(r"^[0-9a-f]{32}$")
+
+
+def blob_files(folder: Path) -> list[str]:
+    """Every blob file under the blobs folder (staged ones included), as relative paths.
+
+    Blob files are named by their 32-hex-digit key; bookkeeping files are left out.
+    """
+    root = Path(folder) / "blobs"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and BLOB_NAME.match(p.name))
+
+
+def pending_files(folder: Path) -> list[str]:
+    """Blob files still waiting in a staging folder, if the store uses one."""
+    pending = Path(folder) / "blobs" / "pending"
+    return sorted(p.name for p in pending.iterdir()) if pending.is_dir() else []
+
+
+def blob_keys(folder: Path) -> set[str]:
+    return {Path(f).name for f in blob_files(folder)}
+
+
+def rows(folder: Path) -> dict[str, list[tuple]]:
+    """Everything the SQLite file holds, read on a separate connection."""
+    conn = sqlite3.connect(Path(folder) / "lensdb.sqlite3")
+    try:
+        return {
+            "objects": conn.execute("SELECT id, class, props, blob FROM objects ORDER BY id").fetchall(),
+            "connections": conn.execute(
+                "SELECT id, class, src, dst, props FROM connections ORDER BY id").fetchall(),
+            "indexes": conn.execute(
+                "SELECT kind, class, key FROM property_indexes ORDER BY 1, 2, 3").fetchall(),
+        }
+    finally:
+        conn.close()
+
+
+def snapshot(folder: Path) -> dict[str, Any]:
+    state: dict[str, Any] = rows(folder)
+    state["files"] = blob_files(folder)
+    return state
