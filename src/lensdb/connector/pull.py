@@ -15,12 +15,14 @@ from typing import Any
 from lensdb.connector import annotations as A
 from lensdb.connector import state
 from lensdb.connector.lsclient import LabelStudio, ls_time
+from lensdb.connector.push import ensure_indexes
 from lensdb.labelstudio import queries as Q
 from lensdb.labelstudio.client import Client, DatabaseError
 
-# Changes committed slightly out of order (a save that started earlier but committed later) must not
-# fall behind the cursor: each pull re-reads this much before it; unchanged annotations cost nothing.
-OVERLAP = timedelta(seconds=2)
+# Changes committed slightly out of order (a save that stamped its time earlier but committed later)
+# must not fall behind the cursor: each pull re-reads this much before it. Unchanged annotations are
+# not written again, but re-reading costs Label Studio time, so the window is kept small.
+OVERLAP = timedelta(milliseconds=500)
 
 
 class PullError(Exception):
@@ -77,9 +79,10 @@ def _apply(db: Client, queries: list[list[dict]], cursor_cmds: list[dict]) -> No
         db.query(commands)
 
 
-def pull(ls: LabelStudio, db: Client, project_id: int, full: bool = False, page_size: int = 200) -> PullReport:
+def pull(ls: LabelStudio, db: Client, project_id: int, full: bool = False, page_size: int = 500) -> PullReport:
     report = PullReport()
     project = ls.project(project_id)  # fails early: wrong token, unknown project
+    ensure_indexes(db)
     try:
         response, _ = db.query(state.cursor_query(ls.url, project_id))
     except DatabaseError as exc:

@@ -58,6 +58,13 @@ class PushReport:
         return "; ".join(parts)
 
 
+def ensure_indexes(db: Client) -> None:
+    try:
+        db.query(state.ensure_indexes_query())
+    except DatabaseError:
+        pass  # a user without index rights still gets correct results, only slower
+
+
 def state_dir() -> Path:
     base = os.environ.get("LENSDB_CONNECTOR_STATE") or os.path.join(
         os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "lensdb")
@@ -136,6 +143,7 @@ def push(ls: LabelStudio, db: Client, http: LensdbHttp, opts: PushOptions,
     report = PushReport()
     project = ls.project(opts.project_id)  # fails early: wrong token, unknown project
     label_config = project.get("label_config") or ""
+    ensure_indexes(db)
     try:
         report.recovered = _record_pending(db, ls.url, opts.project_id)
         response, _ = db.query(state.sent_images_query(ls.url, opts.project_id))

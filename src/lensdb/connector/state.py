@@ -21,6 +21,20 @@ def instance_key(ls_url: str) -> str:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
 
 
+# Lookups the connector makes for every image, annotation and region: without these indexes a
+# push or pull of N items scans N objects per item.
+INDEXES = [
+    (PUSH_CLASS, "LS_image"), (PUSH_CLASS, "LS_project_id"),
+    ("LS_annotation", "LS_id"), ("LS_annotation", "LS_task_id"),
+    ("_BoundingBox", "LS_id"), ("_Polygon", "LS_id"), ("LS_keypoint", "LS_id"),
+]
+
+
+def ensure_indexes_query() -> list[dict]:
+    """CreateIndex for each lookup key (status 2 when it exists already)."""
+    return [{"CreateIndex": {"index_type": "entity", "class": cls, "property_key": key}} for cls, key in INDEXES]
+
+
 def _key(ls_url: str, project_id: int) -> dict:
     return {"LS_url": ["==", instance_key(ls_url)], "LS_project_id": ["==", int(project_id)]}
 
