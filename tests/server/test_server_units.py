@@ -118,3 +118,13 @@ def test_store_sessions_tokens_and_revocation(tmp_path) -> None:
     assert auth.principal(refreshed.session_token) is None
     other.close()
     store.close()
+
+
+@pytest.mark.parametrize("sizes", [[], [0], [1, 127, 128, 300], [16384, 2**21 + 5]])
+@pytest.mark.parametrize("json_text", ["", "[]", '[{"FindImage": {"info": "\u00e9t\u00e9 \U0001f600"}}]', "x" * 200])
+def test_encoder_matches_protobuf_serialisation(json_text: str, sizes: list[int]) -> None:
+    blobs = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+    for token in ("", "adbs_" + "t" * 35):
+        reference = message.QueryMessage(json=json_text, token=token)
+        reference.blobs.extend(blobs)
+        assert message.encode(json_text, blobs, token) == reference.SerializeToString()

@@ -52,8 +52,29 @@ def decode(payload: bytes) -> Message:
 
 
 def encode(json_text: str, blobs: list[bytes] | tuple[bytes, ...] = (), token: str = "") -> bytes:
-    """Serialise a response (or request) payload."""
-    msg = QueryMessage(json=json_text, token=token)
-    if blobs:
-        msg.blobs.extend(blobs)
-    return msg.SerializeToString()
+    """Serialise a payload, byte for byte what `QueryMessage.SerializeToString` gives.
+
+    Written out directly because responses carry many blobs and building a protobuf
+    message copies each of them once more (about 10x slower for 100 small images).
+    """
+    parts: list[bytes] = []
+    if json_text:
+        _field(parts, b"\x0a", json_text.encode("utf-8"))
+    for blob in blobs:
+        _field(parts, b"\x12", blob)
+    if token:
+        _field(parts, b"\x1a", token.encode("utf-8"))
+    return b"".join(parts)
+
+
+def _field(parts: list[bytes], tag: bytes, value: bytes) -> None:
+    n = len(value)
+    if n < 0x80:
+        parts += (tag, bytes((n,)), value)
+        return
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    parts += (tag, bytes(out), value)
