@@ -123,7 +123,9 @@ class Database:
         blobs = list(blobs or [])
         names = [next(iter(c)) for c in parsed]
         if all(n in READ_ONLY for n in names):
-            opener = self.store.read(snapshot=len(names) > 1)
+            # One snapshot even for one command: a Find runs several statements (count,
+            # unique, traversal, rows) that must all see the same commit.
+            opener = self.store.read()
         else:
             opener = self.store.write()
         try:
