@@ -190,3 +190,29 @@ def test_reads_racing_deletes_answer_cleanly(folder):
         writer.join()
         db.close()
     assert not [a for a in answers if "internal error" in str(a)], answers[:3]
+
+
+def test_one_find_answers_from_one_snapshot(folder):
+    """Even a single Find runs several statements (count, unique, traversal, rows): a write
+    committing in between must not make its answer disagree with itself."""
+    db = Database(folder)
+    stop = threading.Event()
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            db.query([{"AddEntity": {"class": "P", "properties": {"i": i}}}])
+            i += 1
+
+    writer = threading.Thread(target=churn)
+    writer.start()
+    try:
+        for _ in range(300):
+            r, _ = db.query([{"FindEntity": {"with_class": "P",
+                                             "results": {"count": True, "list": ["i"]}}}])
+            found = r[0]["FindEntity"]
+            assert found["count"] == found["returned"] == len(found["entities"])
+    finally:
+        stop.set()
+        writer.join()
+        db.close()
