@@ -253,3 +253,16 @@ def test_webhook_applies_events_and_pull_catches_up(lensdb_for_ls, label_studio,
     snap = snapshot(db, pid)
     assert {dict(a)["LS_id"] for a in snap["annotations"]} == {str(b["id"]), str(c["id"])}
     assert any(("LS_x", "33.0") in box for box in snap["boxes"])
+
+
+def test_personal_access_token(label_studio, ls_api) -> None:
+    """A personal access token (JWT refresh) works as --ls-token: exchanged for access tokens."""
+    r = ls_api._send("POST", "/api/token/", json={})
+    assert r.status_code == 201, r.text
+    pat = LabelStudio(label_studio.url, r.json()["token"])
+    try:
+        assert pat.personal
+        pid = ls_api.create_project("pat", BOX_CONFIG)["id"]
+        assert pat.project(pid)["id"] == pid
+    finally:
+        pat.close()

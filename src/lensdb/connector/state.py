@@ -24,7 +24,7 @@ def instance_key(ls_url: str) -> str:
 # Lookups the connector makes for every image, annotation and region: without these indexes a
 # push or pull of N items scans N objects per item.
 INDEXES = [
-    (PUSH_CLASS, "LS_image"), (PUSH_CLASS, "LS_project_id"),
+    (PUSH_CLASS, "LS_image"),  # not LS_project_id: the planner would pick it and scan a whole project
     ("LS_annotation", "LS_id"), ("LS_annotation", "LS_task_id"),
     ("_BoundingBox", "LS_id"), ("_Polygon", "LS_id"), ("LS_keypoint", "LS_id"),
 ]
