@@ -82,7 +82,7 @@ class TlsChannel(PlainChannel):
     async def read_exactly(self, n: int) -> bytes:
         while len(self._plain) < n:
             try:
-                chunk = self._tls.read(max(READ_CHUNK, n - len(self._plain)))
+                chunk = self._tls.read(READ_CHUNK)
             except ssl.SSLWantReadError:
                 await self._flush()
                 await self._receive()

@@ -20,6 +20,8 @@ from lensdb.server.dispatch import QueryHandler
 
 log = logging.getLogger(__name__)
 
+STREAM_LIMIT = 4 * 2**20
+
 
 @dataclass
 class TcpOptions:
@@ -164,7 +166,10 @@ class TcpServer:
 
     async def start(self) -> list[tuple[str, int]]:
         self._server = await asyncio.start_server(
-            self._accept, self.options.host, self.options.port, reuse_address=True, backlog=512
+            self._accept, self.options.host, self.options.port, reuse_address=True, backlog=512,
+            # The reader pauses the socket past 2x this; the 64 KiB default makes big
+            # uploads ping-pong between pause and resume.
+            limit=STREAM_LIMIT,
         )
         return [s.getsockname()[:2] for s in self._server.sockets]
 
