@@ -38,9 +38,10 @@ ARTIFACTS = Path(os.environ.get("LENSDB_TEST_ARTIFACTS", Path(__file__).parents[
 class LabelStudio:
     """A Label Studio process with the lensdb plugin, and helpers for its REST API."""
 
-    def __init__(self, data_dir: Path, lensdb: LensdbServer) -> None:
+    def __init__(self, data_dir: Path, lensdb: LensdbServer, env: dict[str, str] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.lensdb = lensdb
+        self.env = dict(env or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.data_dir.parent / "labelstudio.log"
@@ -49,7 +50,7 @@ class LabelStudio:
         self.session.headers["Authorization"] = f"Token {TOKEN}"
 
     def start(self, timeout: float = 240.0) -> LabelStudio:
-        env = {**os.environ, "LENSDB_OUTBOX_RETRY_SECONDS": "1"}
+        env = {**os.environ, "LENSDB_OUTBOX_RETRY_SECONDS": "1", **self.env}
         cmd = [sys.executable, "-c", "from lensdb.cli import main; main()", "labelstudio", "start",
                "--port", str(self.port), "--data", str(self.data_dir),
                "--lensdb", f"{self.lensdb.host}:{self.lensdb.port}",

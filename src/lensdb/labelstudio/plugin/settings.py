@@ -61,3 +61,14 @@ LENSDB_SYNC_PAGE_SIZE = int(get_env("LENSDB_SYNC_PAGE_SIZE", "1000"))
 # The SDK logs every failed connection attempt with a stack trace; the plugin reports them itself.
 LOGGING.setdefault("loggers", {})
 LOGGING["loggers"]["aperturedb"] = {"level": "CRITICAL", "propagate": False, "handlers": []}
+
+# Label Studio's community edition runs background jobs inline (REDIS_ENABLED is False). With
+# LENSDB_REDIS_URL set, syncs and outbox sends become RQ jobs; run workers with the same settings:
+# DJANGO_SETTINGS_MODULE=lensdb.labelstudio.plugin.settings python <label_studio>/manage.py rqworker default low
+_redis_url = get_env("LENSDB_REDIS_URL", "")
+if _redis_url:
+    from label_studio.core.settings.label_studio import RQ_QUEUES  # noqa: E402
+
+    REDIS_ENABLED = True
+    RQ_QUEUES = {name: {"URL": _redis_url, "DEFAULT_TIMEOUT": q.get("DEFAULT_TIMEOUT", 180)}
+                 for name, q in RQ_QUEUES.items()}
