@@ -122,3 +122,29 @@ def test_check_connection_speaks_plainly(label_studio: LabelStudio, synced):
     assert "refused the image constraints" in check(constraints=json.dumps({"split": ["~~", 1]}))
     ok = label_studio.api("POST", "/api/storages/lensdb/validate", json=label_studio.storage_body(project))
     assert ok.status_code == 200, ok.text
+
+
+def test_guid_property_keys_tasks_and_jpeg_conversion(label_studio: LabelStudio, ls_lensdb):
+    import io
+    import uuid
+
+    from PIL import Image
+
+    db = ls_lensdb.connector(use_ssl=False)
+    tag = uuid.uuid4().hex[:8]
+    for i in range(3):
+        buf = io.BytesIO()
+        Image.new("RGB", (20 + i, 10), (i * 50, 100, 200)).save(buf, "PNG")
+        r, _ = db.query([{"AddImage": {"properties": {"guid": f"{tag}-{i}", "dataset": tag, "width": 20 + i,
+                                                      "height": 10}}}], [buf.getvalue()])
+        assert r[0]["AddImage"]["status"] == 0
+    project = label_studio.create_project("guid and jpeg", LABEL_CONFIG)
+    storage = label_studio.add_source(project, constraints=json.dumps({"dataset": ["==", tag]}),
+                                      guid_property="guid", as_format_jpg=True)
+    assert label_studio.sync_source(storage["id"])["last_sync_count"] == 3
+    tasks = label_studio.tasks(project)
+    assert sorted(t["storage_filename"] for t in tasks) == [f"{tag}-{i}" for i in range(3)]
+    r = label_studio.api("GET", tasks[0]["data"]["image"], 200)
+    assert r.headers["Content-Type"] == "image/jpeg" and r.content[:3] == b"\xff\xd8\xff"
+    again = label_studio.sync_source(storage["id"])
+    assert again["last_sync_count"] == 0 and again["meta"]["tasks_existed"] == 3
