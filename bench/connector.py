@@ -174,7 +174,8 @@ def bench_pull(s: Servers, ls: LabelStudio, n: int, changes: int) -> dict:
     assert len(exported) == n
     return {"tasks": n, "full_pull_s": round(t_full, 2), "full_pull_tasks_per_s": round(n / t_full),
             "idle_pull_s": round(t_idle, 2), "idle_pull_written": idle.saved + idle.deleted,
-            "changes": changes, "incremental_pull_s": round(t_incr, 2),
+            "idle_pull_tasks_read": idle.tasks, "changes": changes, "incremental_pull_s": round(t_incr, 2),
+            "incremental_tasks_read": incr.tasks,
             "ls_full_export_s": round(t_export, 2), "incremental_vs_export": round(t_incr / t_export, 3),
             "full_pull_vs_export": round(t_full / t_export, 2)}
 
