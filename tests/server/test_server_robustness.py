@@ -98,10 +98,14 @@ def test_oversized_messages_get_a_clean_close(lensdb_server_factory) -> None:
 
 def test_many_concurrent_connections(lensdb_server) -> None:
     errors: list = []
+    # One session each for TLS and plain, shared by clones as the SDK's loaders do.
+    bases = [lensdb_server.connector(use_ssl=False), lensdb_server.connector(use_ssl=True)]
+    for b in bases:
+        b.query([{"GetStatus": {}}])
 
     def one(i: int) -> None:
         try:
-            c = lensdb_server.connector(use_ssl=bool(i % 2))
+            c = bases[i % 2].clone()
             for _ in range(5):
                 r, _ = c.query([{"GetStatus": {}}])
                 assert r[0]["GetStatus"]["status"] == 0
