@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -40,6 +41,7 @@ class LabelStudio:
         self.personal = self.token.startswith("eyJ") and self.token.count(".") == 2
         self._access: str | None = None
         self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        self.server_time: datetime | None = None  # Label Studio's clock (Date header) at the last answer
 
     def close(self) -> None:
         self.http.close()
@@ -62,7 +64,12 @@ class LabelStudio:
         if auth:
             headers["Authorization"] = self._auth()
         try:
-            return self.http.request(method, path, headers=headers, **kw)
+            r = self.http.request(method, path, headers=headers, **kw)
+            try:
+                self.server_time = parsedate_to_datetime(r.headers["date"])
+            except (KeyError, TypeError, ValueError):
+                pass
+            return r
         except httpx.TimeoutException:
             raise LabelStudioError(f"Label Studio at {self.url} did not answer in time ({method} {path}); "
                                    "try again, or use smaller batches (--batch-size)") from None

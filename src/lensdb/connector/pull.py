@@ -23,6 +23,19 @@ from lensdb.labelstudio.client import Client, DatabaseError
 # must not fall behind the cursor: each pull re-reads this much before it. Unchanged annotations are
 # not written again, but re-reading costs Label Studio time, so the window is kept small.
 OVERLAP = timedelta(milliseconds=500)
+# When the last pull read Label Studio this long after the newest change it saw, no save stamped
+# before that change can still have been in flight: no re-read is needed (the Date header has 1 s steps).
+SETTLED = timedelta(seconds=3)
+
+
+def _since(cursor: str | None, read_at: str | None) -> str | None:
+    newest = A.parse_time(cursor)
+    if newest is None:
+        return None
+    read = A.parse_time(read_at)
+    if read is not None and read - newest > SETTLED:
+        return ls_time(newest)
+    return ls_time(newest - OVERLAP)
 
 
 class PullError(Exception):
@@ -87,8 +100,8 @@ def pull(ls: LabelStudio, db: Client, project_id: int, full: bool = False, page_
         response, _ = db.query(state.cursor_query(ls.url, project_id))
     except DatabaseError as exc:
         raise PullError(f"lensdb refused the cursor lookup: {exc}") from None
-    stored_cursor = state.cursor_of(response)
-    since = None if full or not stored_cursor else ls_time(A.parse_time(stored_cursor) - OVERLAP)
+    stored_cursor, read_at = state.cursor_of(response)
+    since = None if full else _since(stored_cursor, read_at)
     emails = ls.users()
     seen: dict[int, str] = {}  # task id -> the updated_at it was processed at
     newest = stored_cursor
@@ -105,7 +118,8 @@ def pull(ls: LabelStudio, db: Client, project_id: int, full: bool = False, page_
             stored = _stored(db, project_id, [int(t["id"]) for t in tasks])
             queries = changes_for(tasks, stored, project, emails, report)
             newest = max(filter(None, [newest, last]), key=lambda v: A.parse_time(v))
-            cursor_cmds = (state.set_cursor_commands(ls.url, project_id, ls_time(newest), 1)
+            seen_at = ls.server_time.isoformat() if ls.server_time else None
+            cursor_cmds = (state.set_cursor_commands(ls.url, project_id, ls_time(newest), seen_at, 1)
                            if ls_time(newest) != stored_cursor else [])
             if queries or cursor_cmds:
                 _apply(db, queries, cursor_cmds)

@@ -67,20 +67,22 @@ def record_push_query(ls_url: str, project_id: int, pairs: Iterable[tuple[str, i
 
 def cursor_query(ls_url: str, project_id: int) -> list[dict]:
     return [{"FindEntity": {"with_class": SYNC_CLASS, "constraints": _key(ls_url, project_id),
-                            "results": {"list": ["LS_cursor"], "limit": 1}}}]
+                            "results": {"list": ["LS_cursor", "LS_read_at"], "limit": 1}}}]
 
 
-def cursor_of(response: Any) -> str | None:
+def cursor_of(response: Any) -> tuple[str | None, str | None]:
+    """(newest task change seen, Label Studio's time when it was read) of the last pull."""
     entities = response[0]["FindEntity"].get("entities") or []
-    return entities[0].get("LS_cursor") if entities else None
+    return (entities[0].get("LS_cursor"), entities[0].get("LS_read_at")) if entities else (None, None)
 
 
-def set_cursor_commands(ls_url: str, project_id: int, cursor: str, ref: int) -> list[dict]:
+def set_cursor_commands(ls_url: str, project_id: int, cursor: str, read_at: str | None, ref: int) -> list[dict]:
     """Commands (using `_ref` `ref`) that store the pull cursor; appended to a pull batch's transaction."""
     key = instance_key(ls_url)
+    props = {"LS_cursor": cursor, **({"LS_read_at": read_at} if read_at else {})}
     return [
         {"AddEntity": {"_ref": ref, "class": SYNC_CLASS,
-                       "properties": {"LS_url": key, "LS_project_id": int(project_id), "LS_cursor": cursor},
+                       "properties": {"LS_url": key, "LS_project_id": int(project_id), **props},
                        "if_not_found": _key(ls_url, project_id)}},
-        {"UpdateEntity": {"ref": ref, "properties": {"LS_cursor": cursor}}},
+        {"UpdateEntity": {"ref": ref, "properties": props}},
     ]
