@@ -66,5 +66,5 @@ def test_sync_and_export_run_as_rq_jobs(rq_label_studio: LabelStudio, db):
     ann = ls.api("POST", f"/api/tasks/{task['id']}/annotations/", 201,
                  json={"result": [box("rq", 5, 5, 10, 10, size=size)]}).json()
     t0 = time.monotonic()
-    assert wait_until(lambda: stored(db, ann["id"])["boxes"].get("rq"), timeout=60), "the RQ worker did not export"
+    assert wait_until(lambda: stored(db, ann["id"], pid)["boxes"].get("rq"), timeout=60), "the RQ worker did not export"
     assert time.monotonic() - t0 < 60

@@ -37,12 +37,12 @@ def text(value: str):
     return {"id": "note1", "type": "textarea", "from_name": "note", "to_name": "image", "value": {"text": [value]}}
 
 
-def stored(db, annotation_id: int) -> dict:
+def stored(db, annotation_id: int, project_id: int) -> dict:
     """What the database holds for one Label Studio annotation, read with the aperturedb SDK."""
     via = {"ref": 1, "connection_class": "LS_annotation_region"}
     response, _ = db.query([
         {"FindEntity": {"_ref": 1, "with_class": "LS_annotation", "results": {"all_properties": True},
-                        "constraints": {"LS_id": ["==", str(annotation_id)]}}},
+                        "constraints": {"LS_id": ["==", str(annotation_id)], "LS_project_id": ["==", project_id]}}},
         {"FindImage": {"is_connected_to": {"ref": 1, "connection_class": "LS_annotation_image"},
                        "uniqueids": True, "blobs": False}},
         {"FindBoundingBox": {"is_connected_to": via, "coordinates": True, "labels": True, "blobs": False,
@@ -83,7 +83,7 @@ def test_create_update_delete_reach_the_database(label_studio: LabelStudio, proj
               polygon("p1", [[10, 10], [40, 10], [25, 40]], size=size)]
     ann = label_studio.api("POST", f"/api/tasks/{task['id']}/annotations/", 201, json={"result": result}).json()
 
-    s = stored(db, ann["id"])
+    s = stored(db, ann["id"], project["id"])
     a = s["annotation"]
     assert a is not None
     assert a["LS_project_id"] == project["id"] and a["LS_task_id"] == task["id"]
@@ -107,7 +107,7 @@ def test_create_update_delete_reach_the_database(label_studio: LabelStudio, proj
               polygon("p2", [[60, 60], [90, 60], [75, 90]], size=size), keypoint("k1", 50, 25, size=size),
               choice("Sunny"), text("two dogs, maybe")]
     label_studio.api("PATCH", f"/api/annotations/{ann['id']}/", 200, json={"result": result})
-    s = stored(db, ann["id"])
+    s = stored(db, ann["id"], project["id"])
     assert set(s["boxes"]) == {"r1"} and set(s["polygons"]) == {"p1", "p2"} and set(s["keypoints"]) == {"k1"}
     assert s["boxes"]["r1"]["_uniqueid"] == r1_uid  # updated in place
     assert s["boxes"]["r1"]["_coordinates"]["x"] == round(0.15 * img.width)
@@ -119,7 +119,7 @@ def test_create_update_delete_reach_the_database(label_studio: LabelStudio, proj
 
     # Removing the choice removes its property; the rest stays.
     label_studio.api("PATCH", f"/api/annotations/{ann['id']}/", 200, json={"result": result[:-2] + [text("x")]})
-    s = stored(db, ann["id"])
+    s = stored(db, ann["id"], project["id"])
     assert "LS_choices_weather" not in s["annotation"] and s["annotation"]["LS_text_note"] == "x"
 
     # Model boxes (the predictions) are never touched by annotation writes.
@@ -129,12 +129,11 @@ def test_create_update_delete_reach_the_database(label_studio: LabelStudio, proj
     assert models[1]["FindBoundingBox"]["count"] == 2
 
     label_studio.api("DELETE", f"/api/annotations/{ann['id']}/", 204)
-    s = stored(db, ann["id"])
+    s = stored(db, ann["id"], project["id"])
     assert s["annotation"] is None and not s["boxes"] and not s["polygons"] and not s["keypoints"]
-    left, _ = db.query([{"FindBoundingBox": {"constraints": {"LS_annotation": ["==", str(ann["id"])]},
-                                             "results": {"count": True}}},
-                        {"FindPolygon": {"constraints": {"LS_annotation": ["==", str(ann["id"])]},
-                                         "results": {"count": True}}}])
+    mine = {"LS_annotation": ["==", str(ann["id"])], "LS_project_id": ["==", project["id"]]}
+    left, _ = db.query([{"FindBoundingBox": {"constraints": mine, "results": {"count": True}}},
+                        {"FindPolygon": {"constraints": mine, "results": {"count": True}}}])
     assert left[0]["FindBoundingBox"]["count"] == 0 and left[1]["FindPolygon"]["count"] == 0
 
 
@@ -157,9 +156,10 @@ def test_annotations_saved_while_lensdb_is_down_arrive_when_it_is_back(label_stu
     finally:
         ls_lensdb.start()
     db = ls_lensdb.connector(use_ssl=False)
-    assert wait_until(lambda: all(stored(db, i)["annotation"] for i in ids), timeout=60), label_studio.log()[-3000:]
+    assert wait_until(lambda: all(stored(db, i, project["id"])["annotation"] for i in ids), timeout=60), \
+        label_studio.log()[-3000:]
     for i in ids:
-        s = stored(db, i)
+        s = stored(db, i, project["id"])
         assert set(s["boxes"]) == {"down"} and json.loads(s["annotation"]["LS_choices_weather"]) == ["Rainy"]
     card = wait_until(lambda: (c := _target(label_studio, project))["backlog"] == 0 and c, timeout=30)
     assert card and card["status"] == "completed"
@@ -169,14 +169,14 @@ def test_target_sync_reexports_what_the_database_lacks(label_studio, project, db
     task, img = project["tasks"][4], project["images"][4]
     ann = label_studio.api("POST", f"/api/tasks/{task['id']}/annotations/", 201,
                            json={"result": [box("gone", 1, 2, 3, 4, size=_size(img))]}).json()
-    assert stored(db, ann["id"])["annotation"] is not None
+    assert stored(db, ann["id"], project["id"])["annotation"] is not None
     from lensdb.labelstudio.queries import delete_annotation_query
 
     db.query(delete_annotation_query(ann["id"], project["id"]))
-    assert stored(db, ann["id"])["annotation"] is None
+    assert stored(db, ann["id"], project["id"])["annotation"] is None
     card = label_studio.api("POST", f"/api/storages/export/lensdb/{project['target']['id']}/sync", 200).json()
     assert card["status"] == "completed", card
-    s = stored(db, ann["id"])
+    s = stored(db, ann["id"], project["id"])
     assert s["annotation"] is not None and set(s["boxes"]) == {"gone"}
 
 
@@ -198,6 +198,6 @@ def test_exported_annotations_come_back_on_resync(label_studio: LabelStudio, ls_
     assert again["id"] != task["id"] and len(again["annotations"]) == 1
     restored = again["annotations"][0]
     assert restored["result"] == result
-    s = stored(db, restored["id"])  # the stored copy now carries the new annotation id
+    s = stored(db, restored["id"], pid)  # the stored copy now carries the new annotation id
     assert s["annotation"] is not None and s["annotation"]["LS_task_id"] == again["id"]
-    assert set(s["boxes"]) == {"keep"} and stored(db, ann["id"])["annotation"] is None
+    assert set(s["boxes"]) == {"keep"} and stored(db, ann["id"], pid)["annotation"] is None
