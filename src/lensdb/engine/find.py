@@ -212,11 +212,17 @@ def run_find(ctx: Context, p: Params, shape: Shape, *, classes: Sequence[str] | 
     ids = traversal.ids if traversal is not None else None
     base = Selection(classes=classes, where=where, ids=ids, sort=shape.sort)
     total: int | None = None
-    if "unique" in p and p.bool("unique") and len(fetch(_with(base, limit=2))) > 1:
-        raise QueryError("expecting 1 but got more than 1 (unique: true)", status=NOT_UNIQUE)
+    first_two = None
+    if "unique" in p and p.bool("unique"):
+        first_two = fetch(_with(base, limit=2))
+        if len(first_two) > 1:
+            raise QueryError("expecting 1 but got more than 1 (unique: true)", status=NOT_UNIQUE)
 
     needs_all = shape.sequence is not None or bool(shape.aggregates)
-    if needs_all:
+    if first_two is not None and not shape.offset and (shape.limit is None or shape.limit >= 1) \
+            and shape.batch is None and not needs_all:
+        rows, matched_all = first_two, None  # at most one match: it is the whole answer
+    elif needs_all:
         rows = fetch(base)
         if shape.sequence is not None:
             rows = _sequence_sort(rows, *shape.sequence)
