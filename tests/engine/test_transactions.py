@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -198,20 +199,22 @@ def test_one_find_answers_from_one_snapshot(folder):
     db = Database(folder)
     stop = threading.Event()
 
-    def churn() -> None:
-        i = 0
+    def churn() -> None:  # the class holds 0 or 200 entities, never more
         while not stop.is_set():
-            db.query([{"AddEntity": {"class": "P", "properties": {"i": i}}}])
-            i += 1
+            db.query([{"AddEntity": {"class": "P", "properties": {"i": i}}} for i in range(200)])
+            db.query([{"DeleteEntity": {"with_class": "P"}}])
 
     writer = threading.Thread(target=churn)
     writer.start()
     try:
-        for _ in range(300):
+        deadline = time.monotonic() + 2
+        for _ in range(500):
             r, _ = db.query([{"FindEntity": {"with_class": "P",
                                              "results": {"count": True, "list": ["i"]}}}])
             found = r[0]["FindEntity"]
             assert found["count"] == found["returned"] == len(found["entities"])
+            if time.monotonic() > deadline:
+                break
     finally:
         stop.set()
         writer.join()
