@@ -88,6 +88,7 @@ def test_create_update_delete_reach_the_database(label_studio: LabelStudio, proj
     assert a is not None
     assert a["LS_project_id"] == project["id"] and a["LS_task_id"] == task["id"]
     assert a["LS_completed_by"] == USER and a["LS_project_title"] == "target"
+    assert len(a["LS_instance"]) == 32  # this Label Studio installation's id
     assert json.loads(a["LS_data"])["result"] == result
     assert s["images"] == [task["meta"]["lensdb"]["uniqueid"]]
     assert set(s["boxes"]) == {"r1", "r2"} and set(s["polygons"]) == {"p1"}

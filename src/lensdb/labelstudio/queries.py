@@ -40,6 +40,19 @@ class AnnotationRecord:
     ground_truth: bool = False
     lead_time: float | None = None
     document: dict = field(default_factory=dict)  # the serialized annotation, stored as LS_data
+    instance: str = ""  # id of the Label Studio installation (see annotation_scope)
+
+
+def annotation_scope(project_id: int, instance: str = "") -> dict:
+    """Constraints naming one project's annotations of one Label Studio installation.
+
+    Annotation and project ids are only unique within one Label Studio database; `instance` tells
+    installations sharing a lensdb apart (empty: match on project only).
+    """
+    scope: dict = {"LS_project_id": ["==", project_id]}
+    if instance:
+        scope["LS_instance"] = ["==", instance]
+    return scope
 
 
 def _date(iso: str | None) -> dict | None:
@@ -75,6 +88,7 @@ def image_details_query(
     properties: list[str],
     predictions: bool,
     pred_constraints: dict | None,
+    instance: str = "",
 ) -> list[dict]:
     """Sizes, requested properties, model regions and this project's exported annotations of images."""
     listed = sorted({"width", "height", *properties} - {UNIQUEID})
@@ -92,7 +106,7 @@ def image_details_query(
             "FindEntity": {
                 "with_class": ANNOTATION_CLASS,
                 "is_connected_to": {"ref": 1, "connection_class": ANNOTATION_IMAGE},
-                "constraints": {"LS_project_id": ["==", project_id]},
+                "constraints": annotation_scope(project_id, instance),
                 "results": {"list": ["LS_id", "LS_data"]},
                 "group_by_source": True,
             }
@@ -199,10 +213,10 @@ def save_annotation_query(
     `removable_properties` are the scalar properties the labeling config can produce; those absent
     from this result are removed from the annotation entity.
     """
-    ann_key = {"LS_id": ["==", str(ann.id)], "LS_project_id": ["==", ann.project_id]}
+    ann_key = {"LS_id": ["==", str(ann.id)], **annotation_scope(ann.project_id, ann.instance)}
+    identity = _clean({"LS_id": str(ann.id), "LS_project_id": ann.project_id, "LS_instance": ann.instance or None})
     props = _clean({
-        "LS_id": str(ann.id),
-        "LS_project_id": ann.project_id,
+        **identity,
         "LS_project_title": ann.project_title,
         "LS_task_id": ann.task_id,
         "LS_completed_by": ann.completed_by,
@@ -231,8 +245,7 @@ def save_annotation_query(
     via_ann = {"ref": 2, "connection_class": ANNOTATION_REGION, "direction": "out"}
     q: list[dict] = [
         {"FindImage": find_image},
-        {"AddEntity": {"_ref": 2, "class": ANNOTATION_CLASS, "properties": {"LS_id": str(ann.id),
-                       "LS_project_id": ann.project_id}, "if_not_found": ann_key,
+        {"AddEntity": {"_ref": 2, "class": ANNOTATION_CLASS, "properties": identity, "if_not_found": ann_key,
                        "connect": {"ref": 1, "class": ANNOTATION_IMAGE}}},
         {"UpdateEntity": update},
         {"FindBoundingBox": {"_ref": 3, "blobs": False, "is_connected_to": via_ann,
@@ -254,12 +267,12 @@ def save_annotation_query(
     return q
 
 
-def delete_annotation_query(annotation_id: int, project_id: int) -> list[dict]:
+def delete_annotation_query(annotation_id: int, project_id: int, instance: str = "") -> list[dict]:
     """Delete an annotation entity and every region it owns, in one transaction."""
     via_ann = {"ref": 1, "connection_class": ANNOTATION_REGION, "direction": "out"}
     return [
         {"FindEntity": {"_ref": 1, "with_class": ANNOTATION_CLASS,
-                        "constraints": {"LS_id": ["==", str(annotation_id)], "LS_project_id": ["==", project_id]}}},
+                        "constraints": {"LS_id": ["==", str(annotation_id)], **annotation_scope(project_id, instance)}}},
         {"FindBoundingBox": {"_ref": 2, "blobs": False, "is_connected_to": via_ann}},
         {"DeleteBoundingBox": {"ref": 2}},
         {"FindPolygon": {"_ref": 3, "blobs": False, "is_connected_to": via_ann}},

@@ -338,3 +338,31 @@ class LensdbOutbox(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class LensdbInstallation(models.Model):
+    """One row: a random id for this Label Studio database, written as LS_instance on annotations.
+
+    Annotation and project ids repeat across Label Studio installations; this tells apart the
+    annotations of installations that share one lensdb.
+    """
+
+    instance = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+_instance_cache: dict[str, str] = {}
+
+
+def installation_id() -> str:
+    """LENSDB_LS_INSTANCE if set (to keep an id across a database move), else this database's own id."""
+    import os
+    import uuid
+
+    if os.environ.get("LENSDB_LS_INSTANCE"):
+        return os.environ["LENSDB_LS_INSTANCE"]
+    if "id" not in _instance_cache:
+        # A fixed primary key: concurrent first calls in several processes agree on one row.
+        row, _ = LensdbInstallation.objects.get_or_create(pk=1, defaults={"instance": uuid.uuid4().hex})
+        _instance_cache["id"] = row.instance
+    return _instance_cache["id"]

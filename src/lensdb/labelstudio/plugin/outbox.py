@@ -29,6 +29,7 @@ from lensdb.labelstudio.plugin.models import (
     LensdbExportStorage,
     LensdbExportStorageLink,
     LensdbOutbox,
+    installation_id,
     parse_image_uri,
 )
 
@@ -81,6 +82,7 @@ def save_query(annotation) -> list[dict]:
         project_title=project.title or "", completed_by=doc["completed_by"], updated_by=doc["updated_by"],
         created_at=doc["created_at"], updated_at=doc["updated_at"], was_cancelled=annotation.was_cancelled,
         ground_truth=annotation.ground_truth, lead_time=annotation.lead_time, document=doc,
+        instance=installation_id(),
     )
     return Q.save_annotation_query(record, parse_results(result), uid, size,
                                    removable_properties(project.label_config))
@@ -93,7 +95,7 @@ def enqueue_save(storage: LensdbExportStorage, annotation) -> None:
 
 def enqueue_delete(storage: LensdbExportStorage, annotation_id: int, project_id: int) -> None:
     LensdbOutbox.objects.create(storage=storage, action=LensdbOutbox.DELETE, annotation_id=annotation_id,
-                                query=Q.delete_annotation_query(annotation_id, project_id))
+                                query=Q.delete_annotation_query(annotation_id, project_id, installation_id()))
 
 
 # ---- sending ---------------------------------------------------------------------------------------
@@ -263,7 +265,7 @@ def export_missing(storage: LensdbExportStorage) -> None:
 def _stored_versions(storage: LensdbExportStorage, project_id: int) -> dict[str, str | None]:
     """LS_id -> LS_updated_at of this project's annotations in the database."""
     response, _ = storage.get_client().query([{"FindEntity": {
-        "with_class": Q.ANNOTATION_CLASS, "constraints": {"LS_project_id": ["==", project_id]},
+        "with_class": Q.ANNOTATION_CLASS, "constraints": Q.annotation_scope(project_id, installation_id()),
         "results": {"list": ["LS_id", "LS_updated_at"]}}}])
     return {str(e.get("LS_id")): (e.get("LS_updated_at") or {}).get("_date")
             for e in response[0]["FindEntity"].get("entities") or []}

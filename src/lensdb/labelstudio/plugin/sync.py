@@ -27,6 +27,7 @@ from lensdb.labelstudio.plugin.models import (
     LensdbImportStorage,
     LensdbImportStorageLink,
     image_uri,
+    installation_id,
     parse_json_field,
     split_names,
 )
@@ -127,7 +128,8 @@ def _task_payloads(storage: LensdbImportStorage, project: Project, cfg: LabelCon
     extra = props + ([storage.key_property] if storage.key_property != Q.UNIQUEID else [])
     pred_constraints = parse_json_field(storage.pred_constraints, "Prediction constraints")
     response, _ = storage.get_client().query(Q.image_details_query(
-        [p["uniqueid"] for p in page], project.id, extra, bool(storage.predictions), pred_constraints))
+        [p["uniqueid"] for p in page], project.id, extra, bool(storage.predictions), pred_constraints,
+        installation_id()))
     images = {e["_uniqueid"]: e for e in response[0]["FindImage"].get("entities") or []}
     anns = response[1]["FindEntity"].get("entities") or {}
     boxes = response[2]["FindBoundingBox"].get("entities") or {} if storage.predictions else {}
@@ -240,7 +242,7 @@ def _rekey_commands(base: int, old_id: str, new_id: int, task_id: int, project_i
     owner = {"LS_annotation": str(new_id)}
     return [
         {"FindEntity": {"_ref": r, "with_class": Q.ANNOTATION_CLASS,
-                        "constraints": {"LS_id": ["==", old_id], "LS_project_id": ["==", project_id]}}},
+                        "constraints": {"LS_id": ["==", old_id], **Q.annotation_scope(project_id, installation_id())}}},
         {"UpdateEntity": {"ref": r, "properties": {"LS_id": str(new_id), "LS_task_id": task_id}}},
         {"FindBoundingBox": {"_ref": r + 2, "blobs": False, "is_connected_to": via}},
         {"UpdateBoundingBox": {"ref": r + 2, "properties": owner}},
