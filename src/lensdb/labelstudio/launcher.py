@@ -57,7 +57,6 @@ def label_studio_env(opts: LabelStudioOptions) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
         LABEL_STUDIO_BASE_DATA_DIR=str(Path(opts.data_dir).absolute()),
         LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
-        LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
         LENSDB_DEFAULT_HOST=opts.lensdb_host,
         LENSDB_DEFAULT_PORT=str(opts.lensdb_port),
         LOG_LEVEL=opts.log_level,
@@ -66,7 +65,9 @@ def label_studio_env(opts: LabelStudioOptions) -> dict[str, str]:
     # The aperturedb SDK otherwise writes error.<time>.log files into the current directory.
     env.setdefault("ADB_LOG_FILE", str(Path(opts.data_dir).absolute() / "aperturedb-errors.log"))
     if opts.username and opts.password:
-        env.update(LABEL_STUDIO_USERNAME=opts.username, LABEL_STUDIO_PASSWORD=opts.password)
+        # A user is made at start, so nobody else may sign up without an invitation link.
+        env.update(LABEL_STUDIO_USERNAME=opts.username, LABEL_STUDIO_PASSWORD=opts.password,
+                   LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true")
     if opts.token:
         env["LABEL_STUDIO_USER_TOKEN"] = opts.token
     env.update(opts.extra_env)
