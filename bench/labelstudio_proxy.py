@@ -107,6 +107,10 @@ def main() -> None:
         try:
             wait(f"http://127.0.0.1:{port}/health", gun)
             results[f"Label Studio under gunicorn ({args.workers} workers)"] = proxy_rate(f"http://127.0.0.1:{port}")
+            # Label Studio's floor: its cheapest endpoint, same server, same client.
+            health = {f"http://127.0.0.1:{port}/health": len(requests.get(f"http://127.0.0.1:{port}/health").content)}
+            results["  (reference: Label Studio /health, same gunicorn)"] = hammer(
+                list(health), health, args.seconds, args.clients, auth)
         finally:
             launcher.stop(gun)
 
