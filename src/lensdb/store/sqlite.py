@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS blob_trash (key TEXT PRIMARY KEY);
 """
 
 _NUMERIC = "('integer','real')"
+# One encoder for every row: json.dumps with options builds a new encoder per call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _MANY = 64  # above this many values, bind one JSON array instead of one parameter each
 
 
@@ -199,7 +201,7 @@ class SQLiteTxn(Txn):
     def add_object(self, cls: str, props: dict[str, Any], blob: str | None = None) -> int:
         cur = self.conn.execute(
             "INSERT INTO objects(class, props, blob) VALUES (?, ?, ?)",
-            (cls, json.dumps(props, separators=(",", ":")), blob))
+            (cls, _dumps(props) if props else "{}", blob))
         return cur.lastrowid  # type: ignore[return-value]
 
     def find_objects(self, sel: Selection) -> list[ObjectRow]:
@@ -256,7 +258,7 @@ class SQLiteTxn(Txn):
     def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any]) -> int:
         cur = self.conn.execute(
             "INSERT INTO connections(class, src, dst, props) VALUES (?, ?, ?, ?)",
-            (cls, src, dst, json.dumps(props, separators=(",", ":"))))
+            (cls, src, dst, _dumps(props) if props else "{}"))
         return cur.lastrowid  # type: ignore[return-value]
 
     def find_connections(self, sel: Selection, src: Sequence[int] | None = None,
