@@ -147,13 +147,14 @@ def test_opening_the_folder_again_spares_blobs_of_a_running_write(folder):
     db = Database(folder)
     opened: list[Database] = []
     try:
-        with db.store.write() as txn:
-            key = txn.put_blob(b"staged, about to be committed")
-            opener = threading.Thread(target=lambda: opened.append(Database(folder)))
-            opener.start()
-            opener.join(0.5)  # the second opener runs (or waits) while the write is open
-            txn.add_object("_Blob", {"n": 1}, key)
+        staged = db.store.stage_blobs([b"staged, about to be committed"])
+        # The second opener runs its recovery while the blob is staged and not yet committed.
+        opener = threading.Thread(target=lambda: opened.append(Database(folder)))
+        opener.start()
         opener.join(30)
+        with db.store.write() as txn:
+            txn.add_object("_Blob", {"n": 1}, staged.keys[0])
+        staged.finish(staged.keys)
         assert opened, "the second open did not finish"
         for each in (db, opened[0]):
             assert ok(each, [{"FindBlob": {"blobs": True}}])[1] == [b"staged, about to be committed"]

@@ -21,22 +21,42 @@ class RefSet:
     classes: list[str]
 
 
+@dataclass(slots=True)
+class BlobInput:
+    """An input blob, prepared and written before the transaction: its stored key, what was
+    learnt reading it (an image's size), or why it cannot be stored."""
+
+    data: bytes | None
+    info: Any = None
+    error: str | None = None
+    key: str | None = None
+
+
 @dataclass
 class Context:
     store: Store
     txn: Txn
-    blobs_in: list[bytes]
+    inputs: list[BlobInput]
     max_response_bytes: int
     refs: dict[int, RefSet] = field(default_factory=dict)
     blobs_out: list[bytes] = field(default_factory=list)
+    used_keys: set[str] = field(default_factory=set)
     blob_pos: int = 0
     out_bytes: int = 0
 
-    def next_blob(self) -> bytes:
+    def next_blob(self) -> BlobInput:
         # Counts were checked before the transaction started.
-        blob = self.blobs_in[self.blob_pos]
+        blob = self.inputs[self.blob_pos]
         self.blob_pos += 1
         return blob
+
+    def keep_blob(self, blob: BlobInput) -> str:
+        """The staged key of an input blob that a row now references."""
+        if blob.error is not None:
+            raise QueryError(blob.error)
+        assert blob.key is not None
+        self.used_keys.add(blob.key)
+        return blob.key
 
     def emit_blob(self, data: bytes) -> int:
         self.out_bytes += len(data)

@@ -10,9 +10,9 @@ from typing import Any
 
 from lensdb.engine import admin, connections, objects, vdms
 from lensdb.engine.constraints import parse_constraints
-from lensdb.engine.context import Context, Params
+from lensdb.engine.context import BlobInput, Context, Params
 from lensdb.errors import QueryError
-from lensdb.store.base import Store
+from lensdb.store.base import Staged, Store
 from lensdb.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
@@ -120,25 +120,46 @@ class Database:
             parsed = parse_query(commands, blobs)
         except QueryError as e:
             return e.response(), []
-        blobs = list(blobs or [])
         names = [next(iter(c)) for c in parsed]
-        if all(n in READ_ONLY for n in names):
-            # One snapshot even for one command: a Find runs several statements (count,
-            # unique, traversal, rows) that must all see the same commit.
-            opener = self.store.read()
-        else:
-            opener = self.store.write()
+        staged = None
         try:
+            if all(n in READ_ONLY for n in names):
+                # One snapshot even for one command: a Find runs several statements (count,
+                # unique, traversal, rows) that must all see the same commit.
+                inputs: list[BlobInput] = []
+                opener = self.store.read()
+            else:
+                inputs, staged = self._stage_inputs(parsed, blobs or [])
+                opener = self.store.write()
             with opener as txn:
-                ctx = Context(self.store, txn, blobs, self.max_response_bytes)
+                ctx = Context(self.store, txn, inputs, self.max_response_bytes)
                 responses = [self._run(ctx, i, name, cmd[name], len(parsed))
                              for i, (name, cmd) in enumerate(zip(names, parsed, strict=True))]
         except _Abort as a:
+            if staged is not None:
+                staged.abort()
             return a.response, []
         except Exception as e:  # a bug or a storage failure: answer, log, keep serving
+            if staged is not None:
+                staged.abort()
             log.exception("query failed")
             return {"status": -1, "info": f"internal error: {type(e).__name__}: {e}"}, []
+        if staged is not None:
+            staged.finish(ctx.used_keys)
         return responses, ctx.blobs_out
+
+    def _stage_inputs(self, parsed: list[dict], blobs: list[bytes]
+                      ) -> tuple[list[BlobInput], Staged]:
+        """Prepare and write input blobs before the write lock, so writers overlap this work."""
+        consumers = [(n, b) for c in parsed for n, b in c.items() if _blob_inputs(n, b)]
+        inputs = [objects.prepare_input(n, b, data)
+                  for (n, b), data in zip(consumers, blobs, strict=True)]
+        ready = [i for i in inputs if i.data is not None]
+        staged = self.store.stage_blobs([i.data for i in ready])  # type: ignore[misc]
+        for item, key in zip(ready, staged.keys, strict=True):
+            item.key = key
+            item.data = None  # the bytes are on disk now; keep memory low for big batches
+        return inputs, staged
 
     def _run(self, ctx: Context, i: int, name: str, body: object, n: int) -> dict[str, Any]:
         try:

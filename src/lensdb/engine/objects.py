@@ -9,7 +9,7 @@ from typing import Any
 from lensdb import media
 from lensdb.engine import regions
 from lensdb.engine.constraints import parse_constraints
-from lensdb.engine.context import Context, Params, RefSet
+from lensdb.engine.context import BlobInput, Context, Params, RefSet
 from lensdb.engine.find import FIND_COMMON, Row, Traversal, combine, parse_shape, run_find, traverse
 from lensdb.engine.ids import object_uid
 from lensdb.engine.values import check_user_key, encode_properties
@@ -73,7 +73,7 @@ def add(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
     if "url" in p:
         raise QueryError("'url' is not supported: send the bytes as a blob")
     cls = fam.cls or _entity_class(p.str("class", required=True))
-    blob = ctx.next_blob() if consumes_blob(fam, body) else None
+    blob = ctx.next_blob() if consumes_blob(fam, body) else None  # prepared by prepare_input
 
     if "if_not_found" in p:
         existing = _existing(ctx, fam, cls, p.get("if_not_found"))
@@ -82,12 +82,11 @@ def add(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
             return {"status": 2, "info": "Object Exists!"}
 
     image: RefSet | None = None
-    blob_key = None
+    blob_key = ctx.keep_blob(blob) if blob is not None else None
     if fam.cls == "_Image":
         assert blob is not None
-        blob, props = _prepare_image(p, blob, props)
-    if blob is not None:
-        blob_key = ctx.txn.put_blob(blob)
+        props.setdefault("width", blob.info.width)
+        props.setdefault("height", blob.info.height)
     if fam.is_region:
         image = _one_image(ctx, p)
         if fam.cls == "_BoundingBox":
@@ -122,21 +121,29 @@ def _existing(ctx: Context, fam: Family, cls: str, spec: object) -> list[ObjectR
     return ctx.txn.find_objects(Selection(classes=[cls], where=where, limit=1))
 
 
-def _prepare_image(p: Params, blob: bytes, props: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+def prepare_input(name: str, body: object, data: bytes) -> BlobInput:
+    """Turn an input blob into what will be stored, before the transaction (and its lock).
+
+    AddImage: apply its `operations`/`format` and read the size. Problems are kept and raised
+    when the command runs, so the error names the command like any other.
+    """
+    if name != "AddImage":
+        return BlobInput(bytes(data))
     try:
+        p = Params(body, ADD_COMMON | FAMILIES["Image"].add)
         ops = media.validate_operations(p.get("operations")) if "operations" in p else None
         fmt = p.str("format")
         fmt = media.encode_format(fmt) if fmt else None
+        blob = bytes(data)
         if ops or fmt:
             info = media.probe(blob)
             if ops or fmt != info.format:
                 blob = media.render(blob, ops, fmt)
-        info = media.probe(blob)
+        return BlobInput(blob, media.probe(blob))
     except media.MediaError as e:
-        raise QueryError(str(e)) from None
-    props.setdefault("width", info.width)
-    props.setdefault("height", info.height)
-    return blob, props
+        return BlobInput(None, error=str(e))
+    except QueryError as e:
+        return BlobInput(None, error=e.info)
 
 
 def _one_image(ctx: Context, p: Params) -> RefSet:

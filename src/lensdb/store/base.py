@@ -145,9 +145,6 @@ class Txn(Protocol):
                            remove_props: Sequence[str]) -> None: ...
     def delete_connections(self, ids: Sequence[int]) -> None: ...
 
-    # blobs: written now, made visible on commit, removed on rollback
-    def put_blob(self, data: bytes) -> str: ...
-
     # indexes and schema
     def create_index(self, kind: str, cls: str, key: str) -> bool: ...
     def remove_index(self, kind: str, cls: str, key: str) -> bool: ...
@@ -155,8 +152,28 @@ class Txn(Protocol):
     def schema(self, kind: str) -> dict[str, ClassStats]: ...
 
 
+class Staged(Protocol):
+    """Blobs written ahead of the transaction that references them (see `Store.stage_blobs`)."""
+
+    keys: list[str]
+
+    def finish(self, used: Iterable[str]) -> None:
+        """After commit: keep the blobs whose keys rows now reference, drop the rest."""
+        ...
+
+    def abort(self) -> None:
+        """After rollback: drop them all."""
+        ...
+
+
 class Store(Protocol):
-    """A storage backend: transactions plus blob reads."""
+    """A storage backend: transactions plus blob writes and reads.
+
+    New blobs are staged before the write transaction (outside its lock, so writers overlap
+    their file I/O); rows name them by key; `finish` or `abort` settles them afterwards.
+    """
+
+    def stage_blobs(self, blobs: list[bytes]) -> Staged: ...
 
     def read(self, snapshot: bool = True) -> AbstractContextManager[Txn]:
         """A read-only transaction; snapshot=False lets each statement see the latest commit

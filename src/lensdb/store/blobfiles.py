@@ -1,31 +1,65 @@
 """A sharded folder of blob files whose writes follow the database's transactions.
 
-Before a blob file is created, its key is appended to `intent.log`; the file is then written
-straight to its final place `<k0k1>/<key>`. After the transaction commits the log is emptied.
-Recovery on open reads the log and deletes every listed file that no committed row references,
-so a crash at any point (kill -9 included) leaves neither a row without its file nor a file
-without its row, and the write path costs one file write per blob, no rename.
+A query's new blobs are written *before* its transaction starts, outside the writer lock, so
+concurrent writers overlap their file writes and only the rows are serialised. First their
+keys go into an intent file `intents/<id>.log`, locked (flock) for as long as its writer lives;
+then the files go straight to their final place `<k0k1>/<key>`. After the transaction commits,
+the files it did not use are deleted and the intent file is removed.
+Recovery on open takes every intent file whose lock it can get (its writer is gone) and
+deletes the listed files that no committed row references. So a crash at any point (kill -9
+included) leaves neither a row without its file nor a file without its row, and another
+process opening the folder never touches a live writer's blobs.
 Deleted blobs are unlinked after the deleting transaction commits; the backend keeps their
 keys in a trash list until then.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
+class StagedBlobs:
+    """Blob files written ahead of the transaction that will reference them."""
+
+    def __init__(self, folder: BlobFolder, keys: list[str], intent: Path | None,
+                 fd: int | None) -> None:
+        self.folder = folder
+        self.keys = keys
+        self._intent = intent
+        self._fd = fd
+
+    def finish(self, used: Iterable[str]) -> None:
+        """The transaction committed: drop the files it did not reference, forget the intent."""
+        keep = set(used)
+        self.folder.unlink(k for k in self.keys if k not in keep)
+        self._release()
+
+    def abort(self) -> None:
+        """The transaction rolled back: drop every file."""
+        self.folder.unlink(self.keys)
+        self._release()
+
+    def _release(self) -> None:
+        if self._intent is not None:
+            self._intent.unlink(missing_ok=True)
+            self._intent = None
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
+
+
 class BlobFolder:
     def __init__(self, root: Path, *, durable: bool = False) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        self.intents = root / "intents"
+        self.intents.mkdir(parents=True, exist_ok=True)
         # 256 shards made once: creating folders on the write path costs more than the writes.
         for i in range(256):
             (root / f"{i:02x}").mkdir(exist_ok=True)
-        self.intent_path = root / "intent.log"
-        self._intent = open(self.intent_path, "ab")  # noqa: SIM115 - kept open for appends
         # durable=False survives a killed process (the OS keeps written pages); durable=True
         # also survives power loss, at the price of fsyncs per blob.
         self.durable = durable
@@ -33,28 +67,33 @@ class BlobFolder:
     def path(self, key: str) -> Path:
         return self.root / key[:2] / key
 
-    def stage(self, data: bytes) -> str:
-        """Write a blob for the running transaction; it is garbage until that commits."""
-        key = uuid.uuid4().hex
-        self._intent.write(key.encode() + b"\n")
-        self._intent.flush()
+    def stage(self, blobs: list[bytes]) -> StagedBlobs:
+        """Write blobs for a transaction about to run; they are garbage until it commits."""
+        if not blobs:
+            return StagedBlobs(self, [], None, None)
+        keys = [uuid.uuid4().hex for _ in blobs]
+        name = uuid.uuid4().hex
+        # Locked under a hidden name, then renamed: recovery never sees an unlocked live intent.
+        tmp = self.intents / f".{name}"
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, "\n".join(keys).encode() + b"\n")
         if self.durable:
-            os.fsync(self._intent.fileno())
-        with open(self.path(key), "wb") as f:
-            f.write(data)
-            if self.durable:
-                f.flush()
-                os.fsync(f.fileno())
-        return key
-
-    def committed(self) -> None:
-        """The transaction that wrote the staged blobs committed: forget the intents."""
-        self._intent.truncate(0)
-        self._intent.seek(0)
-
-    def discard(self, keys: Iterable[str]) -> None:
-        self.unlink(keys)
-        self.committed()
+            os.fsync(fd)
+        intent = self.intents / f"{name}.log"
+        os.replace(tmp, intent)
+        staged = StagedBlobs(self, keys, intent, fd)
+        try:
+            for key, data in zip(keys, blobs, strict=True):
+                with open(self.path(key), "wb") as f:
+                    f.write(data)
+                    if self.durable:
+                        f.flush()
+                        os.fsync(f.fileno())
+        except BaseException:
+            staged.abort()
+            raise
+        return staged
 
     def unlink(self, keys: Iterable[str]) -> None:
         for key in keys:
@@ -64,15 +103,27 @@ class BlobFolder:
         return self.path(key).read_bytes()
 
     def recover(self, referenced: Callable[[list[str]], set[str]]) -> int:
-        """Delete the files of transactions that never committed. Returns how many."""
-        keys = [k for k in self.intent_path.read_text().split() if len(k) == 32]
-        if not keys:
-            return 0
-        keep = referenced(keys)
-        orphans = [k for k in keys if k not in keep]
-        self.unlink(orphans)
-        self.committed()
-        return len(orphans)
+        """Delete the files of writers that died before finishing. Returns how many."""
+        removed = 0
+        for intent in self.intents.iterdir():
+            try:
+                fd = os.open(intent, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # its writer finished meanwhile
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live writer (maybe another process) still owns it
+                keys = [k for k in intent.read_text().split() if len(k) == 32]
+                keep = referenced(keys) if keys else set()
+                orphans = [k for k in keys if k not in keep]
+                self.unlink(orphans)
+                removed += len(orphans)
+                intent.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        return removed
 
     def close(self) -> None:
-        self._intent.close()
+        pass

@@ -33,7 +33,7 @@ from lensdb.store.base import (
     Selection,
     Txn,
 )
-from lensdb.store.blobfiles import BlobFolder
+from lensdb.store.blobfiles import BlobFolder, StagedBlobs
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,6 @@ class SQLiteTxn(Txn):
         self.store = store
         self.conn = conn
         self.writable = writable
-        self.staged: list[str] = []
         self.trashed: list[str] = []
 
     # objects -------------------------------------------------------------------------------
@@ -302,12 +301,6 @@ class SQLiteTxn(Txn):
             params: list[Any] = []
             self.conn.execute(f"DELETE FROM connections WHERE {_in_list('id', list(ids), params)}",
                               params)
-
-    # blobs ---------------------------------------------------------------------------------
-    def put_blob(self, data: bytes) -> str:
-        key = self.store.blobs.stage(data)
-        self.staged.append(key)
-        return key
 
     # indexes and schema --------------------------------------------------------------------
     def create_index(self, kind: str, cls: str, key: str) -> bool:
@@ -457,13 +450,13 @@ class SQLiteStore:
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
-                self.blobs.discard(txn.staged)
                 raise
-            if txn.staged:
-                self.blobs.committed()
             if txn.trashed:
                 self.blobs.unlink(txn.trashed)
                 conn.execute("DELETE FROM blob_trash")
+
+    def stage_blobs(self, blobs: list[bytes]) -> StagedBlobs:
+        return self.blobs.stage(blobs)
 
     def get_blob(self, key: str) -> bytes:
         return self.blobs.read(key)
