@@ -6,7 +6,7 @@ import pytest
 
 from lensdb import Database
 
-from .helpers import body, entities, fail, ok, one, snapshot
+from .helpers import body, entities, fail, ok, one, png, snapshot
 
 # name -> properties; "none" lacks every property.
 PEOPLE = {
@@ -241,3 +241,26 @@ def test_large_in_lists(db):
     r = one(db, {"FindEntity": {"constraints": {"s": ["not in", [str(i) for i in range(250)]]},
                                 "results": {"count": True}}})
     assert r["count"] == 50
+
+
+def test_uniqueid_family_prefix_is_part_of_the_id(tmp_path):
+    """"2.0.N" is image row N: it names neither entity row N nor connection N, and the SDK's
+    wipe sentinel "0.0.0" names nothing."""
+    with Database(tmp_path / "db") as db:
+        ok(db, [{"AddEntity": {"class": "P", "_ref": 1}}, {"AddImage": {"_ref": 2}},
+                {"AddConnection": {"class": "sees", "src": 1, "dst": 2}}], [png(8, 8)])
+        ent = entities(db, uniqueids=True, constraints={"_uniqueid": ["==", "1.0.1"]})
+        assert [e["_uniqueid"] for e in ent] == ["1.0.1"]
+        image_uid = entities(db, "FindImage", uniqueids=True)[0]["_uniqueid"]
+        row = image_uid.split(".")[2]
+        for wrong in (f"1.0.{row}", f"9.0.{row}", "2.0.1", "7.0.1"):
+            assert entities(db, uniqueids=True, constraints={"_uniqueid": ["==", wrong]}) == []
+        conn = one(db, {"FindConnection": {"uniqueids": True}})["connections"][0]["_uniqueid"]
+        assert conn.startswith("9.0.")
+        found = one(db, {"FindConnection": {"uniqueids": True,
+                                            "constraints": {"_uniqueid": ["in", [conn, image_uid]]}}})
+        assert [c["_uniqueid"] for c in found["connections"]] == [conn]
+        rest = entities(db, uniqueids=True, constraints=["$_uniqueid", "!=", image_uid])
+        assert [e["_uniqueid"] for e in rest] == ["1.0.1"]
+        everything = entities(db, uniqueids=True, constraints={"_uniqueid": ["!=", "0.0.0"]})
+        assert len(everything) == 2

@@ -28,7 +28,7 @@ def add(ctx: Context, body: object) -> dict[str, Any]:
         raise QueryError(f"'{which}' (reference {p.get(which)}) matched no object to connect")
     props = encode_properties(p.get("properties"))
     check = "if_not_found" in p
-    where = parse_constraints(p.get("if_not_found"), what="if_not_found") if check else None
+    where = parse_constraints(p.get("if_not_found"), what="if_not_found", connections=True) if check else None
     ids: list[int] = []
     created = 0
     for s in src.ids:
@@ -66,13 +66,13 @@ def find(ctx: Context, body: object) -> dict[str, Any]:
         return len(ctx.txn.find_connections(sel, src=src, dst=dst))
 
     return run_find(ctx, p, shape, classes=[cls] if cls else None,
-                    where=parse_constraints(p.get("constraints")), traversal=None,
+                    where=parse_constraints(p.get("constraints"), connections=True), traversal=None,
                     fetch=fetch, count=count, blob_of=None, kind="connection")
 
 
 def _targets(ctx: Context, p: Params) -> list[int]:
     cls = p.str("with_class")
-    where = parse_constraints(p.get("constraints"))
+    where = parse_constraints(p.get("constraints"), connections=True)
     ids = ctx.ref(p.get("ref"), kind="connection").ids if "ref" in p else None
     src, dst = _ends(ctx, p)
     if ids is not None and where is None and cls is None and src is None and dst is None:

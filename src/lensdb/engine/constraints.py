@@ -7,20 +7,48 @@ with literals `{"to_date": ...}`, `{"array": [...]}` and `"$$..."` for a string 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from lensdb.engine.ids import parse_uniqueid
+from lensdb.engine.ids import CONNECTION_CODE, ENTITY_CODE, FAMILY_CODES, parse_uniqueid
 from lensdb.engine.values import DATE_KEY, check_key_name, parse_date
 from lensdb.errors import QueryError
-from lensdb.store.base import AllOf, AnyOf, Compare, DateValue, IdIn, OneOf, Predicate, Scalar
+from lensdb.store.base import (
+    AllOf,
+    AnyOf,
+    ClassIn,
+    Compare,
+    DateValue,
+    IdIn,
+    Not,
+    OneOf,
+    Predicate,
+    Scalar,
+)
 
 COMPARISONS = {"==", "!=", "<", "<=", ">", ">="}
 LOWER = {">", ">="}
 UPPER = {"<", "<="}
 
 
-def parse_constraints(obj: object, *, what: str = "constraints") -> Predicate | None:
-    """None when there is nothing to constrain."""
+@dataclass(frozen=True)
+class _Uids:
+    """`_uniqueid` (family code, row id) pairs, until it is known whether they name objects
+    or connections (see `_resolve`)."""
+
+    pairs: tuple[tuple[int, int], ...]
+    negate: bool = False
+
+
+def parse_constraints(obj: object, *, what: str = "constraints",
+                      connections: bool = False) -> Predicate | None:
+    """None when there is nothing to constrain. `connections`: the constraints select
+    connections, not objects (that changes only what a `_uniqueid` can match)."""
+    pred = _parse(obj, what)
+    return None if pred is None else _resolve(pred, connections)
+
+
+def _parse(obj: object, what: str) -> Predicate | None:
     if obj is None:
         return None
     if isinstance(obj, list):
@@ -30,7 +58,7 @@ def parse_constraints(obj: object, *, what: str = "constraints") -> Predicate | 
     parts: list[Predicate] = []
     for key, pred in obj.items():
         if key in ("any", "all") and isinstance(pred, dict):
-            inner = [p for p in (parse_constraints({k: v}, what=what) for k, v in pred.items()) if p]
+            inner = [p for p in (_parse({k: v}, what) for k, v in pred.items()) if p]
             parts.append(AnyOf(tuple(inner)) if key == "any" else AllOf(tuple(inner)))
         else:
             parts.append(_property(key, pred))
@@ -59,8 +87,8 @@ def _single(key: str, op: object, value: object) -> Predicate:
         if not isinstance(value, list):
             raise QueryError(f"Constraint for property '{key}': '{op}' takes a list of values")
         if key == "_uniqueid":
-            return IdIn(tuple(i for i in (_uid(key, v) for v in value) if i is not None),
-                        negate=op == "not in")
+            return _Uids(tuple(i for i in (_uid(key, v) for v in value) if i is not None),
+                         negate=op == "not in")  # type: ignore[return-value]
         return OneOf(key, tuple(_scalar(key, v) for v in value), negate=op == "not in")
     if op not in COMPARISONS:
         raise QueryError(f"Constraint for property '{key}': unknown operator {op!r} "
@@ -69,7 +97,7 @@ def _single(key: str, op: object, value: object) -> Predicate:
         if op not in ("==", "!="):
             raise QueryError("_uniqueid can only be compared with ==, !=, in and not in")
         uid = _uid(key, value)
-        return IdIn(() if uid is None else (uid,), negate=op == "!=")
+        return _Uids(() if uid is None else (uid,), negate=op == "!=")  # type: ignore[return-value]
     v = _scalar(key, value)
     if v is None and op not in ("==", "!="):
         raise QueryError(f"Constraint for property '{key}': null can only be used with == and !=")
@@ -78,7 +106,36 @@ def _single(key: str, op: object, value: object) -> Predicate:
     return Compare(key, str(op), v)
 
 
-def _uid(key: str, value: Any) -> int | None:
+def _resolve(pred: Predicate, connections: bool) -> Predicate:
+    """Turn `_Uids` into id (and, for objects, class) predicates: "2.0.5" is image row 5, so
+    it matches neither entity row 5 nor connection 5."""
+    if isinstance(pred, AllOf | AnyOf):
+        return type(pred)(tuple(_resolve(p, connections) for p in pred.parts))
+    if not isinstance(pred, _Uids):
+        return pred
+    if connections:
+        return IdIn(tuple(r for c, r in pred.pairs if c == CONNECTION_CODE), pred.negate)
+    groups: dict[int, list[int]] = {}
+    for code, row in pred.pairs:
+        if code == ENTITY_CODE or code in _SYSTEM_CLASS:
+            groups.setdefault(code, []).append(row)
+    if not groups:
+        return IdIn((), pred.negate)
+    parts = tuple(AllOf((IdIn(tuple(rows)), _family(code))) for code, rows in groups.items())
+    match = parts[0] if len(parts) == 1 else AnyOf(parts)
+    return Not(match) if pred.negate else match
+
+
+_SYSTEM_CLASS = {code: cls for cls, code in FAMILY_CODES.items()}
+
+
+def _family(code: int) -> ClassIn:
+    if code == ENTITY_CODE:
+        return ClassIn(tuple(FAMILY_CODES), negate=True)  # any user entity class
+    return ClassIn((_SYSTEM_CLASS[code],))
+
+
+def _uid(key: str, value: Any) -> tuple[int, int] | None:
     if not isinstance(value, str):
         raise QueryError(f"Constraint for property '{key}': a _uniqueid is a string like \"2.0.17\"")
     return parse_uniqueid(value)

@@ -192,7 +192,8 @@ def traverse(ctx: Context, spec: object) -> Traversal:
     cls = spec.get("connection_class", spec.get("class"))
     if cls is not None and not isinstance(cls, str):
         raise QueryError("'is_connected_to.connection_class' must be a string")
-    where = parse_constraints(spec.get("constraints"), what="is_connected_to.constraints")
+    where = parse_constraints(spec.get("constraints"), what="is_connected_to.constraints",
+                              connections=True)
     pairs = ctx.txn.neighbors(refset.ids, direction, cls, where) if refset.ids else []
     seen: dict[int, None] = {}
     for _, n in pairs:

@@ -19,10 +19,10 @@ def connection_uid(row_id: int) -> str:
     return f"{CONNECTION_CODE}.0.{row_id}"
 
 
-def parse_uniqueid(text: str) -> int | None:
-    """The row id, or None for text that no object can have (e.g. "0.0.0" or garbage)."""
+def parse_uniqueid(text: str) -> tuple[int, int] | None:
+    """(family code, row id), or None for text that nothing can have (e.g. "0.0.0", garbage)."""
     m = _UID.match(text)
     if not m:
         return None
-    row = int(m.group(3))
-    return row if row > 0 and row < 2**63 else None
+    code, row = int(m.group(1)), int(m.group(3))
+    return (code, row) if 0 < row < 2**63 else None

@@ -54,6 +54,19 @@ class IdIn:
 
 
 @dataclass(frozen=True)
+class ClassIn:
+    """The object's class is (or, negated, is not) among `classes`."""
+
+    classes: tuple[str, ...]
+    negate: bool = False
+
+
+@dataclass(frozen=True)
+class Not:
+    part: Predicate
+
+
+@dataclass(frozen=True)
 class AllOf:
     parts: tuple[Predicate, ...]
 
@@ -63,7 +76,7 @@ class AnyOf:
     parts: tuple[Predicate, ...]
 
 
-Predicate = Compare | OneOf | IdIn | AllOf | AnyOf
+Predicate = Compare | OneOf | IdIn | ClassIn | Not | AllOf | AnyOf
 
 
 @dataclass(frozen=True)

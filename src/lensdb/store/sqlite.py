@@ -22,11 +22,13 @@ from typing import Any
 from lensdb.store.base import (
     AllOf,
     AnyOf,
+    ClassIn,
     ClassStats,
     Compare,
     ConnectionRow,
     DateValue,
     IdIn,
+    Not,
     ObjectRow,
     OneOf,
     Predicate,
@@ -94,6 +96,11 @@ class _Compiler:
             return "(" + " AND ".join(self.compile(p) for p in pred.parts) + ")" if pred.parts else "1"
         if isinstance(pred, AnyOf):
             return "(" + " OR ".join(self.compile(p) for p in pred.parts) + ")" if pred.parts else "0"
+        if isinstance(pred, Not):
+            return f"NOT coalesce({self.compile(pred.part)}, 0)"
+        if isinstance(pred, ClassIn):
+            sql = _in_list("class", list(pred.classes), self.params) if pred.classes else "0"
+            return f"NOT ({sql})" if pred.negate else sql
         if isinstance(pred, IdIn):
             sql = _in_list("id", pred.ids, self.params) if pred.ids else "0"
             return f"NOT ({sql})" if pred.negate else sql
