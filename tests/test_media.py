@@ -298,3 +298,14 @@ def test_validate_errors(ops: object, message: str) -> None:
 def test_render_validates() -> None:
     with pytest.raises(MediaError, match="unknown type"):
         render(encode(gradient(), "PNG"), [{"type": "sharpen"}])
+
+
+def test_content_type_from_magic_numbers():
+    from lensdb.media import content_type
+
+    for fmt, mime in (("JPEG", "image/jpeg"), ("PNG", "image/png"), ("TIFF", "image/tiff"),
+                      ("GIF", "image/gif"), ("BMP", "image/bmp"), ("WEBP", "image/webp")):
+        buf = BytesIO()
+        Image.new("RGB", (4, 4)).save(buf, fmt)
+        assert content_type(buf.getvalue()[:16]) == mime
+    assert content_type(b"not an image") == "application/octet-stream"

@@ -69,21 +69,3 @@ def media_response(request: Request, data: bytes, content_type: str, etag: str,
     first, last = wanted
     headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     return Response(data[first:last + 1], 206, headers=headers, media_type=content_type)
-
-
-def sniff_content_type(data: bytes) -> str:
-    if data[:3] == b"\xff\xd8\xff":
-        return "image/jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "image/png"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "image/tiff"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data[:2] == b"BM":
-        return "image/bmp"
-    if data[4:12] in (b"ftypavif", b"ftypavis"):
-        return "image/avif"
-    return "application/octet-stream"

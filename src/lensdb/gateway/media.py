@@ -15,7 +15,8 @@ from starlette.routing import BaseRoute, Route
 
 from lensdb import media
 from lensdb.gateway.core import Access, Gateway, QueryFailed, error
-from lensdb.gateway.httpcache import media_response, not_modified, sniff_content_type, strong_etag
+from lensdb.gateway.httpcache import media_response, not_modified, strong_etag
+from lensdb.media import content_type
 
 _PROPERTY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 _REGIONS = {"boxes": ("FindBoundingBox", "bounding box"), "polygons": ("FindPolygon", "polygon")}
@@ -115,7 +116,7 @@ async def _serve_image(gw: Gateway, request: Request, access: Access, constraint
             data = await gw.run(media.render, data, variant.ops, variant.format, variant.crop)
         except media.MediaError as exc:
             return error(400, str(exc))
-    return media_response(request, data, sniff_content_type(data[:16]), etag, cache)
+    return media_response(request, data, content_type(data[:16]), etag, cache)
 
 
 async def _serve_region(gw: Gateway, request: Request, command: str, what: str) -> Response:
@@ -146,7 +147,7 @@ def _answer(request: Request, access: Access, data: bytes, etag: str) -> Respons
     cache = _cache_control(access)
     if not_modified(request, etag):
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
-    return media_response(request, data, sniff_content_type(data[:16]), etag, cache)
+    return media_response(request, data, content_type(data[:16]), etag, cache)
 
 
 def routes(gw: Gateway) -> list[BaseRoute]:

@@ -8,5 +8,7 @@ from lensdb.media.images import (
     render,
     validate_operations,
 )
+from lensdb.media.sniff import content_type
 
-__all__ = ["ImageInfo", "MediaError", "encode_format", "probe", "render", "validate_operations"]
+__all__ = ["ImageInfo", "MediaError", "content_type", "encode_format", "probe", "render",
+           "validate_operations"]

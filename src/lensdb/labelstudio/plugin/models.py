@@ -26,6 +26,7 @@ from lensdb.labelstudio.client import (
     client_for,
 )
 from lensdb.labelstudio.queries import UNIQUEID, image_blob_query, list_images_query
+from lensdb.media import content_type
 
 logger = logging.getLogger(__name__)
 
@@ -132,20 +133,6 @@ class _BytesStream:
 
     def close(self) -> None:
         self._data = b""
-
-
-def sniff_content_type(data: bytes) -> str:
-    if data[:3] == b"\xff\xd8\xff":
-        return "image/jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "image/png"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "image/tiff"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return "application/octet-stream"
 
 
 def _byte_range(range_header: str | None, size: int) -> tuple[int, int] | None:
@@ -267,7 +254,7 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
             start, end = rng
             data = data[start:end + 1]
             meta.update(StatusCode=206, ContentLength=len(data), ContentRange=f"bytes {start}-{end}/{size}")
-        return _BytesStream(data), sniff_content_type(blobs[0][:16]), meta
+        return _BytesStream(data), content_type(blobs[0][:16]), meta
 
     class Meta:
         abstract = True
