@@ -238,8 +238,8 @@ def run_find(ctx: Context, p: Params, shape: Shape, *, classes: Sequence[str] | 
     if shape.count or shape.batch is not None:
         total = total if total is not None else count(base)
 
-    refset = RefSet(kind, [r.id for r in rows], [r.cls for r in rows])
-    ctx.bind(p.body, refset)
+    if "_ref" in p.body:
+        ctx.bind(p.body, RefSet(kind, [r.id for r in rows], [r.cls for r in rows]))
 
     out: dict[str, Any] = {"status": 0}
     report = shape.per_object or shape.blobs
