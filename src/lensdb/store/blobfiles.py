@@ -19,7 +19,13 @@ import fcntl
 import os
 import random
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
+
+# File creation is latency-bound on many disks (measured here: 20 µs to 0.6 ms per file, varying
+# by the minute); writing a batch's files concurrently hides most of that latency.
+_WRITERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lensdb-blob")
+_PARALLEL_FROM = 8  # fewer blobs than this are written inline
 
 
 class StagedBlobs:
@@ -95,16 +101,25 @@ class BlobFolder:
         os.replace(tmp, intent)
         staged = StagedBlobs(self, keys, intent, fd)
         try:
-            for key, data in zip(keys, blobs, strict=True):
-                with open(self.path(key), "wb") as f:
-                    f.write(data)
-                    if self.durable:
-                        f.flush()
-                        os.fsync(f.fileno())
+            if len(blobs) < _PARALLEL_FROM:
+                for key, data in zip(keys, blobs, strict=True):
+                    self._write(key, data)
+            else:
+                futures = [_WRITERS.submit(self._write, k, d) for k, d in zip(keys, blobs, strict=True)]
+                wait(futures)  # all settled before any abort, so no file appears after it
+                for f in futures:
+                    f.result()
         except BaseException:
             staged.abort()
             raise
         return staged
+
+    def _write(self, key: str, data: bytes) -> None:
+        with open(self.path(key), "wb") as f:
+            f.write(data)
+            if self.durable:
+                f.flush()
+                os.fsync(f.fileno())
 
     def unlink(self, keys: Iterable[str]) -> None:
         for key in keys:
