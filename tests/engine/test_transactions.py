@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -220,3 +221,22 @@ def test_one_find_answers_from_one_snapshot(folder):
         stop.set()
         writer.join()
         db.close()
+
+
+def test_blobs_written_by_writer_threads_follow_the_transaction(folder, monkeypatch):
+    """On a slow disk a batch's files go to writer threads; commit keeps them all, a failed
+    query leaves none behind."""
+    from lensdb.store import blobfiles
+
+    monkeypatch.setattr(blobfiles, "_SLOW", 0.0)  # treat every disk as slow
+    with Database(folder) as db:
+        datas = [bytes([i]) * (1000 + i) for i in range(40)]
+        ok(db, [{"AddBlob": {"properties": {"i": i}}} for i in range(40)], datas)
+        r, blobs = ok(db, [{"FindBlob": {"blobs": True, "sort": "i"}}])
+        assert blobs == datas
+        before = set(blob_files(folder))
+        bad = [{"AddBlob": {"properties": {"i": 100 + i}}} for i in range(40)]
+        bad.append({"FindEntity": {"is_connected_to": {"ref": 99}}})
+        fail(db, bad, datas)
+        assert set(blob_files(folder)) == before
+        assert list((Path(folder) / "blobs" / "intents").iterdir()) == []

@@ -18,14 +18,18 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 # File creation is latency-bound on many disks (measured here: 20 µs to 0.6 ms per file, varying
-# by the minute); writing a batch's files concurrently hides most of that latency.
+# by the minute). A batch is written inline while files are quick to create; once they are slow,
+# the rest goes to writer threads, whose concurrency hides most of the latency (and whose
+# hand-off would only cost time on a fast disk).
 _WRITERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lensdb-blob")
-_PARALLEL_FROM = 8  # fewer blobs than this are written inline
+_PROBE = 4  # files written inline before judging the disk
+_SLOW = 100e-6  # seconds per file above which the rest is written concurrently
 
 
 class StagedBlobs:
@@ -101,18 +105,23 @@ class BlobFolder:
         os.replace(tmp, intent)
         staged = StagedBlobs(self, keys, intent, fd)
         try:
-            if len(blobs) < _PARALLEL_FROM:
-                for key, data in zip(keys, blobs, strict=True):
-                    self._write(key, data)
-            else:
-                futures = [_WRITERS.submit(self._write, k, d) for k, d in zip(keys, blobs, strict=True)]
-                wait(futures)  # all settled before any abort, so no file appears after it
-                for f in futures:
-                    f.result()
+            self._write_all(keys, blobs)
         except BaseException:
             staged.abort()
             raise
         return staged
+
+    def _write_all(self, keys: list[str], blobs: list[bytes]) -> None:
+        start = time.perf_counter()
+        for i, (key, data) in enumerate(zip(keys, blobs, strict=True)):
+            if i >= _PROBE and (time.perf_counter() - start) / i > _SLOW:
+                futures = [_WRITERS.submit(self._write, k, d)
+                           for k, d in zip(keys[i:], blobs[i:], strict=True)]
+                wait(futures)  # all settled before any abort, so no file appears after it
+                for f in futures:
+                    f.result()
+                return
+            self._write(key, data)
 
     def _write(self, key: str, data: bytes) -> None:
         with open(self.path(key), "wb") as f:
