@@ -62,6 +62,22 @@ def lensdb_options(fn: Callable) -> Callable:
     return fn
 
 
+def selection_options(fn: Callable) -> Callable:
+    """Which images become tasks, with what: shared by `tasks` and `push`."""
+    opts = [
+        click.option("--constraints", callback=_json_object,
+                     help='FindImage constraints (JSON) selecting the images, e.g. \'{"dataset": ["==", "val"]}\'.'),
+        click.option("--predictions/--no-predictions", default=False, show_default=True,
+                     help="Include the images' boxes and polygons as predictions."),
+        click.option("--pred-constraints", callback=_json_object,
+                     help="Constraints on the regions used as predictions (JSON)."),
+        click.option("--properties", default="", help="Image properties copied into task data, comma-separated."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
 def ls_options(fn: Callable) -> Callable:
     opts = [
         click.option("--ls-url", envvar="LABEL_STUDIO_URL", required=True, metavar="URL",
@@ -117,11 +133,7 @@ def _friendly(fn: Callable) -> Callable:
 
 @labelstudio.command("tasks")
 @lensdb_options
-@click.option("--constraints", callback=_json_object, help='FindImage constraints (JSON), e.g. \'{"dataset": ["==", "val"]}\'.')
-@click.option("--predictions/--no-predictions", default=False, show_default=True,
-              help="Include the images' boxes and polygons as predictions.")
-@click.option("--pred-constraints", callback=_json_object, help="Constraints on the regions used as predictions (JSON).")
-@click.option("--properties", default="", help="Image properties copied into task data, comma-separated.")
+@selection_options
 @click.option("--label-config", type=click.File("r"), help="The project's labeling config (XML file), so control "
               "names and labels match. Default: $image, boxes on 'label', polygons on 'polygon'.")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
@@ -161,11 +173,7 @@ def tasks_cmd(constraints: dict | None, predictions: bool, pred_constraints: dic
 @labelstudio.command("push")
 @ls_options
 @lensdb_options
-@click.option("--constraints", callback=_json_object, help="FindImage constraints (JSON) selecting the images.")
-@click.option("--predictions/--no-predictions", default=False, show_default=True,
-              help="Send the images' boxes and polygons as predictions.")
-@click.option("--pred-constraints", callback=_json_object, help="Constraints on the regions sent as predictions.")
-@click.option("--properties", default="", help="Image properties copied into task data, comma-separated.")
+@selection_options
 @click.option("--limit", type=click.IntRange(min=0), help="Send at most this many new images.")
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(min=1, max=10000))
 @click.option("--ttl", default=30 * 86400, show_default=True, type=click.IntRange(min=1),
