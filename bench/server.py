@@ -242,6 +242,7 @@ def main() -> None:
         avg = sum(p.stat().st_size for p in files[:200]) / min(200, len(files))
         print(f"generated {args.images} JPEGs ({args.image_size}px, ~{avg / 1024:.1f} KB each) "
               f"in {time.perf_counter() - t:.1f} s; cores: {os.cpu_count()}")
+        os.sync()  # the dataset's own writeback must not land inside the measured runs
         port, http_port = free_port(), free_port()
         server = start_lensdb(root / "data", port, http_port)
         ca = str(root / "data" / "tls" / "ca.crt")

@@ -92,27 +92,23 @@ def decode(data: bytes) -> Image.Image:
 # --- state of a database folder ------------------------------------------------------------------
 
 
-BLOB_NAME = re.compile(r"^[0-9a-f]{32}$")
+PACK_NAME = re.compile(r"^[0-9a-f]{32}$")
 
 
-def blob_files(folder: Path) -> list[str]:
-    """Every blob file under the blobs folder (staged ones included), as relative paths.
-
-    Blob files are named by their 32-hex-digit key; bookkeeping files are left out.
-    """
+def pack_files(folder: Path) -> list[str]:
+    """Every pack file under the blobs folder, as relative paths (intent files left out)."""
     root = Path(folder) / "blobs"
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if p.is_file() and BLOB_NAME.match(p.name))
+                  if p.is_file() and PACK_NAME.match(p.name))
 
 
-def pending_files(folder: Path) -> list[str]:
-    """Blob files still waiting in a staging folder, if the store uses one."""
-    pending = Path(folder) / "blobs" / "pending"
-    return sorted(p.name for p in pending.iterdir()) if pending.is_dir() else []
+def packs_on_disk(folder: Path) -> set[str]:
+    return {Path(f).name for f in pack_files(folder)}
 
 
-def blob_keys(folder: Path) -> set[str]:
-    return {Path(f).name for f in blob_files(folder)}
+def packs_in_rows(folder: Path) -> set[str]:
+    """The packs that the objects table points into (a key is `<pack>.<offset>.<length>`)."""
+    return {blob.split(".")[0] for *_, blob in rows(folder)["objects"] if blob is not None}
 
 
 def rows(folder: Path) -> dict[str, list[tuple]]:
@@ -132,5 +128,5 @@ def rows(folder: Path) -> dict[str, list[tuple]]:
 
 def snapshot(folder: Path) -> dict[str, Any]:
     state: dict[str, Any] = rows(folder)
-    state["files"] = blob_files(folder)
+    state["files"] = pack_files(folder)
     return state

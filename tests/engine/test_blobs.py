@@ -8,7 +8,7 @@ import pytest
 
 from lensdb import Database
 
-from .helpers import blob_files, body, entities, fail, ok, one, snapshot
+from .helpers import body, entities, fail, ok, one, pack_files, packs_in_rows, snapshot
 
 
 def test_blob_bytes_round_trip_exactly(db):
@@ -68,13 +68,26 @@ def test_update_blob(db):
     assert ok(db, [{"FindBlob": {"blobs": True}}])[1] == [b"x"]
 
 
-def test_delete_blob_removes_the_file_after_commit(db, folder):
+def test_a_query_writes_its_blobs_as_one_pack(db, folder):
+    ok(db, [{"AddBlob": {"properties": {"n": i}}} for i in range(3)], [b"0", b"11", b"222"])
+    ok(db, [{"AddBlob": {"properties": {"n": 3}}}], [b"3333"])
+    assert len(pack_files(folder)) == 2
+    r, blobs = ok(db, [{"FindBlob": {"blobs": True, "sort": "n"}}])
+    assert blobs == [b"0", b"11", b"222", b"3333"]
+
+
+def test_a_pack_goes_with_its_last_blob(db, folder):
     ok(db, [{"AddBlob": {"properties": {"n": i}}} for i in range(3)], [b"0", b"1", b"2"])
-    assert len(blob_files(folder)) == 3
+    ok(db, [{"AddBlob": {"properties": {"n": 9}}}], [b"9"])
+    assert len(pack_files(folder)) == 2
     r = one(db, {"DeleteBlob": {"constraints": {"n": ["<", 2]}}})
     assert r == {"status": 0, "count": 2}
-    assert len(blob_files(folder)) == 1
-    assert ok(db, [{"FindBlob": {"blobs": True}}])[1] == [b"2"]
+    assert len(pack_files(folder)) == 2  # blob 2 still lives in the first pack
+    assert ok(db, [{"FindBlob": {"blobs": True, "sort": "n"}}])[1] == [b"2", b"9"]
+    assert one(db, {"DeleteBlob": {"constraints": {"n": ["==", 2]}}})["count"] == 1
+    assert len(pack_files(folder)) == 1
+    assert {f.split("/")[-1] for f in pack_files(folder)} == packs_in_rows(folder)
+    assert ok(db, [{"FindBlob": {"blobs": True}}])[1] == [b"9"]
 
 
 def test_failed_delete_keeps_the_files(db, folder):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from .helpers import (
-    blob_files,
     body,
     decode,
     encode,
@@ -15,6 +14,7 @@ from .helpers import (
     jpeg,
     ok,
     one,
+    pack_files,
     png,
     snapshot,
 )
@@ -256,9 +256,9 @@ def test_delete_image_removes_its_file_and_regions(db, folder):
     ok(db, [{"FindImage": {"_ref": 1, "constraints": {"id": ["==", 1]}}},
             {"AddBoundingBox": {"image_ref": 1, "rectangle": {"x": 0, "y": 0, "width": 5, "height": 5}}},
             {"AddPolygon": {"image_ref": 1, "polygons": [[[0, 0], [5, 0], [5, 5]]]}}])
-    assert len(blob_files(folder)) == 2
+    assert len(pack_files(folder)) == 2
     assert one(db, {"DeleteImage": {"constraints": {"id": ["==", 1]}}}) == {"status": 0, "count": 1}
-    assert len(blob_files(folder)) == 1
+    assert len(pack_files(folder)) == 1
     assert one(db, {"FindBoundingBox": {"results": {"count": True}}})["count"] == 0
     assert one(db, {"FindPolygon": {"results": {"count": True}}})["count"] == 0
     assert one(db, {"FindConnection": {"results": {"count": True}}})["count"] == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import UID, blob_files, body, entities, fail, jpeg, ok, one, png
+from .helpers import UID, body, entities, fail, jpeg, ok, one, pack_files, packs_in_rows, png
 
 WIPE_FAMILIES = ["Image", "Video", "Blob", "Clip", "DescriptorSet", "BoundingBox", "Polygon",
                  "Frame", "Entity"]
@@ -96,8 +96,15 @@ def test_parallel_loader_batch_with_renumbered_refs_and_status_2(db, folder):
     assert [body(r, i)["status"] for i in range(5)] == [2, 2, 2, 0, 0]
     assert [body(r, i).get("info") for i in range(3)] == ["Object Exists!"] * 3
     assert one(db, {"FindImage": {"results": {"count": True}}})["count"] == 5
-    # The blobs of the images that existed were consumed but not stored.
-    assert len(blob_files(folder)) == 5
+    # The blobs of the images that existed were consumed; each query left one pack.
+    assert len(pack_files(folder)) == 2
+    r, blobs = ok(db, [{"FindImage": {"blobs": True}}])
+    assert len(blobs) == 5 and all(b == jpeg() for b in blobs)
+    # A re-run where everything exists keeps no pack at all.
+    r, _ = ok(db, query, [jpeg()] * 5)
+    assert [body(r, i)["status"] for i in range(5)] == [2] * 5
+    assert {f.split("/")[-1] for f in pack_files(folder)} == packs_in_rows(folder)
+    assert len(pack_files(folder)) == 2
 
 
 def test_bbox_and_connection_loader_shapes(db):

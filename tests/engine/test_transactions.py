@@ -10,7 +10,7 @@ import pytest
 
 from lensdb import Database
 
-from .helpers import blob_files, body, fail, jpeg, ok, one, pending_files, snapshot
+from .helpers import body, fail, jpeg, ok, one, pack_files, snapshot
 
 FOUR_WRITES = [
     {"AddImage": {"_ref": 1, "properties": {"id": 100}}},
@@ -45,7 +45,7 @@ def test_failure_in_command_5_leaves_no_trace(seeded, folder, fifth, status):
     r = fail(seeded, [*FOUR_WRITES, fifth], FOUR_BLOBS, status=status)
     assert "command 5 of 5" in r["info"] and r.get("FailedCommand") == next(iter(fifth))
     assert snapshot(folder) == before
-    assert pending_files(folder) == []
+    assert list((Path(folder) / "blobs" / "intents").iterdir()) == []
     # The database keeps working, and nothing of the failed query is visible.
     assert one(seeded, {"FindEntity": {"constraints": {"id": [">=", 100]},
                                        "results": {"count": True}}})["count"] == 0
@@ -59,7 +59,7 @@ def test_failing_image_in_command_5_leaves_no_trace(seeded, folder):
 
 def test_updates_and_deletes_roll_back_too(seeded, folder):
     before = snapshot(folder)
-    files = blob_files(folder)
+    files = pack_files(folder)
     fail(seeded, [
         {"UpdateEntity": {"with_class": "E", "properties": {"v": "new"}, "remove_props": ["id"]}},
         {"DeleteImage": {}},
@@ -69,7 +69,7 @@ def test_updates_and_deletes_roll_back_too(seeded, folder):
         {"DeleteEntity": {"ref": 7}},
     ])
     assert snapshot(folder) == before
-    assert blob_files(folder) == files
+    assert pack_files(folder) == files
     r, blobs = ok(seeded, [{"FindImage": {"blobs": True}}, {"FindBlob": {"blobs": True}}])
     assert len(blobs) == 2 and blobs[1] == b"seed"
 
@@ -86,10 +86,10 @@ def test_unique_violation_is_a_status_3_dict(seeded, folder):
 
 
 def test_a_successful_query_keeps_everything(seeded, folder):
-    files = set(blob_files(folder))
+    files = set(pack_files(folder))
     r, _ = ok(seeded, FOUR_WRITES, FOUR_BLOBS)
     assert [body(r, i)["status"] for i in range(4)] == [0, 0, 0, 0]
-    assert len(set(blob_files(folder)) - files) == 2
+    assert len(set(pack_files(folder)) - files) == 1  # one pack for the query's two blobs
     r, blobs = ok(seeded, [{"FindImage": {"_ref": 1, "constraints": {"id": ["==", 100]}, "blobs": True}},
                            {"FindBlob": {"constraints": {"id": ["==", 101]}, "blobs": True}},
                            {"FindEntity": {"with_class": "E", "is_connected_to": {"ref": 1},
@@ -103,7 +103,8 @@ def test_many_failed_blob_queries_leave_no_files(db, folder):
     for i in range(20):
         fail(db, [{"AddBlob": {}}, {"AddImage": {}}, {"DeleteEntity": {"ref": i + 1}}],
              [b"x" * 1000, jpeg()])
-    assert blob_files(folder) == [] and pending_files(folder) == []
+    assert pack_files(folder) == []
+    assert list((Path(folder) / "blobs" / "intents").iterdir()) == []
     assert snapshot(folder)["objects"] == []
 
 
@@ -223,20 +224,16 @@ def test_one_find_answers_from_one_snapshot(folder):
         db.close()
 
 
-def test_blobs_written_by_writer_threads_follow_the_transaction(folder, monkeypatch):
-    """On a slow disk a batch's files go to writer threads; commit keeps them all, a failed
-    query leaves none behind."""
-    from lensdb.store import blobfiles
-
-    monkeypatch.setattr(blobfiles, "_SLOW", 0.0)  # treat every disk as slow
+def test_a_large_batch_is_one_pack_and_a_failed_one_leaves_none(folder):
     with Database(folder) as db:
-        datas = [bytes([i]) * (1000 + i) for i in range(40)]
-        ok(db, [{"AddBlob": {"properties": {"i": i}}} for i in range(40)], datas)
+        datas = [bytes([i]) * (1000 + i) for i in range(40)] + [b"", b"x" * (3 << 20)]
+        ok(db, [{"AddBlob": {"properties": {"i": i}}} for i in range(42)], datas)
         r, blobs = ok(db, [{"FindBlob": {"blobs": True, "sort": "i"}}])
         assert blobs == datas
-        before = set(blob_files(folder))
-        bad = [{"AddBlob": {"properties": {"i": 100 + i}}} for i in range(40)]
+        before = set(pack_files(folder))
+        assert len(before) == 1
+        bad = [{"AddBlob": {"properties": {"i": 100 + i}}} for i in range(42)]
         bad.append({"FindEntity": {"is_connected_to": {"ref": 99}}})
         fail(db, bad, datas)
-        assert set(blob_files(folder)) == before
+        assert set(pack_files(folder)) == before
         assert list((Path(folder) / "blobs" / "intents").iterdir()) == []

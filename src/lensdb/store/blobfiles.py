@@ -1,16 +1,22 @@
-"""A sharded folder of blob files whose writes follow the database's transactions.
+"""A sharded folder of pack files whose writes follow the database's transactions.
 
-A query's new blobs are written *before* its transaction starts, outside the writer lock, so
-concurrent writers overlap their file writes and only the rows are serialised. First their
-keys go into an intent file `intents/<id>.log`, locked (flock) for as long as its writer lives;
-then the files go straight to their final place `<k0k1>/<key>`. After the transaction commits,
-the files it did not use are deleted and the intent file is removed.
-Recovery on open takes every intent file whose lock it can get (its writer is gone) and
-deletes the listed files that no committed row references. So a crash at any point (kill -9
-included) leaves neither a row without its file nor a file without its row, and another
-process opening the folder never touches a live writer's blobs.
-Deleted blobs are unlinked after the deleting transaction commits; the backend keeps their
-keys in a trash list until then.
+Each query's new blobs go into one *pack*: a file `<k0k1>/<pack>` holding them back to back.
+A blob's key names its pack and its place there, `<pack>.<offset>.<length>`. One file per
+query rather than one per blob, because creating a file is what ingest waits on: 20 µs to
+0.8 ms per file on the disks measured here, against about 3 µs to append a 3 KB blob.
+
+The pack is written *before* the query's transaction starts, outside the writer lock, so
+concurrent writers overlap their I/O and only the rows are serialised. First its name goes
+into an intent file `intents/<id>.log`, locked (flock) for as long as its writer lives. After
+the transaction commits the intent is removed, and so is the pack if no row took a blob from
+it. Recovery on open takes every intent file whose lock it can get (its writer is gone) and
+deletes the listed packs that no committed row references. So a crash at any point (kill -9
+included) leaves neither a row without its bytes nor a pack without a row, and another process
+opening the folder never touches a live writer's pack.
+
+A pack is deleted once the last row referencing it is; the backend keeps the names of such
+packs in a trash list until the deleting transaction commits. The bytes of blobs deleted from
+a pack that still has live ones stay until `compact` rewrites it.
 """
 
 from __future__ import annotations
@@ -18,39 +24,33 @@ from __future__ import annotations
 import fcntl
 import os
 import random
-import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-# File creation is latency-bound on many disks (measured here: 20 µs to 0.6 ms per file, varying
-# by the minute). A batch is written inline while files are quick to create; once they are slow,
-# the rest goes to writer threads, whose concurrency hides most of the latency (and whose
-# hand-off would only cost time on a fast disk).
-_WRITERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lensdb-blob")
-_PROBE = 4  # files written inline before judging the disk
-_SLOW = 100e-6  # seconds per file above which the rest is written concurrently
+_BUFFER = 1 << 20  # small blobs are coalesced into writes of this size
 
 
 class StagedBlobs:
-    """Blob files written ahead of the transaction that will reference them."""
+    """A pack written ahead of the transaction that will reference its blobs."""
 
-    def __init__(self, folder: BlobFolder, keys: list[str], intent: Path | None,
-                 fd: int | None) -> None:
+    def __init__(self, folder: BlobFolder, keys: list[str], pack: str | None,
+                 intent: Path | None, fd: int | None) -> None:
         self.folder = folder
         self.keys = keys
+        self._pack = pack
         self._intent = intent
         self._fd = fd
 
     def finish(self, used: Iterable[str]) -> None:
-        """The transaction committed: drop the files it did not reference, forget the intent."""
-        keep = set(used)
-        self.folder.unlink(k for k in self.keys if k not in keep)
+        """The transaction committed: keep the pack if any row took a blob from it."""
+        if self._pack is not None and set(used).isdisjoint(self.keys):
+            self.folder.unlink([self._pack])
         self._release()
 
     def abort(self) -> None:
-        """The transaction rolled back: drop every file."""
-        self.folder.unlink(self.keys)
+        """The transaction rolled back: drop the pack."""
+        if self._pack is not None:
+            self.folder.unlink([self._pack])
         self._release()
 
     def _release(self) -> None:
@@ -62,15 +62,29 @@ class StagedBlobs:
             self._fd = None
 
 
-# Blob keys: 128 random bits. A generator seeded from the OS once per process is as unique as
-# uuid4 here and several times cheaper (uuid4 makes a system call and an object per key).
-_keys = random.Random(os.urandom(32))
-# A forked child must not replay its parent's keys into the same folder.
-os.register_at_fork(after_in_child=lambda: _keys.seed(os.urandom(32)))
+# Pack names: 128 random bits. A generator seeded from the OS once per process is as unique as
+# uuid4 here and several times cheaper (uuid4 makes a system call and an object per name).
+_names = random.Random(os.urandom(32))
+# A forked child must not replay its parent's names into the same folder.
+os.register_at_fork(after_in_child=lambda: _names.seed(os.urandom(32)))
 
 
-def new_key() -> str:
-    return f"{_keys.getrandbits(128):032x}"
+def new_name() -> str:
+    return f"{_names.getrandbits(128):032x}"
+
+
+def pack_of(key: str) -> str:
+    """The pack a blob key points into."""
+    return key.partition(".")[0]
+
+
+def _place(key: str) -> tuple[str, int, int]:
+    pack, offset, length = key.split(".")
+    return pack, int(offset), int(length)
+
+
+def is_pack_name(name: str) -> bool:
+    return len(name) == 32 and all(c in "0123456789abcdef" for c in name)
 
 
 class BlobFolder:
@@ -82,63 +96,68 @@ class BlobFolder:
         for i in range(256):
             (root / f"{i:02x}").mkdir(exist_ok=True)
         # durable=False survives a killed process (the OS keeps written pages); durable=True
-        # also survives power loss, at the price of fsyncs per blob.
+        # also survives power loss, at the price of fsyncs per query.
         self.durable = durable
 
-    def path(self, key: str) -> Path:
-        return self.root / key[:2] / key
+    def path(self, pack: str) -> Path:
+        return self.root / pack[:2] / pack
 
     def stage(self, blobs: list[bytes]) -> StagedBlobs:
-        """Write blobs for a transaction about to run; they are garbage until it commits."""
+        """Write a query's blobs as one pack; they are garbage until its transaction commits."""
         if not blobs:
-            return StagedBlobs(self, [], None, None)
-        keys = [new_key() for _ in blobs]
-        name = new_key()
+            return StagedBlobs(self, [], None, None, None)
+        pack = new_name()
         # Locked under a hidden name, then renamed: recovery never sees an unlocked live intent.
+        name = new_name()
         tmp = self.intents / f".{name}"
         fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, "\n".join(keys).encode() + b"\n")
+        os.write(fd, pack.encode() + b"\n")
         if self.durable:
             os.fsync(fd)
         intent = self.intents / f"{name}.log"
         os.replace(tmp, intent)
-        staged = StagedBlobs(self, keys, intent, fd)
+        keys = []
+        offset = 0
+        for data in blobs:
+            keys.append(f"{pack}.{offset}.{len(data)}")
+            offset += len(data)
+        staged = StagedBlobs(self, keys, pack, intent, fd)
         try:
-            self._write_all(keys, blobs)
+            self._write(pack, blobs)
         except BaseException:
             staged.abort()
             raise
         return staged
 
-    def _write_all(self, keys: list[str], blobs: list[bytes]) -> None:
-        start = time.perf_counter()
-        for i, (key, data) in enumerate(zip(keys, blobs, strict=True)):
-            if i >= _PROBE and (time.perf_counter() - start) / i > _SLOW:
-                futures = [_WRITERS.submit(self._write, k, d)
-                           for k, d in zip(keys[i:], blobs[i:], strict=True)]
-                wait(futures)  # all settled before any abort, so no file appears after it
-                for f in futures:
-                    f.result()
-                return
-            self._write(key, data)
-
-    def _write(self, key: str, data: bytes) -> None:
-        with open(self.path(key), "wb") as f:
-            f.write(data)
+    def _write(self, pack: str, blobs: list[bytes]) -> None:
+        with open(self.path(pack), "wb", buffering=_BUFFER) as f:
+            for data in blobs:
+                f.write(data)
             if self.durable:
                 f.flush()
                 os.fsync(f.fileno())
 
-    def unlink(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            self.path(key).unlink(missing_ok=True)
+    def unlink(self, packs: Iterable[str]) -> None:
+        for pack in packs:
+            self.path(pack).unlink(missing_ok=True)
 
     def read(self, key: str) -> bytes:
-        return self.path(key).read_bytes()
+        pack, offset, length = _place(key)
+        fd = os.open(self.path(pack), os.O_RDONLY)
+        try:
+            data = os.pread(fd, length, offset)
+            while len(data) < length:  # reads of over 2 GB come back in parts
+                more = os.pread(fd, length - len(data), offset + len(data))
+                if not more:
+                    raise OSError(f"blob {key}: its pack file is shorter than the row says")
+                data += more
+        finally:
+            os.close(fd)
+        return data
 
     def recover(self, referenced: Callable[[list[str]], set[str]]) -> int:
-        """Delete the files of writers that died before finishing. Returns how many."""
+        """Delete the packs of writers that died before finishing. Returns how many."""
         removed = 0
         for intent in self.intents.iterdir():
             try:
@@ -150,9 +169,9 @@ class BlobFolder:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # a live writer (maybe another process) still owns it
-                keys = [k for k in intent.read_text().split() if len(k) == 32]
-                keep = referenced(keys) if keys else set()
-                orphans = [k for k in keys if k not in keep]
+                packs = [p for p in intent.read_text().split() if is_pack_name(p)]
+                keep = referenced(packs) if packs else set()
+                orphans = [p for p in packs if p not in keep]
                 self.unlink(orphans)
                 removed += len(orphans)
                 intent.unlink(missing_ok=True)

@@ -35,7 +35,7 @@ from lensdb.store.base import (
     Selection,
     Txn,
 )
-from lensdb.store.blobfiles import BlobFolder, StagedBlobs
+from lensdb.store.blobfiles import BlobFolder, StagedBlobs, pack_of
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,13 @@ def _index_name(kind: str, cls: str, key: str, member: str) -> str:
     return f"pix_{digest}"
 
 
+def _pack_in_use(conn: sqlite3.Connection, pack: str) -> bool:
+    """Whether any row keeps a blob in this pack: a range scan of the blob index, since every
+    key in it starts with `<pack>.` (and "/" sorts right after ".")."""
+    return conn.execute("SELECT 1 FROM objects WHERE blob >= ? AND blob < ? LIMIT 1",
+                        (pack + ".", pack + "/")).fetchone() is not None
+
+
 def _loads(text: str) -> dict[str, Any]:
     return json.loads(text) if text != "{}" else {}
 
@@ -248,17 +255,19 @@ class SQLiteTxn(Txn):
             return
         params: list[Any] = []
         where = _in_list("id", list(ids), params)
-        blobs = [r[0] for r in self.conn.execute(
-            f"SELECT blob FROM objects WHERE {where} AND blob IS NOT NULL", params)]
-        if blobs:
-            self.conn.executemany("INSERT OR IGNORE INTO blob_trash(key) VALUES (?)",
-                                  [(b,) for b in blobs])
-            self.trashed.extend(blobs)
+        packs = {pack_of(r[0]) for r in self.conn.execute(
+            f"SELECT blob FROM objects WHERE {where} AND blob IS NOT NULL", params)}
         p2: list[Any] = []
         self.conn.execute(f"DELETE FROM connections WHERE {_in_list('src', list(ids), p2)}", p2)
         p3: list[Any] = []
         self.conn.execute(f"DELETE FROM connections WHERE {_in_list('dst', list(ids), p3)}", p3)
         self.conn.execute(f"DELETE FROM objects WHERE {where}", params)
+        # A pack goes once no row points into it; its file is unlinked after the commit.
+        emptied = sorted(p for p in packs if not _pack_in_use(self.conn, p))
+        if emptied:
+            self.conn.executemany("INSERT OR IGNORE INTO blob_trash(key) VALUES (?)",
+                                  [(p,) for p in emptied])
+            self.trashed.extend(emptied)
 
     # connections ---------------------------------------------------------------------------
     def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any]) -> int:
@@ -410,10 +419,8 @@ class SQLiteStore:
         return conn
 
     def _recover(self) -> None:
-        def referenced(keys: list[str]) -> set[str]:
-            params: list[Any] = []
-            sql = f"SELECT blob FROM objects WHERE {_in_list('blob', keys, params)}"
-            return {r[0] for r in self._writer.execute(sql, params)}
+        def referenced(packs: list[str]) -> set[str]:
+            return {p for p in packs if _pack_in_use(self._writer, p)}
 
         # Under the write lock: another process sharing the folder may be staging blobs of a
         # transaction it has not committed yet; those must wait for its commit, not be removed.
@@ -428,8 +435,8 @@ class SQLiteStore:
             self._writer.execute("ROLLBACK")
             raise
         if discarded or trash:
-            log.info("recovery: %d blob(s) of unfinished transactions removed, %d deleted blob(s) "
-                     "cleaned up", discarded, len(trash))
+            log.info("recovery: %d pack file(s) of unfinished transactions removed, %d pack "
+                     "file(s) of committed deletes cleaned up", discarded, len(trash))
 
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
