@@ -68,6 +68,9 @@ for _name in ("ClassifyDescriptor", "FindFrames", "RegionIoU", "AddDescriptorSet
     HANDLERS[_name] = _not_supported(_name)
 
 READ_ONLY = {n for n in HANDLERS if n.startswith(("Find", "Get"))}
+# Finds that may return stored bytes (images, blobs, crops of regions); the others need not
+# pin the blob files their snapshot could see.
+READS_BLOBS = {f"Find{f.name}" for f in objects.FAMILIES.values() if f.cls is not None}
 
 
 def _blob_inputs(name: str, body: object) -> int:
@@ -123,11 +126,11 @@ class Database:
         names = [next(iter(c)) for c in parsed]
         staged = None
         try:
-            if all(n in READ_ONLY for n in names):
+            if READ_ONLY.issuperset(names):
                 # One snapshot even for one command: a Find runs several statements (count,
                 # unique, traversal, rows) that must all see the same commit.
                 inputs: list[BlobInput] = []
-                opener = self.store.read()
+                opener = self.store.read(blobs=not READS_BLOBS.isdisjoint(names))
             else:
                 inputs, staged = self._stage_inputs(parsed, blobs or [])
                 opener = self.store.write()

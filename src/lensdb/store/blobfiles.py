@@ -15,8 +15,9 @@ included) leaves neither a row without its bytes nor a pack without a row, and a
 opening the folder never touches a live writer's pack.
 
 A pack is deleted once the last row referencing it is; the backend keeps the names of such
-packs in a trash list until the deleting transaction commits. The bytes of blobs deleted from
-a pack that still has live ones stay until `compact` rewrites it.
+packs in a trash list until the deleting transaction commits, and unlinks them once no open
+read snapshot can still need them (`reclaim.py`). A pack left less than half live, by deletes
+or by a query whose blobs were mostly not used, is rewritten by the backend (compaction).
 """
 
 from __future__ import annotations
@@ -34,18 +35,28 @@ class StagedBlobs:
     """A pack written ahead of the transaction that will reference its blobs."""
 
     def __init__(self, folder: BlobFolder, keys: list[str], pack: str | None,
-                 intent: Path | None, fd: int | None) -> None:
+                 intent: Path | None, fd: int | None,
+                 on_thin: Callable[[str], None] | None = None) -> None:
         self.folder = folder
         self.keys = keys
         self._pack = pack
         self._intent = intent
         self._fd = fd
+        self._on_thin = on_thin
 
     def finish(self, used: Iterable[str]) -> None:
         """The transaction committed: keep the pack if any row took a blob from it."""
-        if self._pack is not None and set(used).isdisjoint(self.keys):
-            self.folder.unlink([self._pack])
+        pack = self._pack
+        used = set(used)
+        kept = sum(length_of(k) for k in self.keys if k in used)
+        total = sum(length_of(k) for k in self.keys)
         self._release()
+        if pack is None:
+            return
+        if not any(k in used for k in self.keys):
+            self.folder.unlink([pack])
+        elif self._on_thin is not None and 2 * kept < total:
+            self._on_thin(pack)  # most of it went unused (objects that already existed)
 
     def abort(self) -> None:
         """The transaction rolled back: drop the pack."""
@@ -78,6 +89,10 @@ def pack_of(key: str) -> str:
     return key.partition(".")[0]
 
 
+def length_of(key: str) -> int:
+    return int(key.rpartition(".")[2])
+
+
 def _place(key: str) -> tuple[str, int, int]:
     pack, offset, length = key.split(".")
     return pack, int(offset), int(length)
@@ -102,8 +117,12 @@ class BlobFolder:
     def path(self, pack: str) -> Path:
         return self.root / pack[:2] / pack
 
-    def stage(self, blobs: list[bytes]) -> StagedBlobs:
-        """Write a query's blobs as one pack; they are garbage until its transaction commits."""
+    def stage(self, blobs: list[bytes],
+              on_thin: Callable[[str], None] | None = None) -> StagedBlobs:
+        """Write a query's blobs as one pack; they are garbage until its transaction commits.
+
+        `on_thin(pack)` is called after `finish` if the rows kept less than half its bytes.
+        """
         if not blobs:
             return StagedBlobs(self, [], None, None, None)
         pack = new_name()
@@ -122,7 +141,7 @@ class BlobFolder:
         for data in blobs:
             keys.append(f"{pack}.{offset}.{len(data)}")
             offset += len(data)
-        staged = StagedBlobs(self, keys, pack, intent, fd)
+        staged = StagedBlobs(self, keys, pack, intent, fd, on_thin)
         try:
             self._write(pack, blobs)
         except BaseException:
@@ -137,6 +156,9 @@ class BlobFolder:
             if self.durable:
                 f.flush()
                 os.fsync(f.fileno())
+
+    def size(self, pack: str) -> int:
+        return self.path(pack).stat().st_size
 
     def unlink(self, packs: Iterable[str]) -> None:
         for pack in packs:

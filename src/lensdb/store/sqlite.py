@@ -35,7 +35,8 @@ from lensdb.store.base import (
     Selection,
     Txn,
 )
-from lensdb.store.blobfiles import BlobFolder, StagedBlobs, pack_of
+from lensdb.store.blobfiles import BlobFolder, StagedBlobs, length_of, pack_of
+from lensdb.store.reclaim import Reclaimer
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,8 @@ class SQLiteTxn(Txn):
         self.store = store
         self.conn = conn
         self.writable = writable
-        self.trashed: list[str] = []
+        self.trashed: list[str] = []  # packs no row points into any more
+        self.thinned: set[str] = set()  # packs that lost blobs but keep some
 
     # objects -------------------------------------------------------------------------------
     def add_object(self, cls: str, props: dict[str, Any], blob: str | None = None) -> int:
@@ -263,11 +265,16 @@ class SQLiteTxn(Txn):
         self.conn.execute(f"DELETE FROM connections WHERE {_in_list('dst', list(ids), p3)}", p3)
         self.conn.execute(f"DELETE FROM objects WHERE {where}", params)
         # A pack goes once no row points into it; its file is unlinked after the commit.
-        emptied = sorted(p for p in packs if not _pack_in_use(self.conn, p))
-        if emptied:
-            self.conn.executemany("INSERT OR IGNORE INTO blob_trash(key) VALUES (?)",
-                                  [(p,) for p in emptied])
-            self.trashed.extend(emptied)
+        for pack in sorted(packs):
+            if _pack_in_use(self.conn, pack):
+                self.thinned.add(pack)
+            else:
+                self.trash(pack)
+
+    def trash(self, pack: str) -> None:
+        """Unlink this pack once the transaction has committed (and no reader can need it)."""
+        self.conn.execute("INSERT OR IGNORE INTO blob_trash(key) VALUES (?)", (pack,))
+        self.trashed.append(pack)
 
     # connections ---------------------------------------------------------------------------
     def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any]) -> int:
@@ -374,20 +381,29 @@ class SQLiteTxn(Txn):
 class _ReadTxn:
     """A read snapshot; a plain class because reads are the hot path."""
 
-    __slots__ = ("txn", "snapshot")
+    __slots__ = ("txn", "snapshot", "blobs", "_token")
 
-    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection, snapshot: bool) -> None:
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection, snapshot: bool,
+                 blobs: bool) -> None:
         self.txn = SQLiteTxn(store, conn, writable=False)
         self.snapshot = snapshot
+        self.blobs = blobs
 
     def __enter__(self) -> SQLiteTxn:
+        if self.blobs:
+            # Registered before the first read: no pack this snapshot can see goes early.
+            self._token = self.txn.store.reclaimer.enter()
         if self.snapshot:
             self.txn.conn.execute("BEGIN")  # one snapshot for the whole query
         return self.txn
 
     def __exit__(self, *exc: object) -> None:
-        if self.snapshot:
-            self.txn.conn.execute("COMMIT")
+        try:
+            if self.snapshot:
+                self.txn.conn.execute("COMMIT")
+        finally:
+            if self.blobs:
+                self.txn.store.reclaimer.leave(self._token)
 
 
 class SQLiteStore:
@@ -399,6 +415,7 @@ class SQLiteStore:
         self.path = self.folder / "lensdb.sqlite3"
         self.durable = durable
         self.blobs = BlobFolder(self.folder / "blobs", durable=durable)
+        self.reclaimer = Reclaimer(self.blobs.unlink)
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -448,8 +465,8 @@ class SQLiteStore:
                 self._readers.append(conn)
         return conn
 
-    def read(self, snapshot: bool = True) -> _ReadTxn:
-        return _ReadTxn(self, self._reader(), snapshot)
+    def read(self, snapshot: bool = True, blobs: bool = True) -> _ReadTxn:
+        return _ReadTxn(self, self._reader(), snapshot, blobs)
 
     @contextmanager
     def write(self) -> Iterator[SQLiteTxn]:
@@ -458,6 +475,11 @@ class SQLiteStore:
                 raise RuntimeError("the database is closed")
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
+            unlinked = self.reclaimer.drain_done()
+            if unlinked:
+                params: list[Any] = []
+                conn.execute(f"DELETE FROM blob_trash WHERE {_in_list('key', unlinked, params)}",
+                             params)
             txn = SQLiteTxn(self, conn, writable=True)
             try:
                 yield txn
@@ -466,11 +488,44 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
                 raise
             if txn.trashed:
-                self.blobs.unlink(txn.trashed)
-                conn.execute("DELETE FROM blob_trash")
+                self.reclaimer.retire(txn.trashed)
+        self._compact(txn.thinned.difference(txn.trashed))
 
     def stage_blobs(self, blobs: list[bytes]) -> StagedBlobs:
-        return self.blobs.stage(blobs)
+        return self.blobs.stage(blobs, on_thin=lambda pack: self._compact({pack}))
+
+    def _compact(self, packs: set[str]) -> None:
+        """Rewrite each pack whose live blobs fill less than half of it (after deletes, or when
+        a query used only some of its blobs), so deleted bytes do not stay on disk for good."""
+        for pack in sorted(packs):
+            try:
+                self._compact_pack(pack)
+            except Exception:  # the query that led here has committed; never fail it
+                log.exception("compacting pack %s failed; it stays as it is", pack)
+
+    def _compact_pack(self, pack: str) -> None:
+        with self.read() as txn:
+            live = txn.conn.execute("SELECT id, blob FROM objects WHERE blob >= ? AND blob < ?",
+                                    (pack + ".", pack + "/")).fetchall()
+            size = self.blobs.size(pack) if live else 0
+            if not live or 2 * sum(length_of(key) for _, key in live) >= size:
+                return
+            datas = [self.blobs.read(key) for _, key in live]
+        staged = self.blobs.stage(datas)
+        moved = []
+        try:
+            with self.write() as wtxn:
+                for (oid, old), new in zip(live, staged.keys, strict=True):
+                    if wtxn.conn.execute("UPDATE objects SET blob = ? WHERE id = ? AND blob = ?",
+                                         (new, oid, old)).rowcount:
+                        moved.append(new)
+                if not _pack_in_use(wtxn.conn, pack):
+                    wtxn.trash(pack)
+        except BaseException:
+            staged.abort()
+            raise
+        staged.finish(moved)
+        log.info("compacted pack %s: %d live blob(s) of %d bytes moved", pack, len(moved), size)
 
     def get_blob(self, key: str) -> bytes:
         return self.blobs.read(key)

@@ -1,0 +1,83 @@
+"""Pack files: one per query, compacted once less than half live, never unlinked under a reader."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from lensdb import Database
+from lensdb.store.base import Selection
+
+from .helpers import jpeg, ok, one, pack_files, packs_in_rows
+
+
+def pack_sizes(folder: Path) -> list[int]:
+    return sorted((Path(folder) / "blobs" / f).stat().st_size for f in pack_files(folder))
+
+
+def trash_rows(folder: Path) -> list[str]:
+    conn = sqlite3.connect(Path(folder) / "lensdb.sqlite3")
+    try:
+        return [r[0] for r in conn.execute("SELECT key FROM blob_trash")]
+    finally:
+        conn.close()
+
+
+def find_blobs(db: Database) -> list[bytes]:
+    return ok(db, [{"FindBlob": {"blobs": True, "sort": "n"}}])[1]
+
+
+def test_deleting_a_few_blobs_keeps_the_pack_as_it_is(db, folder):
+    datas = [bytes([i]) * 1000 for i in range(10)]
+    ok(db, [{"AddBlob": {"properties": {"n": i}}} for i in range(10)], datas)
+    assert one(db, {"DeleteBlob": {"constraints": {"n": ["<", 4]}}})["count"] == 4
+    assert pack_sizes(folder) == [10_000]  # 60% still live: not worth a rewrite
+    assert find_blobs(db) == datas[4:]
+
+
+def test_a_pack_less_than_half_live_is_rewritten(db, folder):
+    datas = [bytes([i]) * 1000 for i in range(10)]
+    ok(db, [{"AddBlob": {"properties": {"n": i}}} for i in range(10)], datas)
+    ok(db, [{"AddBlob": {"properties": {"n": 99}}}], [b"other"])
+    before = set(pack_files(folder))
+    assert one(db, {"DeleteBlob": {"constraints": {"n": ["<", 7]}}})["count"] == 7
+    assert pack_sizes(folder) == [5, 3000]
+    assert len(set(pack_files(folder)) - before) == 1  # the survivors moved to a new pack
+    assert {f.split("/")[-1] for f in pack_files(folder)} == packs_in_rows(folder)
+    assert find_blobs(db) == datas[7:] + [b"other"]
+
+
+def test_a_batch_whose_objects_mostly_existed_is_compacted(db, folder):
+    def item(i: int) -> list[dict]:
+        return [{"AddImage": {"properties": {"id": i},
+                              "if_not_found": {"id": ["==", i]}}}]
+    ok(db, [c for i in range(4) for c in item(i)], [jpeg()] * 4)
+    r, _ = ok(db, [c for i in range(5) for c in item(i)], [jpeg()] * 5)
+    assert [next(iter(x.values()))["status"] for x in r] == [2, 2, 2, 2, 0]
+    size = len(jpeg())
+    assert pack_sizes(folder) == [size, 4 * size]
+    assert len(ok(db, [{"FindImage": {"blobs": True}}])[1]) == 5
+
+
+def test_a_reader_keeps_the_pack_it_may_read(db, folder):
+    """A snapshot that saw a blob can read it even after a delete (or compaction) committed."""
+    ok(db, [{"AddBlob": {"properties": {"n": 1}}}], [b"still here"])
+    store = db.store
+    with store.read() as txn:
+        [row] = txn.find_objects(Selection(classes=["_Blob"]))
+        done = threading.Event()
+
+        def delete() -> None:
+            one(db, {"DeleteBlob": {}})
+            done.set()
+
+        t = threading.Thread(target=delete)
+        t.start()
+        assert done.wait(10)
+        t.join()
+        assert len(pack_files(folder)) == 1  # retired, not yet unlinked
+        assert store.get_blob(row.blob) == b"still here"
+    assert pack_files(folder) == []  # the last reader that could see it has left
+    ok(db, [{"AddEntity": {"class": "E"}}])  # the next write forgets the unlinked pack
+    assert trash_rows(folder) == []
