@@ -3,7 +3,8 @@
 1. FindEntity by an indexed property among N entities vs the same lookup in raw SQLite.
 2. Ingest of small JPEGs with 5 properties and 2 boxes each through `db.query` in batches vs
    a hand-written ingest doing the same work: raw sqlite3 rows (image size read with Pillow,
-   as the rows carry it) + file writes in the same folder layout, batches interleaved.
+   as the rows carry it) + each batch's images appended to one file in the same folder layout
+   (lensdb's packs), batches interleaved.
 3. FindImage with a resize to 224x224 vs a plain Pillow decode+resize+encode loop.
 
 Usage: python bench/engine.py [--entities 1000000] [--images 20000] [--resize-images 1000]
@@ -147,21 +148,26 @@ def bench_ingest(root: Path, n: int, per_query: int = 100) -> None:
         assert isinstance(r, list), r
 
     def raw_batch(start: int) -> None:
-        # The same rows and files written directly, in the same batch transactions.
+        # The same rows written directly, in the same batch transactions, and the batch's
+        # images appended to one file in the same folder layout (lensdb's packs).
+        pack = uuid.uuid4().hex
+        offset = 0
         raw.execute("BEGIN")
-        for i in range(start, min(n, start + per_query)):
-            key = uuid.uuid4().hex
-            data = jpegs[i % len(jpegs)]
-            (base_dir / "blobs" / key[:2] / key).write_bytes(data)
-            width, height = Image.open(io.BytesIO(data)).size  # rows carry the image's size
-            p = props(i) | {"width": width, "height": height}
-            img = raw.execute("INSERT INTO objects(class, props, blob) VALUES ('_Image', ?, ?)",
-                              (json.dumps(p), key)).lastrowid
-            for box in ({"_x": 1, "_label": "a"}, {"_x": 20, "_label": "b"}):
-                b = raw.execute("INSERT INTO objects(class, props) VALUES ('_BoundingBox', ?)",
-                                (json.dumps(box),)).lastrowid
-                raw.execute("INSERT INTO connections(class, src, dst) VALUES "
-                            "('_BoundingBoxToImage', ?, ?)", (b, img))
+        with open(base_dir / "blobs" / pack[:2] / pack, "wb") as f:
+            for i in range(start, min(n, start + per_query)):
+                data = jpegs[i % len(jpegs)]
+                f.write(data)
+                key = f"{pack}.{offset}.{len(data)}"
+                offset += len(data)
+                width, height = Image.open(io.BytesIO(data)).size  # rows carry the image's size
+                p = props(i) | {"width": width, "height": height}
+                img = raw.execute("INSERT INTO objects(class, props, blob) VALUES ('_Image', ?, ?)",
+                                  (json.dumps(p), key)).lastrowid
+                for box in ({"_x": 1, "_label": "a"}, {"_x": 20, "_label": "b"}):
+                    b = raw.execute("INSERT INTO objects(class, props) VALUES ('_BoundingBox', ?)",
+                                    (json.dumps(box),)).lastrowid
+                    raw.execute("INSERT INTO connections(class, src, dst) VALUES "
+                                "('_BoundingBoxToImage', ?, ?)", (b, img))
         raw.execute("COMMIT")
 
     # Batches alternate between the two so that both see the same disk weather (on a shared
