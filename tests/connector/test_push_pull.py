@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import httpx
@@ -196,6 +197,32 @@ def test_pull_brings_exactly_the_changes(lensdb_for_ls, label_studio, ls_api, sm
     out = run(lensdb_for_ls, label_studio, *pull, "--full")
     assert "wrote 2 annotation(s)" in out
     assert snapshot(db, pid) == incremental
+
+
+def test_pull_pages_through_a_bulk_update_larger_than_a_page(lensdb_for_ls, label_studio, ls_api) -> None:
+    """Label Studio's bulk actions stamp many tasks with one updated_at; ordered by time alone, ties
+    come back in no set order, so a tie bigger than a page must still arrive whole."""
+    add_images(lensdb_for_ls.connector(), 7, "bulk")
+    pid = ls_api.create_project("bulk", BOX_CONFIG)["id"]
+    run(lensdb_for_ls, label_studio, "labelstudio", "push", "--project", str(pid), "--constraints",
+        '{"dataset": ["==", "bulk"]}')
+    tasks = sorted(t["id"] for t in ls_api.changed_tasks(pid, None, 100))
+    assert len(tasks) == 7
+    for i, task in enumerate(tasks):
+        ls_api.create_annotation(task, _result(box_x=1 + i))
+    # What a bulk update leaves: every task of the project at one instant (written straight into
+    # Label Studio's database, as its own bulk update does).
+    conn = sqlite3.connect(label_studio.data_dir / "label_studio.sqlite3", timeout=30)
+    with conn:
+        conn.execute("UPDATE task SET updated_at = '2026-11-26 01:02:03.456789' WHERE project_id = ?", (pid,))
+    conn.close()
+    assert {t["updated_at"] for t in ls_api.changed_tasks(pid, None, 100)} == {"2026-11-26T01:02:03.456789Z"}
+    out = run(lensdb_for_ls, label_studio, "labelstudio", "pull", "--project", str(pid), "--page-size", "3")
+    assert "wrote 7 annotation(s)" in out
+    snap = snapshot(lensdb_for_ls.connector(), pid)
+    assert sorted(int(dict(a)["LS_task_id"]) for a in snap["annotations"]) == tasks
+    assert "wrote 0 annotation(s)" in run(lensdb_for_ls, label_studio, "labelstudio", "pull", "--project",
+                                           str(pid), "--page-size", "3")
 
 
 # ---- webhook ----------------------------------------------------------------------------------

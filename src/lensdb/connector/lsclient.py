@@ -125,11 +125,28 @@ class LabelStudio:
         if since:
             items.append({"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime",
                           "value": ls_time(since)})
-        query = {"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:updated_at"]}
+        return self._tasks(project_id, items, "tasks:updated_at", page_size, 1)[0]
+
+    def tasks_changed_at(self, project_id: int, at: str, page_size: int, page: int) -> tuple[list[dict], int]:
+        """One page of the tasks whose `updated_at` is exactly `at`, by id, and how many there are.
+
+        A bulk update can give more tasks one timestamp than a page holds; ordered by time alone
+        they cannot be paged through (ties come in no set order), ordered by id they can.
+        """
+        items = [{"filter": "filter:tasks:updated_at", "operator": "in", "type": "Datetime",
+                  "value": {"min": ls_time(at), "max": ls_time(at)}}]
+        return self._tasks(project_id, items, "tasks:id", page_size, page)
+
+    def _tasks(self, project_id: int, items: list[dict], ordering: str, page_size: int,
+               page: int) -> tuple[list[dict], int]:
+        query = {"filters": {"conjunction": "and", "items": items}, "ordering": [ordering]}
         body = self.request("GET", "/api/tasks/", f"list the tasks of project {project_id}",
-                            params={"project": int(project_id), "fields": "all", "page": 1,
+                            params={"project": int(project_id), "fields": "all", "page": int(page),
                                     "page_size": int(page_size), "query": json.dumps(query)})
-        return list(body.get("tasks") or []) if isinstance(body, dict) else list(body or [])
+        if isinstance(body, dict):
+            tasks = list(body.get("tasks") or [])
+            return tasks, int(body.get("total", len(tasks)))
+        return list(body or []), len(body or [])
 
     def users(self) -> dict[int, str]:
         """User id -> e-mail, when the token may list users (else empty)."""

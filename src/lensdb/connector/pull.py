@@ -8,6 +8,7 @@ writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -105,14 +106,8 @@ def pull(ls: LabelStudio, db: Client, project_id: int, full: bool = False, page_
     emails = ls.users()
     seen: dict[int, str] = {}  # task id -> the updated_at it was processed at
     newest = stored_cursor
-    while True:
-        page = ls.changed_tasks(project_id, since, page_size)
-        tasks = [t for t in page if seen.get(int(t["id"])) != t["updated_at"]]
-        if not tasks:
-            break
-        # Tasks sharing the page's last timestamp may continue on the next page: read them again there.
+    for tasks in _changed(ls, project_id, since, page_size, seen):
         last = tasks[-1]["updated_at"]
-        seen.update((int(t["id"]), t["updated_at"]) for t in tasks)
         report.tasks += len(tasks)
         try:
             stored = _stored(db, project_id, [int(t["id"]) for t in tasks])
@@ -128,10 +123,44 @@ def pull(ls: LabelStudio, db: Client, project_id: int, full: bool = False, page_
         except DatabaseError as exc:
             raise PullError(f"lensdb refused a batch of {len(tasks)} task(s) ({exc}); nothing of that batch was "
                             "written and the cursor did not move. Fix the cause and pull again.") from None
-        since = ls_time(A.parse_time(last) - timedelta(microseconds=1))
     if full:
         report.deleted += _delete_vanished(db, project_id, set(seen))
     return report
+
+
+def _changed(ls: LabelStudio, project_id: int, since: str | None, page_size: int,
+             seen: dict[int, str]) -> Iterator[list[dict]]:
+    """Pages of tasks changed after `since`, oldest change first, each task once per change."""
+
+    def fresh(tasks: list[dict]) -> list[dict]:
+        new = [t for t in tasks if seen.get(int(t["id"])) != t["updated_at"]]
+        seen.update((int(t["id"]), t["updated_at"]) for t in new)
+        return new
+
+    while True:
+        page = ls.changed_tasks(project_id, since, page_size)
+        if not page:
+            return
+        last = page[-1]["updated_at"]
+        new = fresh(page)
+        if new:
+            yield new
+            # Tasks sharing the page's last timestamp may continue on the next page: read them again there.
+            since = ls_time(A.parse_time(last) - timedelta(microseconds=1))
+            continue
+        if len(page) < page_size:
+            return
+        # A whole page of one instant, all seen: a bulk update gave more tasks that timestamp than a
+        # page holds. Read that instant's tasks by id, then go on after it.
+        number, pages = 1, 1
+        while number <= pages:
+            group, total = ls.tasks_changed_at(project_id, last, page_size, number)
+            pages = -(-total // page_size)
+            new = fresh(group)
+            if new:
+                yield new
+            number += 1
+        since = ls_time(last)
 
 
 def _delete_vanished(db: Client, project_id: int, alive: set[int]) -> int:
