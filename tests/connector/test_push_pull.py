@@ -265,6 +265,12 @@ def test_webhook_applies_events_and_pull_catches_up(lensdb_for_ls, label_studio,
     assert any(("LS_x", "40.0") in b for b in snapshot(db, pid)["boxes"])
     ls_api.delete_annotation(a["id"])
     assert _wait_for(lambda: not snapshot(db, pid)["annotations"])
+    # A deleted task takes its annotations along, and Label Studio reports only the task.
+    ls_api.create_annotation(tasks[0], _result())
+    assert _wait_for(lambda: len(snapshot(db, pid)["annotations"]) == 1)
+    ls_api.request("DELETE", f"/api/tasks/{tasks[0]}/", "delete a task")
+    assert _wait_for(lambda: not snapshot(db, pid)["annotations"])
+    assert snapshot(db, pid)["boxes"] == [] and snapshot(db, pid)["keypoints"] == []
     # Receiver down: Label Studio saves anyway; the next pull catches up.
     lensdb_for_ls.stop()
     try:

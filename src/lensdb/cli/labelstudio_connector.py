@@ -254,7 +254,8 @@ def pull_cmd(ls_url: str, ls_token: str, project_id: int, full: bool, watch: flo
 
 @labelstudio.group("webhook")
 def webhook() -> None:
-    """Label Studio webhooks that write annotations into lensdb the moment they are saved."""
+    """Label Studio webhooks that write annotations into lensdb the moment they are saved
+    (and remove them when an annotation or its task is deleted)."""
 
 
 @webhook.command("register")
@@ -270,7 +271,9 @@ def webhook_register(ls_url: str, ls_token: str, project_id: int, receiver: str,
     """Register (or update) the lensdb webhook of a Label Studio project.
 
     Label Studio refuses localhost and private addresses unless started with
-    LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS=false. A missed event is caught up by the next pull.
+    LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS=false. A missed event is caught up by the next pull
+    (a missed task deletion by `pull --full`). Registering again updates an older webhook to
+    the events it needs now.
     """
     from lensdb.connector.lsclient import LabelStudio
     from lensdb.connector.webhooks import register

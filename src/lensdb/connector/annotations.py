@@ -91,6 +91,19 @@ def delete_query(annotation_id: int, project_id: int) -> list[dict]:
     return Q.delete_annotation_query(annotation_id, project_id)
 
 
+def task_annotations_query(project_id: int, op: str, task_ids: Iterable[int]) -> list[dict]:
+    """Find the annotations lensdb holds for tasks of a project whose id is ("in") or is not
+    ("not in") among these; `annotation_ids` reads the answer."""
+    return [{"FindEntity": {
+        "with_class": Q.ANNOTATION_CLASS,
+        "constraints": {"LS_project_id": ["==", project_id], "LS_task_id": [op, sorted(task_ids)]},
+        "results": {"list": ["LS_id"]}}}]
+
+
+def annotation_ids(response: list[dict]) -> list[int]:
+    return [int(e["LS_id"]) for e in response[0]["FindEntity"].get("entities") or []]
+
+
 def _max_ref(commands: Iterable[dict]) -> int:
     top = 0
     for cmd in commands:

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-ANNOTATION_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
+WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_DELETED"]
 
 
 class LabelStudioError(Exception):
@@ -176,7 +176,7 @@ class LabelStudio:
     def create_webhook(self, project_id: int, url: str, headers: dict[str, str]) -> dict:
         return self.request("POST", "/api/webhooks/", f"register a webhook for project {project_id}", json={
             "project": int(project_id), "url": url, "send_payload": True, "send_for_all_actions": False,
-            "is_active": True, "actions": ANNOTATION_ACTIONS, "headers": headers})
+            "is_active": True, "actions": WEBHOOK_ACTIONS, "headers": headers})
 
     def update_webhook(self, webhook_id: int, **fields: Any) -> dict:
         return self.request("PATCH", f"/api/webhooks/{int(webhook_id)}/", "update a webhook", json=fields)

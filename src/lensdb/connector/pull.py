@@ -165,11 +165,8 @@ def _changed(ls: LabelStudio, project_id: int, since: str | None, page_size: int
 
 def _delete_vanished(db: Client, project_id: int, alive: set[int]) -> int:
     """Remove annotations of tasks Label Studio no longer has (deleted tasks send no annotation event)."""
-    response, _ = db.query([{"FindEntity": {
-        "with_class": Q.ANNOTATION_CLASS,
-        "constraints": {"LS_project_id": ["==", project_id], "LS_task_id": ["not in", sorted(alive)]},
-        "results": {"list": ["LS_id"]}}}])
-    gone = [int(e["LS_id"]) for e in response[0]["FindEntity"].get("entities") or []]
+    response, _ = db.query(A.task_annotations_query(project_id, "not in", alive))
+    gone = A.annotation_ids(response)
     if gone:
         db.query(A.combine(A.delete_query(a, project_id) for a in gone))
     return len(gone)

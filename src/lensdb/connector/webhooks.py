@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lensdb.connector.lsclient import ANNOTATION_ACTIONS, LabelStudio
+from lensdb.connector.lsclient import WEBHOOK_ACTIONS, LabelStudio
 
 SECRET_HEADER = "X-Lensdb-Webhook-Secret"
 PATH = "/labelstudio/webhook"
@@ -20,6 +20,6 @@ def register(ls: LabelStudio, project_id: int, receiver: str, secret: str) -> tu
     headers = {SECRET_HEADER: secret}
     for hook in ls.webhooks(project_id):
         if hook.get("url") == url and hook.get("project") == project_id:
-            return ls.update_webhook(hook["id"], headers=headers, actions=ANNOTATION_ACTIONS, send_payload=True,
+            return ls.update_webhook(hook["id"], headers=headers, actions=WEBHOOK_ACTIONS, send_payload=True,
                                      send_for_all_actions=False, is_active=True), False
     return ls.create_webhook(project_id, url, headers), True

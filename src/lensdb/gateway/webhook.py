@@ -1,4 +1,4 @@
-"""POST /labelstudio/webhook: apply Label Studio's annotation events to lensdb at once.
+"""POST /labelstudio/webhook: apply Label Studio's annotation events (and task deletions) to lensdb at once.
 
 Label Studio sends no signature, so the webhook is registered with a shared secret in the header
 `X-Lensdb-Webhook-Secret` (compared in constant time). Delivery is synchronous in the annotator's save
@@ -23,6 +23,7 @@ log = logging.getLogger("lensdb.gateway.webhook")
 SECRET_HEADER = "x-lensdb-webhook-secret"
 SAVES = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}
 DELETES = "ANNOTATIONS_DELETED"
+TASKS_DELETED = "TASKS_DELETED"  # their annotations go with them, and Label Studio sends no event for those
 
 
 async def _newer_stored(gw: Gateway, ann: dict, project_id: int) -> bool:
@@ -58,8 +59,12 @@ def routes(gw: Gateway) -> list[BaseRoute]:
                 if await _newer_stored(gw, ann, project_id):
                     return JSONResponse({"status": "ignored", "reason": "lensdb has a newer version"})
                 await gw.query(A.save_query(ann, task, project))
-            elif action == DELETES:
-                ids = [int(a["id"]) for a in event.get("annotations") or [] if "id" in a]
+            elif action in (DELETES, TASKS_DELETED):
+                key = "annotations" if action == DELETES else "tasks"
+                ids = [int(x["id"]) for x in event.get(key) or [] if "id" in x]
+                if ids and action == TASKS_DELETED:
+                    found, _ = await gw.query(A.task_annotations_query(project_id, "in", ids))
+                    ids = A.annotation_ids(found)
                 if ids:
                     await gw.query(A.combine(A.delete_query(i, project_id) for i in ids))
             else:
