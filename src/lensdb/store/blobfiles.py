@@ -157,6 +157,26 @@ class BlobFolder:
                 f.flush()
                 os.fsync(f.fileno())
 
+    def on_disk(self) -> dict[str, int]:
+        """Every pack file and its size."""
+        out = {}
+        for i in range(256):
+            with os.scandir(self.root / f"{i:02x}") as entries:
+                for e in entries:
+                    if is_pack_name(e.name):
+                        out[e.name] = e.stat().st_size
+        return out
+
+    def staged(self) -> set[str]:
+        """Packs named by intent files: written for transactions not settled yet."""
+        out = set()
+        for intent in self.intents.iterdir():
+            try:
+                out.update(p for p in intent.read_text().split() if is_pack_name(p))
+            except FileNotFoundError:
+                pass  # settled meanwhile
+        return out
+
     def size(self, pack: str) -> int:
         return self.path(pack).stat().st_size
 

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,16 @@ def _limit(sel: Selection, params: list[Any]) -> str:
 def _index_name(kind: str, cls: str, key: str, member: str) -> str:
     digest = hashlib.sha1(f"{kind}\0{cls}\0{key}\0{member}".encode()).hexdigest()[:16]
     return f"pix_{digest}"
+
+
+@dataclass
+class BlobCheck:
+    rows: int = 0  # rows that have a blob
+    packs: int = 0  # pack files on disk
+    live_bytes: int = 0  # bytes those rows use
+    pack_bytes: int = 0  # bytes the pack files take
+    missing: list[str] = field(default_factory=list)  # blob keys whose bytes are not on disk
+    orphans: list[str] = field(default_factory=list)  # packs no row uses
 
 
 def _pack_in_use(conn: sqlite3.Connection, pack: str) -> bool:
@@ -529,6 +540,31 @@ class SQLiteStore:
 
     def get_blob(self, key: str) -> bytes:
         return self.blobs.read(key)
+
+    def check(self, repair: bool = False) -> BlobCheck:
+        """Compare blob rows with the pack files: rows whose bytes are missing, packs no row
+        uses (removed when `repair`), and the bytes deleted blobs still hold."""
+        # Listed in this order so that a query committing meanwhile is never taken for an
+        # orphan: its pack was either staged when intents are read, or committed before the
+        # snapshot below.
+        disk = self.blobs.on_disk()
+        staged = self.blobs.staged()
+        report = BlobCheck(packs=len(disk), pack_bytes=sum(disk.values()))
+        used: set[str] = set()
+        with self.read() as txn:
+            retired = {r[0] for r in txn.conn.execute("SELECT key FROM blob_trash")}
+            for (key,) in txn.conn.execute("SELECT blob FROM objects WHERE blob IS NOT NULL"):
+                pack, offset, length = key.split(".")
+                used.add(pack)
+                report.rows += 1
+                report.live_bytes += int(length)
+                if int(offset) + int(length) > disk.get(pack, -1):
+                    report.missing.append(key)
+        report.orphans = sorted(set(disk) - used - staged - retired)
+        if repair and report.orphans:
+            self.blobs.unlink(report.orphans)
+            log.info("check: removed %d pack file(s) that no row uses", len(report.orphans))
+        return report
 
     def explain(self, sql_params: tuple[str, list[Any]]) -> list[str]:
         """EXPLAIN QUERY PLAN lines, for tests and diagnostics.
