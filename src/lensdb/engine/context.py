@@ -95,9 +95,8 @@ class Params:
     def __init__(self, body: object, allowed: frozenset[str]) -> None:
         if not isinstance(body, dict):
             raise QueryError("parameters must be a JSON object")
-        unknown = [k for k in body if k not in allowed]
-        if unknown:
-            unknown.sort()
+        if not allowed.issuperset(body):
+            unknown = sorted(k for k in body if k not in allowed)
             raise QueryError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; "
                              f"accepted: {', '.join(sorted(allowed))}")
         self.body: dict[str, Any] = body

@@ -39,6 +39,10 @@ class Family:
     def find_params(self) -> frozenset[str]:
         return FIND_COMMON | self.find
 
+    @cached_property
+    def add_params(self) -> frozenset[str]:
+        return ADD_COMMON | self.add
+
 
 _REGION_FIND = frozenset({"image_ref", "labels", "areas", "with_label", "in_rectangle",
                           "as_format", "operations"})
@@ -68,7 +72,7 @@ def consumes_blob(family: Family, body: object) -> bool:
 
 
 def add(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
-    p = Params(body, ADD_COMMON | fam.add)
+    p = Params(body, fam.add_params)
     props = encode_properties(p.get("properties"))
     if "url" in p:
         raise QueryError("'url' is not supported: send the bytes as a blob")
@@ -130,7 +134,7 @@ def prepare_input(name: str, body: object, data: bytes) -> BlobInput:
     if name != "AddImage":
         return BlobInput(bytes(data))
     try:
-        p = Params(body, ADD_COMMON | FAMILIES["Image"].add)
+        p = Params(body, FAMILIES["Image"].add_params)
         ops = media.validate_operations(p.get("operations")) if "operations" in p else None
         fmt = p.str("format")
         fmt = media.encode_format(fmt) if fmt else None
