@@ -52,7 +52,7 @@ def test_remove_all_objects_on_an_empty_database(db, constraints):
 
 
 def test_unsupported_families(db):
-    for family in ("Video", "Clip", "Frame", "DescriptorSet", "Descriptor"):
+    for family in ("Video", "Clip", "Frame", "Descriptor"):
         assert one(db, {f"Delete{family}": {"constraints": CLASSIC}}) == {"status": 0, "count": 0}
         r = fail(db, [{f"Find{family}": {}}])
         assert "not supported" in r["info"] and f"Find{family}" in r["info"]
@@ -60,6 +60,16 @@ def test_unsupported_families(db):
     assert "not supported" in r["info"]
     r = fail(db, [{"AddDescriptorSet": {"name": "s", "dimensions": 4}}])
     assert "not supported" in r["info"]
+
+
+def test_descriptor_sets_are_found_as_none(db):
+    """What the SDK's Utils (get_descriptorset_list, count_descriptorsets) ask an empty store."""
+    assert one(db, {"FindDescriptorSet": {"results": {"list": ["_name"]}, "metrics": True}}) == {
+        "status": 0, "returned": 0, "entities": []}
+    assert one(db, {"FindDescriptorSet": {"with_name": "s", "results": {"count": True}}})["count"] == 0
+    assert one(db, {"DeleteDescriptorSet": {"constraints": {"_name": ["==", "s"]}}}) == {"status": 0, "count": 0}
+    r = fail(db, [{"FindDescriptorSet": {"with_name": 5}}])
+    assert "with_name" in r["info"]
 
 
 def test_sdk_counts_and_schema_reads(full):

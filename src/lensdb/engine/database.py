@@ -60,7 +60,7 @@ HANDLERS: dict[str, Handler] = {
     "UserLogMessage": admin.user_log_message,
     "DeleteExpired": admin.delete_expired,
 }
-for _fam in ("Video", "Clip", "Frame", "DescriptorSet", "Descriptor"):
+for _fam in ("Video", "Clip", "Frame", "Descriptor"):
     for _verb in ("Add", "Find", "Update"):
         HANDLERS[f"{_verb}{_fam}"] = _not_supported(f"{_verb}{_fam}")
     HANDLERS[f"Delete{_fam}"] = _delete_nothing

@@ -60,6 +60,10 @@ FAMILIES = {
                _REGION_FIND | {"vertices", "bounds", "hulls", "decompositions"},
                frozenset({"polygons", "label"}),
                ("uniqueids", "labels", "areas", "vertices", "bounds")),
+        # Descriptor sets cannot be added yet (AddDescriptorSet says so), but finding, updating
+        # and deleting them work and match nothing, as the SDK's Utils expect of an empty store.
+        Family("DescriptorSet", "_DescriptorSet", frozenset({"name", "dimensions", "metric", "engine"}),
+               frozenset({"with_name", "metrics", "engines", "dimensions", "counts"}), frozenset()),
     )
 }
 
@@ -202,6 +206,8 @@ def _classes(fam: Family, p: Params) -> list[str] | None:
 
 def _region_filters(fam: Family, p: Params) -> list[Predicate]:
     out: list[Predicate] = []
+    if fam.cls == "_DescriptorSet" and "with_name" in p:
+        out.append(Compare("_name", "==", p.str("with_name")))
     if not fam.is_region:
         return out
     if "with_label" in p:
