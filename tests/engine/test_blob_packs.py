@@ -130,3 +130,27 @@ def test_check_leaves_staged_and_pinned_packs_alone(db, folder):
     finally:
         staged.abort()
     assert pack_files(folder) == []
+
+
+def test_a_folder_from_before_packs_keeps_working(folder):
+    """Folders written one file per blob (key = file name, same path) read, delete, recover
+    and check as before."""
+    with Database(folder) as db:
+        ok(db, [{"AddEntity": {"class": "E"}}])
+    key = "ab" + "12" * 15
+    (Path(folder) / "blobs" / "ab" / key).write_bytes(b"an old blob")
+    conn = sqlite3.connect(Path(folder) / "lensdb.sqlite3")
+    with conn:
+        conn.execute("INSERT INTO objects(class, props, blob) VALUES ('_Blob', ?, ?)", ('{"n": 1}', key))
+    conn.close()
+    # An old writer's intent left behind names that file: recovery must keep it (a row uses it).
+    (Path(folder) / "blobs" / "intents" / "old.log").write_text(key + "\n")
+    with Database(folder) as db:
+        assert find_blobs(db) == [b"an old blob"]
+        report = db.store.check()
+        assert (report.rows, report.missing, report.orphans, report.live_bytes) == (1, [], [], 11)
+        ok(db, [{"AddBlob": {"properties": {"n": 2}}}], [b"new"])
+        assert find_blobs(db) == [b"an old blob", b"new"]
+        assert one(db, {"DeleteBlob": {"constraints": {"n": ["==", 1]}}})["count"] == 1
+        assert [f.split("/")[-1] for f in pack_files(folder)] != [key] and len(pack_files(folder)) == 1
+        assert find_blobs(db) == [b"new"]

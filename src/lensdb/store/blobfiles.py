@@ -48,14 +48,14 @@ class StagedBlobs:
         """The transaction committed: keep the pack if any row took a blob from it."""
         pack = self._pack
         used = set(used)
-        kept = sum(length_of(k) for k in self.keys if k in used)
-        total = sum(length_of(k) for k in self.keys)
+        kept = [k for k in self.keys if k in used]
         self._release()
         if pack is None:
             return
-        if not any(k in used for k in self.keys):
+        if not kept:
             self.folder.unlink([pack])
-        elif self._on_thin is not None and 2 * kept < total:
+        elif self._on_thin is not None and (
+                2 * sum(map(length_of, kept)) < sum(map(length_of, self.keys))):
             self._on_thin(pack)  # most of it went unused (objects that already existed)
 
     def abort(self) -> None:
@@ -93,8 +93,13 @@ def length_of(key: str) -> int:
     return int(key.rpartition(".")[2])
 
 
-def _place(key: str) -> tuple[str, int, int]:
-    pack, offset, length = key.split(".")
+def place(key: str) -> tuple[str, int, int | None]:
+    """A blob key's pack, offset and length. A bare pack name is a whole file: how folders
+    written before packs (one file per blob, same path) keep their blobs."""
+    pack, _, where = key.partition(".")
+    if not where:
+        return pack, 0, None
+    offset, length = where.split(".")
     return pack, int(offset), int(length)
 
 
@@ -185,7 +190,9 @@ class BlobFolder:
             self.path(pack).unlink(missing_ok=True)
 
     def read(self, key: str) -> bytes:
-        pack, offset, length = _place(key)
+        pack, offset, length = place(key)
+        if length is None:
+            return self.path(pack).read_bytes()
         fd = os.open(self.path(pack), os.O_RDONLY)
         try:
             data = os.pread(fd, length, offset)

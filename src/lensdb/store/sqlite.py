@@ -36,7 +36,7 @@ from lensdb.store.base import (
     Selection,
     Txn,
 )
-from lensdb.store.blobfiles import BlobFolder, StagedBlobs, length_of, pack_of
+from lensdb.store.blobfiles import BlobFolder, StagedBlobs, length_of, pack_of, place
 from lensdb.store.reclaim import Reclaimer
 
 log = logging.getLogger(__name__)
@@ -206,9 +206,10 @@ class BlobCheck:
 
 def _pack_in_use(conn: sqlite3.Connection, pack: str) -> bool:
     """Whether any row keeps a blob in this pack: a range scan of the blob index, since every
-    key in it starts with `<pack>.` (and "/" sorts right after ".")."""
+    such key is `<pack>.<offset>.<length>` or, from before packs, `<pack>` alone (pack names all
+    have 32 characters, and "/" sorts right after ".")."""
     return conn.execute("SELECT 1 FROM objects WHERE blob >= ? AND blob < ? LIMIT 1",
-                        (pack + ".", pack + "/")).fetchone() is not None
+                        (pack, pack + "/")).fetchone() is not None
 
 
 def _loads(text: str) -> dict[str, Any]:
@@ -536,7 +537,8 @@ class SQLiteStore:
             staged.abort()
             raise
         staged.finish(moved)
-        log.info("compacted pack %s: %d live blob(s) of %d bytes moved", pack, len(moved), size)
+        log.info("compacted pack %s (%d bytes): its %d live blob(s) moved to a new pack",
+                 pack, size, len(moved))
 
     def get_blob(self, key: str) -> bytes:
         return self.blobs.read(key)
@@ -554,11 +556,13 @@ class SQLiteStore:
         with self.read() as txn:
             retired = {r[0] for r in txn.conn.execute("SELECT key FROM blob_trash")}
             for (key,) in txn.conn.execute("SELECT blob FROM objects WHERE blob IS NOT NULL"):
-                pack, offset, length = key.split(".")
+                pack, offset, length = place(key)
+                size = disk.get(pack, -1)
+                length = size if length is None else length
                 used.add(pack)
                 report.rows += 1
-                report.live_bytes += int(length)
-                if int(offset) + int(length) > disk.get(pack, -1):
+                report.live_bytes += max(length, 0)
+                if size < 0 or offset + length > size:
                     report.missing.append(key)
         report.orphans = sorted(set(disk) - used - staged - retired)
         if repair and report.orphans:
