@@ -106,6 +106,7 @@ def test_check_reports_a_healthy_folder(db, folder):
 def test_check_finds_stray_and_truncated_packs(db, folder):
     ok(db, [{"AddBlob": {"properties": {"n": 1}}}], [b"0123456789"])
     stray = Path(folder) / "blobs" / "ab" / ("ab" + "0" * 30)
+    stray.parent.mkdir(exist_ok=True)
     stray.write_bytes(b"left behind by a copy")
     out = check(folder)
     assert out.exit_code == 0 and "1 pack file(s) that no row uses found" in out.output, out.output
@@ -138,6 +139,7 @@ def test_a_folder_from_before_packs_keeps_working(folder):
     with Database(folder) as db:
         ok(db, [{"AddEntity": {"class": "E"}}])
     key = "ab" + "12" * 15
+    (Path(folder) / "blobs" / "ab").mkdir(exist_ok=True)
     (Path(folder) / "blobs" / "ab" / key).write_bytes(b"an old blob")
     conn = sqlite3.connect(Path(folder) / "lensdb.sqlite3")
     with conn:

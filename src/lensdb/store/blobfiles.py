@@ -112,9 +112,6 @@ class BlobFolder:
         self.root = root
         self.intents = root / "intents"
         self.intents.mkdir(parents=True, exist_ok=True)
-        # 256 shards made once: creating folders on the write path costs more than the writes.
-        for i in range(256):
-            (root / f"{i:02x}").mkdir(exist_ok=True)
         # durable=False survives a killed process (the OS keeps written pages); durable=True
         # also survives power loss, at the price of fsyncs per query.
         self.durable = durable
@@ -155,7 +152,13 @@ class BlobFolder:
         return staged
 
     def _write(self, pack: str, blobs: list[bytes]) -> None:
-        with open(self.path(pack), "wb", buffering=_BUFFER) as f:
+        path = self.path(pack)
+        try:
+            f = open(path, "wb", buffering=_BUFFER)
+        except FileNotFoundError:  # the first pack of its shard (256 folders, made as needed)
+            path.parent.mkdir(exist_ok=True)
+            f = open(path, "wb", buffering=_BUFFER)
+        with f:
             for data in blobs:
                 f.write(data)
             if self.durable:
@@ -165,11 +168,12 @@ class BlobFolder:
     def on_disk(self) -> dict[str, int]:
         """Every pack file and its size."""
         out = {}
-        for i in range(256):
-            with os.scandir(self.root / f"{i:02x}") as entries:
-                for e in entries:
-                    if is_pack_name(e.name):
-                        out[e.name] = e.stat().st_size
+        for shard in self.root.iterdir():
+            if len(shard.name) == 2 and shard.is_dir():
+                with os.scandir(shard) as entries:
+                    for e in entries:
+                        if is_pack_name(e.name):
+                            out[e.name] = e.stat().st_size
         return out
 
     def staged(self) -> set[str]:
