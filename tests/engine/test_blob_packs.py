@@ -156,3 +156,17 @@ def test_a_folder_from_before_packs_keeps_working(folder):
         assert one(db, {"DeleteBlob": {"constraints": {"n": ["==", 1]}}})["count"] == 1
         assert [f.split("/")[-1] for f in pack_files(folder)] != [key] and len(pack_files(folder)) == 1
         assert find_blobs(db) == [b"new"]
+
+
+def test_durable_mode_round_trips(folder):
+    """durable=True adds fsyncs (pack, intent, SQLite FULL); the results are the same."""
+    with Database(folder, durable=True) as db:
+        ok(db, [{"AddBlob": {"properties": {"n": i}}} for i in range(3)], [b"x", b"yy", b"zzz"])
+        ok(db, [{"AddImage": {"properties": {"n": 9}}}], [jpeg()])
+        assert find_blobs(db) == [b"x", b"yy", b"zzz"]
+        assert one(db, {"DeleteBlob": {"constraints": {"n": ["<", 2]}}})["count"] == 2
+        report = db.store.check()
+        assert report.missing == [] and report.orphans == [] and report.rows == 2
+    with Database(folder) as db:
+        assert find_blobs(db) == [b"zzz"]
+        assert ok(db, [{"FindImage": {"blobs": True}}])[1] == [jpeg()]
