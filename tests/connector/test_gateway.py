@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 from pathlib import Path
 
@@ -171,3 +172,37 @@ def test_no_origin_by_default_and_dev_allows_all(lensdb_server_factory) -> None:
     r = httpx.get(f"http://127.0.0.1:{dev.http_port}{url}", headers={"Origin": "http://anything.example"})
     assert r.headers["access-control-allow-origin"] == "*"
     assert "development mode" in dev.log() and "(*)" in dev.log()
+
+
+def test_task_lists(gateway) -> None:
+    server, http, token, ids = gateway
+    assert http.get("/labelstudio/tasks").status_code == 401
+    r = http.get("/labelstudio/tasks", headers=_auth(token),
+                 params={"constraints": '{"dataset": ["==", "gw"]}', "predictions": "true", "properties": "guid"})
+    assert r.status_code == 200, r.text
+    tasks = r.json()
+    assert len(tasks) == 3 and all("sig=" in t["data"]["image"] for t in tasks)
+    assert all(t["data"]["guid"].startswith("gw-") and t["predictions"] for t in tasks)
+    csv_text = http.get("/labelstudio/tasks", headers=_auth(token),
+                        params={"constraints": '{"dataset": ["==", "gw"]}', "format": "csv"}).text
+    assert csv_text.splitlines()[0].startswith("image") and len(csv_text.splitlines()) == 4
+    r = http.post("/labelstudio/tasks", headers=_auth(token), json={"uniqueids": ids[:2], "properties": None})
+    assert r.status_code == 200 and len(r.json()) == 2
+    # Parameters of the wrong kind are refused with 400 and a reason, never a server error.
+    for bad in ({"properties": 5}, {"properties": [1]}, {"label_config": {"x": 1}}, {"strict": "maybe"},
+                {"ttl": 10**12}, {"base_url": "ftp://x"}, {"constraints": "{not json"}, {"uniqueids": "2.0.1"},
+                {"limit": "many"}, {"format": "xml"}):
+        r = http.post("/labelstudio/tasks", headers=_auth(token), json=bad)
+        assert r.status_code == 400 and r.json()["status"] == -1 and r.json()["info"], (bad, r.text)
+    assert http.post("/labelstudio/tasks", headers=_auth(token), content=b"[1]").status_code == 400
+
+
+def test_openapi_documents_every_route_parameter(gateway) -> None:
+    _, http, _, _ = gateway
+    doc = http.get("/openapi.json").json()
+    for path, ops in doc["paths"].items():
+        templated = set(re.findall(r"{(\w+)}", path))
+        for method, op in ops.items():
+            declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path" and p["required"]}
+            assert declared == templated, (method, path)
+            assert "200" in op["responses"], (method, path)

@@ -44,8 +44,16 @@ def _json_param(value: Any, name: str) -> Any:
     return value
 
 
-def _bool(value: Any) -> bool:
-    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def _bool(value: Any, name: str) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise BadParameter(f"{name} must be true or false")
 
 
 def _int(value: Any, name: str, low: int, high: int | None = None) -> int | None:
@@ -64,20 +72,25 @@ def parse(params: dict[str, Any], default_ttl: int) -> tuple[tasklist.TaskOption
     props = params.get("properties") or []
     if isinstance(props, str):
         props = [p.strip() for p in props.split(",") if p.strip()]
+    if not isinstance(props, list) or not all(isinstance(p, str) for p in props):
+        raise BadParameter("properties must be property names: a list, or comma-separated")
+    label_config = params.get("label_config") or None
+    if label_config is not None and not isinstance(label_config, str):
+        raise BadParameter("label_config must be the project's labeling config, as XML text")
     uids = params.get("uniqueids")
     if uids is not None and (not isinstance(uids, list) or not all(isinstance(u, str) for u in uids)):
         raise BadParameter("uniqueids must be a list of _uniqueid strings")
     opts = tasklist.TaskOptions(
         constraints=_json_param(params.get("constraints"), "constraints"),
         uniqueids=uids,
-        predictions=_bool(params.get("predictions")),
+        predictions=_bool(params.get("predictions"), "predictions"),
         pred_constraints=_json_param(params.get("pred_constraints"), "pred_constraints"),
         properties=list(props),
-        label_config=params.get("label_config") or None,
+        label_config=label_config,
         limit=_int(params.get("limit"), "limit", 0),
         offset=_int(params.get("offset"), "offset", 0) or 0,
-        strict_labels=_bool(params.get("strict")),
-        readonly=_bool(params.get("readonly")),
+        strict_labels=_bool(params.get("strict"), "strict"),
+        readonly=_bool(params.get("readonly"), "readonly"),
     )
     ttl = _int(params.get("ttl"), "ttl", 1, MAX_TTL) or default_ttl
     link: dict[str, Any] = {"ttl": ttl, "params": {}}
