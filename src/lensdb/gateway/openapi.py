@@ -120,7 +120,8 @@ PATHS: dict[str, Any] = {
                         "schema": {"type": "string"}}],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["action", "project"],
-            "properties": {"action": {"type": "string"}, "project": {"type": "object"}}}}}},
+            "properties": {"action": {"type": "string"}, "project": {
+                "type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}}}}}}},
         "responses": {"200": {"description": "applied, or ignored (an action lensdb does not use)"},
                       "400": _error("not a Label Studio webhook payload"),
                       "403": _error("wrong or missing secret"),
