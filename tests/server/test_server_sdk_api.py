@@ -196,3 +196,25 @@ def test_pytorch_dataset(client) -> None:
         assert tuple(pixels.shape[1:]) == (16, 16, 3)
         seen += list(labels)
     assert sorted(seen) == ["im1", "im3", "im5"]
+
+
+def test_loaders_and_images_over_rest(lensdb_module_server_factory, tmp_path: Path) -> None:
+    """The same SDK loaders through ConnectorRest (POST /api/ with multipart blobs)."""
+    from aperturedb.BBoxDataCSV import BBoxDataCSV
+    from aperturedb.ImageDataCSV import ImageDataCSV
+    from aperturedb.ParallelLoader import ParallelLoader
+
+    from .datasets import make_dataset
+
+    ds = make_dataset(tmp_path / "rest", n_images=120, n_people=5, n_blobs=5)
+    rest = lensdb_module_server_factory(name="rest").rest_connector()
+    for data, expected in ((ImageDataCSV(str(ds.images_csv)), ds.n_images), (BBoxDataCSV(str(ds.boxes_csv)), ds.n_boxes)):
+        loader = ParallelLoader(rest)
+        loader.ingest(data, batchsize=20, numthreads=4, stats=False)
+        assert loader.error_counter == 0 and loader.get_succeeded_queries() == expected
+    u = Utils(rest)
+    assert (u.count_images(), u.count_bboxes()) == (ds.n_images, ds.n_boxes)
+    images = Images(rest)
+    images.search(limit=3)
+    assert images.total_results() == 3 and images.get_np_image_by_index(0).ndim == 3
+    assert len(images.get_bboxes_by_index(0)["bboxes"]) == ds.boxes_per_image
