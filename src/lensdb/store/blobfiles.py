@@ -107,6 +107,11 @@ def is_pack_name(name: str) -> bool:
     return len(name) == 32 and all(c in "0123456789abcdef" for c in name)
 
 
+def _intent_packs(intent: Path) -> list[str]:
+    """The packs an intent file names."""
+    return [p for p in intent.read_text().split() if is_pack_name(p)]
+
+
 class BlobFolder:
     def __init__(self, root: Path, *, durable: bool = False) -> None:
         self.root = root
@@ -181,7 +186,7 @@ class BlobFolder:
         out = set()
         for intent in self.intents.iterdir():
             try:
-                out.update(p for p in intent.read_text().split() if is_pack_name(p))
+                out.update(_intent_packs(intent))
             except FileNotFoundError:
                 pass  # settled meanwhile
         return out
@@ -222,7 +227,7 @@ class BlobFolder:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # a live writer (maybe another process) still owns it
-                packs = [p for p in intent.read_text().split() if is_pack_name(p)]
+                packs = _intent_packs(intent)
                 keep = referenced(packs) if packs else set()
                 orphans = [p for p in packs if p not in keep]
                 self.unlink(orphans)

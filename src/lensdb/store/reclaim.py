@@ -49,6 +49,8 @@ class Reclaimer:
 
     def drain_done(self) -> list[str]:
         """Packs unlinked since the last call (the backend forgets them in its trash list)."""
+        if not self._done:  # the common case, on every write: no lock
+            return []
         with self._lock:
             done, self._done = self._done, []
         return done
