@@ -21,7 +21,15 @@ class DatabaseError(Exception):
 
 
 class DatabaseUnavailable(DatabaseError):
-    """The database could not be reached or refused the login; worth retrying later."""
+    """The database could not be reached or refused the login; worth retrying later.
+
+    `field` names the connection setting the problem points at (hostname, port, password, use_ssl),
+    so a form can show the message under that field.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -63,20 +71,22 @@ def error_info(response: Any) -> str:
     return str(response)[:500]
 
 
-def _reachability_problem(settings: ConnectionSettings, timeout: float) -> str | None:
+def _reachability_problem(settings: ConnectionSettings, timeout: float) -> DatabaseUnavailable | None:
     """Say in words why nothing answers at host:port, or None if something does."""
     try:
         with socket.create_connection((settings.host, int(settings.port)), timeout=timeout):
             return None
     except socket.gaierror:
-        return f"The host name '{settings.host}' could not be resolved. Check the host field."
+        return DatabaseUnavailable(f"The host name '{settings.host}' could not be resolved. "
+                                   "Check the host field.", "hostname")
     except ConnectionRefusedError:
-        return (f"Nothing is listening at {settings.describe()}: connection refused. "
-                "Is the lensdb server running, and is the port right?")
+        return DatabaseUnavailable(f"Nothing is listening at {settings.describe()}: connection refused. "
+                                   "Is the lensdb server running, and is the port right?", "port")
     except TimeoutError:
-        return f"No answer from {settings.describe()} within {timeout:g} s (firewall or wrong address?)."
+        return DatabaseUnavailable(f"No answer from {settings.describe()} within {timeout:g} s "
+                                   "(firewall or wrong address?).", "hostname")
     except OSError as exc:
-        return f"Cannot reach {settings.describe()}: {exc.strerror or exc}."
+        return DatabaseUnavailable(f"Cannot reach {settings.describe()}: {exc.strerror or exc}.", "hostname")
 
 
 class Client:
@@ -97,10 +107,10 @@ class Client:
 
         s = self.settings
         if not s.password and not s.token:
-            raise DatabaseUnavailable("Give a password or a token for the lensdb user.")
+            raise DatabaseUnavailable("Give a password or a token for the lensdb user.", "password")
         problem = _reachability_problem(s, self.timeout)
         if problem:
-            raise DatabaseUnavailable(problem)
+            raise problem
         return Connector(
             host=s.host, port=int(s.port), user=s.username or "", password=s.password or "",
             token=s.token or "", use_ssl=s.use_ssl, verify_hostname=s.verify_certificate,
@@ -128,36 +138,38 @@ class Client:
             response, out = conn.query(commands, blobs or [])
         except Exception as exc:  # noqa: BLE001 - the SDK raises bare Exceptions and asserts
             _close(conn)
-            raise DatabaseUnavailable(self._explain(exc)) from exc
+            raise self._explain(exc) from exc
         status = response_status(response)
         if status not in {*ok, 1}:
             info = error_info(response)
             if "authenticat" in info.lower():
                 _close(conn)
-                raise DatabaseUnavailable(f"The server refused the session: {info}")
+                raise DatabaseUnavailable(f"The server refused the session: {info}", "password")
             self._give_back(conn)
             raise DatabaseError(info)
         self._give_back(conn)
         return response, list(out or [])
 
-    def _explain(self, exc: BaseException) -> str:
+    def _explain(self, exc: BaseException) -> DatabaseUnavailable:
         problem = _reachability_problem(self.settings, self.timeout)
         if problem:
             return problem
+        where = self.settings.describe()
         text = str(exc).strip()
         first = text.splitlines()[0] if text else repr(exc)
         low = first.lower()
         if low.startswith("could not query"):
-            return f"Lost the connection to {self.settings.describe()} while querying (server restarting?)."
+            return DatabaseUnavailable(f"Lost the connection to {where} while querying (server restarting?).")
         if "certificate" in low or "ssl" in low or "tls" in low:
-            return (f"TLS problem talking to {self.settings.describe()}: {first} "
-                    "(turn TLS off for a plain server, or certificate checking off for a self-signed one)")
+            return DatabaseUnavailable(
+                f"TLS problem talking to {where}: {first} (turn TLS off for a plain server, or certificate "
+                "checking off for a self-signed one)", "use_ssl")
         if "protocol" in low:
-            return (f"{self.settings.describe()} did not accept the connection protocol "
-                    "(TLS on for a server without TLS, or the other way round?)")
+            return DatabaseUnavailable(f"{where} did not accept the connection protocol (TLS on for a server "
+                                       "without TLS, or the other way round?)", "use_ssl")
         if any(w in low for w in ("password", "authenticat", "token", "user", "credential")):
-            return f"The server at {self.settings.describe()} refused the login: {first}"
-        return f"Query to {self.settings.describe()} failed: {first}"
+            return DatabaseUnavailable(f"The server at {where} refused the login: {first}", "password")
+        return DatabaseUnavailable(f"Query to {where} failed: {first}")
 
     def status(self) -> dict:
         """GetStatus, for Check Connection."""

@@ -67,19 +67,61 @@ def _clean(props: dict[str, Any]) -> dict[str, Any]:
 # ---- source storage --------------------------------------------------------------------------------
 
 
+def _image_selection(constraints: dict | None, key_property: str) -> dict[str, Any]:
+    """The FindImage body that selects a source storage's images (those with a key)."""
+    find: dict[str, Any] = {"blobs": False}
+    if constraints:
+        find["constraints"] = dict(constraints)
+    if key_property != UNIQUEID:
+        # Images without the key property cannot become tasks.
+        find["constraints"] = {**find.get("constraints", {}), key_property: ["!=", None]}
+    return find
+
+
 def list_images_query(
     constraints: dict | None, key_property: str, limit: int, offset: int
 ) -> list[dict]:
     """One page of the images a source storage selects, with their keys."""
-    find: dict[str, Any] = {"blobs": False, "uniqueids": True, "limit": limit, "offset": offset}
-    if constraints:
-        find["constraints"] = constraints
+    find = {**_image_selection(constraints, key_property), "uniqueids": True, "limit": limit, "offset": offset}
     if key_property != UNIQUEID:
         find["results"] = {"list": [key_property]}
-        # Images without the key property cannot become tasks.
-        find.setdefault("constraints", {})
-        find["constraints"] = {**find["constraints"], key_property: ["!=", None]}
     return [{"FindImage": find}]
+
+
+@dataclass(frozen=True)
+class SelectionCount:
+    """How many images a source storage selects and how many model regions come with them."""
+
+    images: int
+    boxes: int = 0
+    polygons: int = 0
+
+    @property
+    def predictions(self) -> int:
+        return self.boxes + self.polygons
+
+
+def selection_count_query(
+    constraints: dict | None, key_property: str, predictions: bool, pred_constraints: dict | None
+) -> list[dict]:
+    """Count what a sync of these settings would bring: images, and model boxes and polygons on them."""
+    query: list[dict] = [{"FindImage": {**_image_selection(constraints, key_property), "_ref": 1,
+                                        "results": {"count": True}}}]
+    if predictions:
+        regions = {"image_ref": 1, "blobs": False, "results": {"count": True},
+                   "constraints": {**(pred_constraints or {}), "LS_annotation": ["==", None]}}
+        query += [{"FindBoundingBox": dict(regions)}, {"FindPolygon": dict(regions)}]
+    return query
+
+
+def parse_selection_count(response: list[dict]) -> SelectionCount:
+    """The answer to `selection_count_query`, read by command name."""
+    counts: dict[str, int] = {}
+    for item in response:
+        for name, body in item.items():
+            counts[name] = int((body or {}).get("count") or 0)
+    return SelectionCount(images=counts.get("FindImage", 0), boxes=counts.get("FindBoundingBox", 0),
+                          polygons=counts.get("FindPolygon", 0))
 
 
 def image_details_query(

@@ -16,8 +16,9 @@ from io_storages.base_models import (
     ImportStorageLink,
     ProjectStorageMixin,
 )
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException
 
+from lensdb.labelstudio import queries as Q
 from lensdb.labelstudio.client import (
     Client,
     ConnectionSettings,
@@ -72,6 +73,29 @@ def split_names(text: str | None) -> list[str]:
     return [x.strip() for x in (text or "").replace("\n", ",").split(",") if x.strip()]
 
 
+class StorageFieldError(APIException):
+    """A problem with one field of the storage form, answered 400 as `detail` naming the field.
+
+    Label Studio 1.23's storage dialog renders any `validation_errors` body in its "Runtime error /
+    Ask on Slack" modal, for Check Connection and Save alike, and never under the field; a 400 with
+    only `detail` becomes a short notice instead. The field stays machine-readable in
+    `display_context`, which Label Studio's error handler copies into the body.
+    """
+
+    status_code = 400
+    default_code = "invalid"
+
+    def __init__(self, field: str, message: str) -> None:
+        label = FIELD_LABELS.get(field, field)
+        super().__init__(f"{label}: {message}")
+        self.display_context = {"field": field, "errors": {field: [message]}}
+
+
+FIELD_LABELS = {"hostname": "Host", "port": "Port", "username": "User Name", "password": "Password",
+                "token": "Token", "use_ssl": "Use TLS", "constraints": "Image constraints",
+                "pred_constraints": "Prediction constraints", "limit": "Limit"}
+
+
 class LensdbStorageMixin(models.Model):
     """Connection fields; names follow the ApertureDB fork of Label Studio where it has them."""
 
@@ -80,7 +104,8 @@ class LensdbStorageMixin(models.Model):
     username = models.TextField(_("username"), null=True, blank=True, default="admin", help_text="User name")
     password = models.TextField(_("password"), null=True, blank=True, help_text="User password")
     token = models.TextField(_("token"), null=True, blank=True, help_text="User token (instead of a password)")
-    use_ssl = models.BooleanField(_("use_ssl"), default=False, help_text="Talk TLS to the server")
+    use_ssl = models.BooleanField(_("use_ssl"), default=False,
+                                  help_text="Encrypt the connection with TLS (lensdb serve accepts it on its TCP port)")
     verify_certificate = models.BooleanField(
         _("verify_certificate"), default=True, help_text="Check the server's TLS certificate and host name"
     )
@@ -99,17 +124,22 @@ class LensdbStorageMixin(models.Model):
         return client_for(self.connection_settings())
 
     def validate_connection(self, client: Any = None) -> None:
-        """Check Connection: raise a ValidationError that says what is wrong, in words."""
+        """Check Connection: raise a StorageFieldError that says what is wrong and which field it concerns."""
         if not str(self.hostname or "").strip():
-            raise ValidationError({"hostname": ["Give the host name of the lensdb server (e.g. 127.0.0.1)."]})
+            raise StorageFieldError("hostname", "Give the host name of the lensdb server (e.g. 127.0.0.1).")
         if not self.password and not self.token:
-            raise ValidationError({"password": ["Give a password or a token for the database user."]})
+            raise StorageFieldError("password", "Give a password or a token for the database user.")
         self.check_fields()
         try:
             self.get_client().status()
             self.check_with_server()
+        except DatabaseUnavailable as exc:
+            field = exc.field or "hostname"
+            if field == "password" and self.token and not self.password:
+                field = "token"
+            raise StorageFieldError(field, str(exc)) from None
         except DatabaseError as exc:
-            raise ValidationError(str(exc)) from None
+            raise StorageFieldError("hostname", str(exc)) from None
 
     def check_fields(self) -> None:
         """Field checks that need no server; subclasses add theirs."""
@@ -163,8 +193,9 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
                                       help_text="Include existing boxes and polygons as predictions")
     pred_constraints = models.TextField(_("pred_constraints"), null=True, blank=True,
                                         help_text="Constraints on the boxes and polygons used as predictions (JSON)")
-    predictions_readonly = models.BooleanField(_("predictions_readonly"), default=True,
-                                               help_text="Annotators cannot move or delete predicted regions")
+    predictions_readonly = models.BooleanField(
+        _("predictions_readonly"), default=False,
+        help_text="Annotators see predicted regions but cannot move, resize or delete them (default: they can)")
     as_format_jpg = models.BooleanField(_("as_format_jpg"), default=False,
                                         help_text="Convert images to JPEG on the fly")
     guid_property = models.TextField(_("guid_property"), null=True, blank=True,
@@ -182,7 +213,7 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
             try:
                 parse_json_field(getattr(self, name), what)
             except ValueError as exc:
-                raise ValidationError({name: [str(exc)]}) from None
+                raise StorageFieldError(name, str(exc)) from None
 
     def check_with_server(self) -> None:
         constraints = parse_json_field(self.constraints, "Image constraints")
@@ -191,7 +222,7 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
         except DatabaseUnavailable:
             raise
         except DatabaseError as exc:
-            raise ValidationError({"constraints": [f"The server refused the image constraints: {exc}"]}) from None
+            raise StorageFieldError("constraints", f"The server refused the image constraints: {exc}") from None
         pred = parse_json_field(self.pred_constraints, "Prediction constraints")
         if pred and self.predictions:
             try:
@@ -200,8 +231,34 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
             except DatabaseUnavailable:
                 raise
             except DatabaseError as exc:
-                raise ValidationError({"pred_constraints": [f"The server refused these constraints: {exc}"]}) \
+                raise StorageFieldError("pred_constraints", f"The server refused these constraints: {exc}") \
                     from None
+
+    def selection_report(self) -> dict:
+        """What a sync would bring, for Check Connection; a StorageFieldError when that is no image."""
+        constraints = parse_json_field(self.constraints, "Image constraints")
+        pred = parse_json_field(self.pred_constraints, "Prediction constraints")
+        try:
+            response, _ = self.get_client().query(
+                Q.selection_count_query(constraints, self.key_property, bool(self.predictions), pred))
+        except DatabaseError as exc:
+            raise StorageFieldError("constraints", f"The server refused the image constraints: {exc}") from None
+        count = Q.parse_selection_count(response)
+        images = min(count.images, self.limit) if self.limit else count.images
+        where = f"{self.hostname}:{self.port}"
+        if images == 0:
+            what = "these image constraints select" if constraints else "the database holds"
+            keyed = f" with the property {self.key_property}" if self.guid_property else ""
+            raise StorageFieldError("constraints", f"Connected to {where}, but {what} no image{keyed}: a sync "
+                                                   "would create no tasks. Check the constraints, or add images first.")
+        detail = f"Connected to {where}: a sync would bring {images} image(s)"
+        if self.predictions:
+            detail += (f" with {count.predictions} model region(s) as predictions ({count.boxes} boxes, "
+                       f"{count.polygons} polygons{', on all selected images' if self.limit else ''})")
+        logger.info("lensdb storage check: %s", detail)
+        return {"detail": detail + ".", "images": images, "images_matching": count.images,
+                "predictions": count.predictions if self.predictions else 0,
+                "boxes": count.boxes, "polygons": count.polygons}
 
     # ---- listing (used by Label Studio's "preview files" endpoint) ----
     def iter_objects(self):

@@ -247,9 +247,10 @@ def export_missing(storage: LensdbExportStorage) -> None:
         stored = _stored_versions(storage, project.id)
     except DatabaseError as exc:
         raise ValidationError(f"lensdb: {exc}") from exc
-    total = exported = 0
+    ids: set[str] = set()
+    exported = 0
     for ann in Annotation.objects.filter(project=project).select_related("task", "completed_by", "updated_by"):
-        total += 1
+        ids.add(str(ann.id))
         updated = ann.updated_at.isoformat() if ann.updated_at else None
         if str(ann.id) in stored and stored[str(ann.id)] == updated:
             continue
@@ -258,8 +259,14 @@ def export_missing(storage: LensdbExportStorage) -> None:
     flush(storage)
     storage.refresh_from_db()
     if storage.status == storage.Status.IN_PROGRESS:
-        storage.info_set_completed(last_sync_count=exported, total_annotations=total,
-                                   already_in_database=total - exported)
+        # The card reads "<last_sync_count> (<total_annotations> total)": show how many of the project's
+        # annotations lensdb holds, not only what this sync sent ("0 (1 total)" looked like a loss).
+        try:
+            held = len(ids & set(_stored_versions(storage, project.id))) if exported else len(ids)
+        except DatabaseError:
+            held = len(ids) - exported  # the database went away after the flush; count what was there
+        storage.info_set_completed(last_sync_count=held, total_annotations=len(ids), sent_this_sync=exported,
+                                   already_in_database=len(ids) - exported)
 
 
 def _stored_versions(storage: LensdbExportStorage, project_id: int) -> dict[str, str | None]:

@@ -9,6 +9,8 @@ import os
 
 from label_studio.core.utils.params import has_env
 
+from lensdb.labelstudio.plugin.logs import quiet_logging
+
 
 def _default_env(name: str, value: str) -> None:
     # Quiet and offline-safe unless the user asked otherwise: no PyPI version check, no Sentry, no analytics.
@@ -58,9 +60,8 @@ LENSDB_DEFAULT_HOST = get_env("LENSDB_DEFAULT_HOST", "")
 LENSDB_DEFAULT_PORT = int(get_env("LENSDB_DEFAULT_PORT", "55555"))
 LENSDB_SYNC_PAGE_SIZE = int(get_env("LENSDB_SYNC_PAGE_SIZE", "1000"))
 
-# The SDK logs every failed connection attempt with a stack trace; the plugin reports them itself.
-LOGGING.setdefault("loggers", {})
-LOGGING["loggers"]["aperturedb"] = {"level": "CRITICAL", "propagate": False, "handlers": []}
+# One line per problem on the console; LENSDB_LS_VERBOSE=1 (lensdb labelstudio start -v) keeps tracebacks.
+LOGGING = quiet_logging(LOGGING, verbose=get_env("LENSDB_LS_VERBOSE", "") not in ("", "0", "false"))
 
 # Label Studio's community edition runs background jobs inline (REDIS_ENABLED is False). With
 # LENSDB_REDIS_URL set, syncs and outbox sends become RQ jobs; run workers with the same settings:
