@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lensdb.errors import QueryError
+from lensdb.errors import QueryError, Status
 from lensdb.store.base import Store, Txn
 
 MAX_REF = 10**9
@@ -63,7 +63,7 @@ class Context:
         if self.out_bytes > self.max_response_bytes:
             raise QueryError(
                 f"the blobs asked for exceed the response limit of {self.max_response_bytes} "
-                "bytes: ask for fewer (limit, batch) or smaller (operations) blobs", status=4)
+                "bytes: ask for fewer (limit, batch) or smaller (operations) blobs", status=Status.RESPONSE_TOO_LARGE)
         self.blobs_out.append(data)
         return len(self.blobs_out) - 1
 

@@ -11,7 +11,7 @@ from typing import Any
 from lensdb.engine import admin, connections, objects, vdms
 from lensdb.engine.constraints import parse_constraints
 from lensdb.engine.context import BlobInput, Context, Params
-from lensdb.errors import QueryError
+from lensdb.errors import QueryError, Status, answer, failure
 from lensdb.store.base import Staged, Store
 from lensdb.store.sqlite import SQLiteStore
 
@@ -43,7 +43,7 @@ def _delete_nothing(ctx: Context, body: object) -> dict[str, Any]:
     if "ref" in p:
         ctx.ref(p.get("ref"))
     parse_constraints(p.get("constraints"))
-    return {"status": 0, "count": 0}
+    return answer(count=0)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -146,7 +146,7 @@ class Database:
             if staged is not None:
                 staged.abort()
             log.exception("query failed")
-            return {"status": -1, "info": f"internal error: {type(e).__name__}: {e}"}, []
+            return failure(f"internal error: {type(e).__name__}: {e}"), []
         if staged is not None:
             staged.finish(ctx.used_keys)
         return responses, ctx.blobs_out
@@ -170,9 +170,9 @@ class Database:
         except QueryError as e:
             status, info = e.status, e.info
         except RecursionError:
-            status, info = -1, "parameters nested too deeply"
+            status, info = Status.ERROR, "parameters nested too deeply"
         where = f"{name} (command {i + 1} of {n})" if n > 1 else name
-        raise _Abort({"status": status, "info": f"{where}: {info}", "FailedCommand": name})
+        raise _Abort(failure(f"{where}: {info}", status, FailedCommand=name))
 
 
 def parse_query(commands: list | str | bytes, blobs: list[bytes] | None) -> list[dict]:

@@ -13,7 +13,7 @@ from lensdb.engine.context import BlobInput, Context, Params, RefSet
 from lensdb.engine.find import FIND_COMMON, Row, Traversal, combine, parse_shape, run_find, traverse
 from lensdb.engine.ids import object_uid
 from lensdb.engine.values import check_user_key, encode_properties
-from lensdb.errors import QueryError
+from lensdb.errors import QueryError, Status, answer
 from lensdb.store.base import Compare, ObjectRow, Predicate, Selection
 
 ADD_COMMON = frozenset({"_ref", "properties", "if_not_found", "connect"})
@@ -87,7 +87,7 @@ def add(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
         existing = _existing(ctx, fam, cls, p.get("if_not_found"))
         if existing:
             ctx.bind(p.body, RefSet("object", [r.id for r in existing], [r.cls for r in existing]))
-            return {"status": 2, "info": "Object Exists!"}
+            return answer(Status.EXISTS, info="Object Exists!")
 
     image: RefSet | None = None
     blob_key = ctx.keep_blob(blob) if blob is not None else None
@@ -109,7 +109,7 @@ def add(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
     if "connect" in p:
         _connect(ctx, oid, p.get("connect"))
     ctx.bind(p.body, RefSet("object", [oid], [cls]))
-    return {"status": 0}
+    return answer()
 
 
 def _entity_class(cls: str | None) -> str:
@@ -305,7 +305,7 @@ def update(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
         props["_label"] = regions.label(p.get("label"))
     ids = _targets(ctx, fam, p)
     ctx.txn.update_objects(ids, props, remove)
-    return {"status": 0, "count": len(ids)}
+    return answer(count=len(ids))
 
 
 def delete(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
@@ -317,4 +317,4 @@ def delete(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
         for link in REGION_LINKS.values():
             doomed += [n for _, n in ctx.txn.neighbors(ids, "in", link, None)]
     ctx.txn.delete_objects(doomed)
-    return {"status": 0, "count": len(ids)}
+    return answer(count=len(ids))

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+from lensdb.errors import SUCCESS, LensdbError, Status, error_info, response_status
+
 logger = logging.getLogger(__name__)
 
 
-class DatabaseError(Exception):
-    """The database answered, but refused the query."""
+class DatabaseError(LensdbError):
+    """The database answered, but refused the query (`status` and `info` are the server's)."""
 
 
 class DatabaseUnavailable(DatabaseError):
@@ -37,30 +39,6 @@ class ConnectionSettings:
 
     def describe(self) -> str:
         return f"{self.host}:{self.port}"
-
-
-def response_status(response: Any) -> int:
-    """The worst status in a response: a whole-query failure is a dict, otherwise one dict per command."""
-    if isinstance(response, dict):
-        if "status" in response:
-            return int(response["status"])
-        return max((response_status(v) for v in response.values()), default=0)
-    if isinstance(response, list):
-        statuses = [response_status(x) for x in response]
-        negative = [s for s in statuses if s < 0]
-        return min(negative) if negative else max(statuses, default=0)
-    return 0
-
-
-def error_info(response: Any) -> str:
-    if isinstance(response, dict):
-        return str(response.get("info") or response)
-    if isinstance(response, list):
-        for item in response:
-            for name, body in (item or {}).items():
-                if isinstance(body, dict) and body.get("status", 0) < 0:
-                    return f"{name}: {body.get('info', 'failed')}"
-    return str(response)[:500]
 
 
 def _reachability_problem(settings: ConnectionSettings, timeout: float) -> str | None:
@@ -121,7 +99,7 @@ class Client:
             _close(conn)
 
     def query(self, commands: list[dict], blobs: list[bytes] | None = None,
-              ok: tuple[int, ...] = (0, 2)) -> tuple[list[dict], list[bytes]]:
+              ok: frozenset[int] | tuple[int, ...] = SUCCESS) -> tuple[list[dict], list[bytes]]:
         """Run one transaction; raise DatabaseUnavailable (retry later) or DatabaseError (rejected)."""
         conn = self._take()
         try:
@@ -130,13 +108,13 @@ class Client:
             _close(conn)
             raise DatabaseUnavailable(self._explain(exc)) from exc
         status = response_status(response)
-        if status not in {*ok, 1}:
+        if status not in {*ok, Status.EMPTY}:
             info = error_info(response)
             if "authenticat" in info.lower():
                 _close(conn)
                 raise DatabaseUnavailable(f"The server refused the session: {info}")
             self._give_back(conn)
-            raise DatabaseError(info)
+            raise DatabaseError(info, status)
         self._give_back(conn)
         return response, list(out or [])
 
