@@ -20,11 +20,13 @@ data_option = click.option(
 
 
 def split_hostport(value: str) -> tuple[str, int]:
-    """'HOST:PORT' as (host, port); a click usage error otherwise."""
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.BadParameter("use HOST:PORT, e.g. 127.0.0.1:55555")
-    return host, int(port)
+    """'HOST:PORT' as (host, port) (lensdb.client's parser); a click usage error otherwise."""
+    from lensdb.client.tcp import split_hostport as parse
+
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def open_store(data: Path) -> AuthStore:

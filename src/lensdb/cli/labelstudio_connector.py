@@ -90,21 +90,21 @@ def ls_options(fn: Callable) -> Callable:
     return fn
 
 
-def _db(kw: dict[str, Any]):  # noqa: ANN202 - lensdb.labelstudio.client.Client, imported late
-    from lensdb.labelstudio.client import Client, ConnectionSettings
+def _db(kw: dict[str, Any]):  # noqa: ANN202 - lensdb.client.TcpClient, imported late
+    from lensdb.client import ConnectionSettings, TcpClient
 
     host, port = split_hostport(kw["lensdb_addr"])
     if not kw["lensdb_password"] and not kw["lensdb_token"]:
         raise click.UsageError("give --lensdb-password (or LENSDB_PASSWORD) or --lensdb-token")
-    return Client(ConnectionSettings(host=host, port=port, username=kw["lensdb_user"],
-                                     password=kw["lensdb_password"], token=kw["lensdb_token"],
-                                     use_ssl=kw["lensdb_tls"], verify_certificate=False), timeout=10)
+    return TcpClient(ConnectionSettings(host=host, port=port, username=kw["lensdb_user"],
+                                        password=kw["lensdb_password"], token=kw["lensdb_token"],
+                                        use_ssl=kw["lensdb_tls"], verify_certificate=False), timeout=10)
 
 
-def _http(kw: dict[str, Any]):  # noqa: ANN202 - LensdbHttp
-    from lensdb.connector.lensdb_http import LensdbHttp
+def _http(kw: dict[str, Any]):  # noqa: ANN202 - lensdb.client.HttpClient, imported late
+    from lensdb.client import HttpClient
 
-    return LensdbHttp(kw["lensdb_http"], kw["lensdb_user"], kw["lensdb_password"], kw["lensdb_token"],
+    return HttpClient(kw["lensdb_http"], kw["lensdb_user"], kw["lensdb_password"], kw["lensdb_token"],
                       verify=False)
 
 
@@ -113,15 +113,14 @@ def _friendly(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kw: Any) -> Any:
-        from lensdb.connector.lensdb_http import LensdbHttpError
+        from lensdb.client import DatabaseError
         from lensdb.connector.lsclient import LabelStudioError
         from lensdb.connector.pull import PullError
         from lensdb.connector.push import PushError
-        from lensdb.labelstudio.client import DatabaseError
 
         try:
             return fn(*args, **kw)
-        except (LabelStudioError, LensdbHttpError, PushError, PullError) as exc:
+        except (LabelStudioError, PushError, PullError) as exc:
             raise click.ClickException(str(exc)) from None
         except DatabaseError as exc:
             raise click.ClickException(f"lensdb: {exc}") from None

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lensdb.client import Client, DatabaseError, HttpClient
 from lensdb.connector import state
-from lensdb.connector.lensdb_http import LensdbHttp
 from lensdb.connector.lsclient import LabelStudio
 from lensdb.labelstudio import queries as Q
-from lensdb.labelstudio.client import Client, DatabaseError
 from lensdb.settings import Settings
 
 
@@ -115,7 +114,7 @@ def candidates(db: Client, constraints: dict | None, skip: set[str], limit: int 
     return out, skipped
 
 
-def build_tasks(http: LensdbHttp, uids: list[str], label_config: str, opts: PushOptions) -> list[dict]:
+def build_tasks(http: HttpClient, uids: list[str], label_config: str, opts: PushOptions) -> list[dict]:
     params: dict[str, Any] = {"uniqueids": uids, "predictions": opts.predictions, "label_config": label_config,
                               "properties": opts.properties, "ttl": opts.ttl, "strict": True}
     if opts.pred_constraints:
@@ -134,7 +133,7 @@ def build_tasks(http: LensdbHttp, uids: list[str], label_config: str, opts: Push
     return r.json()
 
 
-def push(ls: LabelStudio, db: Client, http: LensdbHttp, opts: PushOptions,
+def push(ls: LabelStudio, db: Client, http: HttpClient, opts: PushOptions,
          progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None) -> PushReport:
     report = PushReport()
     project = ls.project(opts.project_id)  # fails early: wrong token, unknown project

@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from lensdb import __version__
 from lensdb.engine.context import Context, Params
 from lensdb.engine.values import check_key_name
 from lensdb.errors import QueryError, Status, answer
 
 log = logging.getLogger("lensdb.query")
-VERSION = "0.1.0"
 
 
 def get_status(ctx: Context, body: object) -> dict[str, Any]:
     Params(body, frozenset())
-    return answer(info="OK", system="lensdb", version=VERSION)
+    return answer(info="OK", system="lensdb", version=__version__)
 
 
 def get_schema(ctx: Context, body: object) -> dict[str, Any]:

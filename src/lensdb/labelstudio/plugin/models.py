@@ -18,7 +18,7 @@ from io_storages.base_models import (
 )
 from rest_framework.exceptions import ValidationError
 
-from lensdb.labelstudio.client import (
+from lensdb.client import (
     Client,
     ConnectionSettings,
     DatabaseError,

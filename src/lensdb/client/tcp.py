@@ -1,6 +1,8 @@
-"""A thin, thread-safe use of the aperturedb SDK's `Connector` with errors a user can act on.
+"""lensdb over its TCP port: a thread-safe pool of the aperturedb SDK's `Connector`, errors a user can act on.
 
-The Label Studio plugin talks to lensdb (or any ApertureDB-compatible server) only through this.
+The SDK is imported on first connection, so importing this module stays cheap (the Label
+Studio plugin imports it in every Django process). It works against any ApertureDB-compatible
+server.
 """
 
 from __future__ import annotations
@@ -13,17 +15,18 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from lensdb.errors import SUCCESS, LensdbError, Status, error_info, response_status
+from lensdb.client.base import DatabaseUnavailable, refusal
+from lensdb.errors import SUCCESS
 
 logger = logging.getLogger(__name__)
 
 
-class DatabaseError(LensdbError):
-    """The database answered, but refused the query (`status` and `info` are the server's)."""
-
-
-class DatabaseUnavailable(DatabaseError):
-    """The database could not be reached or refused the login; worth retrying later."""
+def split_hostport(value: str) -> tuple[str, int]:
+    """'HOST:PORT' (or 'tcp://HOST:PORT') as (host, port); ValueError saying the form otherwise."""
+    host, _, port = value.removeprefix("tcp://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError("use HOST:PORT, e.g. 127.0.0.1:55555")
+    return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def _reachability_problem(settings: ConnectionSettings, timeout: float) -> str |
         return f"Cannot reach {settings.describe()}: {exc.strerror or exc}."
 
 
-class Client:
+class TcpClient:
     """Queries one server through a small pool of connections (a Connector is not thread-safe).
 
     Pooling rather than one connection per thread matters under Django's development server,
@@ -107,15 +110,13 @@ class Client:
         except Exception as exc:  # noqa: BLE001 - the SDK raises bare Exceptions and asserts
             _close(conn)
             raise DatabaseUnavailable(self._explain(exc)) from exc
-        status = response_status(response)
-        if status not in {*ok, Status.EMPTY}:
-            info = error_info(response)
-            if "authenticat" in info.lower():
-                _close(conn)
-                raise DatabaseUnavailable(f"The server refused the session: {info}")
+        error = refusal(response, ok)
+        if isinstance(error, DatabaseUnavailable):
+            _close(conn)  # its session is no good; the next connection logs in again
+        else:
             self._give_back(conn)
-            raise DatabaseError(info, status)
-        self._give_back(conn)
+        if error is not None:
+            raise error
         return response, list(out or [])
 
     def _explain(self, exc: BaseException) -> str:
@@ -139,8 +140,8 @@ class Client:
 
     def status(self) -> dict:
         """GetStatus, for Check Connection."""
-        response, _ = self.query([{"GetStatus": {}}])
-        return response[0].get("GetStatus", {})
+        (answer,), _ = self.query([{"GetStatus": {}}])
+        return answer["GetStatus"]
 
     def close(self) -> None:
         while True:
@@ -157,14 +158,14 @@ def _close(conn: Any) -> None:
         pass
 
 
-_clients: dict[ConnectionSettings, Client] = {}
+_clients: dict[ConnectionSettings, TcpClient] = {}
 _clients_lock = threading.Lock()
 
 
-def client_for(settings: ConnectionSettings) -> Client:
-    """A shared Client per distinct connection settings (so sessions are reused across requests)."""
+def client_for(settings: ConnectionSettings) -> TcpClient:
+    """A shared TcpClient per distinct connection settings (so sessions are reused across requests)."""
     with _clients_lock:
         c = _clients.get(settings)
         if c is None:
-            c = _clients[settings] = Client(settings)
+            c = _clients[settings] = TcpClient(settings)
         return c
