@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -52,7 +53,14 @@ def lensdb_options(fn: Callable) -> Callable:
         click.option("--lensdb-token", default=setting("token"),
                      help="API token instead of a password. Env: LENSDB_TOKEN."),
         click.option("--lensdb-tls/--no-lensdb-tls", default=False, show_default=True,
-                     help="Talk TLS to lensdb's TCP port."),
+                     help="Talk TLS to lensdb's TCP port (for HTTP, use an https:// --lensdb-http)."),
+        click.option("--lensdb-ca-cert", default=setting("ca_cert"), metavar="PEM",
+                     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Check lensdb's certificate against this CA; for lensdb's own self-signed one: "
+                          "DATA/tls/ca.crt. Default: the system's CAs. Env: LENSDB_CA_CERT."),
+        click.option("--lensdb-insecure", is_flag=True,
+                     help="Do not check lensdb's TLS certificate at all (anyone on the path can read "
+                          "and change the traffic; prefer --lensdb-ca-cert)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -98,14 +106,16 @@ def _db(kw: dict[str, Any]):  # noqa: ANN202 - lensdb.client.TcpClient, imported
         raise click.UsageError("give --lensdb-password (or LENSDB_PASSWORD) or --lensdb-token")
     return TcpClient(ConnectionSettings(host=host, port=port, username=kw["lensdb_user"],
                                         password=kw["lensdb_password"], token=kw["lensdb_token"],
-                                        use_ssl=kw["lensdb_tls"], verify_certificate=False), timeout=10)
+                                        use_ssl=kw["lensdb_tls"], verify_certificate=not kw["lensdb_insecure"],
+                                        ca_cert=str(kw["lensdb_ca_cert"] or "")), timeout=10)
 
 
 def _http(kw: dict[str, Any]):  # noqa: ANN202 - lensdb.client.HttpClient, imported late
     from lensdb.client import HttpClient
 
+    verify: bool | str = False if kw["lensdb_insecure"] else str(kw["lensdb_ca_cert"] or "") or True
     return HttpClient(kw["lensdb_http"], kw["lensdb_user"], kw["lensdb_password"], kw["lensdb_token"],
-                      verify=False)
+                      verify=verify)
 
 
 def _friendly(fn: Callable) -> Callable:

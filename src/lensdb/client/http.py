@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from typing import Any
 
 import httpx
@@ -23,7 +24,8 @@ class HttpClient:
         """`verify`: True (system CAs), a CA certificate file (e.g. lensdb's DATA/tls/ca.crt) or False."""
         self.base_url = base_url.rstrip("/")
         self._login = {"username": username, "password": password} if not token else {"token": token}
-        self.client = httpx.Client(base_url=self.base_url, verify=verify, timeout=timeout)
+        context: bool | ssl.SSLContext = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        self.client = httpx.Client(base_url=self.base_url, verify=context, timeout=timeout)
         self._session: str | None = None
 
     def close(self) -> None:

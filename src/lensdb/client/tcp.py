@@ -129,8 +129,9 @@ class TcpClient:
         if low.startswith("could not query"):
             return f"Lost the connection to {self.settings.describe()} while querying (server restarting?)."
         if "certificate" in low or "ssl" in low or "tls" in low:
-            return (f"TLS problem talking to {self.settings.describe()}: {first} "
-                    "(turn TLS off for a plain server, or certificate checking off for a self-signed one)")
+            return (f"TLS problem talking to {self.settings.describe()}: {first}. Give the server's CA "
+                    "certificate (lensdb's DATA/tls/ca.crt for its self-signed one), or turn certificate "
+                    "checks off, or TLS off for a plain server.")
         if "protocol" in low:
             return (f"{self.settings.describe()} did not accept the connection protocol "
                     "(TLS on for a server without TLS, or the other way round?)")
