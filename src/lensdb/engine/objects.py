@@ -132,8 +132,9 @@ def _existing(ctx: Context, fam: Family, cls: str, spec: object) -> list[ObjectR
 def prepare_input(name: str, body: object, data: bytes) -> BlobInput:
     """Turn an input blob into what will be stored, before the transaction (and its lock).
 
-    AddImage: apply its `operations`/`format` and read the size. Problems are kept and raised
-    when the command runs, so the error names the command like any other.
+    AddImage: apply its `operations`/`format`, read the size and check the data is whole.
+    Problems are kept and raised when the command runs, so the error names the command like
+    any other and the whole query adds nothing.
     """
     if name != "AddImage":
         return BlobInput(bytes(data))
@@ -146,8 +147,10 @@ def prepare_input(name: str, body: object, data: bytes) -> BlobInput:
         if ops or fmt:
             info = media.probe(blob)
             if ops or fmt != info.format:
-                blob = media.render(blob, ops, fmt)
-        return BlobInput(blob, media.probe(blob))
+                blob = media.render(blob, ops, fmt)  # decodes all of it: a cut-short file fails here
+                return BlobInput(blob, media.probe(blob))
+        # Stored as given: check now that it is whole, not when it is first read.
+        return BlobInput(blob, media.probe_complete(blob))
     except media.MediaError as e:
         return BlobInput(None, error=str(e))
     except QueryError as e:
