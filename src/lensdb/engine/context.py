@@ -21,6 +21,20 @@ class RefSet:
     classes: list[str]
 
 
+# Commands whose data comes as an input blob, unless they name a `url` instead.
+_ADDS_WITH_BLOB = frozenset({"AddImage", "AddBlob", "AddVideo"})
+
+
+def takes_blob(name: str, body: object) -> bool:
+    """Whether command `name` consumes the next input blob: the one rule, used to check the
+    blob count, to stage the blobs and when the command runs."""
+    if not isinstance(body, dict):
+        return False
+    if name in _ADDS_WITH_BLOB:
+        return "url" not in body
+    return name == "AddDescriptor" or (name == "FindDescriptor" and "k_neighbors" in body)
+
+
 @dataclass(slots=True)
 class BlobInput:
     """An input blob, prepared and written before the transaction: its stored key, what was

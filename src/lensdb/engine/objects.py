@@ -9,7 +9,7 @@ from typing import Any
 from lensdb import media
 from lensdb.engine import regions
 from lensdb.engine.constraints import parse_constraints
-from lensdb.engine.context import BlobInput, Context, Params, RefSet
+from lensdb.engine.context import BlobInput, Context, Params, RefSet, takes_blob
 from lensdb.engine.find import FIND_COMMON, Row, Traversal, combine, parse_shape, run_find, traverse
 from lensdb.engine.ids import object_uid
 from lensdb.engine.values import check_user_key, encode_properties
@@ -68,10 +68,6 @@ FAMILIES = {
 }
 
 
-def consumes_blob(family: Family, body: object) -> bool:
-    return family.cls in ("_Image", "_Blob") and not (isinstance(body, dict) and "url" in body)
-
-
 # --- Add -----------------------------------------------------------------------------------------
 
 
@@ -81,7 +77,7 @@ def add(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
     if "url" in p:
         raise QueryError("'url' is not supported: send the bytes as a blob")
     cls = fam.cls or _entity_class(p.str("class", required=True))
-    blob = ctx.next_blob() if consumes_blob(fam, body) else None  # prepared by prepare_input
+    blob = ctx.next_blob() if takes_blob(f"Add{fam.name}", body) else None  # prepared by prepare_input
 
     if "if_not_found" in p:
         existing = _existing(ctx, fam, cls, p.get("if_not_found"))
