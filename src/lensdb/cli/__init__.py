@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -35,8 +36,8 @@ def settings() -> Settings:
     return root.obj
 
 
-def setting(name: str):  # noqa: ANN201 - a zero-argument callable, for click's `default=`
-    """A click default taken from the settings (hence from the environment)."""
+def setting(name: str) -> Callable[[], Any]:
+    """A click `default=` taken from the settings (hence from the environment), read when used."""
     return lambda: getattr(settings(), name)
 
 
