@@ -31,6 +31,15 @@ def test_not_unique_fails_the_transaction_with_its_status(db: Database) -> None:
 
 
 def test_client_visible_errors_share_one_base() -> None:
+    from lensdb.auth.store import AuthError
+    from lensdb.client import DatabaseUnavailable
+    from lensdb.gateway.core import QueryFailed
+    from lensdb.media import MediaError
+
+    for cls in (QueryError, AuthError, MediaError, DatabaseUnavailable):
+        assert issubclass(cls, LensdbError) and cls("x").response() == {"status": -1, "info": "x"}
+    failed = QueryFailed({"status": 3, "info": "expecting 1"})
+    assert failed.status == Status.NOT_UNIQUE and failed.info == "expecting 1"
     e = QueryError("bad", Status.RESPONSE_TOO_LARGE, command="FindImage")
     assert isinstance(e, LensdbError)
     assert e.response() == {"status": 4, "info": "FindImage: bad", "FailedCommand": "FindImage"}

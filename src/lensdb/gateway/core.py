@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from lensdb.auth.service import Principal
-from lensdb.errors import Status, error_info, failure, response_status
+from lensdb.errors import LensdbError, Status, error_info, failure, response_status
 from lensdb.gateway.config import GatewayConfig
 from lensdb.gateway.signing import SIGNATURE, Signer
 from lensdb.server.context import ServerContext
@@ -21,9 +21,11 @@ def error(status: int, message: str, **headers: str) -> Response:
     return JSONResponse(failure(message), status_code=status, headers=headers or None)
 
 
-class QueryFailed(Exception):
+class QueryFailed(LensdbError):
+    """The engine refused a gateway query; `response` is its answer."""
+
     def __init__(self, response: Any) -> None:
-        super().__init__(error_info(response))
+        super().__init__(error_info(response), response_status(response))
         self.response = response
 
 

@@ -14,6 +14,8 @@ from io import BytesIO
 
 from PIL import Image
 
+from lensdb.errors import LensdbError
+
 
 def _load_decoders() -> list[str]:
     """Pillow formats allowed to parse client data.
@@ -75,7 +77,7 @@ _OP_KEYS = {
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError)
 
 
-class MediaError(ValueError):
+class MediaError(LensdbError, ValueError):
     """Bad image data or a bad operation; the message is shown to the client as is."""
 
 
