@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lensdb.auth import credentials, permissions
 from lensdb.auth.permissions import Permissions
+from lensdb.errors import LensdbError
 
 FILENAME = "auth.sqlite3"
 ADMIN = "admin"
@@ -61,7 +62,7 @@ CREATE INDEX IF NOT EXISTS sessions_token ON sessions(api_token_id);
 """
 
 
-class AuthError(Exception):
+class AuthError(LensdbError):
     """A user/role/token operation that cannot be done; the message is shown to clients."""
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from lensdb.cli import main
-from lensdb.cli.users import data_option
+from lensdb.cli.common import data_option
 
 
 def _mb(n: int) -> str:

@@ -6,26 +6,19 @@ Other modules add subcommands to this group with
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
 
 import click
 
-from lensdb.cli import main
+from lensdb.cli import main, setting, settings
+from lensdb.cli.common import split_hostport
 
 
 @main.group()
 def labelstudio() -> None:
     """Label Studio with the lensdb storage plugin (needs: pip install 'lensdb[labelstudio]')."""
-
-
-def _split_hostport(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.BadParameter("use HOST:PORT, e.g. 127.0.0.1:55555")
-    return host, int(port)
 
 
 @labelstudio.command()
@@ -34,7 +27,7 @@ def _split_hostport(value: str) -> tuple[str, int]:
 @click.option("--data", default="./lensdb-labelstudio", show_default=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Folder for Label Studio's data (DATA/labelstudio) and a started lensdb (DATA/lensdb).")
-@click.option("--lensdb", "lensdb_addr", envvar="LENSDB_SERVER", metavar="HOST:PORT",
+@click.option("--lensdb", "lensdb_addr", default=setting("server"), metavar="HOST:PORT",
               help="A running lensdb (or ApertureDB) server to offer in the storage form. Env: LENSDB_SERVER. "
                    "Without it a lensdb server is started on 127.0.0.1:55555 (or the one there is used).")
 @click.option("--username", envvar="LABEL_STUDIO_USERNAME", help="E-mail of a Label Studio user to create.")
@@ -62,7 +55,7 @@ def start(port: int, host: str, data: Path, lensdb_addr: str | None, username: s
     lensdb_proc = None
     password_file = data / "lensdb" / "admin-password"
     if lensdb_addr:
-        lhost, lport = _split_hostport(lensdb_addr)
+        lhost, lport = split_hostport(lensdb_addr)
         click.echo(f"lensdb: using {lhost}:{lport}")
         where = "the password of your lensdb user"
     else:
@@ -72,12 +65,12 @@ def start(port: int, host: str, data: Path, lensdb_addr: str | None, username: s
             where = (f"in {password_file}" if password_file.exists()
                      else "the password of your lensdb user")
         else:
-            pw = launcher.admin_password_for(data / "lensdb")
+            given = settings().admin_password
+            pw = launcher.admin_password_for(data / "lensdb", given)
             (data / "lensdb").mkdir(parents=True, exist_ok=True)
             with open(data / "lensdb" / "serve.log", "ab") as serve_log:
                 lensdb_proc = launcher.start_lensdb(data / "lensdb", lhost, lport, 55556, pw, log_file=serve_log)
-            where = ("from LENSDB_ADMIN_PASSWORD" if os.environ.get("LENSDB_ADMIN_PASSWORD")
-                     else f"in {password_file}")
+            where = "from LENSDB_ADMIN_PASSWORD" if given else f"in {password_file}"
             click.echo(f"lensdb: started on {lhost}:{lport} (data in {data / 'lensdb'}, "
                        f"log in {data / 'lensdb' / 'serve.log'})")
     click.echo(f"Storage form: Host {lhost}, Port {lport}, User Name admin, Password {where}")

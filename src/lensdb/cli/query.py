@@ -8,12 +8,13 @@ from pathlib import Path
 
 import click
 
-from lensdb.cli import main
+from lensdb.cli import main, setting
 
 
 @main.command()
-@click.option("--data", envvar="LENSDB_DATA", default="./data", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Database folder (created if missing).")
+@click.option("--data", default=setting("data"), show_default="./data",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Database folder (created if missing). Env: LENSDB_DATA.")
 @click.option("--blob", "blob_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A file to send as an input blob; repeat in command order.")
 @click.option("--save-blobs", type=click.Path(file_okay=False, path_type=Path),

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from lensdb.cli import main
-from lensdb.cli.users import _fail, data_option, open_store
+from lensdb.cli.common import data_option, fail, open_store
 
 
 @main.group()
@@ -29,7 +29,7 @@ def create(data: Path, username: str, expires_in: int | None) -> None:
     try:
         store.add_token(username, token, expires_in)
     except AuthError as e:
-        _fail(e)
+        fail(e)
     finally:
         store.close()
     click.echo(token)
@@ -47,7 +47,7 @@ def revoke(data: Path, token: str, username: str | None) -> None:
     try:
         store.remove_tokens(username, [token])
     except AuthError as e:
-        _fail(e)
+        fail(e)
     finally:
         store.close()
     click.echo("token revoked")
@@ -64,7 +64,7 @@ def list_(data: Path, username: str) -> None:
     try:
         user = store.user(username)
         if user is None:
-            _fail(ValueError(f"user '{username}' does not exist"))
+            fail(ValueError(f"user '{username}' does not exist"))
             return
         for t in store.tokens_of(user.id):
             if t.expires is None:

@@ -6,35 +6,12 @@ removing a user ends that user's sessions.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import click
 
 from lensdb.cli import main
-
-data_option = click.option(
-    "--data", envvar="LENSDB_DATA", default="./data", show_default=True,
-    type=click.Path(file_okay=False, path_type=Path), help="Database folder. Env: LENSDB_DATA.",
-)
-
-
-def open_store(data: Path):  # -> AuthStore (import kept lazy for a fast CLI)
-    """Open the auth store, creating 'admin' on first use as `lensdb serve` would."""
-    from lensdb.auth.store import AuthStore
-    from lensdb.server.runner import ADMIN_PASSWORD_ENV
-
-    store = AuthStore(data)
-    generated = store.bootstrap(os.environ.get(ADMIN_PASSWORD_ENV))
-    if generated:
-        click.echo(f"Created user 'admin' with password: {generated} (shown only this once)", err=True)
-    return store
-
-
-def _fail(e: Exception) -> None:
-    click.echo(f"error: {e}", err=True)
-    sys.exit(1)
+from lensdb.cli.common import data_option, fail, open_store
 
 
 @main.group()
@@ -58,7 +35,7 @@ def add(data: Path, username: str, password: str | None, roles: tuple[str, ...],
     try:
         store.create_user(username, password, roles, email)
     except AuthError as e:
-        _fail(e)
+        fail(e)
     finally:
         store.close()
     click.echo(f"created user '{username}'" + (f" with roles {', '.join(roles)}" if roles else ""))
@@ -90,7 +67,7 @@ def remove(data: Path, username: str) -> None:
     try:
         store.remove_user(username)
     except AuthError as e:
-        _fail(e)
+        fail(e)
     finally:
         store.close()
     click.echo(f"removed user '{username}'")
@@ -107,12 +84,12 @@ def passwd(data: Path, username: str, password: str | None) -> None:
     if password is None:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
     if not password:
-        _fail(ValueError("the password must not be empty"))
+        fail(ValueError("the password must not be empty"))
     store = open_store(data)
     try:
         store.update_user(username, password=password)
     except AuthError as e:
-        _fail(e)
+        fail(e)
     finally:
         store.close()
     click.echo(f"password changed for '{username}'")

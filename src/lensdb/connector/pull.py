@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from lensdb.client import Client, DatabaseError
 from lensdb.connector import annotations as A
 from lensdb.connector import state
 from lensdb.connector.lsclient import LabelStudio, ls_time
 from lensdb.connector.push import ensure_indexes
 from lensdb.labelstudio import queries as Q
-from lensdb.labelstudio.client import Client, DatabaseError
 
 # Changes committed slightly out of order (a save that stamped its time earlier but committed later)
 # must not fall behind the cursor: each pull re-reads this much before it. Unchanged annotations are

@@ -136,10 +136,10 @@ def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 1
     raise RuntimeError(f"{url} did not answer within {timeout:g} s")
 
 
-def admin_password_for(data_dir: Path) -> str:
-    """LENSDB_ADMIN_PASSWORD, or one generated once and kept (0600) beside the database."""
-    if os.environ.get("LENSDB_ADMIN_PASSWORD"):
-        return os.environ["LENSDB_ADMIN_PASSWORD"]
+def admin_password_for(data_dir: Path, given: str | None = None) -> str:
+    """The password given (Settings.admin_password), or one generated once and kept (0600) beside the database."""
+    if given:
+        return given
     path = Path(data_dir) / "admin-password"
     if path.exists():
         return path.read_text().strip()

@@ -5,10 +5,11 @@ from lensdb.media.images import (
     MediaError,
     encode_format,
     probe,
+    probe_complete,
     render,
     validate_operations,
 )
 from lensdb.media.sniff import content_type
 
-__all__ = ["ImageInfo", "MediaError", "content_type", "encode_format", "probe", "render",
+__all__ = ["ImageInfo", "MediaError", "content_type", "encode_format", "probe", "probe_complete", "render",
            "validate_operations"]

@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
@@ -27,6 +26,7 @@ from lensdb.server.context import ServerContext
 from lensdb.server.dispatch import QueryHandler
 from lensdb.server.http import create_app
 from lensdb.server.tcp import TcpOptions, TcpServer
+from lensdb.settings import Settings
 
 log = logging.getLogger("lensdb.server")
 
@@ -51,6 +51,8 @@ class ServeConfig:
     vdms_client_ca: Path | None = None
     idle_timeout: float | None = 600.0
     shutdown_grace: float = 30.0
+    # What came from outside (environment, options): the admin password, the gateway's settings.
+    settings: Settings = field(default_factory=Settings)
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -81,7 +83,7 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
     vdms_ctx = tls.server_context(cert, key, config.vdms_client_ca) if config.vdms_client_ca else tls_ctx
 
     store = AuthStore(data_dir)
-    generated = store.bootstrap(os.environ.get(ADMIN_PASSWORD_ENV))
+    generated = store.bootstrap(config.settings.admin_password)
     if generated:
         # Shown once; only its hash is stored.
         print(f"Created user 'admin' with password: {generated}\n"
@@ -91,7 +93,7 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="lensdb-query")
     max_bytes = config.max_message_mb * 2**20
     handler = QueryHandler(db, auth)
-    context = ServerContext(db, auth, handler, executor, data_dir, max_bytes)
+    context = ServerContext(db, auth, handler, executor, data_dir, max_bytes, config.settings)
 
     tcp = TcpServer(
         handler,

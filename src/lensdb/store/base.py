@@ -7,7 +7,7 @@ Everything a query does happens inside one `Txn`, committed or rolled back as a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -188,23 +188,10 @@ class Store(Protocol):
 
     def stage_blobs(self, blobs: list[bytes]) -> Staged: ...
 
-    def read(self, snapshot: bool = True, blobs: bool = True) -> AbstractContextManager[Txn]:
-        """A read-only transaction; snapshot=False lets each statement see the latest commit
-        (for one-command queries, where that costs nothing in consistency that matters).
+    def read(self, blobs: bool = True) -> AbstractContextManager[Txn]:
+        """A read-only transaction: every statement in it sees the same commit (one snapshot).
         blobs=False promises no `get_blob` inside it, so it need not keep blob files alive."""
         ...
     def write(self) -> AbstractContextManager[Txn]: ...
     def get_blob(self, key: str) -> bytes: ...
     def close(self) -> None: ...
-
-
-def chunks(items: Iterable[int], size: int = 900) -> Iterator[list[int]]:
-    """Split long id lists for backends with a bound-parameter limit."""
-    batch: list[int] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -18,14 +18,14 @@ from io_storages.base_models import (
 )
 from rest_framework.exceptions import APIException
 
-from lensdb.labelstudio import queries as Q
-from lensdb.labelstudio.client import (
+from lensdb.client import (
     Client,
     ConnectionSettings,
     DatabaseError,
     DatabaseUnavailable,
     client_for,
 )
+from lensdb.labelstudio import queries as Q
 from lensdb.labelstudio.queries import UNIQUEID, image_blob_query, list_images_query
 from lensdb.media import content_type
 

@@ -21,8 +21,8 @@ from django.db.models import Q as DQ
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
+from lensdb.client import DatabaseError, DatabaseUnavailable
 from lensdb.labelstudio import queries as Q
-from lensdb.labelstudio.client import DatabaseError, DatabaseUnavailable
 from lensdb.labelstudio.labelconfig import parse_label_config
 from lensdb.labelstudio.mapping import SCALAR_TYPES, parse_results, property_name
 from lensdb.labelstudio.plugin.models import (

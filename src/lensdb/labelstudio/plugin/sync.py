@@ -19,8 +19,8 @@ from projects.models import Project
 from rest_framework.exceptions import ValidationError
 from tasks.models import Annotation, Prediction, Task
 
+from lensdb.client import DatabaseError
 from lensdb.labelstudio import queries as Q
-from lensdb.labelstudio.client import DatabaseError
 from lensdb.labelstudio.labelconfig import Control, LabelConfig, parse_label_config
 from lensdb.labelstudio.mapping import box_result, polygon_results
 from lensdb.labelstudio.plugin.models import (
