@@ -48,7 +48,8 @@ def project(label_studio: LabelStudio) -> int:
 
 def _open_dialog(page, label_studio: LabelStudio, project: int, which: str) -> None:
     page.goto(f"{label_studio.url}/projects/{project}/settings/storage")
-    page.get_by_role("button", name=f"Add {which} Storage").first.click()
+    # Before the first storage the page also holds a hidden copy of the button: take the visible one.
+    page.locator(f"button[aria-label='Add {which} Storage'] >> visible=true").first.click()
     page.get_by_text("Storage Type").wait_for()
     page.get_by_text("AWS S3").last.click()  # open the type list
     page.get_by_text(TYPE_TITLE).last.click()

@@ -145,9 +145,15 @@ def test_check_connection_speaks_plainly(label_studio: LabelStudio, synced):
     ok = label_studio.api("POST", "/api/storages/lensdb/validate",
                           json=label_studio.storage_body(project, constraints=selected))
     assert ok.status_code == 200, ok.text
-    n = sum(1 for img in synced["images"] if img.selected)
-    assert ok.json()["images"] == n and ok.json()["boxes"] == 2 * n and ok.json()["polygons"] == n, ok.json()
-    assert f"bring {n} image(s) with {3 * n} model region(s)" in ok.json()["detail"]
+    # What lensdb holds for that selection, counted with the SDK (other tests add images to the set).
+    r, _ = synced["db"].query([
+        {"FindImage": {"_ref": 1, "blobs": False, "constraints": json.loads(selected), "results": {"count": True}}},
+        {"FindBoundingBox": {"image_ref": 1, "blobs": False, "results": {"count": True}}},
+        {"FindPolygon": {"image_ref": 1, "blobs": False, "results": {"count": True}}}])
+    n, boxes, polys = (r[i][c]["count"] for i, c in enumerate(["FindImage", "FindBoundingBox", "FindPolygon"]))
+    assert n >= 200 and boxes >= 400 and polys >= 200
+    assert (ok.json()["images"], ok.json()["boxes"], ok.json()["polygons"]) == (n, boxes, polys), ok.json()
+    assert f"bring {n} image(s) with {boxes + polys} model region(s)" in ok.json()["detail"]
     limited = label_studio.api("POST", "/api/storages/lensdb/validate",
                                json=label_studio.storage_body(project, constraints=selected, limit=2)).json()
     assert limited["images"] == 2 and limited["images_matching"] == n, limited
@@ -177,3 +183,40 @@ def test_guid_property_keys_tasks_and_jpeg_conversion(label_studio: LabelStudio,
     assert r.headers["Content-Type"] == "image/jpeg" and r.content[:3] == b"\xff\xd8\xff"
     again = label_studio.sync_source(storage["id"])
     assert again["last_sync_count"] == 0 and again["meta"]["tasks_existed"] == 3
+
+
+def test_images_without_size_properties_get_predictions(label_studio: LabelStudio, ls_lensdb):
+    """The size comes from the image header, and is stored so the next sync need not read the bytes."""
+    import uuid
+
+    db = ls_lensdb.connector(use_ssl=False)
+    tag = uuid.uuid4().hex[:8]
+    r, _ = db.query([{"AddImage": {"_ref": 1, "properties": {"dataset": tag, "name": f"{tag}-a"}}},
+                     {"AddBoundingBox": {"image_ref": 1, "label": "Cat",
+                                         "rectangle": {"x": 8, "y": 6, "width": 16, "height": 12}}}],
+                    [jpeg_bytes(80, 60, 5)])
+    assert all(next(iter(c.values()))["status"] == 0 for c in r), r
+    project = label_studio.create_project("sizeless", LABEL_CONFIG)
+    storage = label_studio.add_source(project, constraints=json.dumps({"dataset": ["==", tag]}))
+    synced = label_studio.sync_source(storage["id"])
+    assert synced["status"] == "completed", synced
+    (task,) = label_studio.tasks(project)
+    assert task["meta"]["lensdb"]["width"] == 80 and task["meta"]["lensdb"]["height"] == 60
+    (pred,) = task["predictions"][0]["result"]
+    assert (pred["value"]["x"], pred["value"]["y"], pred["value"]["width"]) == (10.0, 10.0, 20.0)
+    r, _ = db.query([{"FindImage": {"constraints": {"dataset": ["==", tag]}, "blobs": False,
+                                    "results": {"list": ["width", "height"]}}}])
+    assert r[0]["FindImage"]["entities"] == [{"width": 80, "height": 60}]
+
+
+def test_image_proxy_ranges(label_studio: LabelStudio, synced):
+    """Label Studio's resolve proxy serves byte ranges of lensdb images with the gateway's parser."""
+    task = label_studio.tasks(synced["project"])[0]
+    url = task["data"]["image"]
+    whole = label_studio.api("GET", url, 200).content
+    assert whole[:3] == b"\xff\xd8\xff"
+    first = label_studio.api("GET", url, 206, headers={"Range": "bytes=0-99"})
+    assert first.content == whole[:100] and first.headers["Content-Range"] == f"bytes 0-99/{len(whole)}"
+    last = label_studio.api("GET", url, 206, headers={"Range": "bytes=-50"})  # the last 50, not the first
+    assert last.content == whole[-50:], (len(last.content), last.headers.get("Content-Range"))
+    assert last.headers["Content-Range"] == f"bytes {len(whole) - 50}-{len(whole) - 1}/{len(whole)}"

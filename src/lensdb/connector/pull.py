@@ -14,10 +14,10 @@ from datetime import timedelta
 from typing import Any
 
 from lensdb.client import Client, DatabaseError
-from lensdb.connector import annotations as A
 from lensdb.connector import state
 from lensdb.connector.lsclient import LabelStudio, ls_time
 from lensdb.connector.push import ensure_indexes
+from lensdb.labelstudio import annotations as A
 from lensdb.labelstudio import queries as Q
 
 # Changes committed slightly out of order (a save that stamped its time earlier but committed later)
@@ -60,7 +60,7 @@ def _stored(db: Client, project_id: int, task_ids: list[int]) -> dict[int, dict[
     """task id -> {annotation id: stored updated_at} for annotations lensdb has for these tasks."""
     response, _ = db.query([{"FindEntity": {
         "with_class": Q.ANNOTATION_CLASS,
-        "constraints": {"LS_project_id": ["==", project_id], "LS_task_id": ["in", task_ids]},
+        "constraints": {**Q.annotation_scope(project_id), "LS_task_id": ["in", task_ids]},
         "results": {"list": ["LS_id", "LS_task_id", "LS_updated_at"]}}}])
     out: dict[int, dict[str, Any]] = {}
     for e in response[0]["FindEntity"].get("entities") or []:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -26,28 +27,59 @@ from lensdb.client import (
     client_for,
 )
 from lensdb.labelstudio import queries as Q
+from lensdb.labelstudio.annotations import IMAGE_URI_SCHEME, parse_image_uri
 from lensdb.labelstudio.queries import UNIQUEID, image_blob_query, list_images_query
-from lensdb.media import content_type
+from lensdb.media import content_type, parse_range
 
 logger = logging.getLogger(__name__)
 
-SCHEME = "lensdb"
+
+# ---- what the storages do, plugged in by apps.py ------------------------------------------------------
+# sync.py and outbox.py work on these models, so the models must not import them (that was a cycle,
+# hidden by imports inside methods). They meet through these two seams, wired once in AppConfig.ready.
 
 
-def image_uri(host: str, port: int, uniqueid: str) -> str:
-    """The task value for an image; Label Studio turns it into its own /tasks/<id>/resolve/ URL."""
-    return f"{SCHEME}://{host}:{port}/image/{uniqueid}"
+class SourceSync(Protocol):
+    """Creates tasks for a source storage (plugin/sync.py)."""
+
+    def iter_image_pages(self, storage: LensdbImportStorageBase) -> Iterator[list[dict]]: ...
+
+    def sync_source(self, storage: LensdbImportStorageBase) -> None: ...
 
 
-def parse_image_uri(uri: str) -> tuple[str, str] | None:
-    """(netloc, uniqueid) of a lensdb image URI, or None."""
-    if not isinstance(uri, str) or not uri.startswith(SCHEME + "://"):
-        return None
-    parts = urlsplit(uri)
-    segs = parts.path.strip("/").split("/")
-    if len(segs) != 2 or segs[0] != "image" or not segs[1]:
-        return None
-    return parts.netloc, segs[1]
+class TargetWriter(Protocol):
+    """Writes annotation changes for a target storage through the outbox (plugin/outbox.py)."""
+
+    def enqueue_save(self, storage: LensdbExportStorage, annotation: Any) -> None: ...
+
+    def enqueue_delete(self, storage: LensdbExportStorage, annotation_id: int, project_id: int) -> None: ...
+
+    def flush(self, storage: LensdbExportStorage, include_rejected: bool = False, from_save: bool = False) -> int: ...
+
+    def export_missing(self, storage: LensdbExportStorage) -> None: ...
+
+
+@dataclass
+class Services:
+    source: SourceSync
+    target: TargetWriter
+
+
+_services: list[Services] = []
+
+
+def wire(services_: Services) -> None:
+    """Called by AppConfig.ready with the sync and outbox modules."""
+    _services[:] = [services_]
+
+
+def services() -> Services:
+    if not _services:
+        raise RuntimeError("the lensdb plugin is not set up: its app config "
+                           "(lensdb.labelstudio.plugin.apps.LensdbLabelStudioConfig) must be in INSTALLED_APPS")
+    return _services[0]
+
+SCHEME = IMAGE_URI_SCHEME
 
 
 def parse_json_field(text: str | None, what: str) -> dict:
@@ -165,19 +197,6 @@ class _BytesStream:
         self._data = b""
 
 
-def _byte_range(range_header: str | None, size: int) -> tuple[int, int] | None:
-    if not range_header or not range_header.startswith("bytes="):
-        return None
-    start_s, _, end_s = range_header[6:].split(",")[0].partition("-")
-    try:
-        start = int(start_s) if start_s else 0
-        end = int(end_s) if end_s and int(end_s) > 0 else size - 1
-    except ValueError:
-        return None
-    end = min(end, size - 1)
-    return (start, end) if 0 <= start <= end else None
-
-
 class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
     url_scheme = SCHEME
     # Images are always streamed through Label Studio (its login, same origin, no CORS).
@@ -262,9 +281,7 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
 
     # ---- listing (used by Label Studio's "preview files" endpoint) ----
     def iter_objects(self):
-        from lensdb.labelstudio.plugin.sync import iter_image_pages
-
-        for page in iter_image_pages(self):
+        for page in services().source.iter_image_pages(self):
             yield from page
 
     def iter_keys(self):
@@ -278,9 +295,7 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
         raise NotImplementedError("lensdb storages create tasks in batches: see scan_and_create_links")
 
     def scan_and_create_links(self) -> None:
-        from lensdb.labelstudio.plugin.sync import sync_source
-
-        sync_source(self)
+        services().source.sync_source(self)
 
     # ---- serving image bytes through /tasks/<id>/resolve/ ----
     def can_resolve_url(self, url: str | None) -> bool:
@@ -306,7 +321,7 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
         size = len(data)
         meta: dict[str, Any] = {"ETag": f"{uniqueid}-{'jpg' if self.as_format_jpg else 'raw'}-{size}",
                                 "StatusCode": 200, "ContentLength": size}
-        rng = _byte_range(range_header, size)
+        rng = parse_range(range_header, size)  # the gateway's parser: bytes=-500 is the last 500
         if rng and rng != (0, size - 1):
             start, end = rng
             data = data[start:end + 1]
@@ -335,21 +350,17 @@ class LensdbExportStorage(LensdbStorageMixin, ExportStorage):
     outbox_lease_owner = models.CharField(max_length=64, null=True, blank=True, editable=False)
 
     def save_annotation(self, annotation) -> None:
-        from lensdb.labelstudio.plugin import outbox
-
-        outbox.enqueue_save(self, annotation)
-        outbox.flush(self)
+        target = services().target
+        target.enqueue_save(self, annotation)
+        target.flush(self)
 
     def delete_annotation(self, annotation) -> None:
-        from lensdb.labelstudio.plugin import outbox
-
-        outbox.enqueue_delete(self, annotation.id, annotation.project_id)
-        outbox.flush(self)
+        target = services().target
+        target.enqueue_delete(self, annotation.id, annotation.project_id)
+        target.flush(self)
 
     def save_all_annotations(self) -> None:
-        from lensdb.labelstudio.plugin.outbox import export_missing
-
-        export_missing(self)
+        services().target.export_missing(self)
 
     def save_only_new_annotations(self) -> None:
         self.save_all_annotations()
