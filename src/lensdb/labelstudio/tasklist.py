@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lensdb import media
+from lensdb.errors import Status, error_info, response_status
 from lensdb.labelstudio import queries as Q
 from lensdb.labelstudio.labelconfig import Control, LabelConfig, parse_label_config
 from lensdb.labelstudio.mapping import box_result, polygon_results
@@ -131,11 +132,9 @@ def config_of(label_config: str | None) -> LabelConfig:
 
 
 def _check(response: Any) -> list:
-    if not isinstance(response, list) or any(
-        isinstance(b, dict) and b.get("status", 0) < 0 for item in response for b in item.values()
-    ):
-        info = response.get("info") if isinstance(response, dict) else response
-        raise TaskListError(f"lensdb refused the query: {info}")
+    """The answer when lensdb accepted the query; TaskListError with its reason otherwise."""
+    if not isinstance(response, list) or response_status(response) < Status.OK:
+        raise TaskListError(f"lensdb refused the query: {error_info(response)}")
     return response
 
 
