@@ -73,6 +73,7 @@ class Settings:
     sync_page_size: int = 1000  # images listed per query by a source sync
     outbox_retry_seconds: float = 5.0  # how often queued writes are retried while lensdb is down
     redis_url: str | None = None  # run syncs and outbox sends as RQ jobs
+    ls_verbose: bool = False  # Label Studio's console keeps tracebacks and request lines (start -v)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -153,4 +154,5 @@ ENV: dict[str, tuple[tuple[str, ...], Parse]] = {
     "sync_page_size": (("LENSDB_SYNC_PAGE_SIZE",), _int),
     "outbox_retry_seconds": (("LENSDB_OUTBOX_RETRY_SECONDS",), _float),
     "redis_url": (("LENSDB_REDIS_URL",), _opt),
+    "ls_verbose": (("LENSDB_LS_VERBOSE",), _bool),
 }

@@ -411,11 +411,12 @@ _instance_cache: dict[str, str] = {}
 
 def installation_id() -> str:
     """LENSDB_LS_INSTANCE if set (to keep an id across a database move), else this database's own id."""
-    import os
     import uuid
 
-    if os.environ.get("LENSDB_LS_INSTANCE"):
-        return os.environ["LENSDB_LS_INSTANCE"]
+    from django.conf import settings
+
+    if settings.LENSDB.ls_instance:
+        return settings.LENSDB.ls_instance
     if "id" not in _instance_cache:
         # A fixed primary key: concurrent first calls in several processes agree on one row.
         row, _ = LensdbInstallation.objects.get_or_create(pk=1, defaults={"instance": uuid.uuid4().hex})

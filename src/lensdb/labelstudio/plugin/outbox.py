@@ -9,13 +9,13 @@ A lease on the storage row makes sure only one process sends a storage's rows at
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q as DQ
 from django.utils import timezone
@@ -33,7 +33,7 @@ from lensdb.labelstudio.plugin.models import (
 logger = logging.getLogger(__name__)
 
 LEASE_SECONDS = 120
-RETRY_SECONDS = float(os.environ.get("LENSDB_OUTBOX_RETRY_SECONDS", "5"))
+RETRY_SECONDS = settings.LENSDB.outbox_retry_seconds
 
 
 # ---- the plugin's edge: Django models -> the plain data the domain layer takes ----------------------------
