@@ -63,7 +63,7 @@ def _stored(db: Client, project_id: int, task_ids: list[int]) -> dict[int, dict[
         "constraints": {**Q.annotation_scope(project_id), "LS_task_id": ["in", task_ids]},
         "results": {"list": ["LS_id", "LS_task_id", "LS_updated_at"]}}}])
     out: dict[int, dict[str, Any]] = {}
-    for e in response[0]["FindEntity"].get("entities") or []:
+    for e in Q.entities(response, "FindEntity"):
         out.setdefault(int(e["LS_task_id"]), {})[str(e["LS_id"])] = A.parse_time(e.get("LS_updated_at"))
     return out
 

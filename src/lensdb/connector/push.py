@@ -102,7 +102,7 @@ def candidates(db: Client, constraints: dict | None, skip: set[str], limit: int 
     skipped = offset = 0
     while limit is None or len(out) < limit:
         response, _ = db.query(Q.list_images_query(constraints, Q.UNIQUEID, page, offset))
-        entities = response[0]["FindImage"].get("entities") or []
+        entities = Q.entities(response, "FindImage")
         for e in entities:
             if e["_uniqueid"] in skip:
                 skipped += 1

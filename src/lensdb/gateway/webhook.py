@@ -32,7 +32,7 @@ async def _newer_stored(gw: Gateway, ann: dict, project_id: int) -> bool:
         "with_class": Q.ANNOTATION_CLASS,
         "constraints": {"LS_id": ["==", str(ann["id"])], **Q.annotation_scope(project_id)},
         "results": {"list": ["LS_updated_at"], "limit": 1}}}])
-    entities = response[0]["FindEntity"].get("entities") or []
+    entities = Q.entities(response, "FindEntity")
     stored = A.parse_time(entities[0].get("LS_updated_at")) if entities else None
     incoming = A.parse_time(ann.get("updated_at"))
     return bool(stored and incoming and stored > incoming)

@@ -137,18 +137,13 @@ def stored_versions_query(project_id: int, instance: str = "") -> list[dict]:
                             "results": {"list": ["LS_id", "LS_updated_at"]}}}]
 
 
-def _found(response: list[dict]) -> list[dict]:
-    """The entities of a one-command FindEntity answer, found by name."""
-    return next((item["FindEntity"].get("entities") or [] for item in response if "FindEntity" in item), [])
-
-
 def annotation_ids(response: list[dict]) -> list[int]:
-    return [int(e["LS_id"]) for e in _found(response)]
+    return [int(e["LS_id"]) for e in Q.entities(response, "FindEntity")]
 
 
 def stored_versions(response: list[dict]) -> dict[str, str | None]:
     """LS_id -> LS_updated_at (ISO text) from `stored_versions_query`."""
-    return {str(e.get("LS_id")): (e.get("LS_updated_at") or {}).get("_date") for e in _found(response)}
+    return {str(e.get("LS_id")): (e.get("LS_updated_at") or {}).get("_date") for e in Q.entities(response, "FindEntity")}
 
 
 def _max_ref(commands: Iterable[dict]) -> int:

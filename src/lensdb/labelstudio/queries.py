@@ -56,6 +56,14 @@ def annotation_scope(project_id: int, instance: str = "") -> dict:
     return scope
 
 
+def entities(response: list[dict], command: str) -> list[dict]:
+    """The entities the (first) command of this name returned: answers are read by name, not position."""
+    for item in response:
+        if command in item:
+            return item[command].get("entities") or []
+    return []
+
+
 def _date(iso: str | None) -> dict | None:
     return {"_date": iso} if iso else None
 

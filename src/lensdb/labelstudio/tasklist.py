@@ -140,7 +140,7 @@ def _check(response: Any) -> list:
 
 def _entities(response: Any, command: str) -> list[dict]:
     """The entities one command of an accepted answer returned, found by the command's name."""
-    return next(((item[command].get("entities") or []) for item in _check(response) if command in item), [])
+    return Q.entities(_check(response), command)
 
 
 def _plain(value: Any) -> Any:

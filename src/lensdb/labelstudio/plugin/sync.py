@@ -52,8 +52,7 @@ def iter_image_pages(storage: LensdbImportStorage) -> Iterator[list[dict]]:
     while limit is None or offset < limit:
         n = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - offset)
         response, _ = client.query(Q.list_images_query(constraints, storage.key_property, n, offset))
-        found = response[0]["FindImage"]
-        entities = found.get("entities") or []
+        entities = Q.entities(response, "FindImage")
         page = []
         for e in entities:
             key = _key_of(storage, e)
