@@ -225,10 +225,14 @@ def test_annotator_moves_and_deletes_model_boxes(page, label_studio: LabelStudio
     assert r[0]["FindBoundingBox"]["count"] == 2 * len(other.images)
 
     # The target card shows what lensdb holds after a sync, not only what the sync sent.
+    def target_storage() -> dict:
+        return label_studio.api("GET", f"/api/storages/export/lensdb?project={project}", 200).json()[0]
+
+    before = target_storage()["last_sync"]
     page.goto(f"{label_studio.url}/projects/{project}/settings/storage")
     page.get_by_role("button", name="Sync Storage").last.click()
-    target = wait_until(lambda: (lambda s: s if s["status"] == "completed" else None)(
-        label_studio.api("GET", f"/api/storages/export/lensdb?project={project}", 200).json()[0]), 30)
+    target = wait_until(lambda: (lambda s: s if s["status"] == "completed" and s["last_sync"] != before
+                                 else None)(target_storage()), 30)
     assert target and target["last_sync_count"] == 1 and target["meta"]["total_annotations"] == 1, target
     page.reload()
     page.get_by_text("(1 total)").wait_for()
