@@ -48,8 +48,10 @@ def project(label_studio: LabelStudio) -> int:
 
 def _open_dialog(page, label_studio: LabelStudio, project: int, which: str) -> None:
     page.goto(f"{label_studio.url}/projects/{project}/settings/storage")
-    # Before the first storage the page also holds a hidden copy of the button: take the visible one.
-    page.locator(f"button[aria-label='Add {which} Storage'] >> visible=true").first.click()
+    page.wait_for_load_state("networkidle")
+    # Before the first storage the page shows its own "Add your first cloud storage" buttons and keeps
+    # the usual ones hidden and disabled: click the one a user sees.
+    page.locator("button:visible:not([disabled])", has_text=f"Add {which} Storage").first.click()
     page.get_by_text("Storage Type").wait_for()
     page.get_by_text("AWS S3").last.click()  # open the type list
     page.get_by_text(TYPE_TITLE).last.click()
@@ -124,6 +126,7 @@ def test_source_form_takes_what_the_user_types(page, label_studio: LabelStudio, 
 
 def test_edit_dialog_changes_fields(page, label_studio: LabelStudio, other, project, artifacts):
     page.goto(f"{label_studio.url}/projects/{project}/settings/storage")
+    page.wait_for_load_state("networkidle")
     page.get_by_role("button", name="Storage options").first.click()
     page.get_by_text("Edit", exact=True).click()
     page.locator("input[name=hostname]").wait_for()

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 CLIENT_ERROR = range(400, 500)
+_DJANGO_CODES = {"Http404": 404, "PermissionDenied": 403}
 
 
 def _words(detail: Any) -> str:
@@ -30,7 +31,8 @@ class OneLinePerProblem(logging.Filter):
         if record.name in ("django.request", "django.server"):
             return getattr(record, "status_code", None) not in CLIENT_ERROR
         exc = record.exc_info[1] if record.exc_info else None
-        code = getattr(exc, "status_code", None)
+        # DRF's exceptions carry their status; Django's Http404 and PermissionDenied do not.
+        code = getattr(exc, "status_code", None) or _DJANGO_CODES.get(type(exc).__name__)
         if exc is not None and code in CLIENT_ERROR:
             record.msg, record.args = "%s %s: %s", (code, type(exc).__name__, _words(getattr(exc, "detail", exc)))
             record.exc_info, record.exc_text = None, None
