@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 ERROR = -1
+OBJECT_EXISTS = 2  # not an error: an if_not_found (or a unique name) matched
 NOT_UNIQUE = 3
 RESPONSE_TOO_LARGE = 4
 

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lensdb.engine import admin, connections, objects, vdms
+from lensdb.engine import admin, connections, descriptors, objects, vdms
 from lensdb.engine.constraints import parse_constraints
 from lensdb.engine.context import BlobInput, Context, Params
 from lensdb.errors import QueryError
+from lensdb.index import VectorIndexes
 from lensdb.store.base import Staged, Store
 from lensdb.store.sqlite import SQLiteStore
 
@@ -59,18 +60,31 @@ HANDLERS: dict[str, Handler] = {
     "GetIndexes": admin.get_indexes,
     "UserLogMessage": admin.user_log_message,
     "DeleteExpired": admin.delete_expired,
+    "AddDescriptorSet": descriptors.add_set,
+    "FindDescriptorSet": descriptors.find_set,
+    "UpdateDescriptorSet": descriptors.update_set,
+    "DeleteDescriptorSet": descriptors.delete_set,
+    "AddDescriptor": descriptors.add,
+    "FindDescriptor": descriptors.find,
+    "UpdateDescriptor": descriptors.update,
+    "DeleteDescriptor": descriptors.delete,
+    "ClassifyDescriptor": descriptors.classify,
 }
-for _fam in ("Video", "Clip", "Frame", "Descriptor"):
+for _fam in ("Video", "Clip", "Frame"):
     for _verb in ("Add", "Find", "Update"):
         HANDLERS[f"{_verb}{_fam}"] = _not_supported(f"{_verb}{_fam}")
     HANDLERS[f"Delete{_fam}"] = _delete_nothing
-for _name in ("ClassifyDescriptor", "FindFrames", "RegionIoU", "AddDescriptorSet"):
+for _name in ("FindFrames", "RegionIoU"):
     HANDLERS[_name] = _not_supported(_name)
 
-READ_ONLY = {n for n in HANDLERS if n.startswith(("Find", "Get"))}
+READ_ONLY = {n for n in HANDLERS if n.startswith(("Find", "Get"))} | {"ClassifyDescriptor"}
 # Finds that may return stored bytes (images, blobs, crops of regions); the others need not
 # pin the blob files their snapshot could see.
-READS_BLOBS = {f"Find{f.name}" for f in objects.FAMILIES.values() if f.cls is not None}
+# (A k-NN search may load a set's index from its stored vectors.)
+READS_BLOBS = {f"Find{f.name}" for f in objects.FAMILIES.values() if f.cls is not None} | {
+    "FindDescriptor", "ClassifyDescriptor"}
+# Commands whose blob is a vector: decoded before the transaction, stored only by AddDescriptor.
+VECTOR_INPUTS = frozenset({"AddDescriptor", "FindDescriptor", "ClassifyDescriptor"})
 
 
 def _blob_inputs(name: str, body: object) -> int:
@@ -78,7 +92,8 @@ def _blob_inputs(name: str, body: object) -> int:
         return 0
     if name in ("AddImage", "AddBlob", "AddVideo"):
         return 0 if "url" in body else 1
-    if name == "AddDescriptor" or (name == "FindDescriptor" and "k_neighbors" in body):
+    if name in ("AddDescriptor", "ClassifyDescriptor") or (
+            name == "FindDescriptor" and "k_neighbors" in body):
         return 1
     return 0
 
@@ -101,6 +116,7 @@ class Database:
         self.path = Path(path)
         self.store: Store = store or SQLiteStore(self.path, durable=durable)
         self.max_response_bytes = max_response_bytes
+        self.vectors = VectorIndexes()
 
     def __enter__(self) -> Database:
         return self
@@ -126,18 +142,22 @@ class Database:
         names = [next(iter(c)) for c in parsed]
         staged = None
         try:
-            if READ_ONLY.issuperset(names):
+            writes = not READ_ONLY.issuperset(names)
+            if not writes:
                 # One snapshot even for one command: a Find runs several statements (count,
                 # unique, traversal, rows) that must all see the same commit.
-                inputs: list[BlobInput] = []
+                inputs = _prepare_inputs(parsed, blobs or [])
                 opener = self.store.read(blobs=not READS_BLOBS.isdisjoint(names))
             else:
                 inputs, staged = self._stage_inputs(parsed, blobs or [])
                 opener = self.store.write()
             with opener as txn:
                 ctx = Context(self.store, txn, inputs, self.max_response_bytes)
+                ctx.extra["vectors"] = self.vectors
                 responses = [self._run(ctx, i, name, cmd[name], len(parsed))
                              for i, (name, cmd) in enumerate(zip(names, parsed, strict=True))]
+                if writes:
+                    descriptors.before_commit(ctx)
         except _Abort as a:
             if staged is not None:
                 staged.abort()
@@ -149,14 +169,14 @@ class Database:
             return {"status": -1, "info": f"internal error: {type(e).__name__}: {e}"}, []
         if staged is not None:
             staged.finish(ctx.used_keys)
+        if writes:
+            descriptors.after_commit(ctx, self.vectors)
         return responses, ctx.blobs_out
 
     def _stage_inputs(self, parsed: list[dict], blobs: list[bytes]
                       ) -> tuple[list[BlobInput], Staged]:
         """Prepare and write input blobs before the write lock, so writers overlap this work."""
-        consumers = [(n, b) for c in parsed for n, b in c.items() if _blob_inputs(n, b)]
-        inputs = [objects.prepare_input(n, b, data)
-                  for (n, b), data in zip(consumers, blobs, strict=True)]
+        inputs = _prepare_inputs(parsed, blobs)
         ready = [i for i in inputs if i.data is not None]
         staged = self.store.stage_blobs([i.data for i in ready])  # type: ignore[misc]
         for item, key in zip(ready, staged.keys, strict=True):
@@ -173,6 +193,13 @@ class Database:
             status, info = -1, "parameters nested too deeply"
         where = f"{name} (command {i + 1} of {n})" if n > 1 else name
         raise _Abort({"status": status, "info": f"{where}: {info}", "FailedCommand": name})
+
+
+def _prepare_inputs(parsed: list[dict], blobs: list[bytes]) -> list[BlobInput]:
+    consumers = [(n, b) for c in parsed for n, b in c.items() if _blob_inputs(n, b)]
+    return [descriptors.prepare_input(data, keep=n == "AddDescriptor") if n in VECTOR_INPUTS
+            else objects.prepare_input(n, b, data)
+            for (n, b), data in zip(consumers, blobs, strict=True)]
 
 
 def parse_query(commands: list | str | bytes, blobs: list[bytes] | None) -> list[dict]:
