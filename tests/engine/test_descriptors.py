@@ -401,3 +401,29 @@ def test_engines_cover_the_documented_names():
     assert {"HNSW", "Flat", "FaissFlat", "FaissIVFFlat", "FaissHNSWFlat", "TileDBDense",
             "TileDBSparse", "Flinng", "IVF"} == ENGINES
     assert not EXACT_ENGINES & APPROXIMATE_ENGINES
+
+
+def test_saved_index_is_read_back_caught_up_or_rebuilt(folder):
+    data = vectors(40, 4, seed=9)
+    far = np.full(4, 50, np.float32)
+    with Database(folder) as first:
+        add_set(first, "s", data)
+        assert knn(first, "s", data[0], 1)[0]["n"] == 0  # loads the index; close saves it
+    assert len(list((folder / "vectors").glob("*.v*"))) == 1
+    with Database(folder) as second:  # writes without loading the index: saves nothing
+        ok(second, [{"AddDescriptor": {"set": "s", "properties": {"n": 1000}}}], [far.tobytes()])
+    with Database(folder) as third:
+        assert knn(third, "s", far, 1)[0]["n"] == 1000
+        vs = third.vectors.get(_set_id(third, "s"))
+        assert vs.saved_version is not None and vs.saved_version < vs.version  # read, caught up
+    saved = list((folder / "vectors").glob("*.v*"))
+    assert len(saved) == 1  # the older copy is gone
+    (saved[0] / "vectors.npy").write_bytes(b"not numpy")
+    with Database(folder) as fourth:
+        want = brute_top("L2", np.vstack([data, far]), data[3], 41)
+        assert [e["n"] for e in knn(fourth, "s", data[3], 41)] == [
+            1000 if i == 40 else i for i in want]
+    one_more = Database(folder)
+    one(one_more, {"DeleteDescriptorSet": {"with_name": "s"}})
+    one_more.close()
+    assert not list((folder / "vectors").glob("*.v*"))

@@ -116,7 +116,7 @@ class Database:
         self.path = Path(path)
         self.store: Store = store or SQLiteStore(self.path, durable=durable)
         self.max_response_bytes = max_response_bytes
-        self.vectors = VectorIndexes()
+        self.vectors = VectorIndexes(self.path / "vectors")
 
     def __enter__(self) -> Database:
         return self
@@ -125,6 +125,7 @@ class Database:
         self.close()
 
     def close(self) -> None:
+        self.vectors.save()
         self.store.close()
 
     def query(self, commands: list | str | bytes, blobs: list[bytes] | None = None,

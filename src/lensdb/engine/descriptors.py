@@ -553,8 +553,8 @@ def index_of(ctx: Context, s: DescriptorSet) -> VectorSet:
     """The set's in-memory index, loaded from the stored rows or caught up with them."""
     indexes = _indexes(ctx)
     vs = indexes.get(s.id)
-    if vs is None:
-        return indexes.load(s.id, s.dimensions, s.version, lambda: _stored(ctx, s, None))
+    if vs is None:  # read back from its saved copy (maybe older: caught up below) or built
+        vs = indexes.load(s.id, s.dimensions, s.version, lambda: _stored(ctx, s, None))
     if vs.version < s.version:
         with vs.lock:
             if vs.version < s.version:

@@ -16,11 +16,18 @@ similarity (both descending).
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 METRICS = ("L2", "IP", "CS")
 # Every engine name the SDK, its docs, workflows and VDMS send, and the index that serves it.
@@ -81,6 +88,7 @@ class VectorSet:
     def __init__(self, dimensions: int, version: int = 0) -> None:
         self.dimensions = dimensions
         self.version = version
+        self.saved_version: int | None = None
         self.lock = threading.RLock()
         self._vectors = np.empty((0, dimensions), dtype=np.float32)
         self._ids = np.empty(0, dtype=np.int64)
@@ -195,6 +203,46 @@ class VectorSet:
         return [Hit(found[p], float(dist[p])) for p in rank(metric, dist, k)]
 
 
+def _save(vs: VectorSet, folder: Path) -> None:
+    """Write the set's index as `folder` (a new directory, renamed into place by the caller)."""
+    folder.mkdir(parents=True)
+    with vs.lock:
+        np.save(folder / "ids.npy", vs._ids[: vs._n])
+        np.save(folder / "vectors.npy", vs._vectors[: vs._n])
+        for metric, graph in vs._graphs.items():
+            graph.save_index(str(folder / f"{metric}.hnsw"))  # type: ignore[attr-defined]
+        meta = {"version": vs.version, "dimensions": vs.dimensions, "count": vs._n,
+                "graphs": sorted(vs._graphs)}
+    (folder / "meta.json").write_text(json.dumps(meta))
+
+
+def _load(folder: Path, dimensions: int) -> VectorSet | None:
+    import hnswlib
+
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta["dimensions"] != dimensions:
+            return None
+        vs = VectorSet(dimensions, int(meta["version"]))
+        ids = np.load(folder / "ids.npy")
+        vectors = np.load(folder / "vectors.npy")
+        if len(ids) != meta["count"] or vectors.shape != (len(ids), dimensions):
+            return None
+        vs._ids, vs._vectors, vs._n = ids.astype(np.int64), vectors, len(ids)
+        vs._row = {int(i): n for n, i in enumerate(ids.tolist())}
+        for metric in meta["graphs"]:
+            graph = hnswlib.Index(space=_SPACES[metric], dim=dimensions)
+            graph.load_index(str(folder / f"{metric}.hnsw"), max_elements=max(1024, 2 * len(ids)))
+            graph.set_num_threads(1)
+            vs._graphs[metric] = graph
+        vs.saved_version = vs.version
+        return vs
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        log.warning("vector index in %s unreadable (%s); rebuilding it from the stored rows",
+                    folder, e)
+        return None
+
+
 def _build_graph(metric: str, ids: np.ndarray, vectors: np.ndarray) -> object:
     import hnswlib
 
@@ -215,9 +263,17 @@ def _graph_add(graph: object, ids: list[int], vectors: np.ndarray) -> None:
 
 
 class VectorIndexes:
-    """Every loaded set's index, keyed by the set's object id (a re-created name starts anew)."""
+    """Every loaded set's index, keyed by the set's object id (a re-created name starts anew).
 
-    def __init__(self) -> None:
+    With a `folder`, indexes are saved there on `save()` (the database's close) and read back
+    on first use, so a big set opens without reading its vectors one blob at a time. A saved
+    index records the set version it reflects; an older one is caught up from the rows, so a
+    crash between a commit and the next save loses nothing. One directory per set and version,
+    renamed into place, so processes saving the same set never mix their files.
+    """
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
         self._sets: dict[int, VectorSet] = {}
         self._lock = threading.Lock()
 
@@ -226,17 +282,61 @@ class VectorIndexes:
 
     def load(self, set_id: int, dimensions: int, version: int,
              rows: Callable[[], tuple[list[int], np.ndarray]]) -> VectorSet:
-        """The set's index, built from `rows()` (ids and vectors) if it is not loaded yet."""
+        """The set's index: loaded, read from its saved copy, or built from `rows()`."""
         with self._lock:
             vs = self._sets.get(set_id)
             if vs is None:
-                vs = VectorSet(dimensions, version)
-                ids, vectors = rows()
-                vs.add(ids, vectors)
+                vs = self._read(set_id, dimensions)
+                if vs is None:
+                    vs = VectorSet(dimensions, version)
+                    ids, vectors = rows()
+                    vs.add(ids, vectors)
                 self._sets[set_id] = vs
             return vs
+
+    def _saved(self, set_id: int) -> list[tuple[int, Path]]:
+        if self.folder is None or not self.folder.is_dir():
+            return []
+        out = []
+        for p in self.folder.glob(f"{set_id}.v*"):
+            try:
+                out.append((int(p.name.split(".v", 1)[1]), p))
+            except ValueError:
+                continue
+        return sorted(out)
+
+    def _read(self, set_id: int, dimensions: int) -> VectorSet | None:
+        saved = self._saved(set_id)
+        return _load(saved[-1][1], dimensions) if saved else None
+
+    def save(self) -> None:
+        """Save every index changed since it was read or last saved."""
+        if self.folder is None:
+            return
+        for set_id, vs in list(self._sets.items()):
+            if vs.saved_version == vs.version:
+                continue
+            tmp = self.folder / f".{set_id}.tmp-{os.getpid()}-{threading.get_ident()}"
+            try:
+                shutil.rmtree(tmp, ignore_errors=True)
+                version = vs.version
+                _save(vs, tmp)
+                final = self.folder / f"{set_id}.v{version}"
+                if final.exists():
+                    shutil.rmtree(tmp)
+                else:
+                    os.replace(tmp, final)
+                vs.saved_version = version
+                for v, old in self._saved(set_id):
+                    if v < version:
+                        shutil.rmtree(old, ignore_errors=True)
+            except OSError as e:  # derived data: a failed save only costs a rebuild
+                log.warning("could not save the vector index of set %s: %s", set_id, e)
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def drop(self, set_ids: Iterable[int]) -> None:
         with self._lock:
             for i in set_ids:
                 self._sets.pop(i, None)
+                for _, path in self._saved(i):
+                    shutil.rmtree(path, ignore_errors=True)
