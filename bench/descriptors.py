@@ -1,16 +1,30 @@
-"""Vector index libraries compared on the same clustered vectors, against numpy brute force.
+"""Vector index libraries and lensdb's descriptors, on the same clustered vectors.
 
     PYTHONPATH=src .venv/bin/python bench/descriptors.py [--n 50000] [--dim 256] [--queries 200]
+    PYTHONPATH=src .venv/bin/python bench/descriptors.py --lensdb [--n 200000 --dim 512]
 
-Prints, per library: build time, queries/s, recall@k against an exact float32 numpy brute force
-computed in the same run, and the ratio of its queries/s to the brute force's. This is the
-measurement behind lensdb's choice of index library (see src/lensdb/index/__init__.py).
+Libraries: per library, build time, queries/s, recall@k against an exact float32 numpy brute
+force computed in the same run, and the ratio of its queries/s to the brute force's. This is
+the measurement behind lensdb's choice of index library (see src/lensdb/index/__init__.py).
+
+--lensdb: descriptors through `Database.query` in-process: ingest vectors/s against a raw loop
+(SQLite rows with the vector blobs plus hnswlib add_items, the same work without the query
+language), FindDescriptor queries/s on the HNSW engine against hnswlib called directly with the
+same parameters on the same vectors, recall@k, the exact engine against the brute force
+(identical ids), memory per vector, and the time to open the set with and without its saved
+index.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -77,6 +91,120 @@ def bench_hnswlib(data, queries, k, m, ef_c, ef_s):
     return build, time.perf_counter() - t, found
 
 
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def exact_top(data: np.ndarray, q: np.ndarray, k: int) -> list[int]:
+    d = np.einsum("ij,ij->i", data - q, data - q, dtype=np.float32)
+    return [int(i) for i in np.argsort(d, kind="stable")[:k]]
+
+
+def raw_ingest(folder: Path, data: np.ndarray, batch: int) -> float:
+    import hnswlib
+
+    from lensdb.index import HNSW_EF_CONSTRUCTION, HNSW_M
+    t = time.perf_counter()
+    con = sqlite3.connect(folder / "raw.sqlite")
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE d (id INTEGER PRIMARY KEY, props TEXT, vec BLOB)")
+    graph = hnswlib.Index(space="l2", dim=data.shape[1])
+    graph.init_index(max_elements=len(data), M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION)
+    graph.set_num_threads(1)
+    for start in range(0, len(data), batch):
+        chunk = data[start:start + batch]
+        with con:
+            con.executemany("INSERT INTO d VALUES (?, ?, ?)",
+                            [(start + i, json.dumps({"n": start + i}), v.tobytes())
+                             for i, v in enumerate(chunk)])
+        graph.add_items(chunk, np.arange(start, start + len(chunk)))
+    con.close()
+    return time.perf_counter() - t
+
+
+def bench_lensdb(a: argparse.Namespace, data: np.ndarray, queries: np.ndarray,
+                 truth: np.ndarray) -> None:
+    import hnswlib
+
+    from lensdb import Database
+    from lensdb.index import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M
+
+    k, batch = a.k, 1000
+    folder = Path(tempfile.mkdtemp(prefix="lensdb-bench-vec-"))
+    try:
+        raw = raw_ingest(folder, data, batch)
+        db = Database(folder / "db")
+        db.query([{"AddDescriptorSet": {"name": "hnsw", "dimensions": a.dim, "engine": "HNSW"}},
+                  {"AddDescriptorSet": {"name": "flat", "dimensions": a.dim, "engine": "Flat"}}])
+        t = time.perf_counter()
+        for start in range(0, len(data), batch):
+            chunk = data[start:start + batch]
+            r, _ = db.query([{"AddDescriptor": {"set": "hnsw", "properties": {"n": start + i}}}
+                             for i in range(len(chunk))], [v.tobytes() for v in chunk])
+            assert isinstance(r, list), r
+        ingest = time.perf_counter() - t
+        rss0 = rss_mb()
+        t = time.perf_counter()
+        db.query([{"FindDescriptor": {"set": "hnsw", "k_neighbors": k}}], [queries[0].tobytes()])
+        first = time.perf_counter() - t  # loads the vectors from their blobs and builds the graph
+        per_vector = (rss_mb() - rss0) * 2**20 / len(data)
+        print(f"lensdb ingest (Database.query, {batch} AddDescriptor per query): "
+              f"{len(data) / ingest:8.0f} vec/s; raw loop (SQLite rows + hnswlib add): "
+              f"{len(data) / raw:8.0f} vec/s; ratio {raw / ingest:.2f}x")
+        print(f"first k-NN (read {len(data)} vectors from their blobs, build the HNSW graph): "
+              f"{first:.2f} s; memory {per_vector:.0f} bytes/vector "
+              f"({a.dim * 4} of them the float32 vector)")
+
+        def lensdb_search(q: np.ndarray) -> list[int]:
+            r, _ = db.query([{"FindDescriptor": {"set": "hnsw", "k_neighbors": k,
+                                                 "results": {"list": ["n"]}}}], [q.tobytes()])
+            return [e["n"] for e in r[0]["FindDescriptor"]["entities"]]
+
+        t = time.perf_counter()
+        found = np.array([lensdb_search(q) for q in queries])
+        lensdb_qps = len(queries) / (time.perf_counter() - t)
+        graph = hnswlib.Index(space="l2", dim=a.dim)
+        graph.init_index(max_elements=len(data), M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION)
+        graph.set_num_threads(1)
+        graph.add_items(data, np.arange(len(data)))
+        graph.set_ef(max(HNSW_EF_SEARCH, k))
+        t = time.perf_counter()
+        for q in queries:
+            graph.knn_query(q, k=k)
+        direct_qps = len(queries) / (time.perf_counter() - t)
+        print(f"FindDescriptor HNSW in-process: {lensdb_qps:8.1f} q/s; hnswlib direct "
+              f"(M={HNSW_M}, ef={max(HNSW_EF_SEARCH, k)}): {direct_qps:8.1f} q/s; ratio "
+              f"{lensdb_qps / direct_qps:.2f}x; recall@{k} {recall(found, truth):.4f}")
+
+        n_flat = min(len(data), 20_000)
+        for start in range(0, n_flat, batch):
+            chunk = data[start:start + batch]
+            db.query([{"AddDescriptor": {"set": "flat", "properties": {"n": start + i}}}
+                      for i in range(len(chunk))], [v.tobytes() for v in chunk])
+        same = 0
+        for q in queries[:50]:
+            r, _ = db.query([{"FindDescriptor": {"set": "flat", "k_neighbors": k,
+                                                 "results": {"list": ["n"]}}}], [q.tobytes()])
+            got = [e["n"] for e in r[0]["FindDescriptor"]["entities"]]
+            same += got == exact_top(data[:n_flat], q, k)
+        print(f"exact engine on {n_flat} vectors: {same}/50 answers identical to the brute force")
+        db.close()  # saves the indexes
+        for label in ("saved index", "rebuilt from rows"):
+            if label == "rebuilt from rows":
+                shutil.rmtree(folder / "db" / "vectors")
+            t = time.perf_counter()
+            again = Database(folder / "db")
+            again.query([{"FindDescriptor": {"set": "hnsw", "k_neighbors": k}}],
+                        [queries[0].tobytes()])
+            print(f"open + first k-NN of the {len(data)}-vector set, {label}: "
+                  f"{time.perf_counter() - t:.2f} s")
+            again.vectors.folder = None  # keep the timing of the next open honest
+            again.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=50_000)
@@ -87,6 +215,7 @@ def main() -> None:
     ap.add_argument("--ef-construction", type=int, default=100)
     ap.add_argument("--ef-search", type=int, default=64)
     ap.add_argument("--libs", default="faiss,usearch,hnswlib")
+    ap.add_argument("--lensdb", action="store_true", help="benchmark lensdb's descriptors")
     a = ap.parse_args()
     data = clustered(a.n, a.dim, max(10, a.n // 1000), 1)
     queries = clustered(a.queries, a.dim, max(10, a.n // 1000), 1)[:a.queries] + 0.1
@@ -97,6 +226,9 @@ def main() -> None:
     print(f"{a.n} x {a.dim} float32, {a.queries} queries, k={a.k}, M={a.m}, "
           f"efConstruction={a.ef_construction}, efSearch={a.ef_search}, one thread")
     print(f"numpy brute force: {a.queries / exact:9.1f} q/s")
+    if a.lensdb:
+        bench_lensdb(a, data, queries, truth)
+        return
     runs = {"faiss": bench_faiss, "usearch": bench_usearch, "hnswlib": bench_hnswlib}
     for name in a.libs.split(","):
         build, qtime, found = runs[name](data, queries, a.k, a.m, a.ef_construction, a.ef_search)

@@ -503,7 +503,8 @@ def _visible_top(ctx: Context, vs: VectorSet, knn: _Knn, scope: Predicate,
     """The k best index hits that the snapshot holds (and that pass `filters`), fetching more
     from the index until k are found or the index has no more."""
     allowed_set = set(allowed) if allowed is not None else None
-    want = knn.k + 16
+    # Usually every hit is visible: ask for k, and for more only when some were not.
+    want = knn.k if filters is None and allowed is None else 4 * knn.k
     while True:
         hits = vs.search(knn.query, want, knn.metric, approximate=knn.approximate)
         ids = [h.id for h in hits if allowed_set is None or h.id in allowed_set]
