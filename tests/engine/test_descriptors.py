@@ -427,3 +427,17 @@ def test_saved_index_is_read_back_caught_up_or_rebuilt(folder):
     one(one_more, {"DeleteDescriptorSet": {"with_name": "s"}})
     one_more.close()
     assert not list((folder / "vectors").glob("*.v*"))
+
+
+def test_a_rolled_back_search_in_a_write_query_leaves_no_vector_behind(folder):
+    data = vectors(20, 4, seed=10)
+    far = np.full(4, 77, np.float32)
+    with Database(folder) as db:
+        add_set(db, "s", data)
+    with Database(folder) as db:  # the index is loaded by a k-NN inside a failing write query
+        fail(db, [{"AddDescriptor": {"set": "s", "properties": {"n": 99}}},
+                  {"FindDescriptor": {"set": "s", "k_neighbors": 1}},
+                  {"AddEntity": {"class": "_bad"}}], [far.tobytes(), far.tobytes()])
+        assert db.vectors.get(_set_id(db, "s")) is None
+        assert knn(db, "s", far, 1)[0]["n"] != 99
+        assert len(db.vectors.get(_set_id(db, "s"))) == 20

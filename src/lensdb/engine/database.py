@@ -142,6 +142,7 @@ class Database:
             return e.response(), []
         names = [next(iter(c)) for c in parsed]
         staged = None
+        ctx: Context | None = None
         try:
             writes = not READ_ONLY.issuperset(names)
             if not writes:
@@ -155,6 +156,7 @@ class Database:
             with opener as txn:
                 ctx = Context(self.store, txn, inputs, self.max_response_bytes)
                 ctx.extra["vectors"] = self.vectors
+                ctx.extra["writes"] = writes
                 responses = [self._run(ctx, i, name, cmd[name], len(parsed))
                              for i, (name, cmd) in enumerate(zip(names, parsed, strict=True))]
                 if writes:
@@ -162,10 +164,14 @@ class Database:
         except _Abort as a:
             if staged is not None:
                 staged.abort()
+            if ctx is not None:
+                descriptors.after_rollback(ctx, self.vectors)
             return a.response, []
         except Exception as e:  # a bug or a storage failure: answer, log, keep serving
             if staged is not None:
                 staged.abort()
+            if ctx is not None:
+                descriptors.after_rollback(ctx, self.vectors)
             log.exception("query failed")
             return {"status": -1, "info": f"internal error: {type(e).__name__}: {e}"}, []
         if staged is not None:

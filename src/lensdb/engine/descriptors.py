@@ -91,6 +91,9 @@ class _State:
     sets: dict[str, DescriptorSet] = field(default_factory=dict)
     changes: dict[int, _Changes] = field(default_factory=dict)
     dropped: set[int] = field(default_factory=set)
+    # Indexes loaded or caught up inside this (write) transaction: they may hold its
+    # uncommitted vectors, so a rollback unloads them.
+    read_in_write: set[int] = field(default_factory=set)
 
 
 def _state(ctx: Context) -> _State:
@@ -554,6 +557,8 @@ def index_of(ctx: Context, s: DescriptorSet) -> VectorSet:
     """The set's in-memory index, loaded from the stored rows or caught up with them."""
     indexes = _indexes(ctx)
     vs = indexes.get(s.id)
+    if ctx.extra.get("writes") and (vs is None or vs.version < s.version):
+        _state(ctx).read_in_write.add(s.id)
     if vs is None:  # read back from its saved copy (maybe older: caught up below) or built
         vs = indexes.load(s.id, s.dimensions, s.version, lambda: _stored(ctx, s, None))
     if vs.version < s.version:
@@ -591,6 +596,14 @@ def before_commit(ctx: Context) -> None:
     for set_id, ch in st.changes.items():
         if set_id not in st.dropped:
             ctx.txn.update_objects([set_id], {"_version": ch.base + 1}, [])
+
+
+def after_rollback(ctx: Context, indexes: VectorIndexes) -> None:
+    """Unload indexes that read this transaction's rows: they may hold its rolled-back vectors
+    (the next search reads them again, from their saved copy or the rows)."""
+    st = ctx.extra.get("descriptors")
+    if st is not None and st.read_in_write:
+        indexes.unload(st.read_in_write)
 
 
 def after_commit(ctx: Context, indexes: VectorIndexes) -> None:

@@ -334,6 +334,12 @@ class VectorIndexes:
                 log.warning("could not save the vector index of set %s: %s", set_id, e)
                 shutil.rmtree(tmp, ignore_errors=True)
 
+    def unload(self, set_ids: Iterable[int]) -> None:
+        """Forget loaded indexes (their saved copies stay)."""
+        with self._lock:
+            for i in set_ids:
+                self._sets.pop(i, None)
+
     def drop(self, set_ids: Iterable[int]) -> None:
         with self._lock:
             for i in set_ids:
