@@ -29,7 +29,7 @@ from lensdb.engine.find import FIND_COMMON, Row, combine, parse_shape, run_find,
 from lensdb.engine.values import check_user_key, encode_properties
 from lensdb.errors import OBJECT_EXISTS, QueryError
 from lensdb.index import APPROXIMATE_ENGINES, ENGINES, METRICS, VectorIndexes, VectorSet
-from lensdb.store.base import Compare, ObjectRow, OneOf, Predicate, Selection
+from lensdb.store.base import Compare, ObjectRow, OneOf, Predicate, Selection, SortKey
 
 SET_CLASS = "_DescriptorSet"
 DESCRIPTOR_CLASS = "_Descriptor"
@@ -514,9 +514,19 @@ def _visible_top(ctx: Context, vs: VectorSet, knn: _Knn, scope: Predicate,
         found = {r.id: r for r in ctx.txn.find_objects(
             Selection(classes=[DESCRIPTOR_CLASS], where=combine(scope, filters), ids=ids))}
         out = [_with_distance(found[h.id], h.distance) for h in hits if h.id in found]
+        if filters is None and len(found) < len(ids):
+            _forget_deleted(vs, knn.s, [i for i in ids if i not in found])
         if len(out) >= knn.k or len(hits) < want or want >= len(vs):
             return out[:knn.k]
         want *= 4
+
+
+def _forget_deleted(vs: VectorSet, s: DescriptorSet, ids: list[int]) -> None:
+    """Hits the snapshot lacks although it is as new as the index: deleted (by another process,
+    or by a DeleteEntity this one did not see as descriptors'); drop them from the index."""
+    with vs.lock:
+        if s.version >= vs.version:
+            vs.remove(ids)
 
 
 def _keep(ctx: Context, rows: list[ObjectRow], filters: Predicate | None,
@@ -559,18 +569,43 @@ def index_of(ctx: Context, s: DescriptorSet) -> VectorSet:
     vs = indexes.get(s.id)
     if ctx.extra.get("writes") and (vs is None or vs.version < s.version):
         _state(ctx).read_in_write.add(s.id)
+    fresh = vs is None
     if vs is None:  # read back from its saved copy (maybe older: caught up below) or built
         vs = indexes.load(s.id, s.dimensions, s.version, lambda: _stored(ctx, s, None))
     if vs.version < s.version:
         with vs.lock:
             if vs.version < s.version:
-                have = vs.ids()
-                stored = {r.id: r for r in _rows(ctx, s)}
-                vs.remove(have - stored.keys())
-                ids, vectors = _stored(ctx, s, [r for i, r in stored.items() if i not in have])
+                if fresh:
+                    # A saved copy from before a crash or another process's writes: compare
+                    # every id once (vectors are read only for the rows it lacks).
+                    have = vs.ids()
+                    stored = {r.id: r for r in _rows(ctx, s)}
+                    vs.remove(have - stored.keys())
+                    new = [r for i, r in stored.items() if i not in have]
+                else:
+                    # Loaded and kept current here, so only another process's (or server's)
+                    # commits are missing: their new rows have higher ids. The vectors they
+                    # deleted leave the index when a search meets them (_visible_top).
+                    new = _rows_after(ctx, s, vs.max_id)
+                ids, vectors = _stored(ctx, s, new)
                 vs.add(ids, vectors)
                 vs.version = s.version
     return vs
+
+
+def _rows_after(ctx: Context, s: DescriptorSet, max_id: int, page: int = 512) -> list[ObjectRow]:
+    """The set's rows with ids above `max_id`, newest first, read a page at a time."""
+    out: list[ObjectRow] = []
+    offset = 0
+    while True:
+        rows = ctx.txn.find_objects(Selection(
+            classes=[DESCRIPTOR_CLASS], where=Compare("_set_name", "==", s.name),
+            sort=[SortKey("_uniqueid", descending=True)], offset=offset, limit=page))
+        newer = [r for r in rows if r.id > max_id]
+        out += newer
+        if len(newer) < len(rows) or len(rows) < page:
+            return out
+        offset += page
 
 
 def _rows(ctx: Context, s: DescriptorSet) -> list[ObjectRow]:

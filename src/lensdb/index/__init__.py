@@ -93,6 +93,7 @@ class VectorSet:
         self._vectors = np.empty((0, dimensions), dtype=np.float32)
         self._ids = np.empty(0, dtype=np.int64)
         self._n = 0
+        self.max_id = 0  # the highest id ever added: rows above it are new to this index
         self._row: dict[int, int] = {}
         self._graphs: dict[str, object] = {}  # metric -> hnswlib.Index
 
@@ -125,6 +126,7 @@ class VectorSet:
             self._ids[self._n: need] = new_ids
             for pos, i in enumerate(new_ids, self._n):
                 self._row[i] = pos
+            self.max_id = max(self.max_id, *new_ids)
             self._n = need
             for graph in self._graphs.values():
                 _graph_add(graph, new_ids, new)
@@ -230,6 +232,7 @@ def _load(folder: Path, dimensions: int) -> VectorSet | None:
             return None
         vs._ids, vs._vectors, vs._n = ids.astype(np.int64), vectors, len(ids)
         vs._row = {int(i): n for n, i in enumerate(ids.tolist())}
+        vs.max_id = int(ids.max()) if len(ids) else 0
         for metric in meta["graphs"]:
             graph = hnswlib.Index(space=_SPACES[metric], dim=dimensions)
             graph.load_index(str(folder / f"{metric}.hnsw"), max_elements=max(1024, 2 * len(ids)))
