@@ -74,3 +74,18 @@ def test_k_center_greedy_against_a_direct_computation():
         # each pick is the point farthest from all earlier picks
         d = np.min([np.sum((data - data[p]) ** 2, axis=1) for p in picked[:m]], axis=0)
         assert picked[m] == int(np.argmax(d))
+
+
+def test_disagree_flags_a_label_its_neighbours_contradict(tmp_path):
+    uids, _ = seed(tmp_path / "db")
+    with Database(tmp_path / "db") as db:
+        for i, u in enumerate(uids):
+            label = "cat" if i < 5 else "dog" if i < 10 else None  # cluster 2 unlabelled
+            if i == 3:
+                label = "dog"  # the odd one out in the cat cluster
+            if label:
+                ok(db, [{"UpdateImage": {"constraints": {"_uniqueid": ["==", u]},
+                                         "properties": {"class": label}}}])
+    got = lines(cli("select", "--data", str(tmp_path / "db"), "--set", "emb", "--mode", "disagree",
+                    "--label-property", "class", "-k", "4"))
+    assert got == [{"_uniqueid": uids[3], "label": "dog", "neighbours_say": "cat", "share": 1.0}]

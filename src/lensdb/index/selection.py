@@ -57,3 +57,28 @@ def similar(vectors: np.ndarray, examples: np.ndarray, n: int, metric: str = "L2
         return []
     best = np.min(np.stack([dissimilarity(metric, vectors, e) for e in examples]), axis=0)
     return [int(i) for i in np.argsort(best, kind="stable")[:n]]
+
+
+def disagreements(vectors: np.ndarray, labels: list[str | None], k: int = 5,
+                  metric: str = "L2", share: float = 0.5) -> list[tuple[int, str, float]]:
+    """Labelled rows whose k nearest labelled neighbours mostly (more than `share`) carry one
+    other label: (row, that label, its share), most confident first. Candidates for review.
+    Exact, O(n^2) distance evaluations in blocks: meant for the labelled part of a project."""
+    idx = [i for i, lab in enumerate(labels) if lab is not None]
+    if len(idx) < 2:
+        return []
+    sub = vectors[idx]
+    out: list[tuple[int, str, float]] = []
+    for a, i in enumerate(idx):
+        d = dissimilarity(metric, sub, sub[a])
+        d[a] = np.inf
+        near = np.argsort(d, kind="stable")[:k]
+        votes: dict[str, int] = {}
+        for j in near:
+            lab = labels[idx[j]]
+            assert lab is not None
+            votes[lab] = votes.get(lab, 0) + 1
+        top, n = max(votes.items(), key=lambda kv: kv[1])
+        if top != labels[i] and n / len(near) > share:
+            out.append((i, top, n / len(near)))
+    return sorted(out, key=lambda t: -t[2])
