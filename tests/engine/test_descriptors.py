@@ -443,3 +443,17 @@ def test_a_rolled_back_search_in_a_write_query_leaves_no_vector_behind(folder):
         assert db.vectors.get(_set_id(db, "s")) is None
         assert knn(db, "s", far, 1)[0]["n"] != 99
         assert len(db.vectors.get(_set_id(db, "s"))) == 20
+
+
+def test_deletes_and_adds_reach_a_built_graph_at_once(db):
+    n = EXACT_BELOW + 500
+    data = vectors(n, 8, seed=11)
+    add_set(db, "s", data, engine="HNSW", batch=2500)
+    q = data[1234]
+    assert knn(db, "s", q, 1)[0]["n"] == 1234  # builds the graph
+    one(db, {"DeleteDescriptor": {"set": "s", "constraints": {"n": ["in", [1234, 77]]}}})
+    got = [e["n"] for e in knn(db, "s", q, 5)]
+    assert 1234 not in got and len(got) == 5
+    ok(db, [{"AddDescriptor": {"set": "s", "properties": {"n": -1}}}], [(q + 1e-4).tobytes()])
+    assert knn(db, "s", q, 1)[0]["n"] == -1
+    assert len(db.vectors.get(_set_id(db, "s"))) == n - 1

@@ -198,7 +198,12 @@ class VectorSet:
                                                         self._vectors[: self._n])
         k = min(k, self._n)
         graph.set_ef(max(HNSW_EF_SEARCH, k))  # type: ignore[attr-defined]
-        labels, _ = graph.knn_query(query, k=k)  # type: ignore[attr-defined]
+        try:
+            labels, _ = graph.knn_query(query, k=k)  # type: ignore[attr-defined]
+        except RuntimeError:
+            # hnswlib found fewer than k live neighbours (many deletions cut the graph up):
+            # answer exactly rather than fail.
+            return self._search_exact(query, k, metric)
         found = [int(i) for i in labels[0]]
         rows = np.asarray([self._row[i] for i in found], dtype=np.int64)
         dist = distances(metric, self._vectors[rows], query)
