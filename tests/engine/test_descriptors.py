@@ -415,6 +415,8 @@ def test_saved_index_is_read_back_caught_up_or_rebuilt(folder):
     with Database(folder) as second:  # writes without loading the index: saves nothing
         ok(second, [{"AddDescriptor": {"set": "s", "properties": {"n": 1000}}}], [far.tobytes()])
     with Database(folder) as third:
+        assert third.load_vector_indexes() == 1  # what a server does in the background at start
+        assert third.vectors.get(_set_id(third, "s")) is not None
         assert knn(third, "s", far, 1)[0]["n"] == 1000
         vs = third.vectors.get(_set_id(third, "s"))
         assert vs.saved_version is not None and vs.saved_version < vs.version  # read, caught up

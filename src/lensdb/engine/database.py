@@ -124,6 +124,15 @@ class Database:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def load_vector_indexes(self) -> int:
+        """Load (or read back, and catch up) every descriptor set's index now rather than at
+        its first search, which would otherwise wait for it; a server calls this in the
+        background at start. Returns how many sets it loaded."""
+        with self.store.read() as txn:
+            ctx = Context(self.store, txn, [], self.max_response_bytes)
+            ctx.extra["vectors"] = self.vectors
+            return descriptors.load_all(ctx)
+
     def close(self) -> None:
         self.vectors.save()
         self.store.close()

@@ -610,6 +610,14 @@ def _rows_after(ctx: Context, s: DescriptorSet, max_id: int, page: int = 512) ->
         offset += page
 
 
+def load_all(ctx: Context) -> int:
+    """Load every set's index (see Database.load_vector_indexes)."""
+    rows = ctx.txn.find_objects(Selection(classes=[SET_CLASS]))
+    for row in rows:
+        index_of(ctx, DescriptorSet.of(row))
+    return len(rows)
+
+
 def _rows(ctx: Context, s: DescriptorSet) -> list[ObjectRow]:
     return ctx.txn.find_objects(Selection(classes=[DESCRIPTOR_CLASS],
                                           where=Compare("_set_name", "==", s.name)))
