@@ -222,7 +222,7 @@ def bench_lensdb(a: argparse.Namespace, data: np.ndarray, queries: np.ndarray,
               f"(M={HNSW_M}, ef={max(HNSW_EF_SEARCH, k)}): {direct_qps:8.1f} q/s; ratio "
               f"{lensdb_qps / direct_qps:.2f}x; recall@{k} {recall(found, truth):.4f}")
 
-        n_flat = min(len(data), 20_000)
+        n_flat = len(data)
         for start in range(0, n_flat, batch):
             chunk = data[start:start + batch]
             db.query([{"AddDescriptor": {"set": "flat", "properties": {"n": start + i}}}
@@ -258,7 +258,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--m", type=int, default=16)
     ap.add_argument("--ef-construction", type=int, default=100)
-    ap.add_argument("--ef-search", type=int, default=64)
+    ap.add_argument("--ef-search", type=int, default=100)
     ap.add_argument("--libs", default="faiss,usearch,hnswlib")
     ap.add_argument("--lensdb", action="store_true", help="benchmark lensdb's descriptors")
     ap.add_argument("--loader", action="store_true",

@@ -41,7 +41,7 @@ ENGINES = EXACT_ENGINES | APPROXIMATE_ENGINES
 EXACT_BELOW = 10_000
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 100
-HNSW_EF_SEARCH = 64
+HNSW_EF_SEARCH = 100  # recall@10 0.956 at 64 on 200,000 x 512 clustered vectors: too close to 0.95
 _SPACES = {"L2": "l2", "IP": "ip", "CS": "cosine"}
 
 
