@@ -60,7 +60,7 @@ def test_dedup_keeps_one_per_cluster(tmp_path):
 def test_similar_to_an_example(tmp_path):
     uids, _ = seed(tmp_path / "db")
     got = lines(cli("select", "--data", str(tmp_path / "db"), "--set", "emb", "--mode", "similar",
-                    "--like", uids[7], "-n", "5"))
+                    "--like", uids[7], "-n", "4"))
     assert sorted(g["_uniqueid"] for g in got) == sorted(u for u in uids[5:10] if u != uids[7])
     bad = cli("select", "--data", str(tmp_path / "db"), "--set", "nope")
     assert bad.returncode != 0 and "nope" in bad.stderr

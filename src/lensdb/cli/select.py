@@ -20,8 +20,8 @@ from lensdb.cli import main
               help="diverse: spread over the set, most informative first; dedup: skip images "
               "within --threshold of one already listed; similar: nearest to the --like images; "
               "disagree: labelled images whose nearest neighbours mostly carry another label.")
-@click.option("-n", "count", type=click.IntRange(min=1), default=100, show_default=True,
-              help="How many images to list (diverse, similar).")
+@click.option("-n", "count", type=click.IntRange(min=1), default=None,
+              help="How many images to list (default: diverse and similar 100, others all).")
 @click.option("--threshold", type=float, default=0.05, show_default=True,
               help="dedup: the dissimilarity under which two images are duplicates (squared L2 "
               "for L2 sets, 1 - cosine otherwise).")
@@ -32,13 +32,14 @@ from lensdb.cli import main
               "label, as AddDescriptor's 'label' sets it).")
 @click.option("-k", "neighbours", type=click.IntRange(min=1), default=5, show_default=True,
               help="disagree: how many neighbours vote.")
-def select(data: Path, set_name: str, mode: str, count: int, threshold: float,
+def select(data: Path, set_name: str, mode: str, count: int | None, threshold: float,
            like: tuple[str, ...], constraints: str | None, label_property: str | None,
            neighbours: int) -> None:
     """Print the images to label, one JSON object a line: _uniqueid and why it was chosen.
 
     Each image counts through the descriptor of SET connected to it (as the SDK's CLIP loader
-    connects them). Examples:
+    connects them). The same choice is the `select` parameter of the gateway's task list and
+    the --select option of `lensdb labelstudio tasks|push`. Examples:
 
       lensdb select --set ViT-B/16 --mode diverse -n 50
 
@@ -49,73 +50,18 @@ def select(data: Path, set_name: str, mode: str, count: int, threshold: float,
       lensdb select --set ViT-B/16 --mode disagree --label-property class -k 5
     """
     from lensdb import Database
-    from lensdb.index import selection
+    from lensdb.index.choose import Choice, choose
 
-    with Database(data) as db:
-        try:
-            rows, vectors, metric, labels = _embeddings(db, set_name, constraints,
-                                                        label_property)
-        except ValueError as e:
-            raise click.ClickException(str(e)) from None
-    if mode == "diverse":
-        out = [{"_uniqueid": rows[i], "rank": n + 1}
-               for n, i in enumerate(selection.diverse(vectors, count, metric))]
-    elif mode == "dedup":
-        kept, dup_of = selection.dedup(vectors, threshold, metric)
-        out = [{"_uniqueid": rows[i], "duplicates": [rows[d] for d, k in dup_of.items() if k == i]}
-               for i in kept]
-    elif mode == "disagree":
-        out = [{"_uniqueid": rows[i], "label": labels[i], "neighbours_say": other,
-                "share": round(share, 3)}
-               for i, other, share in selection.disagreements(vectors, labels, neighbours, metric)]
-    else:
-        pos = {u: i for i, u in enumerate(rows)}
-        missing = [u for u in like if u not in pos]
-        if not like or missing:
-            raise click.ClickException(f"--like needs images that have a descriptor in {set_name!r}"
-                                       + (f"; not found: {', '.join(missing)}" if missing else ""))
-        examples = vectors[[pos[u] for u in like]]
-        out = [{"_uniqueid": rows[i]} for i in selection.similar(vectors, examples, count, metric)
-               if rows[i] not in like]
-    for item in out:
+    if count is None and mode in ("diverse", "similar"):
+        count = 100
+    spec = {"set": set_name, "mode": mode, "threshold": threshold, "like": list(like),
+            "label_property": label_property, "k": neighbours, "n": count}
+    try:
+        choice = Choice.parse(spec)
+        where = json.loads(constraints) if constraints else None
+        with Database(data) as db:
+            chosen = choose(db.query, choice, where)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    for item in chosen:
         sys.stdout.write(json.dumps(item) + "\n")
-
-
-def _embeddings(db, set_name: str, constraints: str | None,  # noqa: ANN202 - private helper
-                label_property: str | None):
-    """(image _uniqueids, their vectors as rows, the set's metric, their labels)."""
-    import numpy as np
-
-    find_image: dict = {"_ref": 1, "uniqueids": True}
-    if constraints:
-        find_image["constraints"] = json.loads(constraints)
-    r, blobs = db.query([
-        {"FindDescriptorSet": {"with_name": set_name, "metrics": True, "dimensions": True}},
-        {"FindImage": find_image},
-        {"FindDescriptor": {"set": set_name, "is_connected_to": {"ref": 1}, "blobs": True,
-                            "uniqueids": True, "labels": True, "_ref": 2}},
-        {"FindImage": {"is_connected_to": {"ref": 2}, "group_by_source": True, "uniqueids": True,
-                       "results": {"list": [label_property] if label_property else []}}},
-    ])
-    if not isinstance(r, list):
-        raise ValueError(r.get("info", str(r)))
-    sets = r[0]["FindDescriptorSet"].get("entities") or []
-    if not sets:
-        raise ValueError(f"no descriptor set named {set_name!r}")
-    metric, dims = sets[0]["_metrics"][0], sets[0]["_dimensions"]
-    descs = r[2]["FindDescriptor"].get("entities") or []
-    groups = r[3]["FindImage"].get("entities") or {}
-    rows: list[str] = []
-    labels: list[str | None] = []
-    vecs: list = []
-    seen: set[str] = set()
-    for d in descs:
-        for img in groups.get(d["_uniqueid"], []):
-            if img["_uniqueid"] not in seen:  # an image with several descriptors counts once
-                seen.add(img["_uniqueid"])
-                rows.append(img["_uniqueid"])
-                label = img.get(label_property) if label_property else d.get("_label")
-                labels.append(None if label in (None, "None") else str(label))
-                vecs.append(np.frombuffer(blobs[d["_blob_index"]], np.float32))
-    matrix = np.stack(vecs) if vecs else np.empty((0, dims), np.float32)
-    return rows, matrix, metric, labels
