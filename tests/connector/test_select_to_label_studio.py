@@ -129,3 +129,10 @@ def test_task_list_and_push_choose_by_embeddings(lensdb_for_ls, label_studio, ls
     assert ls_api.project(pid)["task_number"] == 2
     p = _cli(*push, env=env)  # the same two again: already sent
     assert p.returncode == 0 and "created 0 task(s)" in p.stdout, p.stdout + p.stderr
+    # lensdb select links the images pushed to their tasks (what a reviewer opens).
+    p = _cli("select", "--data", str(server.data_dir), "--set", "select-tl", "-n", "3",
+             "--ls-url", label_studio.url, "--project", str(pid))
+    lines = [json.loads(x) for x in p.stdout.splitlines()]
+    tasks = {t["id"] for t in ls_api.changed_tasks(pid, None, 10)}
+    assert [x.get("task_id") in tasks for x in lines] == [True, True, False]
+    assert lines[0]["task_url"] == f"{label_studio.url}/projects/{pid}/data?task={lines[0]['task_id']}"

@@ -32,9 +32,12 @@ from lensdb.cli import main
               "label, as AddDescriptor's 'label' sets it).")
 @click.option("-k", "neighbours", type=click.IntRange(min=1), default=5, show_default=True,
               help="disagree: how many neighbours vote.")
+@click.option("--ls-url", default=None, metavar="URL",
+              help="With --project: link each image pushed to that Label Studio project to its task.")
+@click.option("--project", "project_id", type=int, default=None, help="The Label Studio project.")
 def select(data: Path, set_name: str, mode: str, count: int | None, threshold: float,
            like: tuple[str, ...], constraints: str | None, label_property: str | None,
-           neighbours: int) -> None:
+           neighbours: int, ls_url: str | None, project_id: int | None) -> None:
     """Print the images to label, one JSON object a line: _uniqueid and why it was chosen.
 
     Each image counts through the descriptor of SET connected to it (as the SDK's CLIP loader
@@ -47,7 +50,8 @@ def select(data: Path, set_name: str, mode: str, count: int | None, threshold: f
 
       lensdb select --set ViT-B/16 --mode similar --like 2.0.17 -n 20
 
-      lensdb select --set ViT-B/16 --mode disagree --label-property class -k 5
+      lensdb select --set ViT-B/16 --mode disagree --label-property class -k 5 \\
+          --ls-url http://ls:8080 --project 3      # with links to the tasks to review
     """
     from lensdb import Database
     from lensdb.index.choose import Choice, choose
@@ -61,7 +65,23 @@ def select(data: Path, set_name: str, mode: str, count: int | None, threshold: f
         where = json.loads(constraints) if constraints else None
         with Database(data) as db:
             chosen = choose(db.query, choice, where)
+            tasks = _pushed(db, ls_url, project_id) if ls_url and project_id is not None else {}
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     for item in chosen:
+        tid = tasks.get(item["_uniqueid"])
+        if tid is not None:
+            assert ls_url is not None
+            item["task_id"] = tid
+            item["task_url"] = f"{ls_url.rstrip('/')}/projects/{project_id}/data?task={tid}"
         sys.stdout.write(json.dumps(item) + "\n")
+
+
+def _pushed(db, ls_url: str, project_id: int) -> dict[str, int]:  # noqa: ANN001 - a Database
+    """image _uniqueid -> Label Studio task id, as `lensdb labelstudio push` recorded them."""
+    from lensdb.connector import state
+
+    response, _ = db.query(state.sent_images_query(ls_url, project_id))
+    if not isinstance(response, list):
+        raise ValueError(response.get("info", str(response)))
+    return state.sent_images(response)
