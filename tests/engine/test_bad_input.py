@@ -131,8 +131,13 @@ BAD_COMMANDS = [
     ({"FindEntity": {"constraints": nested(5000)}}, "deep"),
     # not supported yet
     ({"FindVideo": {}}, "not supported"),
-    ({"FindDescriptor": {"set": "s"}}, "not supported"),
-    ({"AddDescriptorSet": {"name": "s"}}, "not supported"),
+    # descriptors (were "not supported" before they were): bad parameters still fail clearly
+    ({"AddDescriptorSet": {"name": "s"}}, "dimensions"),
+    ({"AddDescriptorSet": {"name": "s", "dimensions": 0}}, "dimensions"),
+    ({"AddDescriptorSet": {"name": "s", "dimensions": 4, "metric": "L1"}}, "metric"),
+    ({"AddDescriptorSet": {"name": "s", "dimensions": 4, "engine": "Annoy"}}, "engine"),
+    ({"AddDescriptorSet": {"name": "s", "dimensions": 4, "metric": []}}, "metric"),
+    ({"FindDescriptor": {"set": "s", "knn_first": 3}}, "knn_first"),
 ]
 
 

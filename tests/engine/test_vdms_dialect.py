@@ -140,3 +140,29 @@ def test_failed_command_echoes_the_command(db):
 def test_blob_count_mismatch_uses_vdms_text(db):
     r = vfail(db, [{"AddImage": {}}], [])
     assert "Expected blobs: 1. Received blobs: 0" in r["info"]
+
+
+def test_descriptors_the_vdms_way(db):
+    """VDMS's own descriptor test shapes: `set` names the set, vectors come back by default,
+    `_distance` and `_label` are listed, and L2 is squared (20 apart -> 400)."""
+    import numpy as np
+
+    vok(db, [{"AddDescriptorSet": {"name": "feat", "dimensions": 100, "metric": "L2",
+                                   "engine": "FaissFlat"}}])
+    vecs = [np.eye(100, dtype=np.float32)[0] * i * 20 for i in range(5)]
+    vok(db, [{"AddDescriptor": {"set": "feat", "label": f"l{i}", "properties": {"myid": 200 + i}}}
+             for i in range(5)], [v.tobytes() for v in vecs])
+    r, out = vok(db, [{"FindDescriptor": {"set": "feat", "k_neighbors": 3,
+                                          "results": {"list": ["myid", "_distance", "_label"]}}}],
+                 [vecs[2].tobytes()])
+    ents = inner(r)["entities"]
+    assert [e["_distance"] for e in ents] == [0.0, 400.0, 400.0]
+    assert (ents[0]["myid"], ents[0]["_label"]) == (202, "l2")
+    assert out[0] == vecs[2].tobytes() and len(out) == 3
+    r, _ = vok(db, [{"FindDescriptor": {"set": "feat", "k_neighbors": 3,
+                                        "constraints": {"myid": ["==", 202]},
+                                        "results": {"list": ["myid"], "blob": False}}}],
+               [vecs[2].tobytes()])
+    assert inner(r)["entities"] == [{"myid": 202}]
+    r, _ = vok(db, [{"FindDescriptorSet": {"set": "feat", "results": {"list": ["_dimensions"]}}}])
+    assert inner(r)["entities"] == [{"_dimensions": 100}]

@@ -39,6 +39,19 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
     return parsed
 
 
+def _choice(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """--select: checked here, so a mistake is named before anything is sent."""
+    if value is None:
+        return None
+    from lensdb.index.choose import Choice
+
+    try:
+        Choice.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return json.loads(value)
+
+
 def lensdb_options(fn: Callable) -> Callable:
     """Where lensdb is and who to be there."""
     opts = [
@@ -77,6 +90,10 @@ def selection_options(fn: Callable) -> Callable:
         click.option("--pred-constraints", callback=_json_object,
                      help="Constraints on the regions used as predictions (JSON)."),
         click.option("--properties", default="", help="Image properties copied into task data, comma-separated."),
+        click.option("--select", "select", callback=_choice, metavar="JSON",
+                     help='Images chosen by their embeddings (among those --constraints selects), e.g. '
+                          '\'{"set": "ViT-B/16", "mode": "diverse", "n": 200}\' (modes: diverse, dedup '
+                          'with "threshold", similar with "like": [uniqueids], disagree; see lensdb select).'),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -151,7 +168,7 @@ def _friendly(fn: Callable) -> Callable:
 @_friendly
 def tasks_cmd(constraints: dict | None, predictions: bool, pred_constraints: dict | None, properties: str,
               label_config: Any, fmt: str, ttl: int, limit: int | None, public_url: str | None, output: Any,
-              **kw: Any) -> None:
+              select: dict | None = None, **kw: Any) -> None:
     """Write a task file Label Studio imports as is (Import > Upload Files), with signed image links.
 
     Example: lensdb labelstudio tasks --constraints '{"dataset": ["==", "val"]}' --predictions > tasks.json
@@ -160,7 +177,7 @@ def tasks_cmd(constraints: dict | None, predictions: bool, pred_constraints: dic
     params: dict[str, Any] = {"predictions": predictions, "format": fmt, "ttl": ttl,
                               "properties": [p.strip() for p in properties.split(",") if p.strip()]}
     for key, value in (("constraints", constraints), ("pred_constraints", pred_constraints), ("limit", limit),
-                       ("base_url", public_url),
+                       ("base_url", public_url), ("select", select),
                        ("label_config", label_config.read() if label_config else None)):
         if value is not None:
             params[key] = value
@@ -190,7 +207,7 @@ def tasks_cmd(constraints: dict | None, predictions: bool, pred_constraints: dic
 @_friendly
 def push_cmd(ls_url: str, ls_token: str, project_id: int, constraints: dict | None, predictions: bool,
              pred_constraints: dict | None, properties: str, limit: int | None, batch_size: int, ttl: int,
-             public_url: str | None, progress: bool, **kw: Any) -> None:
+             public_url: str | None, progress: bool, select: dict | None = None, **kw: Any) -> None:
     """Create Label Studio tasks for images selected in lensdb; images already sent to the project are skipped.
 
     lensdb records which image became which task (entity LS_push), so pushing again sends only new images.
@@ -200,8 +217,10 @@ def push_cmd(ls_url: str, ls_token: str, project_id: int, constraints: dict | No
 
     from lensdb.connector.lsclient import LabelStudio
     from lensdb.connector.push import PushOptions, push
+    from lensdb.index.choose import Choice
 
     opts = PushOptions(project_id=project_id, constraints=constraints, predictions=predictions,
+                       select=Choice.parse(select) if select is not None else None,
                        pred_constraints=pred_constraints, limit=limit, batch_size=batch_size, ttl=ttl,
                        properties=[p.strip() for p in properties.split(",") if p.strip()],
                        public_url=public_url or (kw["lensdb_http"] if kw["lensdb_http"] else None),

@@ -17,6 +17,7 @@ from typing import Any
 from lensdb.client import Client, DatabaseError, HttpClient
 from lensdb.connector import state
 from lensdb.connector.lsclient import LabelStudio
+from lensdb.index.choose import Choice, choose
 from lensdb.labelstudio import queries as Q
 from lensdb.settings import Settings
 
@@ -39,6 +40,7 @@ class PushOptions:
     image_width: int | None = None
     # Where pairs lensdb could not record wait for the next push (Settings.connector_state).
     state_dir: Path = field(default_factory=lambda: Settings().connector_state)
+    select: Choice | None = None  # images chosen by their embeddings, in that order
 
 
 @dataclass
@@ -114,6 +116,14 @@ def candidates(db: Client, constraints: dict | None, skip: set[str], limit: int 
     return out, skipped
 
 
+def chosen(db: Client, select: Choice, constraints: dict | None, skip: set[str],
+           limit: int | None) -> tuple[list[str], int]:
+    """Like `candidates`, for images chosen by their embeddings (in the order chosen)."""
+    picked = [c["_uniqueid"] for c in choose(db.query, select, constraints)]
+    out = [u for u in picked if u not in skip]
+    return out[:limit] if limit is not None else out, len(picked) - len(out)
+
+
 def build_tasks(http: HttpClient, uids: list[str], label_config: str, opts: PushOptions) -> list[dict]:
     params: dict[str, Any] = {"uniqueids": uids, "predictions": opts.predictions, "label_config": label_config,
                               "properties": opts.properties, "ttl": opts.ttl, "strict": True}
@@ -143,7 +153,12 @@ def push(ls: LabelStudio, db: Client, http: HttpClient, opts: PushOptions,
         report.recovered = _record_pending(db, opts.state_dir, ls.url, opts.project_id)
         response, _ = db.query(state.sent_images_query(ls.url, opts.project_id))
         sent = state.sent_images(response)
-        todo, report.skipped = candidates(db, opts.constraints, set(sent), opts.limit)
+        if opts.select is not None:
+            todo, report.skipped = chosen(db, opts.select, opts.constraints, set(sent), opts.limit)
+        else:
+            todo, report.skipped = candidates(db, opts.constraints, set(sent), opts.limit)
+    except ValueError as exc:  # a --select the database cannot answer (no such set, ...)
+        raise PushError(f"--select: {exc}") from None
     except DatabaseError as exc:
         raise PushError(f"lensdb refused the query: {exc}. Check --constraints.") from None
     if total:

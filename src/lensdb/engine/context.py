@@ -32,7 +32,7 @@ def takes_blob(name: str, body: object) -> bool:
         return False
     if name in _ADDS_WITH_BLOB:
         return "url" not in body
-    return name == "AddDescriptor" or (name == "FindDescriptor" and "k_neighbors" in body)
+    return name in ("AddDescriptor", "ClassifyDescriptor") or (name == "FindDescriptor" and "k_neighbors" in body)
 
 
 @dataclass(slots=True)
@@ -57,6 +57,9 @@ class Context:
     used_keys: set[str] = field(default_factory=set)
     blob_pos: int = 0
     out_bytes: int = 0
+    # Per-family state of this query (descriptors: sets looked up, vector changes to apply
+    # after the commit) and the database's services it needs (the vector indexes).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def next_blob(self) -> BlobInput:
         # Counts were checked before the transaction started.

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lensdb.engine import admin, connections, objects, vdms
+from lensdb.engine import admin, connections, descriptors, objects, vdms
 from lensdb.engine.constraints import parse_constraints
 from lensdb.engine.context import BlobInput, Context, Params, takes_blob
 from lensdb.errors import QueryError, Status, answer, failure
+from lensdb.index import VectorIndexes
 from lensdb.store.base import Staged, Store
 from lensdb.store.sqlite import SQLiteStore
 
@@ -59,18 +60,31 @@ HANDLERS: dict[str, Handler] = {
     "GetIndexes": admin.get_indexes,
     "UserLogMessage": admin.user_log_message,
     "DeleteExpired": admin.delete_expired,
+    "AddDescriptorSet": descriptors.add_set,
+    "FindDescriptorSet": descriptors.find_set,
+    "UpdateDescriptorSet": descriptors.update_set,
+    "DeleteDescriptorSet": descriptors.delete_set,
+    "AddDescriptor": descriptors.add,
+    "FindDescriptor": descriptors.find,
+    "UpdateDescriptor": descriptors.update,
+    "DeleteDescriptor": descriptors.delete,
+    "ClassifyDescriptor": descriptors.classify,
 }
-for _fam in ("Video", "Clip", "Frame", "Descriptor"):
+for _fam in ("Video", "Clip", "Frame"):
     for _verb in ("Add", "Find", "Update"):
         HANDLERS[f"{_verb}{_fam}"] = _not_supported(f"{_verb}{_fam}")
     HANDLERS[f"Delete{_fam}"] = _delete_nothing
-for _name in ("ClassifyDescriptor", "FindFrames", "RegionIoU", "AddDescriptorSet"):
+for _name in ("FindFrames", "RegionIoU"):
     HANDLERS[_name] = _not_supported(_name)
 
-READ_ONLY = {n for n in HANDLERS if n.startswith(("Find", "Get"))}
+READ_ONLY = {n for n in HANDLERS if n.startswith(("Find", "Get"))} | {"ClassifyDescriptor"}
 # Finds that may return stored bytes (images, blobs, crops of regions); the others need not
 # pin the blob files their snapshot could see.
-READS_BLOBS = {f"Find{f.name}" for f in objects.FAMILIES.values() if f.cls is not None}
+# (A k-NN search may load a set's index from its stored vectors.)
+READS_BLOBS = {f"Find{f.name}" for f in objects.FAMILIES.values() if f.cls is not None} | {
+    "FindDescriptor", "ClassifyDescriptor"}
+# Commands whose blob is a vector: decoded before the transaction, stored only by AddDescriptor.
+VECTOR_INPUTS = frozenset({"AddDescriptor", "FindDescriptor", "ClassifyDescriptor"})
 
 
 class _Abort(Exception):
@@ -91,6 +105,7 @@ class Database:
         self.path = Path(path)
         self.store: Store = store or SQLiteStore(self.path, durable=durable)
         self.max_response_bytes = max_response_bytes
+        self.vectors = VectorIndexes(self.path / "vectors")
 
     def __enter__(self) -> Database:
         return self
@@ -98,7 +113,17 @@ class Database:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def load_vector_indexes(self) -> int:
+        """Load (or read back, and catch up) every descriptor set's index now rather than at
+        its first search, which would otherwise wait for it; a server calls this in the
+        background at start. Returns how many sets it loaded."""
+        with self.store.read() as txn:
+            ctx = Context(self.store, txn, [], self.max_response_bytes)
+            ctx.extra["vectors"] = self.vectors
+            return descriptors.load_all(ctx)
+
     def close(self) -> None:
+        self.vectors.save()
         self.store.close()
 
     def query(self, commands: list | str | bytes, blobs: list[bytes] | None = None,
@@ -115,38 +140,48 @@ class Database:
             return e.response(), []
         names = [next(iter(c)) for c in parsed]
         staged = None
+        ctx: Context | None = None
         try:
-            if READ_ONLY.issuperset(names):
+            writes = not READ_ONLY.issuperset(names)
+            if not writes:
                 # One snapshot even for one command: a Find runs several statements (count,
                 # unique, traversal, rows) that must all see the same commit.
-                inputs: list[BlobInput] = []
+                inputs = _prepare_inputs(parsed, blobs or [])
                 opener = self.store.read(blobs=not READS_BLOBS.isdisjoint(names))
             else:
                 inputs, staged = self._stage_inputs(parsed, blobs or [])
                 opener = self.store.write()
             with opener as txn:
                 ctx = Context(self.store, txn, inputs, self.max_response_bytes)
+                ctx.extra["vectors"] = self.vectors
+                ctx.extra["writes"] = writes
                 responses = [self._run(ctx, i, name, cmd[name], len(parsed))
                              for i, (name, cmd) in enumerate(zip(names, parsed, strict=True))]
+                if writes:
+                    descriptors.before_commit(ctx)
         except _Abort as a:
             if staged is not None:
                 staged.abort()
+            if ctx is not None:
+                descriptors.after_rollback(ctx, self.vectors)
             return a.response, []
         except Exception as e:  # a bug or a storage failure: answer, log, keep serving
             if staged is not None:
                 staged.abort()
+            if ctx is not None:
+                descriptors.after_rollback(ctx, self.vectors)
             log.exception("query failed")
             return failure(f"internal error: {type(e).__name__}: {e}"), []
         if staged is not None:
             staged.finish(ctx.used_keys)
+        if writes:
+            descriptors.after_commit(ctx, self.vectors)
         return responses, ctx.blobs_out
 
     def _stage_inputs(self, parsed: list[dict], blobs: list[bytes]
                       ) -> tuple[list[BlobInput], Staged]:
         """Prepare and write input blobs before the write lock, so writers overlap this work."""
-        consumers = [(n, b) for c in parsed for n, b in c.items() if takes_blob(n, b)]
-        inputs = [objects.prepare_input(n, b, data)
-                  for (n, b), data in zip(consumers, blobs, strict=True)]
+        inputs = _prepare_inputs(parsed, blobs)
         ready = [i for i in inputs if i.data is not None]
         staged = self.store.stage_blobs([i.data for i in ready])  # type: ignore[misc]
         for item, key in zip(ready, staged.keys, strict=True):
@@ -163,6 +198,13 @@ class Database:
             status, info = Status.ERROR, "parameters nested too deeply"
         where = f"{name} (command {i + 1} of {n})" if n > 1 else name
         raise _Abort(failure(f"{where}: {info}", status, FailedCommand=name))
+
+
+def _prepare_inputs(parsed: list[dict], blobs: list[bytes]) -> list[BlobInput]:
+    consumers = [(n, b) for c in parsed for n, b in c.items() if takes_blob(n, b)]
+    return [descriptors.prepare_input(data, keep=n == "AddDescriptor") if n in VECTOR_INPUTS
+            else objects.prepare_input(n, b, data)
+            for (n, b), data in zip(consumers, blobs, strict=True)]
 
 
 def parse_query(commands: list | str | bytes, blobs: list[bytes] | None) -> list[dict]:

@@ -30,7 +30,9 @@ RESULT_KEYS = frozenset({
 })
 # Output switches of region finds and the system property each one adds.
 FLAG_KEYS = {"uniqueids": "_uniqueid", "coordinates": "_coordinates", "labels": "_label",
-             "areas": "_area", "vertices": "_vertices", "bounds": "_bounds"}
+             "areas": "_area", "vertices": "_vertices", "bounds": "_bounds",
+             "distances": "_distance", "metrics": "_metrics", "engines": "_engines",
+             "dimensions": "_dimensions", "counts": "_count"}
 AGGREGATES = ("sum", "min", "max", "average")
 
 

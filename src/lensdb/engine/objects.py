@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Any
 
 from lensdb import media
-from lensdb.engine import regions
+from lensdb.engine import descriptors, regions
 from lensdb.engine.constraints import parse_constraints
 from lensdb.engine.context import BlobInput, Context, Params, RefSet, takes_blob
 from lensdb.engine.find import FIND_COMMON, Row, Traversal, combine, parse_shape, run_find, traverse
@@ -60,10 +60,6 @@ FAMILIES = {
                _REGION_FIND | {"vertices", "bounds", "hulls", "decompositions"},
                frozenset({"polygons", "label"}),
                ("uniqueids", "labels", "areas", "vertices", "bounds")),
-        # Descriptor sets cannot be added yet (AddDescriptorSet says so), but finding, updating
-        # and deleting them work and match nothing, as the SDK's Utils expect of an empty store.
-        Family("DescriptorSet", "_DescriptorSet", frozenset({"name", "dimensions", "metric", "engine"}),
-               frozenset({"with_name", "metrics", "engines", "dimensions", "counts"}), frozenset()),
     )
 }
 
@@ -310,6 +306,8 @@ def update(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
 def delete(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
     p = Params(body, DELETE_COMMON | ({"with_class"} if fam.cls is None else set()))
     ids = _targets(ctx, fam, p)
+    if fam.cls is None and descriptors.deleted_by_class(ctx, ids, _classes(fam, p)):
+        return {"status": 0, "count": len(ids)}  # they took their vectors and links with them
     doomed = list(ids)
     if fam.cls == "_Image" and ids:
         # Regions have no meaning without their image: they go with it.

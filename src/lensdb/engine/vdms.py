@@ -76,7 +76,9 @@ def _command(cmd: Any) -> Any:
                 b[new] = b.pop(old)
     if "image" in b and name.endswith(("BoundingBox", "Polygon")):
         b["image_ref"] = b.pop("image")
-    if name == "FindImage":
+    if name in ("FindDescriptorSet", "DeleteDescriptorSet") and "set" in b:
+        b["with_name"] = b.pop("set")
+    if name in ("FindImage", "FindDescriptor"):
         results = b.setdefault("results", {})
         if isinstance(results, dict):
             b["blobs"] = bool(results.pop("blob", True))  # VDMS returns pixels by default

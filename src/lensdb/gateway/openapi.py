@@ -55,8 +55,16 @@ def _media(summary: str, parameters: list[dict], found: str) -> dict:
 
 
 _CONSTRAINTS = {"type": "object", "additionalProperties": {"type": "array"}}
+_SELECT = {"type": "object", "required": ["set"], "additionalProperties": False, "properties": {
+    "set": {"type": "string", "minLength": 1},
+    "mode": {"type": "string", "enum": ["diverse", "dedup", "similar", "disagree"]},
+    "n": {"type": "integer", "minimum": 1}, "k": {"type": "integer", "minimum": 1},
+    "threshold": {"type": "number"}, "label_property": {"type": "string"},
+    "like": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}}
 _TASK_PARAMS = {
     "constraints": ("ApertureDB constraints on images, as JSON", {"type": "string"}),
+    "select": ("images chosen by their embeddings in a descriptor set, as JSON {set, mode: "
+               "diverse|dedup|similar|disagree, n, threshold, like}", {"type": "string"}),
     "predictions": ("add the images' boxes and polygons as predictions", {"type": "boolean"}),
     "pred_constraints": ("constraints on the regions made predictions, as JSON", {"type": "string"}),
     "properties": ("image properties copied into task data, comma-separated", {"type": "string"}),
@@ -101,7 +109,10 @@ PATHS: dict[str, Any] = {
                     # JSON-valued parameters are described by their content, as OpenAPI allows.
                     {"name": k, "in": "query", "required": False, "description": d,
                      "content": {"application/json": {"schema": _CONSTRAINTS}}}
-                    if k in ("constraints", "pred_constraints") else _query(k, d, s)
+                    if k in ("constraints", "pred_constraints") else
+                    {"name": k, "in": "query", "required": False, "description": d,
+                     "content": {"application/json": {"schema": _SELECT}}}
+                    if k == "select" else _query(k, d, s)
                     for k, (d, s) in _TASK_PARAMS.items()],
                 "responses": _TASK_RESPONSES},
         "post": {"summary": "The same, with the parameters as a JSON object (also `uniqueids`)",
@@ -111,6 +122,7 @@ PATHS: dict[str, Any] = {
                      "properties": {k: {"anyOf": [s, {"type": "null"}]} for k, s in {
                          **{k: s for k, (_, s) in _TASK_PARAMS.items()},
                          "constraints": _CONSTRAINTS, "pred_constraints": _CONSTRAINTS,
+                         "select": _SELECT,
                          "properties": {"type": "array", "items": {"type": "string"}},
                          "uniqueids": {"type": "array", "items": {"type": "string"}}}.items()}}}}},
                  "responses": _TASK_RESPONSES}},

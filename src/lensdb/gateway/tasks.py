@@ -1,7 +1,9 @@
 """GET/POST /labelstudio/tasks: a task file Label Studio imports as is.
 
 Parameters (query string for GET, a JSON object for POST): `constraints` (JSON FindImage
-constraints), `uniqueids` (POST: exactly these images), `predictions` (true: regions as
+constraints), `uniqueids` (POST: exactly these images), `select` (images chosen by their
+embeddings: JSON {set, mode: diverse|dedup|similar|disagree, n, threshold, like}, among those
+the constraints select; see lensdb.index.choose), `predictions` (true: regions as
 predictions), `pred_constraints`, `properties` (comma-separated image properties copied into
 task data), `label_config` (the project's XML, so names and labels match), `format` (json|csv),
 `ttl` (seconds the signed image links stay valid), `limit`, `offset`, `strict` (refuse regions
@@ -21,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from lensdb.gateway.config import MAX_TTL
 from lensdb.gateway.core import Gateway, error
+from lensdb.index.choose import Choice
 from lensdb.labelstudio import tasklist
 from lensdb.media import MediaError, encode_format
 
@@ -80,9 +83,16 @@ def parse(params: dict[str, Any], default_ttl: int) -> tuple[tasklist.TaskOption
     uids = params.get("uniqueids")
     if uids is not None and (not isinstance(uids, list) or not all(isinstance(u, str) for u in uids)):
         raise BadParameter("uniqueids must be a list of _uniqueid strings")
+    select = None
+    if params.get("select") not in (None, ""):
+        try:
+            select = Choice.parse(params["select"])
+        except ValueError as e:
+            raise BadParameter(str(e)) from None
     opts = tasklist.TaskOptions(
         constraints=_json_param(params.get("constraints"), "constraints"),
         uniqueids=uids,
+        select=select,
         predictions=_bool(params.get("predictions"), "predictions"),
         pred_constraints=_json_param(params.get("pred_constraints"), "pred_constraints"),
         properties=list(props),

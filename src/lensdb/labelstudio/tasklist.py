@@ -19,6 +19,7 @@ from typing import Any
 
 from lensdb import media
 from lensdb.errors import Status, error_info, response_status
+from lensdb.index.choose import Choice, choose
 from lensdb.labelstudio import queries as Q
 from lensdb.labelstudio.labelconfig import Control, LabelConfig, parse_label_config
 from lensdb.labelstudio.mapping import box_result, polygon_results
@@ -93,6 +94,7 @@ class TaskDraft:
 class TaskOptions:
     constraints: dict | None = None
     uniqueids: list[str] | None = None  # instead of constraints: exactly these images, in this order
+    select: Choice | None = None  # images chosen by their embeddings (among those constraints select)
     predictions: bool = False
     pred_constraints: dict | None = None
     properties: list[str] = field(default_factory=list)
@@ -151,6 +153,13 @@ def select_images(query: QueryFn, opts: TaskOptions) -> list[str]:
     """The _uniqueids the options select, in a stable order."""
     if opts.uniqueids is not None:
         return list(dict.fromkeys(opts.uniqueids))
+    if opts.select is not None:
+        try:
+            chosen = [c["_uniqueid"] for c in choose(query, opts.select, opts.constraints)]
+        except ValueError as e:
+            raise TaskListError(f"select: {e}") from None
+        end = None if opts.limit is None else opts.offset + opts.limit
+        return chosen[opts.offset:end]
     out: list[str] = []
     offset = opts.offset
     while opts.limit is None or len(out) < opts.limit:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -90,6 +91,8 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
               f"(shown only this once; set {ADMIN_PASSWORD_ENV} to choose it)", file=sys.stderr, flush=True)
     auth = AuthService(store, config.session_ttl, config.refresh_ttl)
     db = Database(data_dir)
+    # Descriptor indexes load in the background, so the first searches need not wait for them.
+    threading.Thread(target=_load_vectors, args=(db,), name="lensdb-vectors", daemon=True).start()
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="lensdb-query")
     max_bytes = config.max_message_mb * 2**20
     handler = QueryHandler(db, auth)
@@ -164,6 +167,15 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
         db.close()
         store.close()
         log.info("lensdb stopped")
+
+
+def _load_vectors(db) -> None:  # noqa: ANN001 - the engine's Database, imported lazily
+    try:
+        n = db.load_vector_indexes()
+        if n:
+            log.info("descriptor indexes loaded: %d set(s)", n)
+    except Exception:  # derived data: a search loads what this could not
+        log.exception("loading the descriptor indexes failed")
 
 
 def _certificate(config: ServeConfig, data_dir: Path) -> tuple[Path, Path]:

@@ -1,0 +1,670 @@
+"""Descriptor sets and descriptors: Add/Find/Update/Delete, k-NN search and ClassifyDescriptor.
+
+A set is an object of class `_DescriptorSet` (`_name`, `_dimensions`, `_metrics`, `_engines`
+and `_version`, its change counter); a descriptor is an object of class `_Descriptor` whose blob
+is its vector (little-endian float32, exactly as the client sent it), with `_label` and
+`_set_name`, linked from its set by a `_DescriptorSetToDescriptor` connection. So vectors obey
+the same transaction and crash rules as every blob, on every backend, with no new store method.
+
+The in-memory index (lensdb.index) is derived from those rows. Every query that adds or
+removes a set's vectors bumps the set's `_version` in its own transaction; after the commit
+the process applies its changes to the loaded index. A search whose snapshot shows a newer
+version than the index holds (another process wrote, or the index was never loaded) catches
+the index up from the stored rows first. Candidates from the index are always re-read from
+the query's snapshot, so a deleted or rolled-back vector never shows, and their distances are
+recomputed exactly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lensdb.engine.constraints import parse_constraints
+from lensdb.engine.context import BlobInput, Context, Params, RefSet
+from lensdb.engine.find import FIND_COMMON, Row, combine, parse_shape, run_find, traverse
+from lensdb.engine.values import check_user_key, encode_properties
+from lensdb.errors import QueryError, Status, answer, failure
+from lensdb.index import APPROXIMATE_ENGINES, ENGINES, METRICS, VectorIndexes, VectorSet
+from lensdb.store.base import Compare, ObjectRow, OneOf, Predicate, Selection, SortKey
+
+SET_CLASS = "_DescriptorSet"
+DESCRIPTOR_CLASS = "_Descriptor"
+SET_LINK = "_DescriptorSetToDescriptor"
+# The class of a `connect` from AddDescriptor that names none (the SDK's CLIP and FaceNet
+# loaders send none); it shows in GetSchema like any other.
+DEFAULT_LINK = "_DescriptorConnection"
+NO_LABEL = "None"  # what an unlabelled descriptor's _label holds, as in ApertureDB and VDMS
+DEFAULT_METRIC = "L2"
+DEFAULT_ENGINE = "HNSW"
+MAX_DIMENSIONS = 65_536
+# Indexes the SDK's Utils treat as built in (never removed by remove_all_indexes).
+BUILTIN_INDEXES = (("entity", SET_CLASS, "_name"), ("entity", DESCRIPTOR_CLASS, "_set_name"))
+# knn_first false: filter first (exact over the matches) when at most this share of the set
+# matches the constraints; otherwise search the index and filter, over-fetching.
+SELECTIVE_SHARE = 0.05
+
+ADD_COMMON = frozenset({"_ref", "properties", "if_not_found", "connect"})
+UPDATE_COMMON = frozenset({"ref", "constraints", "properties", "remove_props"})
+DELETE_COMMON = frozenset({"ref", "constraints"})
+SET_FLAGS = ("uniqueids", "metrics", "engines", "dimensions", "counts")
+DESCRIPTOR_FLAGS = ("uniqueids", "labels", "distances")
+KNN = frozenset({"set", "k_neighbors", "knn_first", "knnfirst", "metric", "engine"})
+FIND_SET = FIND_COMMON | {"with_name", *SET_FLAGS}
+FIND_DESCRIPTOR = FIND_COMMON | KNN | {"distances", "labels", "with_label",
+                                       "indexed_results_only"}
+
+
+@dataclass(frozen=True)
+class DescriptorSet:
+    id: int
+    name: str
+    dimensions: int
+    metrics: tuple[str, ...]
+    engines: tuple[str, ...]
+    version: int
+
+    @classmethod
+    def of(cls, row: ObjectRow) -> DescriptorSet:
+        p = row.props
+        return cls(row.id, p["_name"], int(p["_dimensions"]), tuple(p["_metrics"]),
+                   tuple(p["_engines"]), int(p.get("_version", 0)))
+
+
+@dataclass
+class _Changes:
+    """What one query did to a set's vectors, applied to the index after its commit."""
+
+    base: int  # the set's _version before this query
+    ids: list[int] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    removed: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _State:
+    """The descriptor part of one query's context."""
+
+    sets: dict[str, DescriptorSet] = field(default_factory=dict)
+    changes: dict[int, _Changes] = field(default_factory=dict)
+    dropped: set[int] = field(default_factory=set)
+    # Indexes loaded or caught up inside this (write) transaction: they may hold its
+    # uncommitted vectors, so a rollback unloads them.
+    read_in_write: set[int] = field(default_factory=set)
+
+
+def _state(ctx: Context) -> _State:
+    st = ctx.extra.get("descriptors")
+    if st is None:
+        st = ctx.extra["descriptors"] = _State()
+    return st
+
+
+def _indexes(ctx: Context) -> VectorIndexes:
+    vi = ctx.extra.get("vectors")
+    if vi is None:  # a Context made without a Database (tests of single functions)
+        vi = ctx.extra["vectors"] = VectorIndexes()
+    return vi
+
+
+# --- vectors in blobs ----------------------------------------------------------------------------
+
+
+def prepare_input(data: bytes, *, keep: bool) -> BlobInput:
+    """Decode a vector blob before the transaction. `keep`: the bytes are stored (AddDescriptor);
+    otherwise it is a query vector and only the decoded array is kept."""
+    if len(data) % 4:
+        return BlobInput(None, error=f"a descriptor blob is float32 values, 4 bytes each; this "
+                                     f"one has {len(data)} bytes")
+    vec = np.frombuffer(bytes(data), dtype="<f4").astype(np.float32)
+    if not np.isfinite(vec).all():
+        return BlobInput(None, error="the descriptor holds NaN or infinite values")
+    return BlobInput(bytes(data) if keep else None, info=vec)
+
+
+def _vector(blob: BlobInput, s: DescriptorSet) -> np.ndarray:
+    if blob.error is not None:
+        raise QueryError(blob.error)
+    vec: np.ndarray = blob.info
+    if len(vec) != s.dimensions:
+        raise QueryError(f"Blob Dimensions Mismatch: set {s.name!r} has {s.dimensions} "
+                         f"dimensions ({s.dimensions * 4} bytes of float32); the blob has "
+                         f"{len(vec) * 4} bytes")
+    return vec
+
+
+def _decode_stored(data: bytes, dims: int) -> np.ndarray:
+    vec = np.frombuffer(data, dtype="<f4")
+    if len(vec) != dims:
+        raise QueryError(f"a stored descriptor has {len(vec)} values, its set {dims}")
+    return vec
+
+
+# --- sets ----------------------------------------------------------------------------------------
+
+
+def _names(value: object, allowed: frozenset[str] | tuple[str, ...], what: str) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(v, str) for v in items):
+        raise QueryError(f"'{what}' must be a name or a non-empty list of names, "
+                         f"among {', '.join(sorted(allowed))}")
+    bad = [v for v in items if v not in allowed]
+    if bad:
+        raise QueryError(f"unknown {what} {', '.join(map(repr, bad))}; "
+                         f"known: {', '.join(sorted(allowed))}")
+    return list(dict.fromkeys(items))
+
+
+def _find_set(ctx: Context, name: str) -> DescriptorSet | None:
+    st = _state(ctx)
+    if name in st.sets:
+        return st.sets[name]
+    rows = ctx.txn.find_objects(Selection(classes=[SET_CLASS], where=Compare("_name", "==", name),
+                                          limit=1))
+    if not rows:
+        return None
+    s = st.sets[name] = DescriptorSet.of(rows[0])
+    return s
+
+
+def _set(ctx: Context, name: str) -> DescriptorSet:
+    s = _find_set(ctx, name)
+    if s is None:
+        raise QueryError(f"DescriptorSet Not Found! (no descriptor set named {name!r}; "
+                         "add it first with AddDescriptorSet)")
+    return s
+
+
+def add_set(ctx: Context, body: object) -> dict[str, Any]:
+    p = Params(body, ADD_COMMON | {"name", "dimensions", "metric", "engine"})
+    name = p.str("name", required=True)
+    assert name is not None
+    if not name:
+        raise QueryError("'name' must not be empty")
+    if "dimensions" not in p:
+        raise QueryError("'dimensions' is required")
+    dims = p.int("dimensions", minimum=1)
+    assert dims is not None
+    if dims > MAX_DIMENSIONS:
+        raise QueryError(f"'dimensions' must be at most {MAX_DIMENSIONS}")
+    metrics = _names(p.get("metric", DEFAULT_METRIC), METRICS, "metric")
+    engines = _names(p.get("engine", DEFAULT_ENGINE), ENGINES, "engine")
+    props = encode_properties(p.get("properties"))
+    existing = _find_set(ctx, name)
+    if existing is None and "if_not_found" in p:
+        where = parse_constraints(p.get("if_not_found"), what="if_not_found")
+        rows = ctx.txn.find_objects(Selection(classes=[SET_CLASS], where=where, limit=1))
+        existing = DescriptorSet.of(rows[0]) if rows else None
+    if existing is not None:
+        ctx.bind(p.body, RefSet("object", [existing.id], [SET_CLASS]))
+        return failure("Object Exists!", Status.EXISTS)
+    for kind, cls, key in BUILTIN_INDEXES:
+        if (kind, cls, key) not in ctx.txn.indexes():
+            ctx.txn.create_index(kind, cls, key)
+    props.update({"_name": name, "_dimensions": dims, "_metrics": metrics, "_engines": engines,
+                  "_version": 0})
+    oid = ctx.txn.add_object(SET_CLASS, props)
+    _state(ctx).sets[name] = DescriptorSet(oid, name, dims, tuple(metrics), tuple(engines), 0)
+    if "connect" in p:
+        _connect(ctx, oid, p.get("connect"))
+    ctx.bind(p.body, RefSet("object", [oid], [SET_CLASS]))
+    return answer()
+
+
+def find_set(ctx: Context, body: object) -> dict[str, Any]:
+    p = Params(body, FIND_SET)
+    shape = parse_shape(p, SET_FLAGS)
+    if shape.all_properties and "_name" not in shape.keys:
+        shape.keys.append("_name")  # clients key sets by _name after all_properties
+    name = p.str("with_name")
+    where = combine(parse_constraints(p.get("constraints")),
+                    Compare("_name", "==", name) if name is not None else None)
+    traversal = traverse(ctx, p.get("is_connected_to")) if "is_connected_to" in p else None
+    counts = "_count" in shape.keys
+
+    def fetch(sel: Selection) -> list:
+        rows = ctx.txn.find_objects(sel)
+        if counts:
+            for r in rows:
+                r.props["_count"] = _count_in(ctx, r.props["_name"])
+        return rows
+
+    return run_find(ctx, p, shape, classes=[SET_CLASS], where=where, traversal=traversal,
+                    fetch=fetch, count=ctx.txn.count_objects, blob_of=None)
+
+
+def _count_in(ctx: Context, name: str) -> int:
+    return ctx.txn.count_objects(Selection(classes=[DESCRIPTOR_CLASS],
+                                           where=Compare("_set_name", "==", name)))
+
+
+def _targets(ctx: Context, p: Params, cls: str, scope: Predicate | None) -> list[int]:
+    where = combine(parse_constraints(p.get("constraints")), scope)
+    if "ref" in p:
+        ref = ctx.ref(p.get("ref"))
+        ids = [i for i, c in zip(ref.ids, ref.classes, strict=True) if c == cls]
+        if where is None:
+            return ids
+        return [r.id for r in ctx.txn.find_objects(Selection(classes=[cls], where=where, ids=ids))]
+    return [r.id for r in ctx.txn.find_objects(Selection(classes=[cls], where=where))]
+
+
+def _updates(p: Params) -> tuple[dict[str, Any], list[str]]:
+    props = encode_properties(p.get("properties"))
+    remove = p.get("remove_props", [])
+    if not isinstance(remove, list):
+        raise QueryError("'remove_props' must be a list of property names")
+    return props, [check_user_key(k) for k in remove]
+
+
+def update_set(ctx: Context, body: object) -> dict[str, Any]:
+    p = Params(body, UPDATE_COMMON | {"with_name"})
+    props, remove = _updates(p)
+    name = p.str("with_name")
+    ids = _targets(ctx, p, SET_CLASS, Compare("_name", "==", name) if name is not None else None)
+    ctx.txn.update_objects(ids, props, remove)
+    return answer(count=len(ids))
+
+
+def delete_set(ctx: Context, body: object) -> dict[str, Any]:
+    p = Params(body, DELETE_COMMON | {"with_name"})
+    name = p.str("with_name")
+    ids = _targets(ctx, p, SET_CLASS, Compare("_name", "==", name) if name is not None else None)
+    delete_sets(ctx, ids)
+    return answer(count=len(ids))
+
+
+def delete_sets(ctx: Context, ids: list[int]) -> None:
+    """Delete sets with their descriptors (and, through the store, every connection of both)."""
+    if not ids:
+        return
+    rows = ctx.txn.find_objects(Selection(classes=[SET_CLASS], ids=ids))
+    names = tuple(r.props["_name"] for r in rows)
+    doomed = [r.id for r in ctx.txn.find_objects(
+        Selection(classes=[DESCRIPTOR_CLASS], where=OneOf("_set_name", names)))]
+    ctx.txn.delete_objects(list(ids) + doomed)
+    st = _state(ctx)
+    st.dropped.update(ids)
+    for n in names:
+        st.sets.pop(n, None)
+
+
+# --- descriptors: add, update, delete ------------------------------------------------------------
+
+
+def add(ctx: Context, body: object) -> dict[str, Any]:
+    p = Params(body, ADD_COMMON | {"set", "label"})
+    blob = ctx.next_blob()
+    name = p.str("set", required=True)
+    assert name is not None
+    s = _set(ctx, name)
+    vec = _vector(blob, s)
+    label = p.get("label", NO_LABEL)
+    if not isinstance(label, str):
+        raise QueryError("'label' must be a string")
+    props = encode_properties(p.get("properties"))
+    if "if_not_found" in p:
+        existing = _existing(ctx, s, p.get("if_not_found"))
+        if existing:
+            ctx.bind(p.body, RefSet("object", existing, [DESCRIPTOR_CLASS] * len(existing)))
+            return failure("Object Exists!", Status.EXISTS)
+    props["_label"] = label
+    props["_set_name"] = s.name
+    oid = ctx.txn.add_object(DESCRIPTOR_CLASS, props, ctx.keep_blob(blob))
+    ctx.txn.add_connection(SET_LINK, s.id, oid, {})
+    if "connect" in p:
+        _connect(ctx, oid, p.get("connect"))
+    ch = _changes(ctx, s)
+    ch.ids.append(oid)
+    ch.vectors.append(vec)
+    ctx.bind(p.body, RefSet("object", [oid], [DESCRIPTOR_CLASS]))
+    return answer()
+
+
+def _existing(ctx: Context, s: DescriptorSet, spec: object) -> list[int]:
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return list(ctx.ref(spec, param="if_not_found").ids)
+    where = combine(Compare("_set_name", "==", s.name),
+                    parse_constraints(spec, what="if_not_found"))
+    return [r.id for r in ctx.txn.find_objects(
+        Selection(classes=[DESCRIPTOR_CLASS], where=where, limit=1))]
+
+
+def _connect(ctx: Context, oid: int, spec: object) -> None:
+    from lensdb.engine.objects import _connect as connect  # objects imports this module
+
+    if isinstance(spec, dict) and "class" not in spec:
+        spec = {**spec, "class": DEFAULT_LINK}
+    connect(ctx, oid, spec)
+
+
+def _changes(ctx: Context, s: DescriptorSet) -> _Changes:
+    st = _state(ctx)
+    ch = st.changes.get(s.id)
+    if ch is None:
+        ch = st.changes[s.id] = _Changes(s.version)
+    return ch
+
+
+def update(ctx: Context, body: object) -> dict[str, Any]:
+    p = Params(body, UPDATE_COMMON | {"set", "label"})
+    props, remove = _updates(p)
+    if "label" in p:
+        label = p.get("label")
+        if not isinstance(label, str):
+            raise QueryError("'label' must be a string")
+        props["_label"] = label
+    ids = _targets(ctx, p, DESCRIPTOR_CLASS, _scope(p))
+    ctx.txn.update_objects(ids, props, remove)
+    return answer(count=len(ids))
+
+
+def _scope(p: Params) -> Predicate | None:
+    name = p.str("set")
+    return Compare("_set_name", "==", name) if name is not None else None
+
+
+def delete(ctx: Context, body: object) -> dict[str, Any]:
+    p = Params(body, DELETE_COMMON | {"set"})
+    ids = _targets(ctx, p, DESCRIPTOR_CLASS, _scope(p))
+    delete_descriptors(ctx, ids)
+    return answer(count=len(ids))
+
+
+def delete_descriptors(ctx: Context, ids: list[int]) -> None:
+    """Delete descriptors (their connections go with them) and note it for their sets' index."""
+    if not ids:
+        return
+    rows = ctx.txn.find_objects(Selection(classes=[DESCRIPTOR_CLASS], ids=ids))
+    for r in rows:
+        s = _find_set(ctx, r.props["_set_name"])
+        if s is not None:
+            _changes(ctx, s).removed.add(r.id)
+    ctx.txn.delete_objects(ids)
+
+
+def deleted_by_class(ctx: Context, ids: list[int], classes: list[str] | None) -> bool:
+    """DeleteEntity with class _Descriptor or _DescriptorSet (the SDK's remove_all_descriptorsets
+    sends it): delete them as their own commands would. True when it did."""
+    if classes == [DESCRIPTOR_CLASS]:
+        delete_descriptors(ctx, ids)
+        return True
+    if classes == [SET_CLASS]:
+        delete_sets(ctx, ids)
+        return True
+    return False
+
+
+# --- find and classify ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Knn:
+    s: DescriptorSet
+    query: np.ndarray
+    k: int
+    metric: str
+    approximate: bool
+    knn_first: bool
+
+
+def _knn_params(ctx: Context, p: Params, default_k: int | None = None) -> _Knn:
+    k = p.get("k_neighbors", default_k)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise QueryError(f"'k_neighbors' must be an integer of at least 1, got {k!r}")
+    blob = ctx.next_blob()
+    name = p.str("set")
+    if name is None:
+        raise QueryError("'set' is required with 'k_neighbors': name the descriptor set to search")
+    s = _set(ctx, name)
+    query = _vector(blob, s)
+    metric = _choose(p, "metric", s.metrics)
+    engine = _choose(p, "engine", s.engines)
+    knn_first = p.bool("knn_first", p.bool("knnfirst", True))
+    return _Knn(s, query, k, metric, engine in APPROXIMATE_ENGINES, knn_first)
+
+
+def _choose(p: Params, key: str, have: tuple[str, ...]) -> str:
+    value = p.str(key)
+    if value is None:
+        return have[0]
+    if value not in have:
+        raise QueryError(f"'{key}' {value!r} is not one of this set's: {', '.join(have)}")
+    return value
+
+
+def find(ctx: Context, body: object) -> dict[str, Any]:
+    p = Params(body, FIND_DESCRIPTOR)
+    shape = parse_shape(p, DESCRIPTOR_FLAGS)
+    for flag in ("knn_first", "knnfirst", "indexed_results_only"):
+        p.bool(flag)  # checked even when no k-NN search uses them
+    filters = combine(parse_constraints(p.get("constraints")),
+                      Compare("_label", "==", p.str("with_label")) if "with_label" in p else None)
+    traversal = traverse(ctx, p.get("is_connected_to")) if "is_connected_to" in p else None
+
+    def blob_of(row: Row) -> bytes:
+        try:
+            return ctx.store.get_blob(row.blob)  # type: ignore[union-attr, arg-type]
+        except FileNotFoundError:
+            raise QueryError("a descriptor's vector is gone: a query running at the same time "
+                             "deleted it (retry)") from None
+
+    if "k_neighbors" not in p:
+        if "_distance" in shape.keys:
+            shape.keys.remove("_distance")  # no query vector, no distance
+        where = combine(_scope(p), filters)
+        return run_find(ctx, p, shape, classes=[DESCRIPTOR_CLASS], where=where,
+                        traversal=traversal, fetch=ctx.txn.find_objects,
+                        count=ctx.txn.count_objects, blob_of=blob_of)
+
+    knn = _knn_params(ctx, p)
+    ranked: list[ObjectRow] | None = None
+
+    def rows() -> list[ObjectRow]:
+        nonlocal ranked
+        if ranked is None:
+            allowed = traversal.ids if traversal is not None else None
+            ranked = nearest(ctx, knn, filters, allowed)
+        return ranked
+
+    def fetch(sel: Selection) -> list:
+        out = rows()
+        end = None if sel.limit is None else sel.offset + sel.limit
+        return out[sel.offset:end]
+
+    return run_find(ctx, p, shape, classes=[DESCRIPTOR_CLASS], where=None, traversal=traversal,
+                    fetch=fetch, count=lambda sel: len(rows()), blob_of=blob_of)
+
+
+def nearest(ctx: Context, knn: _Knn, filters: Predicate | None,
+            allowed: list[int] | None) -> list[ObjectRow]:
+    """The k-NN answer as rows of the query's snapshot, best first, `_distance` in props.
+
+    knn_first: the k nearest of the set, then those passing the filters (so possibly fewer
+    than k). Otherwise the k nearest among those passing them: exact over the matches when
+    they are few (SELECTIVE_SHARE of the set), else the index searched with over-fetching.
+    """
+    vs = index_of(ctx, knn.s)
+    scope = Compare("_set_name", "==", knn.s.name)
+    if knn.knn_first or (filters is None and allowed is None):
+        top = _visible_top(ctx, vs, knn, None, None)
+        return _keep(ctx, top, filters, allowed)
+    matches = Selection(classes=[DESCRIPTOR_CLASS], where=combine(scope, filters), ids=allowed)
+    if ctx.txn.count_objects(matches) <= max(knn.k, SELECTIVE_SHARE * len(vs)):
+        candidates = ctx.txn.find_objects(matches)
+        by_id = {r.id: r for r in candidates}
+        hits = vs.search(knn.query, knn.k, knn.metric, approximate=False, among=list(by_id))
+        return [_with_distance(by_id[h.id], h.distance) for h in hits]
+    return _visible_top(ctx, vs, knn, filters, allowed)
+
+
+def _visible_top(ctx: Context, vs: VectorSet, knn: _Knn, filters: Predicate | None,
+                 allowed: list[int] | None) -> list[ObjectRow]:
+    """The k best index hits that the snapshot holds (and that pass `filters`), fetching more
+    from the index until k are found or the index has no more."""
+    allowed_set = set(allowed) if allowed is not None else None
+    # Usually every hit is visible: ask for k, and for more only when some were not.
+    want = knn.k if filters is None and allowed is None else 4 * knn.k
+    while True:
+        hits = vs.search(knn.query, want, knn.metric, approximate=knn.approximate)
+        ids = [h.id for h in hits if allowed_set is None or h.id in allowed_set]
+        # The ids come from this set's index (ids are never reused), so no set condition: with
+        # one, SQLite may pick the _set_name index and scan the whole set (0.65 ms at 100,000).
+        found = {r.id: r for r in ctx.txn.find_objects(
+            Selection(classes=[DESCRIPTOR_CLASS], where=filters, ids=ids))}
+        out = [_with_distance(found[h.id], h.distance) for h in hits if h.id in found]
+        if filters is None and len(found) < len(ids):
+            _forget_deleted(vs, knn.s, [i for i in ids if i not in found])
+        if len(out) >= knn.k or len(hits) < want or want >= len(vs):
+            return out[:knn.k]
+        want *= 4
+
+
+def _forget_deleted(vs: VectorSet, s: DescriptorSet, ids: list[int]) -> None:
+    """Hits the snapshot lacks although it is as new as the index: deleted (by another process,
+    or by a DeleteEntity this one did not see as descriptors'); drop them from the index."""
+    with vs.lock:
+        if s.version >= vs.version:
+            vs.remove(ids)
+
+
+def _keep(ctx: Context, rows: list[ObjectRow], filters: Predicate | None,
+          allowed: list[int] | None) -> list[ObjectRow]:
+    if allowed is not None:
+        allowed_set = set(allowed)
+        rows = [r for r in rows if r.id in allowed_set]
+    if filters is None or not rows:
+        return rows
+    ok = {r.id for r in ctx.txn.find_objects(Selection(
+        classes=[DESCRIPTOR_CLASS], where=filters, ids=[r.id for r in rows]))}
+    return [r for r in rows if r.id in ok]
+
+
+def _with_distance(row: ObjectRow, distance: float) -> ObjectRow:
+    row.props["_distance"] = distance
+    return row
+
+
+def classify(ctx: Context, body: object) -> dict[str, Any]:
+    p = Params(body, KNN)
+    knn = _knn_params(ctx, p, default_k=1)
+    rows = nearest(ctx, knn, Compare("_label", "!=", NO_LABEL), None)
+    rows = [r for r in rows if r.props.get("_label") not in (None, NO_LABEL)]
+    if not rows:
+        raise QueryError("No labels, cannot classify: none of the nearest descriptors has a label")
+    votes = Counter(r.props["_label"] for r in rows)
+    best = max(votes.values())
+    # Ties go to the label of the nearest descriptor among the tied ones.
+    label = next(r.props["_label"] for r in rows if votes[r.props["_label"]] == best)
+    return answer(label=label)
+
+
+# --- the index: load, catch up, apply ------------------------------------------------------------
+
+
+def index_of(ctx: Context, s: DescriptorSet) -> VectorSet:
+    """The set's in-memory index, loaded from the stored rows or caught up with them."""
+    indexes = _indexes(ctx)
+    vs = indexes.get(s.id)
+    if ctx.extra.get("writes") and (vs is None or vs.version < s.version):
+        _state(ctx).read_in_write.add(s.id)
+    fresh = vs is None
+    if vs is None:  # read back from its saved copy (maybe older: caught up below) or built
+        vs = indexes.load(s.id, s.dimensions, s.version, lambda: _stored(ctx, s, None))
+    if vs.version < s.version:
+        with vs.lock:
+            if vs.version < s.version:
+                if fresh:
+                    # A saved copy from before a crash or another process's writes: compare
+                    # every id once (vectors are read only for the rows it lacks).
+                    have = vs.ids()
+                    stored = {r.id: r for r in _rows(ctx, s)}
+                    vs.remove(have - stored.keys())
+                    new = [r for i, r in stored.items() if i not in have]
+                else:
+                    # Loaded and kept current here, so only another process's (or server's)
+                    # commits are missing: their new rows have higher ids. The vectors they
+                    # deleted leave the index when a search meets them (_visible_top).
+                    new = _rows_after(ctx, s, vs.max_id)
+                ids, vectors = _stored(ctx, s, new)
+                vs.add(ids, vectors)
+                vs.version = s.version
+    return vs
+
+
+def _rows_after(ctx: Context, s: DescriptorSet, max_id: int, page: int = 512) -> list[ObjectRow]:
+    """The set's rows with ids above `max_id`, newest first, read a page at a time."""
+    out: list[ObjectRow] = []
+    offset = 0
+    while True:
+        rows = ctx.txn.find_objects(Selection(
+            classes=[DESCRIPTOR_CLASS], where=Compare("_set_name", "==", s.name),
+            sort=[SortKey("_uniqueid", descending=True)], offset=offset, limit=page))
+        newer = [r for r in rows if r.id > max_id]
+        out += newer
+        if len(newer) < len(rows) or len(rows) < page:
+            return out
+        offset += page
+
+
+def load_all(ctx: Context) -> int:
+    """Load every set's index (see Database.load_vector_indexes)."""
+    rows = ctx.txn.find_objects(Selection(classes=[SET_CLASS]))
+    for row in rows:
+        index_of(ctx, DescriptorSet.of(row))
+    return len(rows)
+
+
+def _rows(ctx: Context, s: DescriptorSet) -> list[ObjectRow]:
+    return ctx.txn.find_objects(Selection(classes=[DESCRIPTOR_CLASS],
+                                          where=Compare("_set_name", "==", s.name)))
+
+
+def _stored(ctx: Context, s: DescriptorSet, rows: list[ObjectRow] | None
+            ) -> tuple[list[int], np.ndarray]:
+    rows = _rows(ctx, s) if rows is None else rows
+    ids = [r.id for r in rows if r.blob is not None]
+    vectors = np.empty((len(ids), s.dimensions), dtype=np.float32)
+    for n, r in enumerate(r for r in rows if r.blob is not None):
+        vectors[n] = _decode_stored(ctx.store.get_blob(r.blob), s.dimensions)  # type: ignore[arg-type]
+    return ids, vectors
+
+
+def before_commit(ctx: Context) -> None:
+    """Bump the `_version` of every set whose vectors this query changed (in its transaction)."""
+    st = ctx.extra.get("descriptors")
+    if st is None:
+        return
+    for set_id, ch in st.changes.items():
+        if set_id not in st.dropped:
+            ctx.txn.update_objects([set_id], {"_version": ch.base + 1}, [])
+
+
+def after_rollback(ctx: Context, indexes: VectorIndexes) -> None:
+    """Unload indexes that read this transaction's rows: they may hold its rolled-back vectors
+    (the next search reads them again, from their saved copy or the rows)."""
+    st = ctx.extra.get("descriptors")
+    if st is not None and st.read_in_write:
+        indexes.unload(st.read_in_write)
+
+
+def after_commit(ctx: Context, indexes: VectorIndexes) -> None:
+    """Apply a committed query's vector changes to the loaded indexes."""
+    st = ctx.extra.get("descriptors")
+    if st is None:
+        return
+    indexes.drop(st.dropped)
+    for set_id, ch in st.changes.items():
+        vs = indexes.get(set_id)
+        if vs is None or set_id in st.dropped:
+            continue
+        with vs.lock:
+            if vs.version != ch.base:
+                continue  # the index lags or is ahead; the next search catches it up
+            if ch.ids:
+                vs.add(ch.ids, np.stack(ch.vectors))
+            vs.remove(ch.removed)
+            vs.version = ch.base + 1
