@@ -49,9 +49,9 @@ def system_value(key: str, row: ObjectRow | ConnectionRow) -> Any:
         return _coordinates(props)
     if isinstance(row, ConnectionRow):
         if key == "_src":
-            return object_uid("", row.src)
+            return object_uid(row.src_cls, row.src)
         if key == "_dst":
-            return object_uid("", row.dst)
+            return object_uid(row.dst_cls, row.dst)
         if key == "_class":
             return row.cls
     elif key == "_class":

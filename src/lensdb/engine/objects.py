@@ -14,7 +14,7 @@ from lensdb.engine.find import FIND_COMMON, Row, Traversal, combine, parse_shape
 from lensdb.engine.ids import object_uid
 from lensdb.engine.values import check_user_key, encode_properties
 from lensdb.errors import QueryError
-from lensdb.store.base import Compare, ObjectRow, Predicate, Selection
+from lensdb.store.base import BlobMissing, Compare, ObjectRow, Predicate, Selection
 
 ADD_COMMON = frozenset({"_ref", "properties", "if_not_found", "connect"})
 UPDATE_COMMON = frozenset({"ref", "constraints", "properties", "remove_props"})
@@ -258,7 +258,7 @@ def _blob_reader(ctx: Context, fam: Family, p: Params):  # noqa: ANN202 - a clos
 def _stored_blob(ctx: Context, row: ObjectRow) -> bytes:
     try:
         return ctx.store.get_blob(row.blob)  # type: ignore[arg-type]
-    except FileNotFoundError:
+    except BlobMissing:
         # The row is in this query's snapshot, but a delete committed since removed the file.
         raise QueryError(f"the blob of {object_uid(row.cls, row.id)} is gone: a query running "
                          "at the same time deleted it (retry)") from None
