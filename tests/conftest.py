@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from backends import PG_BIN, MotoServer, PostgresCluster, postgres_available
+
 ADMIN_PASSWORD = "admin-test-password"
 
 
@@ -182,3 +184,25 @@ def lensdb_server_factory(tmp_path: Path) -> Iterator[Callable[..., LensdbServer
 def lensdb_module_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LensdbServer]]:
     """Like lensdb_server_factory, for module-scoped fixtures (servers stop after the module)."""
     yield from _factory(tmp_path_factory.mktemp("lensdb-module"))
+
+
+# -- PostgreSQL and S3 for the scale-out backend ------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL 15 cluster (or LENSDB_TEST_POSTGRES_URL), for the whole session."""
+    if not postgres_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL 15 is missing ({PG_BIN}/initdb): scripts/test installs it")
+        pytest.skip(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb); scripts/test installs it")
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto's standalone S3 server on a free port."""
+    server = MotoServer().start()
+    yield server
+    server.stop()

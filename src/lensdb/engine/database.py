@@ -136,7 +136,7 @@ class Database:
                 opener = self.store.read(blobs=not READS_BLOBS.isdisjoint(names))
             else:
                 inputs, staged = self._stage_inputs(parsed, blobs or [])
-                opener = self.store.write()
+                opener = self.store.write(staged)
             with opener as txn:
                 ctx = Context(self.store, txn, inputs, self.max_response_bytes)
                 responses = [self._run(ctx, i, name, cmd[name], len(parsed))

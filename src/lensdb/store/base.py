@@ -216,7 +216,10 @@ class Store(Protocol):
         (for one-command queries, where that costs nothing in consistency that matters).
         blobs=False promises no `get_blob` inside it, so it need not keep blob files alive."""
         ...
-    def write(self) -> AbstractContextManager[Txn]: ...
+    def write(self, staged: Staged | None = None) -> AbstractContextManager[Txn]:
+        """The write transaction; `staged` are the blobs its rows may reference (a backend
+        whose intents live in the database settles them in this same transaction)."""
+        ...
     def get_blob(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         """The blob's bytes, or `length` of them from `offset` (None: to the end); a range
         reads only those bytes from storage. Raises `BlobMissing` when they are gone."""

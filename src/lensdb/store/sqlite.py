@@ -484,7 +484,7 @@ class SQLiteStore:
         return _ReadTxn(self, self._reader(), snapshot, blobs)
 
     @contextmanager
-    def write(self) -> Iterator[SQLiteTxn]:
+    def write(self, staged: object = None) -> Iterator[SQLiteTxn]:
         with self._write_lock:
             if self._closed:
                 raise RuntimeError("the database is closed")
