@@ -53,6 +53,8 @@ class PgTarget:
     url: str
     blobs: str
     blob_root: Path | None = None  # the folder behind a file:// blobs URL
+    s3: MotoServer | None = None  # the server behind an s3:// blobs URL
+    bucket: str = ""
 
 
 class PostgresCluster:
@@ -162,6 +164,7 @@ class MotoServer:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self._buckets = itertools.count()
 
     def start(self) -> MotoServer:
         self.proc = subprocess.Popen(
@@ -179,6 +182,31 @@ class MotoServer:
     def env(self) -> dict[str, str]:
         return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "test",
                 "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
+
+    def client(self):  # noqa: ANN201 - a boto3 S3 client
+        import boto3
+
+        env = self.env()
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=env["AWS_REGION"],
+                            aws_access_key_id="test", aws_secret_access_key="test")
+
+    def new_bucket(self) -> str:
+        name = f"lensdb-test-{next(self._buckets)}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def empty_bucket(self, name: str) -> None:
+        client = self.client()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=name, Delete={"Objects": keys})
+        client.delete_bucket(Bucket=name)
+
+    def keys(self, bucket: str) -> list[str]:
+        client = self.client()
+        return sorted(o["Key"] for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket) for o in page.get("Contents", []))
 
     def stop(self) -> None:
         if self.proc is not None:

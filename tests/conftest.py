@@ -204,5 +204,13 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 def moto_server() -> Iterator[MotoServer]:
     """moto's standalone S3 server on a free port."""
     server = MotoServer().start()
+    # boto3 in this process (and in servers it starts) reads the standard AWS variables.
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
     yield server
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     server.stop()

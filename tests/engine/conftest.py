@@ -1,5 +1,6 @@
 """The engine suite runs once per backend: every test that takes `db` or `folder` is run against
-the embedded SQLite store and against PostgreSQL (blobs in a folder through `file://`).
+the embedded SQLite store, against PostgreSQL with blobs in a folder (`file://`) and against
+PostgreSQL with blobs in S3 (moto's server).
 
 `folder` is what `open_db` opens: a data folder (SQLite) or a `PgTarget` (a fresh PostgreSQL
 database copied from a migrated template, plus its blob folder). Tests of SQLite-only machinery
@@ -14,24 +15,30 @@ from pathlib import Path
 
 import pytest
 
-from backends import PgTarget, PostgresCluster
+from backends import MotoServer, PgTarget, PostgresCluster
 from lensdb import Database
 
 from .helpers import open_db
 
-BACKENDS = ("sqlite", "postgres")
+BACKENDS = ("sqlite", "postgres", "postgres-s3")
 
 
 class Targets:
     """Makes and removes the databases of one backend."""
 
-    def __init__(self, backend: str, cluster: PostgresCluster | None) -> None:
+    def __init__(self, backend: str, cluster: PostgresCluster | None,
+                 s3: MotoServer | None) -> None:
         self.backend = backend
         self.cluster = cluster
+        self.s3 = s3
 
     def new(self, tmp: Path) -> Path | PgTarget:
         if self.cluster is None:
             return tmp / "db"
+        if self.s3 is not None:
+            bucket = self.s3.new_bucket()
+            return PgTarget(self.cluster.new_database(), f"s3://{bucket}/data", s3=self.s3,
+                            bucket=bucket)
         root = tmp / "pg-blobs"
         return PgTarget(self.cluster.new_database(), f"file://{root}", root)
 
@@ -40,6 +47,8 @@ class Targets:
             self.cluster.drop(target.url)
             if target.blob_root is not None:
                 shutil.rmtree(target.blob_root, ignore_errors=True)
+            if target.s3 is not None:
+                target.s3.empty_bucket(target.bucket)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -49,8 +58,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def targets(backend: str, request: pytest.FixtureRequest) -> Targets:
-    cluster = request.getfixturevalue("postgres_cluster") if backend == "postgres" else None
-    return Targets(backend, cluster)
+    pg = backend.startswith("postgres")
+    cluster = request.getfixturevalue("postgres_cluster") if pg else None
+    s3 = request.getfixturevalue("moto_server") if backend.endswith("s3") else None
+    return Targets(backend, cluster, s3)
 
 
 @pytest.fixture(autouse=True)

@@ -108,6 +108,8 @@ def open_db(target: Path | PgTarget, **kw: Any) -> Database:
 
 def pack_files(folder: Path | PgTarget) -> list[str]:
     """Every pack file under the blobs folder, as relative paths (intent files left out)."""
+    if isinstance(folder, PgTarget) and folder.s3 is not None:
+        return folder.s3.keys(folder.bucket)
     root = folder.blob_root if isinstance(folder, PgTarget) else Path(folder) / "blobs"
     if root is None or not root.exists():
         return []

@@ -8,6 +8,7 @@ sometimes any JSON at all, so that they get past the first checks and reach the 
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -120,6 +121,8 @@ def _seeded(folder) -> Database:
                                                                   HealthCheck.too_slow])
 @given(query=queries, picks=st.lists(st.sampled_from(BLOBS), max_size=4), exact=st.booleans())
 def test_any_query_gets_an_answer_and_a_failure_changes_nothing(tmp_path_factory, targets, query, picks, exact) -> None:
+    if targets.backend == "postgres-s3":
+        pytest.skip("the same SQL as on postgres; 800 fresh databases and buckets are too slow")
     blobs = (picks * 4)[:consumers(query)] if exact and picks else picks
     folder = targets.new(tmp_path_factory.mktemp("fuzz"))
     db = _seeded(folder)

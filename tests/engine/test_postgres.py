@@ -24,7 +24,7 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 @pytest.fixture
 def pg(targets, folder, backend):
-    if backend != "postgres":
+    if not backend.startswith("postgres"):
         pytest.skip("PostgreSQL backend only")
     return folder
 
