@@ -411,3 +411,15 @@ class AuthStore:
 
 def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def open_auth_store(data: str | Path) -> AuthStore:
+    """The auth store of a dataset: `auth.sqlite3` in a data folder, or tables in the
+    PostgreSQL database a `postgresql://` URL names (shared by every server on it)."""
+    from lensdb.store.factory import is_postgres_url
+
+    if is_postgres_url(data):
+        from lensdb.auth.pgstore import PostgresAuthStore
+
+        return PostgresAuthStore(str(data))
+    return AuthStore(data)

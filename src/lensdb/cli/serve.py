@@ -8,11 +8,15 @@ from pathlib import Path
 import click
 
 from lensdb.cli import main
+from lensdb.cli.users import config_error, data_option
 
 
 @main.command()
-@click.option("--data", envvar="LENSDB_DATA", default="./data", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Database folder (created if missing). Env: LENSDB_DATA.")
+@data_option
+@click.option("--state", "state_dir", envvar="LENSDB_STATE", default="./lensdb-state",
+              show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="With a postgresql:// --data: this server's local folder (its generated TLS "
+                   "certificate). Everything users see is in PostgreSQL. Env: LENSDB_STATE.")
 @click.option("--host", envvar="LENSDB_HOST", default="127.0.0.1", show_default=True, help="Address to listen on. Env: LENSDB_HOST.")
 @click.option("--port", envvar="LENSDB_PORT", default=55555, show_default=True, type=int,
               help="TCP port for ApertureDB and VDMS clients. Env: LENSDB_PORT.")
@@ -38,7 +42,7 @@ from lensdb.cli import main
               help="Media gateway: a browser origin allowed to load media, e.g. http://localhost:8080 "
                    "(repeatable; none by default). Env: LENSDB_CORS_ORIGINS (comma-separated).")
 @click.option("--dev", is_flag=True, help="Development mode: the media gateway allows every origin (CORS *).")
-def serve(data: Path, host: str, port: int, http_port: int, tls_cert: Path | None, tls_key: Path | None,
+def serve(data: str, blobs: str | None, state_dir: Path, host: str, port: int, http_port: int, tls_cert: Path | None, tls_key: Path | None,
           require_tls: bool, http_tls: bool, session_ttl: int, refresh_ttl: int, max_message_mb: int,
           workers: int, allow_vdms: bool, vdms_client_ca: Path | None, idle_timeout: float,
           cors_origins: tuple[str, ...], dev: bool) -> None:
@@ -56,10 +60,24 @@ def serve(data: Path, host: str, port: int, http_port: int, tls_cert: Path | Non
         os.environ["LENSDB_CORS_ORIGINS"] = ",".join(cors_origins)
     if dev:
         os.environ["LENSDB_DEV"] = "1"
-    run(ServeConfig(
-        data_dir=data, host=host, port=port, http_port=http_port or None,
+    from lensdb.store.factory import check_location, is_postgres_url
+
+    try:
+        check_location(data, blobs)
+    except Exception as e:
+        raise config_error(e) from None
+    pg = is_postgres_url(data)
+    config = ServeConfig(
+        data_dir=state_dir if pg else Path(data), data=data if pg else None, blobs=blobs,
+        host=host, port=port, http_port=http_port or None,
         tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls, http_tls=http_tls,
         session_ttl=session_ttl, refresh_ttl=refresh_ttl, max_message_mb=max_message_mb,
         workers=workers, allow_vdms=allow_vdms, vdms_client_ca=vdms_client_ca,
         idle_timeout=idle_timeout or None,
-    ))
+    )
+    from lensdb.store.factory import ConfigError
+
+    try:
+        run(config)
+    except ConfigError as e:  # a wrong bucket or credentials found while opening the store
+        raise config_error(e) from None

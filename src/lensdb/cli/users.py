@@ -8,24 +8,42 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
 from lensdb.cli import main
 
-data_option = click.option(
-    "--data", envvar="LENSDB_DATA", default="./data", show_default=True,
-    type=click.Path(file_okay=False, path_type=Path), help="Database folder. Env: LENSDB_DATA.",
-)
+
+def _data_and_blobs(f):  # noqa: ANN001, ANN202 - a click decorator
+    f = click.option(
+        "--blobs", envvar="LENSDB_BLOBS", default=None, metavar="URL",
+        help="With a postgresql:// --data: where blobs go, s3://BUCKET/PREFIX (endpoint and "
+             "credentials from the AWS_* variables) or file:///shared/path. Env: LENSDB_BLOBS.")(f)
+    return click.option(
+        "--data", envvar="LENSDB_DATA", default="./data", show_default=True, metavar="FOLDER|URL",
+        help="Database folder (embedded), or postgresql://USER:PASSWORD@HOST/DB. "
+             "Env: LENSDB_DATA.")(f)
 
 
-def open_store(data: Path):  # -> AuthStore (import kept lazy for a fast CLI)
+data_option = _data_and_blobs
+
+
+def config_error(e: Exception) -> click.ClickException:
+    """A start-up error (wrong URL, credentials, bucket) as one line for the shell."""
+    return click.ClickException(str(e))
+
+
+def open_store(data: str, blobs: str | None = None):  # -> AuthStore (lazy imports: fast CLI)
     """Open the auth store, creating 'admin' on first use as `lensdb serve` would."""
-    from lensdb.auth.store import AuthStore
+    from lensdb.auth.store import open_auth_store
     from lensdb.server.runner import ADMIN_PASSWORD_ENV
+    from lensdb.store.factory import check_location
 
-    store = AuthStore(data)
+    try:
+        check_location(data, blobs, need_blobs=False)
+        store = open_auth_store(data)
+    except Exception as e:
+        raise config_error(e) from None
     generated = store.bootstrap(os.environ.get(ADMIN_PASSWORD_ENV))
     if generated:
         click.echo(f"Created user 'admin' with password: {generated} (shown only this once)", err=True)
@@ -48,13 +66,13 @@ def users() -> None:
 @click.option("--password", help="Password (prompted for when omitted).")
 @click.option("--role", "roles", multiple=True, help="Role to grant; repeat for several (e.g. --role admin).")
 @click.option("--email", help="Email address.")
-def add(data: Path, username: str, password: str | None, roles: tuple[str, ...], email: str | None) -> None:
+def add(data: str, blobs: str | None, username: str, password: str | None, roles: tuple[str, ...], email: str | None) -> None:
     """Create USERNAME."""
     from lensdb.auth.store import AuthError
 
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    store = open_store(data)
+    store = open_store(data, blobs)
     try:
         store.create_user(username, password, roles, email)
     except AuthError as e:
@@ -66,9 +84,9 @@ def add(data: Path, username: str, password: str | None, roles: tuple[str, ...],
 
 @users.command("list")
 @data_option
-def list_(data: Path) -> None:
+def list_(data: str, blobs: str | None) -> None:
     """List users, their roles and how many API tokens they hold."""
-    store = open_store(data)
+    store = open_store(data, blobs)
     try:
         rows = [(u.username, ",".join(u.roles) or "-", u.email or "-", len(store.tokens_of(u.id))) for u in store.users()]
     finally:
@@ -82,11 +100,11 @@ def list_(data: Path) -> None:
 @users.command("remove")
 @data_option
 @click.argument("username")
-def remove(data: Path, username: str) -> None:
+def remove(data: str, blobs: str | None, username: str) -> None:
     """Remove USERNAME, their tokens and sessions."""
     from lensdb.auth.store import AuthError
 
-    store = open_store(data)
+    store = open_store(data, blobs)
     try:
         store.remove_user(username)
     except AuthError as e:
@@ -100,7 +118,7 @@ def remove(data: Path, username: str) -> None:
 @data_option
 @click.argument("username")
 @click.option("--password", help="New password (prompted for when omitted).")
-def passwd(data: Path, username: str, password: str | None) -> None:
+def passwd(data: str, blobs: str | None, username: str, password: str | None) -> None:
     """Set USERNAME's password; their open sessions end."""
     from lensdb.auth.store import AuthError
 
@@ -108,7 +126,7 @@ def passwd(data: Path, username: str, password: str | None) -> None:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
     if not password:
         _fail(ValueError("the password must not be empty"))
-    store = open_store(data)
+    store = open_store(data, blobs)
     try:
         store.update_user(username, password=password)
     except AuthError as e:

@@ -54,6 +54,7 @@ class GatewayConfig:
     public_url: str | None = None
     webhook_secret: str = ""
     default_ttl: int = DEFAULT_TTL
+    shared_signing_secret: str = ""  # kept in the database when servers share one
 
     @property
     def allow_origins(self) -> list[str]:
@@ -61,6 +62,8 @@ class GatewayConfig:
 
     @property
     def signing_secret(self) -> bytes:
+        if self.shared_signing_secret:
+            return self.shared_signing_secret.encode()
         return read_or_create_secret(self.data_dir / SECRET_FILE).encode()
 
     @classmethod
@@ -77,7 +80,8 @@ class GatewayConfig:
         if not hook:
             hook = read_or_create_secret(data_dir / WEBHOOK_SECRET_FILE)
         cfg = cls(data_dir=data_dir, cors_origins=list(origins), dev=dev,
-                  public_url=public.rstrip("/") if public else None, webhook_secret=hook)
+                  public_url=public.rstrip("/") if public else None, webhook_secret=hook,
+                  shared_signing_secret=s.get("signing_secret", ""))
         if dev:
             log.warning("gateway in development mode: CORS allows every origin (*); "
                         "do not use --dev in production")

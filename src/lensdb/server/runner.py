@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -21,12 +22,13 @@ from pathlib import Path
 import uvicorn
 
 from lensdb.auth.service import DEFAULT_REFRESH_TTL, DEFAULT_SESSION_TTL, AuthService
-from lensdb.auth.store import AuthStore
+from lensdb.auth.store import open_auth_store
 from lensdb.server import tls
 from lensdb.server.context import ServerContext
 from lensdb.server.dispatch import QueryHandler
 from lensdb.server.http import create_app
 from lensdb.server.tcp import TcpOptions, TcpServer
+from lensdb.store.factory import redact
 
 log = logging.getLogger("lensdb.server")
 
@@ -35,7 +37,9 @@ ADMIN_PASSWORD_ENV = "LENSDB_ADMIN_PASSWORD"
 
 @dataclass
 class ServeConfig:
-    data_dir: Path
+    data_dir: Path  # the data folder; with `data` a PostgreSQL URL, this server's local state
+    data: str | None = None  # a postgresql:// URL (scale-out); None: data_dir is the database
+    blobs: str | None = None  # with `data`: s3://BUCKET/PREFIX or file:///shared/path
     host: str = "127.0.0.1"
     port: int = 55555
     http_port: int | None = 55556
@@ -80,18 +84,24 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
     tls_ctx = tls.server_context(cert, key)
     vdms_ctx = tls.server_context(cert, key, config.vdms_client_ca) if config.vdms_client_ca else tls_ctx
 
-    store = AuthStore(data_dir)
+    location = config.data or data_dir
+    store = open_auth_store(location)
     generated = store.bootstrap(os.environ.get(ADMIN_PASSWORD_ENV))
     if generated:
         # Shown once; only its hash is stored.
         print(f"Created user 'admin' with password: {generated}\n"
               f"(shown only this once; set {ADMIN_PASSWORD_ENV} to choose it)", file=sys.stderr, flush=True)
     auth = AuthService(store, config.session_ttl, config.refresh_ttl)
-    db = Database(data_dir)
+    db = Database(location, blobs=config.blobs)
+    settings: dict = {}
+    if config.data:  # every server on one database signs media links and webhooks alike
+        settings["signing_secret"] = store.shared_secret("gateway", secrets.token_hex(32))
+        if not os.environ.get("LENSDB_WEBHOOK_SECRET"):
+            settings["webhook_secret"] = store.shared_secret("webhook", secrets.token_hex(32))
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="lensdb-query")
     max_bytes = config.max_message_mb * 2**20
     handler = QueryHandler(db, auth)
-    context = ServerContext(db, auth, handler, executor, data_dir, max_bytes)
+    context = ServerContext(db, auth, handler, executor, data_dir, max_bytes, settings)
 
     tcp = TcpServer(
         handler,
@@ -141,7 +151,8 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
             log.info("HTTP%s (REST /api/, /openapi.json) listening on %s://%s:%d",
                      "S" if config.http_tls else "", "https" if config.http_tls else "http",
                      config.host, config.http_port)
-        log.info("TLS certificate %s; lensdb ready (data in %s)", cert, data_dir)
+        log.info("TLS certificate %s; lensdb ready (data in %s)", cert,
+                 redact(config.data) if config.data else data_dir)
         if ready is not None:
             ready(context)
         waiters = [asyncio.create_task(stop.wait())]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from lensdb.store.base import Store, StoreError
 
@@ -38,8 +38,33 @@ class Location:
         return None if self.is_postgres else Path(self.data)
 
 
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def is_postgres_url(data: str | Path) -> bool:
     return isinstance(data, str) and urlsplit(data).scheme in POSTGRES_SCHEMES
+
+
+def check_location(data: str | Path, blobs: str | None, *, need_blobs: bool = True) -> None:
+    """Raise `ConfigError` for a --data/--blobs pair that cannot work, before opening anything
+    (need_blobs=False: a command that only manages users and tokens)."""
+    if is_postgres_url(data):
+        from lensdb.store.postgres import probe
+
+        probe(str(data))
+        if not blobs and need_blobs:
+            raise ConfigError("with --data postgresql://... give --blobs s3://BUCKET/PREFIX or "
+                              "file:///shared/path (env LENSDB_BLOBS): where the bytes go")
+    elif blobs:
+        raise ConfigError(f"--blobs {blobs} needs --data postgresql://...: a data folder "
+                          "keeps its blobs inside itself")
 
 
 def open_store(data: str | Path, blobs: str | None = None, *, durable: bool = False) -> Store:

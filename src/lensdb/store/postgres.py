@@ -44,7 +44,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -70,7 +69,7 @@ from lensdb.store.base import (
     StoreError,
 )
 from lensdb.store.blobfiles import length_of, new_name, place
-from lensdb.store.factory import ConfigError
+from lensdb.store.factory import ConfigError, redact
 
 log = logging.getLogger(__name__)
 
@@ -295,16 +294,6 @@ def _index_name(kind: str, cls: str, key: str, member: str) -> str:
 _INDEX_EXPRS = {"": _v, ".text": _t, "._ts": _ts}
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 class PostgresTxn:
     def __init__(self, store: PostgresStore, conn: psycopg.Connection) -> None:
         self.store = store
@@ -499,7 +488,7 @@ class PostgresStore:
         self.url = url
         self.blobs = blobs
         self.timeout = timeout
-        _probe(url, timeout)
+        probe(url, timeout)
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=timeout,
                                    kwargs={"autocommit": True}, open=True,
                                    name="lensdb", check=ConnectionPool.check_connection)
@@ -709,7 +698,7 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _probe(url: str, timeout: float) -> None:
+def probe(url: str, timeout: float = 10.0) -> None:
     """Connect once, so that a wrong URL or password is one line saying what to fix."""
     try:
         psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=True).close()

@@ -18,6 +18,7 @@ signing, retries, multipart and every S3-compatible server's quirks are its dail
 from __future__ import annotations
 
 import io
+import logging
 import os
 from collections.abc import Iterable
 
@@ -31,12 +32,21 @@ class S3Blobs:
         import boto3
         from botocore.config import Config
 
+        # botocore logs where it found credentials at INFO on every start: not news.
+        logging.getLogger("botocore").setLevel(max(logging.WARNING,
+                                                   logging.getLogger("botocore").level))
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         config = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 3},
                         connect_timeout=5, read_timeout=60)
-        self.client = boto3.session.Session().client("s3", region_name=region, config=config)
+        from lensdb.store.factory import ConfigError
+
+        try:
+            self.client = boto3.session.Session().client("s3", region_name=region, config=config)
+        except Exception as e:  # partial credentials, unknown profile, bad endpoint URL
+            raise ConfigError(f"cannot use {self.describe()}: {_first_line(e)} (check the "
+                              "AWS_* variables)") from None
         from boto3.s3.transfer import TransferConfig
 
         self.transfer = TransferConfig(multipart_threshold=MULTIPART, multipart_chunksize=MULTIPART)
