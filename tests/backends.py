@@ -83,9 +83,12 @@ class PostgresCluster:
                        check=True, capture_output=True)
         port = free_port()
         # Durability settings off: a test cluster is thrown away, and fsyncs would dominate.
-        opts = (f"-p {port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=400")
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-w",
+        # The options go into the cluster's config, so a restart keeps port and settings.
+        with open(data / "postgresql.auto.conf", "a") as conf:
+            conf.write(f"port = {port}\nunix_socket_directories = '{self.folder}'\n"
+                       "listen_addresses = '127.0.0.1'\nfsync = off\nsynchronous_commit = off\n"
+                       "full_page_writes = off\nmax_connections = 400\n")
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-w",
                                      "-l", str(self.folder / "log"), "start"]),
                        check=True, capture_output=True)
         self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
@@ -149,12 +152,17 @@ class PostgresCluster:
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder = None
 
-    def restart(self) -> None:
-        """Stop and start the private cluster on the same port (failure tests)."""
+    def stop_server(self) -> None:
+        """Stop the private cluster, keeping its files (failure tests); `start_server` again."""
         assert self.folder is not None
-        data = str(self.folder / "data")
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", data, "-m", "fast", "-w",
-                                     "restart"]), check=True, capture_output=True)
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.folder / "data"),
+                                     "-m", "fast", "-w", "stop"]), check=True, capture_output=True)
+
+    def start_server(self) -> None:
+        assert self.folder is not None
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.folder / "data"),
+                                     "-w", "-l", str(self.folder / "log"), "start"]),
+                       check=True, capture_output=True)
 
 
 class MotoServer:

@@ -182,3 +182,55 @@ def test_database_takes_a_url_and_blobs(pg):
         assert body(r)["status"] == 0
     finally:
         db.close()
+
+
+def test_postgres_down_gives_a_clear_status_and_the_store_recovers_by_itself(pg, targets):
+    """While PostgreSQL is down a query answers status -1 saying so; once it is back the same
+    Database serves again (the pool replaces dead connections), and nothing acknowledged is
+    lost."""
+    cluster = targets.cluster
+    if cluster.folder is None:
+        pytest.skip("needs the private cluster (LENSDB_TEST_POSTGRES_URL is set)")
+    db = open_db(pg)
+    try:
+        ok(db, [{"AddEntity": {"class": "Kept", "properties": {"n": 1}}}])
+        cluster.stop_server()
+        try:
+            r, _ = db.query([{"AddEntity": {"class": "Kept", "properties": {"n": 2}}}])
+            assert isinstance(r, dict) and r["status"] == -1
+            assert "PostgreSQL" in r["info"] and "internal error" not in r["info"], r
+        finally:
+            cluster.start_server()
+        ok(db, [{"AddEntity": {"class": "Kept", "properties": {"n": 3}}}])
+        found = one(db, {"FindEntity": {"with_class": "Kept", "results": {"list": ["n"],
+                                                                          "sort": "n"}}})
+        assert found["entities"] == [{"n": 1}, {"n": 3}]
+    finally:
+        db.close()
+
+
+def test_s3_unreachable_fails_addimage_cleanly_and_commits_nothing(pg, targets, monkeypatch):
+    from backends import MotoServer
+
+    from .helpers import jpeg, rows
+
+    if targets.s3 is None:
+        pytest.skip("S3 backend only")
+    own = MotoServer().start()  # a server of this test's own, to stop under the store
+    try:
+        for k, v in own.env().items():
+            monkeypatch.setenv(k, v)
+        bucket = own.new_bucket()
+        db = Database(pg.url, blobs=f"s3://{bucket}/x")
+        try:
+            ok(db, [{"AddImage": {"properties": {"n": 1}}}], [jpeg()])
+            own.stop()
+            r, out = db.query([{"AddEntity": {"class": "Other"}},
+                               {"AddImage": {"properties": {"n": 2}}}], [jpeg()])
+            assert isinstance(r, dict) and r["status"] == -1 and out == []
+            assert "s3://" in r["info"] and "internal error" not in r["info"], r
+            assert [json.loads(p)["n"] for _, _, p, _ in rows(pg)["objects"]] == [1]
+        finally:
+            db.close()
+    finally:
+        own.stop()

@@ -5,8 +5,8 @@ signed by one verify on the other, and concurrent if_not_found adds create exact
 from __future__ import annotations
 
 import subprocess
-import time
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 from pathlib import Path
