@@ -489,9 +489,10 @@ class PostgresStore:
         self.blobs = blobs
         self.timeout = timeout
         probe(url, timeout)
+        # No check on checkout (it would cost a round trip per query): a connection that died
+        # with its server fails its BEGIN, is dropped, and the transaction starts on another.
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=timeout,
-                                   kwargs={"autocommit": True}, open=True,
-                                   name="lensdb", check=ConnectionPool.check_connection)
+                                   kwargs={"autocommit": True}, open=True, name="lensdb")
         self.owner = random.getrandbits(31)
         # A session lock that lives as long as this store: its intents are not a dead writer's.
         self._owner_conn = psycopg.connect(url, autocommit=True, connect_timeout=int(timeout))
@@ -507,6 +508,31 @@ class PostgresStore:
         try:
             with self.pool.connection() as conn:
                 yield conn
+        except psycopg.OperationalError as e:
+            raise StoreError(f"PostgreSQL at {redact(self.url)} is unreachable or failed: "
+                             f"{_first_line(e)}") from e
+        except psycopg.DataError as e:  # a value PostgreSQL cannot hold (a NUL in a string)
+            raise StoreError(f"PostgreSQL refused a value: {_first_line(e)}") from e
+
+    @contextmanager
+    def _begin(self, begin: str) -> Iterator[psycopg.Connection]:
+        """A pooled connection inside a transaction opened with `begin`. Stale connections
+        (PostgreSQL restarted since they were made) fail their BEGIN, before anything ran on
+        them, and are replaced: every idle one may be stale, so up to the pool's size."""
+        try:
+            for attempt in range(self.pool.max_size + 1):
+                conn = self.pool.getconn()
+                try:
+                    conn.execute(begin)
+                    break
+                except psycopg.OperationalError:
+                    self.pool.putconn(conn)  # broken: the pool closes it
+                    if attempt == self.pool.max_size:
+                        raise
+            try:
+                yield conn
+            finally:
+                self.pool.putconn(conn)
         except psycopg.OperationalError as e:
             raise StoreError(f"PostgreSQL at {redact(self.url)} is unreachable or failed: "
                              f"{_first_line(e)}") from e
@@ -540,22 +566,21 @@ class PostgresStore:
     # transactions ----------------------------------------------------------------------------
     @contextmanager
     def read(self, snapshot: bool = True, blobs: bool = True) -> Iterator[PostgresTxn]:
-        with self._conn() as conn:
-            if not snapshot:
-                yield PostgresTxn(self, conn)
-                return
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        # snapshot=False still reads in one transaction: READ COMMITTED, each statement sees
+        # the latest commit.
+        level = "REPEATABLE READ" if snapshot else "READ COMMITTED"
+        with self._begin(f"BEGIN ISOLATION LEVEL {level} READ ONLY") as conn:
             try:
                 yield PostgresTxn(self, conn)
             finally:
-                conn.execute("ROLLBACK")
+                if not conn.broken:
+                    conn.execute("ROLLBACK")
 
     @contextmanager
     def write(self, staged: PgStaged | None = None) -> Iterator[PostgresTxn]:
         if self._closed:
             raise RuntimeError("the database is closed")
-        with self._conn() as conn:
-            conn.execute("BEGIN")
+        with self._begin("BEGIN") as conn:
             try:
                 conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, _WRITER))
                 txn = PostgresTxn(self, conn)
