@@ -224,6 +224,9 @@ class Store(Protocol):
         """The blob's bytes, or `length` of them from `offset` (None: to the end); a range
         reads only those bytes from storage. Raises `BlobMissing` when they are gone."""
         ...
+    def get_blobs(self, keys: Sequence[str]) -> list[bytes]:
+        """Several whole blobs, in order (object storage fetches them in parallel)."""
+        ...
     def blob_size(self, key: str) -> int:
         """The blob's length in bytes, without reading it."""
         ...

@@ -546,6 +546,9 @@ class SQLiteStore:
     def get_blob(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         return self.blobs.read(key, offset, length)
 
+    def get_blobs(self, keys: Sequence[str]) -> list[bytes]:
+        return [self.blobs.read(key) for key in keys]
+
     def blob_size(self, key: str) -> int:
         return self.blobs.blob_size(key)
 
