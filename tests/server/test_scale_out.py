@@ -4,12 +4,9 @@ signed by one verify on the other, and concurrent if_not_found adds create exact
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,36 +15,13 @@ from PIL import Image
 from conftest import LensdbServer
 
 
-class ScaleServer(LensdbServer):
-    """`lensdb serve --data postgresql://... --blobs s3://...`; data_dir is its local state."""
-
-    def __init__(self, state: Path, url: str, blobs: str, env: dict[str, str]) -> None:
-        super().__init__(state, env=env)
-        self.url = url
-        self.blobs = blobs
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-c", "from lensdb.cli import main; main()", "serve",
-                "--data", self.url, "--blobs", self.blobs, "--state", str(self.data_dir),
-                "--host", self.host, "--port", str(self.port), "--http-port", str(self.http_port),
-                *self.args]
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        import os
-
-        env = {**os.environ, **self.env, "LENSDB_ADMIN_PASSWORD": self.admin_password,
-               "LENSDB_DATA": self.url, "LENSDB_BLOBS": self.blobs}
-        return subprocess.run([sys.executable, "-c", "from lensdb.cli import main; main()", *args],
-                              env=env, capture_output=True, text=True, check=check)
-
-
 @pytest.fixture(scope="module")
 def pair(postgres_cluster, moto_server, tmp_path_factory):
     url = postgres_cluster.new_database()
     bucket = moto_server.new_bucket()
     folder = tmp_path_factory.mktemp("scale")
-    servers = [ScaleServer(folder / f"state{i}", url, f"s3://{bucket}/lensdb", moto_server.env())
-               for i in range(2)]
+    servers = [LensdbServer(folder / f"state{i}", url=url, blobs=f"s3://{bucket}/lensdb",
+                            env=moto_server.env()) for i in range(2)]
     for s in servers:
         s.start()
     yield servers
