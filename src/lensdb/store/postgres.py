@@ -40,6 +40,7 @@ import math
 import random
 import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -75,6 +76,7 @@ from lensdb.store.factory import ConfigError, redact
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+SWEEP_EVERY = 60.0  # seconds between sweeps a writing server makes of the whole database
 # Advisory lock keys (two int4 halves): the first is lensdb's namespace.
 _NS = 0x6C6E7364  # "lnsd"
 _WRITER = 1
@@ -503,6 +505,7 @@ class PostgresStore:
         self._closed = False
         self._migrate()
         self.sweep()
+        self._swept = time.monotonic()
 
     # plumbing --------------------------------------------------------------------------------
     @contextmanager
@@ -600,6 +603,13 @@ class PostgresStore:
                 raise
         if txn.trashed:
             self.sweep_trash()
+        now = time.monotonic()
+        if now - self._swept > SWEEP_EVERY:  # another server's crash, or trash readers kept
+            self._swept = now
+            try:
+                self.sweep()
+            except StoreError as e:  # the query committed; sweeping is tried again later
+                log.warning("sweeping abandoned and deleted packs failed: %s", e)
 
     def stage_blobs(self, blobs: list[bytes]) -> PgStaged:
         if not blobs:
