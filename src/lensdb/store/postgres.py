@@ -302,12 +302,19 @@ class PostgresTxn:
         self.store = store
         self.conn = conn
         self.trashed: list[str] = []
+        self.given_ids: set[str] = set()  # tables where rows kept given ids
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self.conn.execute(sql, params).fetchall()
 
     # objects -------------------------------------------------------------------------------
-    def add_object(self, cls: str, props: dict[str, Any], blob: str | None = None) -> int:
+    def add_object(self, cls: str, props: dict[str, Any], blob: str | None = None,
+                   id: int | None = None) -> int:
+        if id is not None:
+            self.given_ids.add("objects")
+            return self.conn.execute(
+                "INSERT INTO objects(id, class, props, blob) VALUES (%s, %s, %s, %s) RETURNING id",
+                (id, cls, _json(props), blob)).fetchone()[0]
         return self.conn.execute(
             "INSERT INTO objects(class, props, blob) VALUES (%s, %s, %s) RETURNING id",
             (cls, _json(props), blob)).fetchone()[0]
@@ -350,7 +357,13 @@ class PostgresTxn:
                 self.trashed.append(pack)
 
     # connections ---------------------------------------------------------------------------
-    def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any]) -> int:
+    def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any],
+                       id: int | None = None) -> int:
+        if id is not None:
+            self.given_ids.add("connections")
+            return self.conn.execute(
+                "INSERT INTO connections(id, class, src, dst, props) VALUES (%s, %s, %s, %s, %s) "
+                "RETURNING id", (id, cls, src, dst, _json(props))).fetchone()[0]
         return self.conn.execute(
             "INSERT INTO connections(class, src, dst, props) VALUES (%s, %s, %s, %s) RETURNING id",
             (cls, src, dst, _json(props))).fetchone()[0]
@@ -590,6 +603,10 @@ class PostgresStore:
                 conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, _WRITER))
                 txn = PostgresTxn(self, conn)
                 yield txn
+                for table in sorted(txn.given_ids):  # later ids go past the given ones
+                    seq = f"pg_get_serial_sequence('{table}', 'id')"
+                    conn.execute(f"SELECT setval({seq}, greatest((SELECT max(id) FROM {table}), "
+                                 f"coalesce(pg_sequence_last_value({seq}::regclass), 1)))")
                 if staged is not None and staged.pack is not None:
                     gone = conn.execute("DELETE FROM blob_intents WHERE pack = %s",
                                         (staged.pack,)).rowcount == 0

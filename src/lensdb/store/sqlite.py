@@ -215,10 +215,11 @@ class SQLiteTxn(Txn):
         self.thinned: set[str] = set()  # packs that lost blobs but keep some
 
     # objects -------------------------------------------------------------------------------
-    def add_object(self, cls: str, props: dict[str, Any], blob: str | None = None) -> int:
+    def add_object(self, cls: str, props: dict[str, Any], blob: str | None = None,
+                   id: int | None = None) -> int:
         cur = self.conn.execute(
-            "INSERT INTO objects(class, props, blob) VALUES (?, ?, ?)",
-            (cls, _dumps(props) if props else "{}", blob))
+            "INSERT INTO objects(id, class, props, blob) VALUES (?, ?, ?, ?)",
+            (id, cls, _dumps(props) if props else "{}", blob))
         return cur.lastrowid  # type: ignore[return-value]
 
     def find_objects(self, sel: Selection) -> list[ObjectRow]:
@@ -279,10 +280,11 @@ class SQLiteTxn(Txn):
         self.trashed.append(pack)
 
     # connections ---------------------------------------------------------------------------
-    def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any]) -> int:
+    def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any],
+                       id: int | None = None) -> int:
         cur = self.conn.execute(
-            "INSERT INTO connections(class, src, dst, props) VALUES (?, ?, ?, ?)",
-            (cls, src, dst, _dumps(props) if props else "{}"))
+            "INSERT INTO connections(id, class, src, dst, props) VALUES (?, ?, ?, ?, ?)",
+            (id, cls, src, dst, _dumps(props) if props else "{}"))
         return cur.lastrowid  # type: ignore[return-value]
 
     def _connection_where(self, sel: Selection, src: Sequence[int] | None,
