@@ -31,11 +31,10 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from lensdb.connector.lensdb_http import LensdbHttp
+from lensdb.client import Client, ConnectionSettings, HttpClient, TcpClient
 from lensdb.connector.lsclient import LabelStudio
 from lensdb.connector.pull import pull
 from lensdb.connector.push import PushOptions, push
-from lensdb.labelstudio.client import Client, ConnectionSettings
 from lensdb.labelstudio.launcher import QUIET_ENV, stop, wait_http
 
 CONFIG = """<View><Image name="image" value="$image"/>
@@ -108,7 +107,7 @@ class Servers:
         wait_http(f"{self.ls_url}/health", proc, timeout=300)
 
     def db(self) -> Client:
-        return Client(ConnectionSettings(host="127.0.0.1", port=self.tcp, password=PASSWORD), timeout=30)
+        return TcpClient(ConnectionSettings(host="127.0.0.1", port=self.tcp, password=PASSWORD), timeout=30)
 
     def stop(self) -> None:
         for p in reversed(self.procs):
@@ -135,7 +134,7 @@ def _tiny(i: int) -> bytes:
 
 
 def bench_push(s: Servers, ls: LabelStudio, n: int) -> dict:
-    db, http = s.db(), LensdbHttp(s.lensdb_http, "admin", PASSWORD)
+    db, http = s.db(), HttpClient(s.lensdb_http, "admin", PASSWORD)
     add_images(db, n, "push")
     select = {"dataset": ["==", "push"]}
     pid = ls.create_project("connector push", CONFIG)["id"]
@@ -153,7 +152,7 @@ def bench_push(s: Servers, ls: LabelStudio, n: int) -> dict:
 
 
 def bench_pull(s: Servers, ls: LabelStudio, n: int, changes: int) -> dict:
-    db, http = s.db(), LensdbHttp(s.lensdb_http, "admin", PASSWORD)
+    db, http = s.db(), HttpClient(s.lensdb_http, "admin", PASSWORD)
     add_images(db, n, "pull")
     r = http.request("POST", "/labelstudio/tasks", json={"constraints": {"dataset": ["==", "pull"]},
                                                          "label_config": CONFIG})
@@ -219,7 +218,7 @@ def wrk(url: str, paths: list[str], root: Path, seconds: int, name: str) -> dict
 def bench_gateway(s: Servers, seconds: int, images: int = 1000) -> dict:
     if not shutil.which("wrk") or not shutil.which("nginx"):
         return {"skipped": "apt-get install wrk nginx"}
-    db, http = s.db(), LensdbHttp(s.lensdb_http, "admin", PASSWORD)
+    db, http = s.db(), HttpClient(s.lensdb_http, "admin", PASSWORD)
     add_images(db, images, "gw", size=10_000)
     tasks = http.request("POST", "/labelstudio/tasks", json={"constraints": {"dataset": ["==", "gw"]},
                                                              "properties": ["guid"]}).json()

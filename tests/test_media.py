@@ -309,3 +309,17 @@ def test_content_type_from_magic_numbers():
         Image.new("RGB", (4, 4)).save(buf, fmt)
         assert content_type(buf.getvalue()[:16]) == mime
     assert content_type(b"not an image") == "application/octet-stream"
+
+
+def test_parse_range_is_one_parser_for_the_gateway_and_the_plugin() -> None:
+    from lensdb.media import parse_range
+
+    assert parse_range("bytes=0-99", 1000) == (0, 99)
+    assert parse_range("bytes=-500", 1000) == (500, 999)  # the last 500 (the plugin once sent the first 500)
+    assert parse_range("bytes=-5000", 1000) == (0, 999)
+    assert parse_range("bytes=900-", 1000) == (900, 999)
+    assert parse_range("bytes=990-2000", 1000) == (990, 999)
+    assert parse_range("bytes=1000-", 1000) is False  # unsatisfiable: 416
+    assert parse_range("bytes=-0", 1000) is False
+    assert parse_range(None, 1000) is None and parse_range("items=0-1", 1000) is None
+    assert parse_range("bytes=0-1,5-6", 1000) is None  # several ranges: the whole body is allowed

@@ -174,6 +174,18 @@ def test_no_origin_by_default_and_dev_allows_all(lensdb_server_factory) -> None:
     assert "development mode" in dev.log() and "(*)" in dev.log()
 
 
+def test_cors_origin_option_reaches_the_gateway(lensdb_server_factory) -> None:
+    # `lensdb serve` passes its settings to the gateway (it used to write them into os.environ).
+    server = lensdb_server_factory("--cors-origin", ALLOWED + "/", name="opt",
+                                   env={"LENSDB_CORS_ORIGINS": "http://from-env.example"})
+    add_images(server.connector(), 1, "opt", boxes=False)
+    uid = uniqueids(server.connector(), {"dataset": ["==", "opt"]})[0]
+    url = f"http://127.0.0.1:{server.http_port}" + _signer(server).sign(f"/media/images/{uid}", 60)
+    assert httpx.get(url, headers={"Origin": ALLOWED}).headers["access-control-allow-origin"] == ALLOWED
+    r = httpx.get(url, headers={"Origin": "http://from-env.example"})
+    assert "access-control-allow-origin" not in r.headers  # the option wins over the environment
+
+
 def test_task_lists(gateway) -> None:
     server, http, token, ids = gateway
     assert http.get("/labelstudio/tasks").status_code == 401

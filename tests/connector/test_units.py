@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from lensdb.connector.annotations import combine, image_of_task, parse_time
 from lensdb.connector.lsclient import ls_time
 from lensdb.connector.state import instance_key
 from lensdb.gateway.httpcache import parse_range, strong_etag
 from lensdb.gateway.signing import Signer
 from lensdb.labelstudio import queries as Q
+from lensdb.labelstudio.annotations import combine, image_of_task, parse_time
 
 
 def test_signing_covers_path_params_and_expiry() -> None:

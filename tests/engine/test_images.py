@@ -199,6 +199,46 @@ def test_undecodable_image_is_an_error_and_nothing_is_stored(db, folder, data):
     assert snapshot(folder) == before
 
 
+def _photo_jpeg(progressive: bool = False) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    return encode(Image.fromarray(pixels, "RGB"), "JPEG", quality=90, progressive=progressive)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.99, -2])
+def test_cut_short_jpeg_is_refused_and_the_query_adds_nothing(db, folder, progressive, keep):
+    whole = _photo_jpeg(progressive)
+    cut = whole[:int(len(whole) * keep)] if keep > 0 else whole[:keep]
+    add_image(db, jpeg(), properties={"keep": 1})
+    before = snapshot(folder)
+    r = fail(db, [{"AddEntity": {"class": "Before"}}, {"AddImage": {"properties": {"cut": True}}},
+                  {"AddImage": {"properties": {"whole": True}}}], [cut, whole])
+    assert r["FailedCommand"] == "AddImage" and "command 2 of 3" in r["info"]
+    assert "incomplete" in r["info"] and "cut short" in r["info"]
+    assert snapshot(folder) == before  # no row, no pack file
+    # With operations the image is decoded whole, which refuses it as well.
+    r = fail(db, [{"AddImage": {"operations": [{"type": "flip", "code": 1}]}}], [cut])
+    assert "could not be decoded" in r["info"]
+    assert snapshot(folder) == before
+
+
+def test_whole_images_with_trailing_bytes_or_progressive_scans_are_accepted(db):
+    for data in (_photo_jpeg(), _photo_jpeg(progressive=True), _photo_jpeg() + b"\x00trailer", png()):
+        add_image(db, data, properties={"n": len(data)})
+        assert fetch(db, constraints={"n": ["==", len(data)]})[1] == [data]
+
+
+def test_cut_short_png_is_refused(db, folder):
+    before = snapshot(folder)
+    r = fail(db, [{"AddImage": {}}], [gradient_png()[:-8]])
+    assert "incomplete or corrupt" in r["info"]
+    assert snapshot(folder) == before
+
+
 def test_undecodable_image_with_format_or_operations(db, folder):
     before = snapshot(folder)
     fail(db, [{"AddImage": {"format": "png"}}], [b"junk"])

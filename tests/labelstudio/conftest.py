@@ -163,6 +163,41 @@ def db(ls_lensdb: LensdbServer):
     return ls_lensdb.connector(use_ssl=False)
 
 
+CHROMIUM = os.environ.get("LENSDB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+def logged_in_page(tmp_path_factory: pytest.TempPathFactory, label_studio: LabelStudio):
+    """A context manager: Debian's Chromium (headless, new profile) logged in to Label Studio as USER."""
+    import contextlib
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs pip install playwright")
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+
+    @contextlib.contextmanager
+    def session():
+        with sync_api.sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
+                args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+            pg = context.new_page()
+            pg.set_default_timeout(30_000)
+            pg.goto(label_studio.url + "/user/login/")
+            pg.fill("input[name=email]", USER)
+            pg.fill("input[name=password]", PASSWORD)
+            pg.click("button[type=submit]")
+            pg.wait_for_url(lambda url: "/user/login" not in url)
+            try:
+                yield pg
+            finally:
+                context.close()
+
+    return session()
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -49,12 +49,24 @@ def test_sync_creates_one_task_per_selected_image_with_predictions(label_studio:
         for r in rects:
             assert r["from_name"] == "box" and r["to_name"] == "image"
             assert r["original_width"] == img.width and r["original_height"] == img.height
-            assert r["readonly"] is True
+            assert r["readonly"] is False  # annotators correct model boxes unless the storage says otherwise
         pts = polys[0]["value"]["points"]
         want = [[100 * x / img.width, 100 * y / img.height] for x, y in img.polygons[0]["points"]]
         assert len(pts) == len(want)
         assert all(abs(a - b) <= 0.01 for p, q in zip(pts, want, strict=True) for a, b in zip(p, q, strict=True))
         assert polys[0]["value"]["polygonlabels"] == ["Road"]
+
+
+def test_read_only_predictions_are_an_option(label_studio: LabelStudio, synced):
+    project = label_studio.create_project("read-only predictions", LABEL_CONFIG)
+    storage = label_studio.add_source(project, constraints=json.dumps({"dataset": ["==", synced["tag"]]}),
+                                      limit=2, predictions_readonly=True)
+    assert storage["predictions_readonly"] is True
+    label_studio.sync_source(storage["id"])
+    results = [r for t in label_studio.tasks(project) for r in t["predictions"][0]["result"]]
+    assert len(results) == 6 and all(r["readonly"] is True for r in results)
+    default = label_studio.add_source(project, title="default")
+    assert default["predictions_readonly"] is False
 
 
 def test_resync_adds_only_new_images(label_studio: LabelStudio, synced):
@@ -109,19 +121,42 @@ def test_labels_missing_from_the_config_are_reported(label_studio: LabelStudio, 
 def test_check_connection_speaks_plainly(label_studio: LabelStudio, synced):
     project = synced["project"]
 
-    def check(**fields) -> str:
+    def check(field: str, **fields) -> str:
+        """The 400's message, which names the field (Label Studio shows `detail` as a short notice)."""
         r = label_studio.api("POST", "/api/storages/lensdb/validate", json=label_studio.storage_body(project, **fields))
         assert r.status_code == 400, r.text
-        return json.dumps(r.json()["validation_errors"])
+        body = r.json()
+        assert body["display_context"]["field"] == field, body
+        assert "validation_errors" not in body, body  # those open Label Studio's "Runtime error" modal
+        return body["detail"]
 
-    assert "refused the login" in check(password="wrong")
-    assert "Nothing is listening" in check(port=1)
-    assert "could not be resolved" in check(hostname="no-such-host.invalid")
-    assert "not valid JSON" in check(constraints="{split: selected}")
-    assert "must be a list" in check(constraints=json.dumps({"split": "selected"}))
-    assert "refused the image constraints" in check(constraints=json.dumps({"split": ["~~", 1]}))
-    ok = label_studio.api("POST", "/api/storages/lensdb/validate", json=label_studio.storage_body(project))
+    assert "Password: The server at" in check("password", password="wrong")
+    assert "refused the login" in check("token", password="", token="not-a-token")
+    assert "Port: Nothing is listening" in check("port", port=1)
+    assert "could not be resolved" in check("hostname", hostname="no-such-host.invalid")
+    assert "not valid JSON" in check("constraints", constraints="{split: selected}")
+    assert "must be a list" in check("constraints", constraints=json.dumps({"split": "selected"}))
+    assert "refused the image constraints" in check("constraints", constraints=json.dumps({"split": ["~~", 1]}))
+    assert "Use TLS" in check("use_ssl", use_ssl=True)  # the test server's TCP port takes TLS, but not this cert
+    # A selection of no image is worth a warning before anyone syncs it.
+    assert "no image" in check("constraints", constraints=json.dumps({"split": ["==", "no-such-split"]}))
+    # A good one says what a sync would bring.
+    selected = json.dumps({"dataset": ["==", synced["tag"]], "split": ["==", "selected"]})
+    ok = label_studio.api("POST", "/api/storages/lensdb/validate",
+                          json=label_studio.storage_body(project, constraints=selected))
     assert ok.status_code == 200, ok.text
+    # What lensdb holds for that selection, counted with the SDK (other tests add images to the set).
+    r, _ = synced["db"].query([
+        {"FindImage": {"_ref": 1, "blobs": False, "constraints": json.loads(selected), "results": {"count": True}}},
+        {"FindBoundingBox": {"image_ref": 1, "blobs": False, "results": {"count": True}}},
+        {"FindPolygon": {"image_ref": 1, "blobs": False, "results": {"count": True}}}])
+    n, boxes, polys = (r[i][c]["count"] for i, c in enumerate(["FindImage", "FindBoundingBox", "FindPolygon"]))
+    assert n >= 200 and boxes >= 400 and polys >= 200
+    assert (ok.json()["images"], ok.json()["boxes"], ok.json()["polygons"]) == (n, boxes, polys), ok.json()
+    assert f"bring {n} image(s) with {boxes + polys} model region(s)" in ok.json()["detail"]
+    limited = label_studio.api("POST", "/api/storages/lensdb/validate",
+                               json=label_studio.storage_body(project, constraints=selected, limit=2)).json()
+    assert limited["images"] == 2 and limited["images_matching"] == n, limited
 
 
 def test_guid_property_keys_tasks_and_jpeg_conversion(label_studio: LabelStudio, ls_lensdb):
@@ -148,3 +183,42 @@ def test_guid_property_keys_tasks_and_jpeg_conversion(label_studio: LabelStudio,
     assert r.headers["Content-Type"] == "image/jpeg" and r.content[:3] == b"\xff\xd8\xff"
     again = label_studio.sync_source(storage["id"])
     assert again["last_sync_count"] == 0 and again["meta"]["tasks_existed"] == 3
+
+
+def test_images_without_size_properties_get_predictions(label_studio: LabelStudio, ls_lensdb):
+    """The size comes from the image header, and is stored so the next sync need not read the bytes."""
+    import uuid
+
+    db = ls_lensdb.connector(use_ssl=False)
+    tag = uuid.uuid4().hex[:8]
+    r, _ = db.query([{"AddImage": {"_ref": 1, "properties": {"dataset": tag, "name": f"{tag}-a"}}},
+                     {"AddBoundingBox": {"image_ref": 1, "label": "Cat",
+                                         "rectangle": {"x": 8, "y": 6, "width": 16, "height": 12}}}],
+                    [jpeg_bytes(80, 60, 5)])
+    assert all(next(iter(c.values()))["status"] == 0 for c in r), r
+    project = label_studio.create_project("sizeless", LABEL_CONFIG)
+    storage = label_studio.add_source(project, constraints=json.dumps({"dataset": ["==", tag]}))
+    synced = label_studio.sync_source(storage["id"])
+    assert synced["status"] == "completed", synced
+    (task,) = label_studio.tasks(project)
+    assert task["meta"]["lensdb"]["width"] == 80 and task["meta"]["lensdb"]["height"] == 60
+    (pred,) = task["predictions"][0]["result"]
+    assert (pred["value"]["x"], pred["value"]["y"], pred["value"]["width"]) == (10.0, 10.0, 20.0)
+    r, _ = db.query([{"FindImage": {"constraints": {"dataset": ["==", tag]}, "blobs": False,
+                                    "results": {"list": ["width", "height"]}}}])
+    assert r[0]["FindImage"]["entities"] == [{"width": 80, "height": 60}]
+
+
+def test_image_proxy_ranges(label_studio: LabelStudio, synced):
+    """Label Studio's resolve proxy serves byte ranges of lensdb images (the plugin uses media.parse_range)."""
+    task = label_studio.tasks(synced["project"])[0]
+    url = task["data"]["image"]
+    whole = label_studio.api("GET", url, 200).content
+    assert whole[:3] == b"\xff\xd8\xff"
+    first = label_studio.api("GET", url, 206, headers={"Range": "bytes=0-99"})
+    assert first.content == whole[:100] and first.headers["Content-Range"] == f"bytes 0-99/{len(whole)}"
+    tail = label_studio.api("GET", url, 206, headers={"Range": "bytes=100-"})
+    assert tail.content == whole[100:]
+    # Label Studio's proxy turns a suffix range into "bytes=0-" before the storage sees it, so the
+    # whole image comes back (the parser's suffix rule is tested in tests/test_media.py).
+    assert label_studio.api("GET", url, 200, headers={"Range": "bytes=-50"}).content == whole

@@ -101,7 +101,7 @@ def test_create_update_delete_reach_the_database(label_studio: LabelStudio, proj
     verts = s["polygons"]["p1"]["_vertices"][0]
     want = [[x * img.width / 100, y * img.height / 100] for x, y in [[10, 10], [40, 10], [25, 40]]]
     assert all(abs(a - b) < 1e-6 for p, q in zip(verts, want, strict=True) for a, b in zip(p, q, strict=True))
-    r1_uid = r1["_uniqueid"]
+    r1_uid, p1_uid = r1["_uniqueid"], s["polygons"]["p1"]["_uniqueid"]
 
     # Move a box, delete a region, add a polygon, a keypoint, a choice and a text.
     result = [box("r1", 15, 20, 30, 40, size=size), polygon("p1", [[10, 10], [40, 10], [25, 40]], size=size),
@@ -111,12 +111,22 @@ def test_create_update_delete_reach_the_database(label_studio: LabelStudio, proj
     s = stored(db, ann["id"], project["id"])
     assert set(s["boxes"]) == {"r1"} and set(s["polygons"]) == {"p1", "p2"} and set(s["keypoints"]) == {"k1"}
     assert s["boxes"]["r1"]["_uniqueid"] == r1_uid  # updated in place
+    assert s["polygons"]["p1"]["_uniqueid"] == p1_uid  # same shape: kept, not deleted and added again
+    p2_uid = s["polygons"]["p2"]["_uniqueid"]
     assert s["boxes"]["r1"]["_coordinates"]["x"] == round(0.15 * img.width)
     k1 = s["keypoints"]["k1"]
     assert abs(k1["x"] - 0.5 * img.width) < 1e-6 and abs(k1["y"] - 0.25 * img.height) < 1e-6
     assert k1["label"] == "Nose"
     assert json.loads(s["annotation"]["LS_choices_weather"]) == ["Sunny"]
     assert s["annotation"]["LS_text_note"] == "two dogs, maybe"
+
+    # Reshape p1: the query language cannot move vertices, so p1 is replaced; p2 stays as it was.
+    reshaped = [r if r["id"] != "p1" else polygon("p1", [[12, 10], [40, 10], [25, 40]], size=size) for r in result]
+    label_studio.api("PATCH", f"/api/annotations/{ann['id']}/", 200, json={"result": reshaped})
+    s = stored(db, ann["id"], project["id"])
+    assert set(s["polygons"]) == {"p1", "p2"} and s["polygons"]["p2"]["_uniqueid"] == p2_uid
+    assert s["polygons"]["p1"]["_uniqueid"] != p1_uid
+    assert abs(s["polygons"]["p1"]["_vertices"][0][0][0] - 0.12 * img.width) < 1e-6
 
     # Removing the choice removes its property; the rest stays.
     label_studio.api("PATCH", f"/api/annotations/{ann['id']}/", 200, json={"result": result[:-2] + [text("x")]})

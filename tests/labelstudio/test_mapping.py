@@ -71,12 +71,12 @@ def test_save_query_updates_in_place_and_deletes_what_is_gone():
     ann = Q.AnnotationRecord(id=9, project_id=2, task_id=3, result=result)
     q = Q.save_annotation_query(ann, parse_results(result), "2.0.5", None, ["LS_choices_weather"])
     names = [next(iter(c)) for c in q]
-    assert names[:9] == ["FindImage", "AddEntity", "UpdateEntity", "FindBoundingBox", "DeleteBoundingBox",
-                         "FindPolygon", "DeletePolygon", "FindEntity", "DeleteEntity"]
+    assert names[:11] == ["FindImage", "AddEntity", "UpdateEntity", "FindBoundingBox", "DeleteBoundingBox",
+                          "FindPolygon", "DeletePolygon", "FindEntity", "DeleteEntity", "FindPolygon", "DeletePolygon"]
     assert q[3]["FindBoundingBox"]["constraints"] == {"LS_id": ["not in", ["b1"]]}
     assert q[7]["FindEntity"]["constraints"] == {"LS_id": ["not in", ["k1"]]}
     assert q[2]["UpdateEntity"]["remove_props"] == ["LS_choices_weather"]
-    add_box = q[9]["AddBoundingBox"]
+    add_box = q[11]["AddBoundingBox"]
     assert add_box["if_not_found"] == {"LS_id": ["==", "b1"], "LS_annotation": ["==", "9"]}
     assert add_box["rectangle"] == {"x": 1, "y": 2, "width": 3, "height": 4}
     assert json.loads(q[2]["UpdateEntity"]["properties"]["LS_data"])["result"] == result
@@ -89,3 +89,24 @@ def test_save_query_without_image_keeps_the_annotation_only():
     q = Q.save_annotation_query(Q.AnnotationRecord(id=1, project_id=1, task_id=1, result=result),
                                 parse_results(result), None)
     assert not any("AddBoundingBox" in c for c in q)
+
+
+def test_polygons_are_kept_while_their_shape_is():
+    def poly(points):
+        return [{"id": "p1", "type": "polygonlabels", "original_width": 100, "original_height": 100,
+                 "value": {"points": points, "polygonlabels": ["Road"]}}]
+
+    def shape_query(points):
+        q = Q.save_annotation_query(Q.AnnotationRecord(id=4, project_id=2, task_id=3, result=poly(points)),
+                                    parse_results(poly(points)), "2.0.5")
+        add = next(c["AddPolygon"] for c in q if "AddPolygon" in c)
+        stale = [c["FindPolygon"]["constraints"] for c in q if "FindPolygon" in c]
+        return add, stale
+
+    add, stale = shape_query([[1, 1], [5, 1], [3, 4]])
+    assert add["if_not_found"] == {"LS_shape": ["==", add["properties"]["LS_shape"]], "LS_annotation": ["==", "4"]}
+    assert {"LS_shape": ["not in", [add["properties"]["LS_shape"]]]} in stale  # others of the annotation go
+    assert {"LS_shape": ["==", None]} in stale  # and polygons saved before shapes were recorded
+    same, _ = shape_query([[1, 1], [5, 1], [3, 4]])
+    moved, _ = shape_query([[2, 1], [5, 1], [3, 4]])
+    assert same["properties"]["LS_shape"] == add["properties"]["LS_shape"] != moved["properties"]["LS_shape"]

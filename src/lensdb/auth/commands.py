@@ -13,8 +13,9 @@ from lensdb.auth import credentials, permissions
 from lensdb.auth.permissions import PermissionSpecError
 from lensdb.auth.service import AuthService, Principal
 from lensdb.auth.store import AuthError, IssuedSession
+from lensdb.errors import answer, failure
 
-NOT_AUTHENTICATED: dict = {"status": -1, "info": "Not Authenticated!"}
+NOT_AUTHENTICATED: dict = failure("Not Authenticated!")
 SESSIONLESS = frozenset({"Authenticate", "RefreshToken"})
 COMMANDS = frozenset(
     {
@@ -56,10 +57,10 @@ def run(service: AuthService, commands: list[dict], names: list[str], principal:
         try:
             issued = _sessionless(service, names[0], params)
         except AuthError as e:
-            return [{names[0]: {"status": -1, "info": str(e)}}]
+            return [{names[0]: failure(str(e))}]
         return [{names[0]: _session_answer(issued)}]
     if any(n in SESSIONLESS for n in names):
-        return {"status": -1, "info": "Authenticate and RefreshToken must be sent alone"}
+        return failure("Authenticate and RefreshToken must be sent alone")
     out = []
     # Hash new passwords before the store's lock is taken: argon2 is slow by design and
     # every query's session check waits on that lock.
@@ -75,7 +76,7 @@ def run(service: AuthService, commands: list[dict], names: list[str], principal:
                 except AuthError as e:
                     raise AuthError(f"{name} (command {i}): {e}") from e
     except (AuthError, PermissionSpecError) as e:
-        return {"status": -1, "info": str(e)}
+        return failure(str(e))
     return out
 
 
@@ -87,13 +88,12 @@ def _prehashed(name: str, params: Any) -> Any:
 
 
 def _session_answer(issued: IssuedSession) -> dict:
-    return {
-        "status": 0,
-        "session_token": issued.session_token,
-        "session_token_expires_in": issued.session_ttl,
-        "refresh_token": issued.refresh_token,
-        "refresh_token_expires_in": issued.refresh_ttl,
-    }
+    return answer(
+        session_token=issued.session_token,
+        session_token_expires_in=issued.session_ttl,
+        refresh_token=issued.refresh_token,
+        refresh_token_expires_in=issued.refresh_ttl,
+    )
 
 
 def _sessionless(service: AuthService, name: str, params: Any) -> IssuedSession:
@@ -119,7 +119,7 @@ def _role_spec(params: Mapping) -> permissions.Permissions:
 
 
 def _generate_token(service: AuthService, principal: Principal, params: dict) -> dict:
-    return {"status": 0, "token": credentials.new_token(credentials.API_PREFIX)}
+    return answer(token=credentials.new_token(credentials.API_PREFIX))
 
 
 def _get_user_details(service: AuthService, principal: Principal, params: dict) -> dict:
@@ -129,31 +129,30 @@ def _get_user_details(service: AuthService, principal: Principal, params: dict) 
     user = service.store.user(username)
     if user is None:
         raise AuthError(f"user '{username}' does not exist")
-    return {
-        "status": 0,
-        "username": user.username,
-        "email": user.email,
-        "roles": list(user.roles),
-        "tokens": [t.shown for t in service.store.tokens_of(user.id)],
-    }
+    return answer(
+        username=user.username,
+        email=user.email,
+        roles=list(user.roles),
+        tokens=[t.shown for t in service.store.tokens_of(user.id)],
+    )
 
 
 def _create_role(service: AuthService, principal: Principal, params: dict) -> dict:
     _require(principal, "create")
     service.store.create_role(params.get("name", ""), _role_spec(params))
-    return {"status": 0}
+    return answer()
 
 
 def _update_role(service: AuthService, principal: Principal, params: dict) -> dict:
     _require(principal, "update")
     service.store.update_role(params.get("name", ""), _role_spec(params))
-    return {"status": 0}
+    return answer()
 
 
 def _remove_role(service: AuthService, principal: Principal, params: dict) -> dict:
     _require(principal, "delete")
     service.store.remove_role(params.get("name", ""))
-    return {"status": 0}
+    return answer()
 
 
 def _create_user(service: AuthService, principal: Principal, params: dict) -> dict:
@@ -162,7 +161,7 @@ def _create_user(service: AuthService, principal: Principal, params: dict) -> di
     if not isinstance(roles, list):
         raise AuthError("roles must be a list of role names")
     service.store.create_user(params.get("username", ""), params.get("password"), roles, params.get("email"))
-    return {"status": 0}
+    return answer()
 
 
 def _update_user(service: AuthService, principal: Principal, params: dict) -> dict:
@@ -183,13 +182,13 @@ def _update_user(service: AuthService, principal: Principal, params: dict) -> di
         service.store.add_token(username, token)
     if params.get("remove_tokens"):
         service.store.remove_tokens(username, params["remove_tokens"])
-    return {"status": 0}
+    return answer()
 
 
 def _remove_user(service: AuthService, principal: Principal, params: dict) -> dict:
     _require(principal, "delete")
     service.store.remove_user(params.get("username", ""))
-    return {"status": 0}
+    return answer()
 
 
 _HANDLERS: dict[str, Callable[[AuthService, Principal, dict], dict]] = {

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from lensdb.errors import LensdbError
+
 ACTIONS = ("read", "create", "update", "delete")
 OBJECTS = "objects"
 USERS = "users"
@@ -53,7 +55,7 @@ Permissions = dict[str, dict[str, bool]]
 ALL_PERMISSIONS: Permissions = {kind: dict.fromkeys(ACTIONS, True) for kind in (OBJECTS, USERS)}
 
 
-class PermissionSpecError(ValueError):
+class PermissionSpecError(LensdbError, ValueError):
     """A role's permission object is not of the expected shape."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lensdb.auth import credentials, permissions
 from lensdb.auth.permissions import Permissions
+from lensdb.errors import LensdbError
 
 FILENAME = "auth.sqlite3"
 ADMIN = "admin"
@@ -61,7 +62,7 @@ CREATE INDEX IF NOT EXISTS sessions_token ON sessions(api_token_id);
 """
 
 
-class AuthError(Exception):
+class AuthError(LensdbError):
     """A user/role/token operation that cannot be done; the message is shown to clients."""
 
 
@@ -416,9 +417,9 @@ def _like_prefix(prefix: str) -> str:
 def open_auth_store(data: str | Path) -> AuthStore:
     """The auth store of a dataset: `auth.sqlite3` in a data folder, or tables in the
     PostgreSQL database a `postgresql://` URL names (shared by every server on it)."""
-    from lensdb.store.factory import is_postgres_url
+    from urllib.parse import urlsplit
 
-    if is_postgres_url(data):
+    if isinstance(data, str) and urlsplit(data).scheme in ("postgresql", "postgres"):
         from lensdb.auth.pgstore import PostgresAuthStore
 
         return PostgresAuthStore(str(data))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from lensdb.cli import main
-from lensdb.cli.users import config_error, data_option
+from lensdb.cli.common import config_error, data_option
 
 
 def _mb(n: int) -> str:

@@ -7,7 +7,7 @@ import sys
 import click
 
 from lensdb.cli import main
-from lensdb.cli.users import config_error
+from lensdb.cli.common import config_error
 
 
 @main.command("copy")

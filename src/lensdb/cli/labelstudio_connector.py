@@ -12,14 +12,19 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
+from lensdb.cli import setting, settings
+from lensdb.cli.common import split_hostport
 from lensdb.cli.labelstudio import labelstudio
 
 # One line per HTTP request is noise on a progress bar; failures are reported by the commands.
 logging.getLogger("httpx").setLevel(logging.WARNING)
+
+DEFAULT_SERVER = "127.0.0.1:55555"
 
 
 def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) -> dict | None:
@@ -34,28 +39,28 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
     return parsed
 
 
-def _split_hostport(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.BadParameter("use HOST:PORT, e.g. 127.0.0.1:55555")
-    return host, int(port)
-
-
 def lensdb_options(fn: Callable) -> Callable:
     """Where lensdb is and who to be there."""
     opts = [
-        click.option("--lensdb", "lensdb_addr", envvar="LENSDB_SERVER", default="127.0.0.1:55555",
-                     show_default=True, metavar="HOST:PORT", help="lensdb's TCP port. Env: LENSDB_SERVER."),
-        click.option("--lensdb-http", envvar="LENSDB_HTTP", default="http://127.0.0.1:55556", show_default=True,
+        click.option("--lensdb", "lensdb_addr", default=lambda: settings().server or DEFAULT_SERVER,
+                     show_default=DEFAULT_SERVER, metavar="HOST:PORT", help="lensdb's TCP port. Env: LENSDB_SERVER."),
+        click.option("--lensdb-http", default=setting("http_url"), show_default="http://127.0.0.1:55556",
                      metavar="URL", help="lensdb's HTTP port (task lists, webhook). Env: LENSDB_HTTP."),
-        click.option("--lensdb-user", envvar="LENSDB_USER", default="admin", show_default=True,
+        click.option("--lensdb-user", default=setting("user"), show_default="admin",
                      help="lensdb user. Env: LENSDB_USER."),
-        click.option("--lensdb-password", envvar="LENSDB_PASSWORD", default="",
+        click.option("--lensdb-password", default=setting("password"),
                      help="Password of that user. Env: LENSDB_PASSWORD."),
-        click.option("--lensdb-token", envvar="LENSDB_TOKEN", default="",
+        click.option("--lensdb-token", default=setting("token"),
                      help="API token instead of a password. Env: LENSDB_TOKEN."),
         click.option("--lensdb-tls/--no-lensdb-tls", default=False, show_default=True,
-                     help="Talk TLS to lensdb's TCP port."),
+                     help="Talk TLS to lensdb's TCP port (for HTTP, use an https:// --lensdb-http)."),
+        click.option("--lensdb-ca-cert", default=setting("ca_cert"), metavar="PEM",
+                     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Check lensdb's certificate against this CA; for lensdb's own self-signed one: "
+                          "DATA/tls/ca.crt. Default: the system's CAs. Env: LENSDB_CA_CERT."),
+        click.option("--lensdb-insecure", is_flag=True,
+                     help="Do not check lensdb's TLS certificate at all (anyone on the path can read "
+                          "and change the traffic; prefer --lensdb-ca-cert)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -80,9 +85,9 @@ def selection_options(fn: Callable) -> Callable:
 
 def ls_options(fn: Callable) -> Callable:
     opts = [
-        click.option("--ls-url", envvar="LABEL_STUDIO_URL", required=True, metavar="URL",
+        click.option("--ls-url", default=setting("ls_url"), required=True, metavar="URL",
                      help="Label Studio's address, e.g. http://localhost:8080. Env: LABEL_STUDIO_URL."),
-        click.option("--ls-token", envvar=["LABEL_STUDIO_API_KEY", "LABEL_STUDIO_TOKEN"], required=True,
+        click.option("--ls-token", default=setting("ls_token"), required=True,
                      help="Label Studio API token: a Personal Access Token or a legacy token. "
                           "Env: LABEL_STUDIO_API_KEY."),
         click.option("--project", "project_id", required=True, type=int,
@@ -93,22 +98,24 @@ def ls_options(fn: Callable) -> Callable:
     return fn
 
 
-def _db(kw: dict[str, Any]):  # noqa: ANN202 - lensdb.labelstudio.client.Client, imported late
-    from lensdb.labelstudio.client import Client, ConnectionSettings
+def _db(kw: dict[str, Any]):  # noqa: ANN202 - lensdb.client.TcpClient, imported late
+    from lensdb.client import ConnectionSettings, TcpClient
 
-    host, port = _split_hostport(kw["lensdb_addr"])
+    host, port = split_hostport(kw["lensdb_addr"])
     if not kw["lensdb_password"] and not kw["lensdb_token"]:
         raise click.UsageError("give --lensdb-password (or LENSDB_PASSWORD) or --lensdb-token")
-    return Client(ConnectionSettings(host=host, port=port, username=kw["lensdb_user"],
-                                     password=kw["lensdb_password"], token=kw["lensdb_token"],
-                                     use_ssl=kw["lensdb_tls"], verify_certificate=False), timeout=10)
+    return TcpClient(ConnectionSettings(host=host, port=port, username=kw["lensdb_user"],
+                                        password=kw["lensdb_password"], token=kw["lensdb_token"],
+                                        use_ssl=kw["lensdb_tls"], verify_certificate=not kw["lensdb_insecure"],
+                                        ca_cert=str(kw["lensdb_ca_cert"] or "")), timeout=10)
 
 
-def _http(kw: dict[str, Any]):  # noqa: ANN202 - LensdbHttp
-    from lensdb.connector.lensdb_http import LensdbHttp
+def _http(kw: dict[str, Any]):  # noqa: ANN202 - lensdb.client.HttpClient, imported late
+    from lensdb.client import HttpClient
 
-    return LensdbHttp(kw["lensdb_http"], kw["lensdb_user"], kw["lensdb_password"], kw["lensdb_token"],
-                      verify=False)
+    verify: bool | str = False if kw["lensdb_insecure"] else str(kw["lensdb_ca_cert"] or "") or True
+    return HttpClient(kw["lensdb_http"], kw["lensdb_user"], kw["lensdb_password"], kw["lensdb_token"],
+                      verify=verify)
 
 
 def _friendly(fn: Callable) -> Callable:
@@ -116,15 +123,14 @@ def _friendly(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kw: Any) -> Any:
-        from lensdb.connector.lensdb_http import LensdbHttpError
+        from lensdb.client import DatabaseError
         from lensdb.connector.lsclient import LabelStudioError
         from lensdb.connector.pull import PullError
         from lensdb.connector.push import PushError
-        from lensdb.labelstudio.client import DatabaseError
 
         try:
             return fn(*args, **kw)
-        except (LabelStudioError, LensdbHttpError, PushError, PullError) as exc:
+        except (LabelStudioError, PushError, PullError) as exc:
             raise click.ClickException(str(exc)) from None
         except DatabaseError as exc:
             raise click.ClickException(f"lensdb: {exc}") from None
@@ -198,7 +204,8 @@ def push_cmd(ls_url: str, ls_token: str, project_id: int, constraints: dict | No
     opts = PushOptions(project_id=project_id, constraints=constraints, predictions=predictions,
                        pred_constraints=pred_constraints, limit=limit, batch_size=batch_size, ttl=ttl,
                        properties=[p.strip() for p in properties.split(",") if p.strip()],
-                       public_url=public_url or (kw["lensdb_http"] if kw["lensdb_http"] else None))
+                       public_url=public_url or (kw["lensdb_http"] if kw["lensdb_http"] else None),
+                       state_dir=settings().connector_state)
     bars: list[tqdm] = []
 
     def set_total(n: int) -> None:
@@ -263,7 +270,7 @@ def webhook() -> None:
 @click.option("--receiver", required=True, metavar="URL",
               help="Where Label Studio reaches lensdb's HTTP port, e.g. http://lensdb-host:55556 "
                    "(/labelstudio/webhook is appended).")
-@click.option("--secret", envvar="LENSDB_WEBHOOK_SECRET", required=True,
+@click.option("--secret", default=setting("webhook_secret"), required=True,
               help="The shared secret lensdb checks (its LENSDB_WEBHOOK_SECRET, or the content of "
                    "DATA/labelstudio-webhook.secret). Env: LENSDB_WEBHOOK_SECRET.")
 @_friendly

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from lensdb.cli import main
-from lensdb.cli.users import config_error, data_option
+from lensdb.cli.common import config_error, data_option
 
 
 @main.command()

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from lensdb.cli import main
-from lensdb.cli.users import config_error, data_option
+from lensdb.cli import main, setting, settings
+from lensdb.cli.common import config_error, data_option
 
 
 @main.command()
 @data_option
-@click.option("--state", "state_dir", envvar="LENSDB_STATE", default="./lensdb-state",
-              show_default=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--state", "state_dir", default=setting("server_state"), show_default="./lensdb-state",
+              type=click.Path(file_okay=False, path_type=Path),
               help="With a postgresql:// --data: this server's local folder (its generated TLS "
                    "certificate). Everything users see is in PostgreSQL. Env: LENSDB_STATE.")
-@click.option("--host", envvar="LENSDB_HOST", default="127.0.0.1", show_default=True, help="Address to listen on. Env: LENSDB_HOST.")
-@click.option("--port", envvar="LENSDB_PORT", default=55555, show_default=True, type=int,
+@click.option("--host", default=setting("host"), show_default="127.0.0.1", help="Address to listen on. Env: LENSDB_HOST.")
+@click.option("--port", default=setting("port"), show_default="55555", type=int,
               help="TCP port for ApertureDB and VDMS clients. Env: LENSDB_PORT.")
-@click.option("--http-port", envvar="LENSDB_HTTP_PORT", default=55556, show_default=True, type=int,
+@click.option("--http-port", default=setting("http_port"), show_default="55556", type=int,
               help="HTTP port for the REST API (/api/); 0 disables it. Env: LENSDB_HTTP_PORT.")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="PEM certificate (chain); default: generated into DATA/tls/.")
@@ -41,7 +40,8 @@ from lensdb.cli.users import config_error, data_option
 @click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
               help="Media gateway: a browser origin allowed to load media, e.g. http://localhost:8080 "
                    "(repeatable; none by default). Env: LENSDB_CORS_ORIGINS (comma-separated).")
-@click.option("--dev", is_flag=True, help="Development mode: the media gateway allows every origin (CORS *).")
+@click.option("--dev", is_flag=True, help="Development mode: the media gateway allows every origin (CORS *). "
+              "Env: LENSDB_DEV=1.")
 def serve(data: str, blobs: str | None, state_dir: Path, host: str, port: int, http_port: int, tls_cert: Path | None, tls_key: Path | None,
           require_tls: bool, http_tls: bool, session_ttl: int, refresh_ttl: int, max_message_mb: int,
           workers: int, allow_vdms: bool, vdms_client_ca: Path | None, idle_timeout: float,
@@ -55,28 +55,24 @@ def serve(data: str, blobs: str | None, state_dir: Path, host: str, port: int, h
 
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    # The gateway (lensdb.gateway) reads its settings from the environment when the app is built.
-    if cors_origins:
-        os.environ["LENSDB_CORS_ORIGINS"] = ",".join(cors_origins)
-    if dev:
-        os.environ["LENSDB_DEV"] = "1"
-    from lensdb.store.factory import check_location, is_postgres_url
+    from lensdb.store.factory import ConfigError, check_location, is_postgres_url
 
     try:
         check_location(data, blobs)
     except Exception as e:
         raise config_error(e) from None
     pg = is_postgres_url(data)
+    given = settings().with_options(
+        data=data, blobs=blobs, host=host, port=port, http_port=http_port,
+        cors_origins=tuple(o.strip().rstrip("/") for o in cors_origins) or None, dev=dev or None)
     config = ServeConfig(
         data_dir=state_dir if pg else Path(data), data=data if pg else None, blobs=blobs,
         host=host, port=port, http_port=http_port or None,
         tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls, http_tls=http_tls,
         session_ttl=session_ttl, refresh_ttl=refresh_ttl, max_message_mb=max_message_mb,
         workers=workers, allow_vdms=allow_vdms, vdms_client_ca=vdms_client_ca,
-        idle_timeout=idle_timeout or None,
+        idle_timeout=idle_timeout or None, settings=given,
     )
-    from lensdb.store.factory import ConfigError
-
     try:
         run(config)
     except ConfigError as e:  # a wrong bucket or credentials found while opening the store

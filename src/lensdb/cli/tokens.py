@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from lensdb.cli import main
-from lensdb.cli.users import _fail, data_option, open_store
+from lensdb.cli.common import data_option, fail, open_store
 
 
 @main.group()
@@ -27,7 +27,7 @@ def create(data: str, blobs: str | None, username: str, expires_in: int | None) 
     try:
         store.add_token(username, token, expires_in)
     except AuthError as e:
-        _fail(e)
+        fail(e)
     finally:
         store.close()
     click.echo(token)
@@ -45,7 +45,7 @@ def revoke(data: str, blobs: str | None, token: str, username: str | None) -> No
     try:
         store.remove_tokens(username, [token])
     except AuthError as e:
-        _fail(e)
+        fail(e)
     finally:
         store.close()
     click.echo("token revoked")
@@ -62,7 +62,7 @@ def list_(data: str, blobs: str | None, username: str) -> None:
     try:
         user = store.user(username)
         if user is None:
-            _fail(ValueError(f"user '{username}' does not exist"))
+            fail(ValueError(f"user '{username}' does not exist"))
             return
         for t in store.tokens_of(user.id):
             if t.expires is None:

@@ -6,53 +6,10 @@ removing a user ends that user's sessions.
 
 from __future__ import annotations
 
-import os
-import sys
-
 import click
 
 from lensdb.cli import main
-
-
-def _data_and_blobs(f):  # noqa: ANN001, ANN202 - a click decorator
-    f = click.option(
-        "--blobs", envvar="LENSDB_BLOBS", default=None, metavar="URL",
-        help="With a postgresql:// --data: where blobs go, s3://BUCKET/PREFIX (endpoint and "
-             "credentials from the AWS_* variables) or file:///shared/path. Env: LENSDB_BLOBS.")(f)
-    return click.option(
-        "--data", envvar="LENSDB_DATA", default="./data", show_default=True, metavar="FOLDER|URL",
-        help="Database folder (embedded), or postgresql://USER:PASSWORD@HOST/DB. "
-             "Env: LENSDB_DATA.")(f)
-
-
-data_option = _data_and_blobs
-
-
-def config_error(e: Exception) -> click.ClickException:
-    """A start-up error (wrong URL, credentials, bucket) as one line for the shell."""
-    return click.ClickException(str(e))
-
-
-def open_store(data: str, blobs: str | None = None):  # -> AuthStore (lazy imports: fast CLI)
-    """Open the auth store, creating 'admin' on first use as `lensdb serve` would."""
-    from lensdb.auth.store import open_auth_store
-    from lensdb.server.runner import ADMIN_PASSWORD_ENV
-    from lensdb.store.factory import check_location
-
-    try:
-        check_location(data, blobs, need_blobs=False)
-        store = open_auth_store(data)
-    except Exception as e:
-        raise config_error(e) from None
-    generated = store.bootstrap(os.environ.get(ADMIN_PASSWORD_ENV))
-    if generated:
-        click.echo(f"Created user 'admin' with password: {generated} (shown only this once)", err=True)
-    return store
-
-
-def _fail(e: Exception) -> None:
-    click.echo(f"error: {e}", err=True)
-    sys.exit(1)
+from lensdb.cli.common import data_option, fail, open_store
 
 
 @main.group()
@@ -76,7 +33,7 @@ def add(data: str, blobs: str | None, username: str, password: str | None, roles
     try:
         store.create_user(username, password, roles, email)
     except AuthError as e:
-        _fail(e)
+        fail(e)
     finally:
         store.close()
     click.echo(f"created user '{username}'" + (f" with roles {', '.join(roles)}" if roles else ""))
@@ -108,7 +65,7 @@ def remove(data: str, blobs: str | None, username: str) -> None:
     try:
         store.remove_user(username)
     except AuthError as e:
-        _fail(e)
+        fail(e)
     finally:
         store.close()
     click.echo(f"removed user '{username}'")
@@ -125,12 +82,12 @@ def passwd(data: str, blobs: str | None, username: str, password: str | None) ->
     if password is None:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
     if not password:
-        _fail(ValueError("the password must not be empty"))
+        fail(ValueError("the password must not be empty"))
     store = open_store(data, blobs)
     try:
         store.update_user(username, password=password)
     except AuthError as e:
-        _fail(e)
+        fail(e)
     finally:
         store.close()
     click.echo(f"password changed for '{username}'")

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from lensdb.connector import annotations as A
+from lensdb.client import Client, DatabaseError
 from lensdb.connector import state
 from lensdb.connector.lsclient import LabelStudio, ls_time
 from lensdb.connector.push import ensure_indexes
+from lensdb.labelstudio import annotations as A
 from lensdb.labelstudio import queries as Q
-from lensdb.labelstudio.client import Client, DatabaseError
 
 # Changes committed slightly out of order (a save that stamped its time earlier but committed later)
 # must not fall behind the cursor: each pull re-reads this much before it. Unchanged annotations are
@@ -60,10 +60,10 @@ def _stored(db: Client, project_id: int, task_ids: list[int]) -> dict[int, dict[
     """task id -> {annotation id: stored updated_at} for annotations lensdb has for these tasks."""
     response, _ = db.query([{"FindEntity": {
         "with_class": Q.ANNOTATION_CLASS,
-        "constraints": {"LS_project_id": ["==", project_id], "LS_task_id": ["in", task_ids]},
+        "constraints": {**Q.annotation_scope(project_id), "LS_task_id": ["in", task_ids]},
         "results": {"list": ["LS_id", "LS_task_id", "LS_updated_at"]}}}])
     out: dict[int, dict[str, Any]] = {}
-    for e in response[0]["FindEntity"].get("entities") or []:
+    for e in Q.entities(response, "FindEntity"):
         out.setdefault(int(e["LS_task_id"]), {})[str(e["LS_id"])] = A.parse_time(e.get("LS_updated_at"))
     return out
 

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lensdb.client import Client, DatabaseError, HttpClient
 from lensdb.connector import state
-from lensdb.connector.lensdb_http import LensdbHttp
 from lensdb.connector.lsclient import LabelStudio
 from lensdb.labelstudio import queries as Q
-from lensdb.labelstudio.client import Client, DatabaseError
+from lensdb.settings import Settings
 
 
 class PushError(Exception):
@@ -38,6 +37,8 @@ class PushOptions:
     ttl: int = 30 * 86400
     public_url: str | None = None
     image_width: int | None = None
+    # Where pairs lensdb could not record wait for the next push (Settings.connector_state).
+    state_dir: Path = field(default_factory=lambda: Settings().connector_state)
 
 
 @dataclass
@@ -65,27 +66,21 @@ def ensure_indexes(db: Client) -> None:
         pass  # a user without index rights still gets correct results, only slower
 
 
-def state_dir() -> Path:
-    base = os.environ.get("LENSDB_CONNECTOR_STATE") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "lensdb")
-    return Path(base) / "push-pending"
-
-
-def _pending_file(ls_url: str, project_id: int) -> Path:
+def _pending_file(state_dir: Path, ls_url: str, project_id: int) -> Path:
     tag = hashlib.sha256(f"{state.instance_key(ls_url)}#{project_id}".encode()).hexdigest()[:16]
-    return state_dir() / f"{tag}.jsonl"
+    return state_dir / "push-pending" / f"{tag}.jsonl"
 
 
-def _save_pending(ls_url: str, project_id: int, pairs: list[tuple[str, int]]) -> Path:
-    path = _pending_file(ls_url, project_id)
+def _save_pending(state_dir: Path, ls_url: str, project_id: int, pairs: list[tuple[str, int]]) -> Path:
+    path = _pending_file(state_dir, ls_url, project_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         f.write(json.dumps({"ls_url": state.instance_key(ls_url), "project": project_id, "pairs": pairs}) + "\n")
     return path
 
 
-def _record_pending(db: Client, ls_url: str, project_id: int) -> int:
-    path = _pending_file(ls_url, project_id)
+def _record_pending(db: Client, state_dir: Path, ls_url: str, project_id: int) -> int:
+    path = _pending_file(state_dir, ls_url, project_id)
     if not path.exists():
         return 0
     pairs = [tuple(p) for line in path.read_text().splitlines() if line.strip()
@@ -107,7 +102,7 @@ def candidates(db: Client, constraints: dict | None, skip: set[str], limit: int 
     skipped = offset = 0
     while limit is None or len(out) < limit:
         response, _ = db.query(Q.list_images_query(constraints, Q.UNIQUEID, page, offset))
-        entities = response[0]["FindImage"].get("entities") or []
+        entities = Q.entities(response, "FindImage")
         for e in entities:
             if e["_uniqueid"] in skip:
                 skipped += 1
@@ -119,7 +114,7 @@ def candidates(db: Client, constraints: dict | None, skip: set[str], limit: int 
     return out, skipped
 
 
-def build_tasks(http: LensdbHttp, uids: list[str], label_config: str, opts: PushOptions) -> list[dict]:
+def build_tasks(http: HttpClient, uids: list[str], label_config: str, opts: PushOptions) -> list[dict]:
     params: dict[str, Any] = {"uniqueids": uids, "predictions": opts.predictions, "label_config": label_config,
                               "properties": opts.properties, "ttl": opts.ttl, "strict": True}
     if opts.pred_constraints:
@@ -138,14 +133,14 @@ def build_tasks(http: LensdbHttp, uids: list[str], label_config: str, opts: Push
     return r.json()
 
 
-def push(ls: LabelStudio, db: Client, http: LensdbHttp, opts: PushOptions,
+def push(ls: LabelStudio, db: Client, http: HttpClient, opts: PushOptions,
          progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None) -> PushReport:
     report = PushReport()
     project = ls.project(opts.project_id)  # fails early: wrong token, unknown project
     label_config = project.get("label_config") or ""
     ensure_indexes(db)
     try:
-        report.recovered = _record_pending(db, ls.url, opts.project_id)
+        report.recovered = _record_pending(db, opts.state_dir, ls.url, opts.project_id)
         response, _ = db.query(state.sent_images_query(ls.url, opts.project_id))
         sent = state.sent_images(response)
         todo, report.skipped = candidates(db, opts.constraints, set(sent), opts.limit)
@@ -161,7 +156,7 @@ def push(ls: LabelStudio, db: Client, http: LensdbHttp, opts: PushOptions,
         try:
             db.query(state.record_push_query(ls.url, opts.project_id, pairs))
         except DatabaseError as exc:
-            path = _save_pending(ls.url, opts.project_id, pairs)
+            path = _save_pending(opts.state_dir, ls.url, opts.project_id, pairs)
             raise PushError(f"Label Studio created {len(ids)} task(s), but lensdb could not record them ({exc}). "
                             f"They are kept in {path} and will be recorded by the next push; "
                             "run it once lensdb answers again.") from None

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from lensdb.labelstudio import queries as Q
+
 PUSH_CLASS = "LS_push"
 PUSH_IMAGE = "LS_push_image"
 SYNC_CLASS = "LS_sync"
@@ -46,7 +48,7 @@ def sent_images_query(ls_url: str, project_id: int) -> list[dict]:
 
 def sent_images(response: Any) -> dict[str, int]:
     """image _uniqueid -> task id, from the answer to `sent_images_query`."""
-    return {e["LS_image"]: e.get("LS_task_id") for e in response[0]["FindEntity"].get("entities") or []
+    return {e["LS_image"]: e.get("LS_task_id") for e in Q.entities(response, "FindEntity")
             if e.get("LS_image")}
 
 
@@ -72,7 +74,7 @@ def cursor_query(ls_url: str, project_id: int) -> list[dict]:
 
 def cursor_of(response: Any) -> tuple[str | None, str | None]:
     """(newest task change seen, Label Studio's time when it was read) of the last pull."""
-    entities = response[0]["FindEntity"].get("entities") or []
+    entities = Q.entities(response, "FindEntity")
     return (entities[0].get("LS_cursor"), entities[0].get("LS_read_at")) if entities else (None, None)
 
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from lensdb import __version__
 from lensdb.engine.context import Context, Params
 from lensdb.engine.values import check_key_name
-from lensdb.errors import QueryError
+from lensdb.errors import QueryError, Status, answer
 
 log = logging.getLogger("lensdb.query")
-VERSION = "0.1.0"
 
 
 def get_status(ctx: Context, body: object) -> dict[str, Any]:
     Params(body, frozenset())
-    return {"status": 0, "info": "OK", "system": "lensdb", "version": VERSION}
+    return answer(info="OK", system="lensdb", version=__version__)
 
 
 def get_schema(ctx: Context, body: object) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def get_schema(ctx: Context, body: object) -> dict[str, Any]:
     if kind not in ("entities", "connections", "both"):
         raise QueryError("'type' must be \"entities\", \"connections\" or \"both\"")
     indexed = ctx.txn.indexes()
-    out: dict[str, Any] = {"status": 0}
+    out: dict[str, Any] = answer()
     if kind in ("entities", "both"):
         out["entities"] = _section(ctx, "entity", indexed)
     if kind in ("connections", "both"):
@@ -69,13 +69,13 @@ def _index_spec(body: object) -> tuple[str, str, str]:
 
 def create_index(ctx: Context, body: object) -> dict[str, Any]:
     if ctx.txn.create_index(*_index_spec(body)):
-        return {"status": 0}
-    return {"status": 2, "info": "Index exists!"}
+        return answer()
+    return answer(Status.EXISTS, info="Index exists!")
 
 
 def remove_index(ctx: Context, body: object) -> dict[str, Any]:
     ctx.txn.remove_index(*_index_spec(body))
-    return {"status": 0}
+    return answer()
 
 
 def get_indexes(ctx: Context, body: object) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def get_indexes(ctx: Context, body: object) -> dict[str, Any]:
     indexes = [{"target": t, "class": c, "property": k, "kind": "ordered", "params": {}}
                for t, c, k in sorted(ctx.txn.indexes())]
     indexes = [i for i in indexes if all(i[k] == v for k, v in want.items())]
-    return {"status": 0, "indexes": indexes}
+    return answer(indexes=indexes)
 
 
 def user_log_message(ctx: Context, body: object) -> dict[str, Any]:
@@ -94,8 +94,8 @@ def user_log_message(ctx: Context, body: object) -> dict[str, Any]:
     if level is None:
         raise QueryError("'type' must be INFO, WARNING or ERROR")
     log.log(level, "user message: %s", p.str("text", ""))
-    return {"status": 0}
+    return answer()
 
 
 def delete_expired(ctx: Context, body: object) -> dict[str, Any]:
-    return {"status": 0, "info": "AutoDelete"}
+    return answer(info="AutoDelete")

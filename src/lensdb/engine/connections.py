@@ -8,7 +8,7 @@ from lensdb.engine.constraints import parse_constraints
 from lensdb.engine.context import Context, Params, RefSet
 from lensdb.engine.find import parse_shape, run_find
 from lensdb.engine.values import check_user_key, encode_properties
-from lensdb.errors import QueryError
+from lensdb.errors import QueryError, Status, answer
 from lensdb.store.base import Selection
 
 FIND = frozenset({"_ref", "with_class", "src", "dst", "constraints", "results", "uniqueids",
@@ -43,8 +43,8 @@ def add(ctx: Context, body: object) -> dict[str, Any]:
             created += 1
     ctx.bind(p.body, RefSet("connection", ids, [cls] * len(ids)))
     if created == 0 and check:
-        return {"status": 2, "info": "Object Exists!"}
-    return {"status": 0}
+        return answer(Status.EXISTS, info="Object Exists!")
+    return answer()
 
 
 def _ends(ctx: Context, p: Params) -> tuple[list[int] | None, list[int] | None]:
@@ -90,11 +90,11 @@ def update(ctx: Context, body: object) -> dict[str, Any]:
         raise QueryError("'remove_props' must be a list of property names")
     ids = _targets(ctx, p)
     ctx.txn.update_connections(ids, props, [check_user_key(k) for k in remove])
-    return {"status": 0, "count": len(ids)}
+    return answer(count=len(ids))
 
 
 def delete(ctx: Context, body: object) -> dict[str, Any]:
     p = Params(body, frozenset({"ref", "with_class", "constraints", "src", "dst"}))
     ids = _targets(ctx, p)
     ctx.txn.delete_connections(ids)
-    return {"status": 0, "count": len(ids)}
+    return answer(count=len(ids))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lensdb.errors import QueryError
+from lensdb.errors import QueryError, Status
 from lensdb.store.base import Store, Txn
 
 MAX_REF = 10**9
@@ -19,6 +19,20 @@ class RefSet:
     kind: str  # "object" or "connection"
     ids: list[int]
     classes: list[str]
+
+
+# Commands whose data comes as an input blob, unless they name a `url` instead.
+_ADDS_WITH_BLOB = frozenset({"AddImage", "AddBlob", "AddVideo"})
+
+
+def takes_blob(name: str, body: object) -> bool:
+    """Whether command `name` consumes the next input blob: the one rule, used to check the
+    blob count, to stage the blobs and when the command runs."""
+    if not isinstance(body, dict):
+        return False
+    if name in _ADDS_WITH_BLOB:
+        return "url" not in body
+    return name == "AddDescriptor" or (name == "FindDescriptor" and "k_neighbors" in body)
 
 
 @dataclass(slots=True)
@@ -63,7 +77,7 @@ class Context:
         if self.out_bytes > self.max_response_bytes:
             raise QueryError(
                 f"the blobs asked for exceed the response limit of {self.max_response_bytes} "
-                "bytes: ask for fewer (limit, batch) or smaller (operations) blobs", status=4)
+                "bytes: ask for fewer (limit, batch) or smaller (operations) blobs", status=Status.RESPONSE_TOO_LARGE)
         self.blobs_out.append(data)
         return len(self.blobs_out) - 1
 

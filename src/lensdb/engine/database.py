@@ -10,8 +10,8 @@ from typing import Any
 
 from lensdb.engine import admin, connections, objects, vdms
 from lensdb.engine.constraints import parse_constraints
-from lensdb.engine.context import BlobInput, Context, Params
-from lensdb.errors import QueryError
+from lensdb.engine.context import BlobInput, Context, Params, takes_blob
+from lensdb.errors import QueryError, Status, answer, failure
 from lensdb.store.base import Staged, Store, StoreError
 from lensdb.store.factory import open_store
 
@@ -43,7 +43,7 @@ def _delete_nothing(ctx: Context, body: object) -> dict[str, Any]:
     if "ref" in p:
         ctx.ref(p.get("ref"))
     parse_constraints(p.get("constraints"))
-    return {"status": 0, "count": 0}
+    return answer(count=0)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -71,16 +71,6 @@ READ_ONLY = {n for n in HANDLERS if n.startswith(("Find", "Get"))}
 # Finds that may return stored bytes (images, blobs, crops of regions); the others need not
 # pin the blob files their snapshot could see.
 READS_BLOBS = {f"Find{f.name}" for f in objects.FAMILIES.values() if f.cls is not None}
-
-
-def _blob_inputs(name: str, body: object) -> int:
-    if not isinstance(body, dict):
-        return 0
-    if name in ("AddImage", "AddBlob", "AddVideo"):
-        return 0 if "url" in body else 1
-    if name == "AddDescriptor" or (name == "FindDescriptor" and "k_neighbors" in body):
-        return 1
-    return 0
 
 
 class _Abort(Exception):
@@ -149,12 +139,12 @@ class Database:
             if staged is not None:
                 staged.abort()
             log.warning("query failed: %s", e)
-            return {"status": -1, "info": f"storage: {e}"}, []
+            return failure(f"storage: {e}"), []
         except Exception as e:  # a bug or a storage failure: answer, log, keep serving
             if staged is not None:
                 staged.abort()
             log.exception("query failed")
-            return {"status": -1, "info": f"internal error: {type(e).__name__}: {e}"}, []
+            return failure(f"internal error: {type(e).__name__}: {e}"), []
         if staged is not None:
             staged.finish(ctx.used_keys)
         return responses, ctx.blobs_out
@@ -162,7 +152,7 @@ class Database:
     def _stage_inputs(self, parsed: list[dict], blobs: list[bytes]
                       ) -> tuple[list[BlobInput], Staged]:
         """Prepare and write input blobs before the write lock, so writers overlap this work."""
-        consumers = [(n, b) for c in parsed for n, b in c.items() if _blob_inputs(n, b)]
+        consumers = [(n, b) for c in parsed for n, b in c.items() if takes_blob(n, b)]
         inputs = [objects.prepare_input(n, b, data)
                   for (n, b), data in zip(consumers, blobs, strict=True)]
         ready = [i for i in inputs if i.data is not None]
@@ -178,9 +168,9 @@ class Database:
         except QueryError as e:
             status, info = e.status, e.info
         except RecursionError:
-            status, info = -1, "parameters nested too deeply"
+            status, info = Status.ERROR, "parameters nested too deeply"
         where = f"{name} (command {i + 1} of {n})" if n > 1 else name
-        raise _Abort({"status": status, "info": f"{where}: {info}", "FailedCommand": name})
+        raise _Abort(failure(f"{where}: {info}", status, FailedCommand=name))
 
 
 def parse_query(commands: list | str | bytes, blobs: list[bytes] | None) -> list[dict]:
@@ -204,7 +194,7 @@ def parse_query(commands: list | str | bytes, blobs: list[bytes] | None) -> list
         name, body = next(iter(cmd.items()))
         if name not in HANDLERS:
             raise QueryError(f"{name}: Command not found!")
-        needed += _blob_inputs(name, body)
+        needed += int(takes_blob(name, body))
     if blobs is not None and not isinstance(blobs, list | tuple):
         raise QueryError("blobs must be a list of byte strings")
     got = len(blobs or [])

@@ -10,7 +10,7 @@ from lensdb.engine.constraints import parse_constraints
 from lensdb.engine.context import MAX_LIMIT, Context, Params, RefSet, as_int
 from lensdb.engine.ids import connection_uid, object_uid
 from lensdb.engine.values import check_key_name, decode_value
-from lensdb.errors import NOT_UNIQUE, QueryError
+from lensdb.errors import QueryError, Status, answer
 from lensdb.store.base import (
     AllOf,
     ConnectionRow,
@@ -220,7 +220,7 @@ def run_find(ctx: Context, p: Params, shape: Shape, *, classes: Sequence[str] | 
     if "unique" in p and p.bool("unique"):
         first_two = fetch(_with(base, limit=2))
         if len(first_two) > 1:
-            raise QueryError("expecting 1 but got more than 1 (unique: true)", status=NOT_UNIQUE)
+            raise QueryError("expecting 1 but got more than 1 (unique: true)", status=Status.NOT_UNIQUE)
 
     needs_all = shape.sequence is not None or bool(shape.aggregates)
     if first_two is not None and not shape.offset and (shape.limit is None or shape.limit >= 1) \
@@ -244,7 +244,7 @@ def run_find(ctx: Context, p: Params, shape: Shape, *, classes: Sequence[str] | 
     if "_ref" in p.body:
         ctx.bind(p.body, RefSet(kind, [r.id for r in rows], [r.cls for r in rows]))
 
-    out: dict[str, Any] = {"status": 0}
+    out: dict[str, Any] = answer()
     report = shape.per_object or shape.blobs
     if shape.batch is not None:
         out["batch"] = _batch_info(shape, total or 0)

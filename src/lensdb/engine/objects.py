@@ -9,11 +9,11 @@ from typing import Any
 from lensdb import media
 from lensdb.engine import regions
 from lensdb.engine.constraints import parse_constraints
-from lensdb.engine.context import BlobInput, Context, Params, RefSet
+from lensdb.engine.context import BlobInput, Context, Params, RefSet, takes_blob
 from lensdb.engine.find import FIND_COMMON, Row, Traversal, combine, parse_shape, run_find, traverse
 from lensdb.engine.ids import object_uid
 from lensdb.engine.values import check_user_key, encode_properties
-from lensdb.errors import QueryError
+from lensdb.errors import QueryError, Status, answer
 from lensdb.store.base import BlobMissing, Compare, ObjectRow, Predicate, Selection
 
 ADD_COMMON = frozenset({"_ref", "properties", "if_not_found", "connect"})
@@ -68,10 +68,6 @@ FAMILIES = {
 }
 
 
-def consumes_blob(family: Family, body: object) -> bool:
-    return family.cls in ("_Image", "_Blob") and not (isinstance(body, dict) and "url" in body)
-
-
 # --- Add -----------------------------------------------------------------------------------------
 
 
@@ -81,13 +77,13 @@ def add(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
     if "url" in p:
         raise QueryError("'url' is not supported: send the bytes as a blob")
     cls = fam.cls or _entity_class(p.str("class", required=True))
-    blob = ctx.next_blob() if consumes_blob(fam, body) else None  # prepared by prepare_input
+    blob = ctx.next_blob() if takes_blob(f"Add{fam.name}", body) else None  # prepared by prepare_input
 
     if "if_not_found" in p:
         existing = _existing(ctx, fam, cls, p.get("if_not_found"))
         if existing:
             ctx.bind(p.body, RefSet("object", [r.id for r in existing], [r.cls for r in existing]))
-            return {"status": 2, "info": "Object Exists!"}
+            return answer(Status.EXISTS, info="Object Exists!")
 
     image: RefSet | None = None
     blob_key = ctx.keep_blob(blob) if blob is not None else None
@@ -109,7 +105,7 @@ def add(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
     if "connect" in p:
         _connect(ctx, oid, p.get("connect"))
     ctx.bind(p.body, RefSet("object", [oid], [cls]))
-    return {"status": 0}
+    return answer()
 
 
 def _entity_class(cls: str | None) -> str:
@@ -132,8 +128,9 @@ def _existing(ctx: Context, fam: Family, cls: str, spec: object) -> list[ObjectR
 def prepare_input(name: str, body: object, data: bytes) -> BlobInput:
     """Turn an input blob into what will be stored, before the transaction (and its lock).
 
-    AddImage: apply its `operations`/`format` and read the size. Problems are kept and raised
-    when the command runs, so the error names the command like any other.
+    AddImage: apply its `operations`/`format`, read the size and check the data is whole.
+    Problems are kept and raised when the command runs, so the error names the command like
+    any other and the whole query adds nothing.
     """
     if name != "AddImage":
         return BlobInput(bytes(data))
@@ -146,8 +143,10 @@ def prepare_input(name: str, body: object, data: bytes) -> BlobInput:
         if ops or fmt:
             info = media.probe(blob)
             if ops or fmt != info.format:
-                blob = media.render(blob, ops, fmt)
-        return BlobInput(blob, media.probe(blob))
+                blob = media.render(blob, ops, fmt)  # decodes all of it: a cut-short file fails here
+                return BlobInput(blob, media.probe(blob))
+        # Stored as given: check now that it is whole, not when it is first read.
+        return BlobInput(blob, media.probe_complete(blob))
     except media.MediaError as e:
         return BlobInput(None, error=str(e))
     except QueryError as e:
@@ -315,7 +314,7 @@ def update(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
         props["_label"] = regions.label(p.get("label"))
     ids = _targets(ctx, fam, p)
     ctx.txn.update_objects(ids, props, remove)
-    return {"status": 0, "count": len(ids)}
+    return answer(count=len(ids))
 
 
 def delete(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
@@ -327,4 +326,4 @@ def delete(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
         for link in REGION_LINKS.values():
             doomed += [n for _, n in ctx.txn.neighbors(ids, "in", link, None)]
     ctx.txn.delete_objects(doomed)
-    return {"status": 0, "count": len(ids)}
+    return answer(count=len(ids))

@@ -53,10 +53,6 @@ def _parse_ctime(s: str) -> datetime:
     return datetime(int(year), _MONTHS[mon], int(day), int(hh), int(mm), int(ss), tzinfo=offset)
 
 
-def is_date(value: object) -> bool:
-    return isinstance(value, dict) and DATE_KEY in value
-
-
 def encode_value(key: str, value: Any) -> Any:
     """The stored form of one property value; raises QueryError for what cannot be stored."""
     if isinstance(value, bool) or isinstance(value, str) or isinstance(value, int):
@@ -115,16 +111,3 @@ def decode_value(value: Any) -> Any:
     if isinstance(value, dict) and DATE_KEY in value:
         return {DATE_KEY: value[DATE_KEY]}
     return value
-
-
-def value_type(value: Any) -> str:
-    """GetSchema's type name for a stored value."""
-    if isinstance(value, bool):
-        return "Boolean"
-    if isinstance(value, int | float):
-        return "Number"
-    if isinstance(value, str):
-        return "String"
-    if isinstance(value, dict) and DATE_KEY in value:
-        return "DateTime"
-    return "JSON"

@@ -12,6 +12,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from lensdb.errors import Status, answer, failure
+
 Runner = Callable[[Any, Any], tuple[list | dict, list[bytes]]]
 
 
@@ -40,8 +42,8 @@ def run(query: Runner, commands: list | str | bytes, blobs: list[bytes] | None
     for r in response:
         name = next(iter(r))
         body = r[name]
-        if name == "AddEntity" and body.get("status") == 2:
-            r[name] = {"status": 0}
+        if name == "AddEntity" and body.get("status") == Status.EXISTS:
+            r[name] = answer()
         if name.startswith("Find") and body.get("returned", 1) == 0 and "entities" not in body \
                 and "count" not in body:
             body["info"] = "No entities found"
@@ -49,7 +51,7 @@ def run(query: Runner, commands: list | str | bytes, blobs: list[bytes] | None
 
 
 def _failure(failed: Any, info: str) -> list[dict[str, Any]]:
-    return [{"FailedCommand": failed, "info": info, "status": -1}]
+    return [failure(info, FailedCommand=failed)]
 
 
 def _command(cmd: Any) -> Any:

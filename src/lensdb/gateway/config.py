@@ -1,12 +1,11 @@
-"""Gateway settings: from the server context's free-form settings, else environment variables.
+"""Gateway settings, taken from the server's `Settings` when `lensdb serve` builds its HTTP app.
 
-Environment (read when `lensdb serve` builds its HTTP app):
-- LENSDB_CORS_ORIGINS: comma-separated origins allowed to fetch media from a browser
-  (e.g. `http://localhost:8080`); none by default.
-- LENSDB_DEV=1: development mode, allows every origin (`*`) and says so in the log.
-- LENSDB_PUBLIC_URL: base URL put in signed links (default: the URL the request came to).
-- LENSDB_WEBHOOK_SECRET: shared secret Label Studio must send in `X-Lensdb-Webhook-Secret`
-  (default: generated once into DATA/labelstudio-webhook.secret).
+- cors_origins (`--cors-origin`, LENSDB_CORS_ORIGINS): origins allowed to fetch media from a
+  browser (e.g. `http://localhost:8080`); none by default.
+- dev (`--dev`, LENSDB_DEV=1): development mode, allows every origin (`*`) and says so in the log.
+- public_url (LENSDB_PUBLIC_URL): base URL put in signed links (default: the URL the request came to).
+- webhook_secret (LENSDB_WEBHOOK_SECRET): shared secret Label Studio must send in
+  `X-Lensdb-Webhook-Secret` (default: generated once into DATA/labelstudio-webhook.secret).
 """
 
 from __future__ import annotations
@@ -16,7 +15,8 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from lensdb.settings import Settings
 
 log = logging.getLogger("lensdb.gateway")
 
@@ -24,10 +24,6 @@ SECRET_FILE = "gateway.secret"
 WEBHOOK_SECRET_FILE = "labelstudio-webhook.secret"
 DEFAULT_TTL = 7 * 86400
 MAX_TTL = 366 * 86400
-
-
-def _truthy(value: object) -> bool:
-    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def read_or_create_secret(path: Path) -> str:
@@ -67,26 +63,18 @@ class GatewayConfig:
         return read_or_create_secret(self.data_dir / SECRET_FILE).encode()
 
     @classmethod
-    def load(cls, data_dir: Path, settings: dict[str, Any] | None = None) -> GatewayConfig:
-        s = settings or {}
-        env = os.environ
-        origins = s.get("cors_origins", env.get("LENSDB_CORS_ORIGINS", ""))
-        if isinstance(origins, str):
-            origins = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
-        dev = _truthy(s.get("dev", env.get("LENSDB_DEV")))
-        public = s.get("public_url", env.get("LENSDB_PUBLIC_URL")) or None
-        hook = s.get("webhook_secret", env.get("LENSDB_WEBHOOK_SECRET")) or ""
+    def load(cls, data_dir: Path, settings: Settings) -> GatewayConfig:
         data_dir = Path(data_dir)
-        if not hook:
-            hook = read_or_create_secret(data_dir / WEBHOOK_SECRET_FILE)
-        cfg = cls(data_dir=data_dir, cors_origins=list(origins), dev=dev,
+        hook = settings.webhook_secret or read_or_create_secret(data_dir / WEBHOOK_SECRET_FILE)
+        public = settings.public_url
+        cfg = cls(data_dir=data_dir, cors_origins=list(settings.cors_origins), dev=settings.dev,
                   public_url=public.rstrip("/") if public else None, webhook_secret=hook,
-                  shared_signing_secret=s.get("signing_secret", ""))
-        if dev:
+                  shared_signing_secret=settings.signing_secret or "")
+        if cfg.dev:
             log.warning("gateway in development mode: CORS allows every origin (*); "
                         "do not use --dev in production")
         elif cfg.cors_origins:
             log.info("gateway: CORS allowed for %s", ", ".join(cfg.cors_origins))
         else:
-            log.info("gateway: no CORS origin allowed (set LENSDB_CORS_ORIGINS or --cors-origin)")
+            log.info("gateway: no CORS origin allowed (set --cors-origin or LENSDB_CORS_ORIGINS)")
         return cfg

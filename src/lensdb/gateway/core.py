@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from lensdb.auth.service import Principal
+from lensdb.errors import LensdbError, Status, error_info, failure, response_status
 from lensdb.gateway.config import GatewayConfig
 from lensdb.gateway.signing import SIGNATURE, Signer
 from lensdb.server.context import ServerContext
@@ -18,23 +18,15 @@ from lensdb.server.context import ServerContext
 
 def error(status: int, message: str, **headers: str) -> Response:
     """A JSON error that says what to do."""
-    return JSONResponse({"status": -1, "info": message}, status_code=status, headers=headers or None)
+    return JSONResponse(failure(message), status_code=status, headers=headers or None)
 
 
-class QueryFailed(Exception):
+class QueryFailed(LensdbError):
+    """The engine refused a gateway query; `response` is its answer."""
+
     def __init__(self, response: Any) -> None:
-        super().__init__(_info(response))
+        super().__init__(error_info(response), response_status(response))
         self.response = response
-
-
-def _info(response: Any) -> str:
-    if isinstance(response, dict):
-        return str(response.get("info") or response)
-    for item in response or []:
-        for name, body in item.items():
-            if isinstance(body, dict) and body.get("status", 0) < 0:
-                return f"{name}: {body.get('info')}"
-    return json.dumps(response)[:300]
 
 
 @dataclass
@@ -55,9 +47,7 @@ class Gateway:
         """Run one transaction on the engine in the server's worker pool; QueryFailed when refused."""
         loop = asyncio.get_running_loop()
         response, out = await loop.run_in_executor(self.ctx.executor, self.ctx.db.query, commands, blobs or [])
-        if not isinstance(response, list) or any(
-            isinstance(b, dict) and b.get("status", 0) < 0 for item in response for b in item.values()
-        ):
+        if not isinstance(response, list) or response_status(response) < Status.OK:
             raise QueryFailed(response)
         return response, out
 

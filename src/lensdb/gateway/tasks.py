@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from lensdb.gateway import tasklist
 from lensdb.gateway.config import MAX_TTL
 from lensdb.gateway.core import Gateway, error
+from lensdb.labelstudio import tasklist
 from lensdb.media import MediaError, encode_format
 
 READS = ["FindImage", "FindBoundingBox", "FindPolygon", "FindEntity"]

@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from lensdb.connector import annotations as A
 from lensdb.gateway.core import Gateway, QueryFailed, error
+from lensdb.labelstudio import annotations as A
 from lensdb.labelstudio import queries as Q
 
 log = logging.getLogger("lensdb.gateway.webhook")
@@ -30,9 +30,9 @@ async def _newer_stored(gw: Gateway, ann: dict, project_id: int) -> bool:
     """True when lensdb already holds a later version of this annotation (a pull got there first)."""
     response, _ = await gw.query([{"FindEntity": {
         "with_class": Q.ANNOTATION_CLASS,
-        "constraints": {"LS_id": ["==", str(ann["id"])], "LS_project_id": ["==", project_id]},
+        "constraints": {"LS_id": ["==", str(ann["id"])], **Q.annotation_scope(project_id)},
         "results": {"list": ["LS_updated_at"], "limit": 1}}}])
-    entities = response[0]["FindEntity"].get("entities") or []
+    entities = Q.entities(response, "FindEntity")
     stored = A.parse_time(entities[0].get("LS_updated_at")) if entities else None
     incoming = A.parse_time(ann.get("updated_at"))
     return bool(stored and incoming and stored > incoming)

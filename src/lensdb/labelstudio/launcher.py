@@ -6,11 +6,13 @@ Used by `lensdb labelstudio start` and by the test fixtures.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -46,6 +48,7 @@ class LabelStudioOptions:
     lensdb_host: str = "127.0.0.1"
     lensdb_port: int = 55555
     log_level: str = "WARNING"
+    verbose: bool = False  # Label Studio's tracebacks and request lines too (plugin/logs.py)
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -70,6 +73,8 @@ def label_studio_env(opts: LabelStudioOptions) -> dict[str, str]:
                    LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true")
     if opts.token:
         env["LABEL_STUDIO_USER_TOKEN"] = opts.token
+    if opts.verbose:
+        env["LENSDB_LS_VERBOSE"] = "1"
     env.update(opts.extra_env)
     return env
 
@@ -80,12 +85,39 @@ def label_studio_command(opts: LabelStudioOptions) -> list[str]:
 
 
 def start_label_studio(opts: LabelStudioOptions, log_file=None) -> subprocess.Popen:
+    """Start Label Studio; its output goes to `log_file`, or (None) to this process's output."""
     if port_in_use(opts.host, opts.port):
         # Label Studio would silently move to the next port; say so instead.
         raise RuntimeError(f"port {opts.port} on {opts.host} is already in use; pick another with --port")
     Path(opts.data_dir).mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(label_studio_command(opts), env=label_studio_env(opts),
                             stdout=log_file, stderr=subprocess.STDOUT if log_file else None)
+
+
+# A console line worth showing: Label Studio's log format with a level of WARNING or worse.
+_PROBLEM = re.compile(rb"\] \[(WARNING|ERROR|CRITICAL)\] ")
+
+
+def relay_output(proc: subprocess.Popen, log_path: Path, verbose: bool, out=None) -> threading.Thread:
+    """Copy a child's output into `log_path`; show problems (everything when verbose) on `out`.
+
+    Label Studio prints its start-up chatter, Python warnings and each logged problem's traceback;
+    the terminal gets one line per problem, the file keeps it all.
+    """
+    out = out if out is not None else sys.stderr.buffer
+
+    def pump() -> None:
+        with open(log_path, "ab") as log:
+            for line in iter(proc.stdout.readline, b""):
+                log.write(line)
+                log.flush()
+                if verbose or _PROBLEM.search(line):
+                    out.write(line)
+                    out.flush()
+
+    thread = threading.Thread(target=pump, name="label-studio-output", daemon=True)
+    thread.start()
+    return thread
 
 
 def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 180.0) -> None:
@@ -104,10 +136,10 @@ def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 1
     raise RuntimeError(f"{url} did not answer within {timeout:g} s")
 
 
-def admin_password_for(data_dir: Path) -> str:
-    """LENSDB_ADMIN_PASSWORD, or one generated once and kept (0600) beside the database."""
-    if os.environ.get("LENSDB_ADMIN_PASSWORD"):
-        return os.environ["LENSDB_ADMIN_PASSWORD"]
+def admin_password_for(data_dir: Path, given: str | None = None) -> str:
+    """The password given (Settings.admin_password), or one generated once and kept (0600) beside the database."""
+    if given:
+        return given
     path = Path(data_dir) / "admin-password"
     if path.exists():
         return path.read_text().strip()

@@ -99,9 +99,6 @@ class AnnotationContent:
     properties: dict[str, Any] = field(default_factory=dict)  # scalar controls not tied to a region
     ignored: list[dict] = field(default_factory=list)  # results with no database form (kept in LS_data)
 
-    def of_kind(self, kind: str) -> list[Region]:
-        return [r for r in self.regions if r.kind == kind]
-
 
 def _labels_of(item: dict) -> list[str]:
     value = item.get("value") or {}

@@ -9,6 +9,7 @@ Data written for an annotation (names shared with the ApertureDB fork of Label S
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,14 @@ def annotation_scope(project_id: int, instance: str = "") -> dict:
     return scope
 
 
+def entities(response: list[dict], command: str) -> list[dict]:
+    """The entities the (first) command of this name returned: answers are read by name, not position."""
+    for item in response:
+        if command in item:
+            return item[command].get("entities") or []
+    return []
+
+
 def _date(iso: str | None) -> dict | None:
     return {"_date": iso} if iso else None
 
@@ -67,30 +76,72 @@ def _clean(props: dict[str, Any]) -> dict[str, Any]:
 # ---- source storage --------------------------------------------------------------------------------
 
 
+def _image_selection(constraints: dict | None, key_property: str) -> dict[str, Any]:
+    """The FindImage body that selects a source storage's images (those with a key)."""
+    find: dict[str, Any] = {"blobs": False}
+    if constraints:
+        find["constraints"] = dict(constraints)
+    if key_property != UNIQUEID:
+        # Images without the key property cannot become tasks.
+        find["constraints"] = {**find.get("constraints", {}), key_property: ["!=", None]}
+    return find
+
+
 def list_images_query(
     constraints: dict | None, key_property: str, limit: int, offset: int
 ) -> list[dict]:
     """One page of the images a source storage selects, with their keys."""
-    find: dict[str, Any] = {"blobs": False, "uniqueids": True, "limit": limit, "offset": offset}
-    if constraints:
-        find["constraints"] = constraints
+    find = {**_image_selection(constraints, key_property), "uniqueids": True, "limit": limit, "offset": offset}
     if key_property != UNIQUEID:
         find["results"] = {"list": [key_property]}
-        # Images without the key property cannot become tasks.
-        find.setdefault("constraints", {})
-        find["constraints"] = {**find["constraints"], key_property: ["!=", None]}
     return [{"FindImage": find}]
+
+
+@dataclass(frozen=True)
+class SelectionCount:
+    """How many images a source storage selects and how many model regions come with them."""
+
+    images: int
+    boxes: int = 0
+    polygons: int = 0
+
+    @property
+    def predictions(self) -> int:
+        return self.boxes + self.polygons
+
+
+def selection_count_query(
+    constraints: dict | None, key_property: str, predictions: bool, pred_constraints: dict | None
+) -> list[dict]:
+    """Count what a sync of these settings would bring: images, and model boxes and polygons on them."""
+    query: list[dict] = [{"FindImage": {**_image_selection(constraints, key_property), "_ref": 1,
+                                        "results": {"count": True}}}]
+    if predictions:
+        regions = {"image_ref": 1, "blobs": False, "results": {"count": True},
+                   "constraints": {**(pred_constraints or {}), "LS_annotation": ["==", None]}}
+        query += [{"FindBoundingBox": dict(regions)}, {"FindPolygon": dict(regions)}]
+    return query
+
+
+def parse_selection_count(response: list[dict]) -> SelectionCount:
+    """The answer to `selection_count_query`, read by command name."""
+    counts: dict[str, int] = {}
+    for item in response:
+        for name, body in item.items():
+            counts[name] = int((body or {}).get("count") or 0)
+    return SelectionCount(images=counts.get("FindImage", 0), boxes=counts.get("FindBoundingBox", 0),
+                          polygons=counts.get("FindPolygon", 0))
 
 
 def image_details_query(
     uniqueids: list[str],
-    project_id: int,
     properties: list[str],
     predictions: bool,
     pred_constraints: dict | None,
-    instance: str = "",
+    annotations_scope: dict | None = None,
 ) -> list[dict]:
-    """Sizes, requested properties, model regions and this project's exported annotations of images."""
+    """Sizes and requested properties of images, their model regions, and (given a scope such as
+    `annotation_scope(...)`) the annotations exported for them; `parse_image_details` reads it."""
     listed = sorted({"width", "height", *properties} - {UNIQUEID})
     query: list[dict] = [
         {
@@ -102,16 +153,17 @@ def image_details_query(
                 "results": {"list": listed},
             }
         },
-        {
+    ]
+    if annotations_scope is not None:
+        query.append({
             "FindEntity": {
                 "with_class": ANNOTATION_CLASS,
                 "is_connected_to": {"ref": 1, "connection_class": ANNOTATION_IMAGE},
-                "constraints": annotation_scope(project_id, instance),
+                "constraints": annotations_scope,
                 "results": {"list": ["LS_id", "LS_data"]},
                 "group_by_source": True,
             }
-        },
-    ]
+        })
     if predictions:
         # Regions written for annotations come back as annotations, not as predictions.
         region_constraints = {**(pred_constraints or {}), "LS_annotation": ["==", None]}
@@ -126,6 +178,44 @@ def image_details_query(
         }
         query.append({"FindBoundingBox": {**common, "coordinates": True}})
         query.append({"FindPolygon": {**common, "vertices": True}})
+    return query
+
+
+@dataclass(frozen=True)
+class ImageDetails:
+    """The answer to `image_details_query`, keyed by image _uniqueid."""
+
+    images: dict[str, dict]
+    boxes: dict[str, list[dict]]
+    polygons: dict[str, list[dict]]
+    annotations: dict[str, list[dict]]
+
+
+def parse_image_details(response: list[dict]) -> ImageDetails:
+    """Read an `image_details_query` answer by command name (each command appears at most once)."""
+    found = {name: body for item in response for name, body in item.items()}
+
+    def grouped(name: str) -> dict[str, list[dict]]:
+        entities = (found.get(name) or {}).get("entities") or {}
+        return entities if isinstance(entities, dict) else {}
+
+    images = {e[UNIQUEID]: e for e in (found.get("FindImage") or {}).get("entities") or []}
+    return ImageDetails(images=images, boxes=grouped("FindBoundingBox"), polygons=grouped("FindPolygon"),
+                        annotations=grouped("FindEntity"))
+
+
+def image_sizes_query(uniqueids: list[str]) -> list[dict]:
+    """The blobs of images whose width/height properties are missing, to read their headers."""
+    return [{"FindImage": {"constraints": {UNIQUEID: ["in", list(uniqueids)]}, "blobs": True, "uniqueids": True}}]
+
+
+def store_sizes_query(sizes: dict[str, tuple[int, int]]) -> list[dict]:
+    """Write width/height read from image headers, so the next sync need not read the bytes again."""
+    query: list[dict] = []
+    for uid, (w, h) in sizes.items():
+        ref = len(query) // 2 + 1
+        query.append({"FindImage": {"_ref": ref, "blobs": False, "constraints": {UNIQUEID: ["==", uid]}}})
+        query.append({"UpdateImage": {"ref": ref, "properties": {"width": w, "height": h}}})
     return query
 
 
@@ -172,14 +262,28 @@ def _box_commands(region: Region, ann: AnnotationRecord, ref: int, size: tuple |
     ]
 
 
+def polygon_key(region: Region) -> str:
+    """Region id plus a digest of its points: equal while the polygon keeps its shape.
+
+    The query language cannot change a polygon's vertices (UpdatePolygon takes label and properties),
+    so a reshaped polygon is replaced; one whose points are unchanged keeps its _uniqueid.
+    """
+    points = json.dumps(region.value.get("points") or [], separators=(",", ":"))
+    return f"{region.id}:{hashlib.sha1(points.encode()).hexdigest()[:16]}"
+
+
 def _polygon_commands(region: Region, ann: AnnotationRecord, ref: int, size: tuple | None) -> list[dict]:
     points = region.polygon_pixels(size)
     props = _region_props(region, ann)
     props["LS_points"] = json.dumps(region.value.get("points") or [])
+    props["LS_shape"] = polygon_key(region)
     label = region.labels[0] if region.labels else ""
+    key = {"LS_shape": ["==", props["LS_shape"]], "LS_annotation": ["==", str(ann.id)]}
     return [
-        {"AddPolygon": {"_ref": ref, "image_ref": 1, "polygons": [points], "label": label, "properties": props}},
-        {"AddConnection": {"class": ANNOTATION_REGION, "src": 2, "dst": ref}},
+        {"AddPolygon": {"_ref": ref, "image_ref": 1, "polygons": [points], "label": label, "properties": props,
+                        "if_not_found": key}},
+        {"UpdatePolygon": {"ref": ref, "label": label, "properties": props}},
+        {"AddConnection": {"class": ANNOTATION_REGION, "src": 2, "dst": ref, "if_not_found": {}}},
     ]
 
 
@@ -208,8 +312,9 @@ def save_annotation_query(
 ) -> list[dict]:
     """One transaction that makes the database match the annotation: upsert it, its regions and values.
 
-    Regions keep their Label Studio id: boxes and keypoints are updated in place, polygons are replaced
-    (their vertices cannot be updated), and regions no longer in the result are deleted.
+    Regions keep their Label Studio id: boxes and keypoints are updated in place, and so are polygons
+    whose points did not change (a reshaped one is replaced: see `polygon_key`); regions no longer in
+    the result are deleted.
     `removable_properties` are the scalar properties the labeling config can produce; those absent
     from this result are removed from the annotation entity.
     """
@@ -242,6 +347,7 @@ def save_annotation_query(
     regions = content.regions if image_uniqueid else []
     keep_boxes = [r.id for r in regions if r.kind == "box"]
     keep_points = [r.id for r in regions if r.kind == "keypoint"]
+    keep_shapes = [polygon_key(r) for r in regions if r.kind == "polygon"]
     via_ann = {"ref": 2, "connection_class": ANNOTATION_REGION, "direction": "out"}
     q: list[dict] = [
         {"FindImage": find_image},
@@ -251,14 +357,19 @@ def save_annotation_query(
         {"FindBoundingBox": {"_ref": 3, "blobs": False, "is_connected_to": via_ann,
                              "constraints": {"LS_id": ["not in", keep_boxes]}}},
         {"DeleteBoundingBox": {"ref": 3}},
-        {"FindPolygon": {"_ref": 4, "blobs": False, "is_connected_to": via_ann}},
+        {"FindPolygon": {"_ref": 4, "blobs": False, "is_connected_to": via_ann,
+                         "constraints": {"LS_shape": ["not in", keep_shapes]}}},
         {"DeletePolygon": {"ref": 4}},
         {"FindEntity": {"_ref": 5, "with_class": KEYPOINT_CLASS, "is_connected_to": via_ann,
                         "constraints": {"LS_id": ["not in", keep_points]}}},
         {"DeleteEntity": {"ref": 5}},
+        # Polygons saved before LS_shape existed match no comparison on it: replace them once.
+        {"FindPolygon": {"_ref": 6, "blobs": False, "is_connected_to": via_ann,
+                         "constraints": {"LS_shape": ["==", None]}}},
+        {"DeletePolygon": {"ref": 6}},
     ]
     builders = {"box": _box_commands, "polygon": _polygon_commands, "keypoint": _keypoint_commands}
-    ref = 6
+    ref = 7
     for region in regions:
         if region.kind == "polygon" and len(region.value.get("points") or []) < 3:
             continue  # not a polygon yet; still kept in LS_data

@@ -5,10 +5,12 @@ from lensdb.media.images import (
     MediaError,
     encode_format,
     probe,
+    probe_complete,
     render,
     validate_operations,
 )
+from lensdb.media.ranges import parse_range
 from lensdb.media.sniff import content_type
 
-__all__ = ["ImageInfo", "MediaError", "content_type", "encode_format", "probe", "render",
+__all__ = ["ImageInfo", "MediaError", "content_type", "encode_format", "parse_range", "probe", "probe_complete", "render",
            "validate_operations"]

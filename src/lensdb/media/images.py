@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 from dataclasses import dataclass
 from io import BytesIO
 
 from PIL import Image
+
+from lensdb.errors import LensdbError
 
 
 def _load_decoders() -> list[str]:
@@ -74,7 +77,7 @@ _OP_KEYS = {
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError)
 
 
-class MediaError(ValueError):
+class MediaError(LensdbError, ValueError):
     """Bad image data or a bad operation; the message is shown to the client as is."""
 
 
@@ -105,6 +108,73 @@ def probe(data: bytes) -> ImageInfo:
     if width <= 0 or height <= 0:
         raise MediaError("image data has an empty size")
     return ImageInfo(width, height, _format_name(img))
+
+
+def probe_complete(data: bytes) -> ImageInfo:
+    """`probe`, and check that the image data is whole, so a cut-short file is refused when added.
+
+    A JPEG cut short after a valid header probes fine and failed only when read. JPEGs have
+    their segments walked to the end-of-image marker (each entropy-coded scan is skipped with
+    one regex search, at C speed), PNGs have every chunk's CRC checked up to IEND without
+    inflating pixels; other formats are decoded. bench/add_image_check.py, photo-like images:
+    a 12 MP JPEG (6.0 MB) takes 1.8 ms to check against 60 ms to decode (decoding at 1/8 scale
+    still took 80% of that: libjpeg must read every scan), 0.11x of its whole AddImage; a 64 px
+    JPEG 0.02 ms; a 2 MP PNG 1.0 ms against 26 ms to decode.
+    """
+    img = _open(data)
+    info = ImageInfo(*img.size, _format_name(img))
+    if info.width <= 0 or info.height <= 0:
+        raise MediaError("image data has an empty size")
+    try:
+        if img.format in ("JPEG", "MPO"):
+            problem = _jpeg_incomplete(data)
+            if problem:
+                raise MediaError(f"the JPEG data is incomplete: {problem} (was the file cut short?)")
+        elif img.format == "PNG":
+            img.verify()
+        else:
+            img.load()
+    except MediaError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise MediaError("image is too large to decode") from exc
+    except _DECODE_ERRORS as exc:
+        raise MediaError(f"the image data is incomplete or corrupt: it does not decode to its end ({exc})") from exc
+    return info
+
+
+# In entropy-coded JPEG data 0xFF is followed by 0x00 (a stuffed byte) or a restart marker
+# (0xD0-0xD7); anything else is the next marker.
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+
+
+def _jpeg_incomplete(data: bytes) -> str | None:
+    """Why the segments of a JPEG do not reach an end-of-image marker, or None when they do."""
+    pos, end = 2, len(data)  # after SOI
+    while pos + 1 < end:
+        if data[pos] != 0xFF:
+            return f"no marker at byte {pos}"
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI
+            return None
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+            continue
+        if pos + 4 > end:
+            break
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if length < 2:
+            return f"a segment at byte {pos} has a bad length"
+        pos += 2 + length
+        if marker == 0xDA:  # start of scan: skip its entropy-coded data
+            found = _NEXT_MARKER.search(data, min(pos, end))
+            if found is None:
+                break
+            pos = found.start()
+    return f"its {end:,} bytes end before the end-of-image marker"
 
 
 def validate_operations(ops: object) -> list[dict]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lensdb.auth.service import AuthService
 from lensdb.server.dispatch import QueryEngine, QueryHandler
+from lensdb.settings import Settings
 
 
 @dataclass
@@ -19,5 +19,5 @@ class ServerContext:
     executor: Executor
     data_dir: Path
     max_message_bytes: int = 256 * 2**20
-    # Free-form settings for extensions (e.g. public base URL); never required.
-    settings: dict[str, Any] = field(default_factory=dict)
+    # What the server was told from outside; extensions (the gateway) read their part of it.
+    settings: Settings = field(default_factory=Settings)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from lensdb.auth import commands as access
 from lensdb.auth.service import AuthService
+from lensdb.errors import failure
 from lensdb.server import message
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,7 @@ class QueryHandler:
         names = access.command_names(commands) if isinstance(commands, list) else None
         if names and any(n in access.COMMANDS for n in names):
             if not all(n in access.COMMANDS for n in names):
-                return {
-                    "status": -1,
-                    "info": "User, role and token commands cannot share a query with data commands",
-                }, []
+                return failure("User, role and token commands cannot share a query with data commands"), []
             principal = None
             if access.needs_session(names):
                 principal = self.auth.principal(token)
@@ -58,7 +56,7 @@ class QueryHandler:
             return self._engine(json_text, blobs, "aperturedb")
         denied = self.auth.denied(principal, names)
         if denied:
-            return {"status": -1, "info": denied}, []
+            return failure(denied), []
         return self._engine(commands, blobs, "aperturedb")
 
     def vdms(self, json_text: str, blobs: list[bytes]) -> tuple[Any, list[bytes]]:
@@ -70,7 +68,7 @@ class QueryHandler:
             return self.db.query(commands, blobs, dialect=dialect)
         except Exception as e:  # the engine should answer errors itself; never drop the client
             log.exception("engine raised on a query")
-            err = {"status": -1, "info": f"Internal error: {type(e).__name__}: {e}"}
+            err = failure(f"Internal error: {type(e).__name__}: {e}")
             if dialect == "vdms":
                 return [dict(err, FailedCommand="Transaction")], []
             return err, []
@@ -98,7 +96,7 @@ class QueryHandler:
         try:
             msg = message.decode(payload)
         except message.MalformedMessage:
-            err = {"status": -1, "info": "Malformed message: not a queryMessage protobuf"}
+            err = failure("Malformed message: not a queryMessage protobuf")
             return message.encode(_dumps([dict(err, FailedCommand="Transaction")] if vdms else err, vdms))
         if vdms:
             response, blobs = self.vdms(msg.json, msg.blobs)

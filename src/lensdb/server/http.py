@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from lensdb.errors import failure
 from lensdb.server import extensions, openapi
 from lensdb.server.context import ServerContext
 
@@ -64,7 +65,7 @@ def create_app(context: ServerContext) -> Starlette:
 def _too_big(request: Request, limit: int) -> Response | None:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
-        return JSONResponse({"status": -1, "info": f"Request of {length} bytes exceeds the limit of {limit}"}, 413)
+        return JSONResponse(failure(f"Request of {length} bytes exceeds the limit of {limit}"), 413)
     return None
 
 
@@ -94,7 +95,7 @@ async def _read_query(request: Request, limit: int) -> tuple[str, list[bytes]] |
 
 
 def _bad_request(info: str) -> Response:
-    return Response(json.dumps({"status": -1, "info": info}), status_code=400, media_type="application/json")
+    return Response(json.dumps(failure(info)), status_code=400, media_type="application/json")
 
 
 def _bearer(header: str | None) -> str | None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
@@ -28,6 +27,7 @@ from lensdb.server.context import ServerContext
 from lensdb.server.dispatch import QueryHandler
 from lensdb.server.http import create_app
 from lensdb.server.tcp import TcpOptions, TcpServer
+from lensdb.settings import Settings
 from lensdb.store.factory import redact
 
 log = logging.getLogger("lensdb.server")
@@ -55,6 +55,8 @@ class ServeConfig:
     vdms_client_ca: Path | None = None
     idle_timeout: float | None = 600.0
     shutdown_grace: float = 30.0
+    # What came from outside (environment, options): the admin password, the gateway's settings.
+    settings: Settings = field(default_factory=Settings)
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -86,18 +88,19 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
 
     location = config.data or data_dir
     store = open_auth_store(location)
-    generated = store.bootstrap(os.environ.get(ADMIN_PASSWORD_ENV))
+    generated = store.bootstrap(config.settings.admin_password)
     if generated:
         # Shown once; only its hash is stored.
         print(f"Created user 'admin' with password: {generated}\n"
               f"(shown only this once; set {ADMIN_PASSWORD_ENV} to choose it)", file=sys.stderr, flush=True)
     auth = AuthService(store, config.session_ttl, config.refresh_ttl)
     db = Database(location, blobs=config.blobs)
-    settings: dict = {}
+    settings = config.settings
     if config.data:  # every server on one database signs media links and webhooks alike
-        settings["signing_secret"] = store.shared_secret("gateway", secrets.token_hex(32))
-        if not os.environ.get("LENSDB_WEBHOOK_SECRET"):
-            settings["webhook_secret"] = store.shared_secret("webhook", secrets.token_hex(32))
+        settings = settings.with_options(
+            signing_secret=store.shared_secret("gateway", secrets.token_hex(32)),
+            webhook_secret=settings.webhook_secret or store.shared_secret(
+                "webhook", secrets.token_hex(32)))
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="lensdb-query")
     max_bytes = config.max_message_mb * 2**20
     handler = QueryHandler(db, auth)

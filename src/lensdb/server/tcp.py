@@ -14,6 +14,7 @@ import ssl
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
+from lensdb.errors import failure
 from lensdb.server import framing, message
 from lensdb.server.channel import ChannelClosed, PlainChannel, TlsChannel
 from lensdb.server.dispatch import QueryHandler
@@ -136,7 +137,7 @@ class _Connection:
     async def _refuse_oversize(self, channel: PlainChannel, length: int, vdms: bool) -> None:
         limit = self.server.options.max_message_bytes
         log.warning("%s: message of %d bytes exceeds the %d-byte limit; closing", self.peer, length, limit)
-        err: dict = {"status": -1, "info": f"Message of {length} bytes exceeds the server limit of {limit} bytes"}
+        err: dict = failure(f"Message of {length} bytes exceeds the server limit of {limit} bytes")
         body = [dict(err, FailedCommand="Transaction")] if vdms else err
         with contextlib.suppress(ChannelClosed, ConnectionError):
             await channel.write(framing.frame(message.encode(json.dumps(body, sort_keys=vdms))))

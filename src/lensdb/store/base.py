@@ -11,7 +11,7 @@ carries its ends' classes, so no answer needs one round trip per row.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -215,9 +215,8 @@ class Store(Protocol):
 
     def stage_blobs(self, blobs: list[bytes]) -> Staged: ...
 
-    def read(self, snapshot: bool = True, blobs: bool = True) -> AbstractContextManager[Txn]:
-        """A read-only transaction; snapshot=False lets each statement see the latest commit
-        (for one-command queries, where that costs nothing in consistency that matters).
+    def read(self, blobs: bool = True) -> AbstractContextManager[Txn]:
+        """A read-only transaction: every statement in it sees the same commit (one snapshot).
         blobs=False promises no `get_blob` inside it, so it need not keep blob files alive."""
         ...
     def write(self, staged: Staged | None = None) -> AbstractContextManager[Txn]:
@@ -268,15 +267,3 @@ class BlobBackend(Protocol):
         ...
     def describe(self) -> str: ...
     def close(self) -> None: ...
-
-
-def chunks(items: Iterable[int], size: int = 900) -> Iterator[list[int]]:
-    """Split long id lists for backends with a bound-parameter limit."""
-    batch: list[int] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -398,26 +398,22 @@ class SQLiteTxn(Txn):
 class _ReadTxn:
     """A read snapshot; a plain class because reads are the hot path."""
 
-    __slots__ = ("txn", "snapshot", "blobs", "_token")
+    __slots__ = ("txn", "blobs", "_token")
 
-    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection, snapshot: bool,
-                 blobs: bool) -> None:
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection, blobs: bool) -> None:
         self.txn = SQLiteTxn(store, conn, writable=False)
-        self.snapshot = snapshot
         self.blobs = blobs
 
     def __enter__(self) -> SQLiteTxn:
         if self.blobs:
             # Registered before the first read: no pack this snapshot can see goes early.
             self._token = self.txn.store.reclaimer.enter()
-        if self.snapshot:
-            self.txn.conn.execute("BEGIN")  # one snapshot for the whole query
+        self.txn.conn.execute("BEGIN")  # one snapshot for the whole query
         return self.txn
 
     def __exit__(self, *exc: object) -> None:
         try:
-            if self.snapshot:
-                self.txn.conn.execute("COMMIT")
+            self.txn.conn.execute("COMMIT")
         finally:
             if self.blobs:
                 self.txn.store.reclaimer.leave(self._token)
@@ -482,8 +478,8 @@ class SQLiteStore:
                 self._readers.append(conn)
         return conn
 
-    def read(self, snapshot: bool = True, blobs: bool = True) -> _ReadTxn:
-        return _ReadTxn(self, self._reader(), snapshot, blobs)
+    def read(self, blobs: bool = True) -> _ReadTxn:
+        return _ReadTxn(self, self._reader(), blobs)
 
     @contextmanager
     def write(self, staged: object = None) -> Iterator[SQLiteTxn]:

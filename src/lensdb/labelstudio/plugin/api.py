@@ -17,11 +17,13 @@ from io_storages.api import (
     ImportStorageSyncAPI,
     ImportStorageValidateAPI,
 )
+from rest_framework.response import Response
 
 from lensdb.labelstudio.plugin.models import LensdbExportStorage, LensdbImportStorage
 from lensdb.labelstudio.plugin.serializers import (
     LensdbExportStorageSerializer,
     LensdbImportStorageSerializer,
+    connection_defaults,
 )
 
 NAME = "lensdb"
@@ -43,20 +45,34 @@ class LensdbImportStorageSyncAPI(ImportStorageSyncAPI):
 
 
 class LensdbImportStorageValidateAPI(ImportStorageValidateAPI):
+    """Check Connection: connect, then say how many images and predictions a sync would bring.
+
+    Label Studio's dialog shows only "Successfully connected!" for a 200; a selection of no image is
+    therefore answered 400 with the reason under the constraints field, and the counts go in the body.
+    """
+
     serializer_class = LensdbImportStorageSerializer
+
+    def create(self, request, *args, **kwargs):
+        from io_storages.functions import validate_storage_instance
+
+        storage = validate_storage_instance(request, self.serializer_class)
+        return Response(storage.selection_report())
 
 
 def _with_defaults(form_layout: dict) -> dict:
-    """Prefill host and port with the lensdb server the launcher started or was pointed at."""
-    from django.conf import settings
+    """Show the server the launcher started (or was pointed at) as the Host and Port placeholders.
 
-    defaults = {"hostname": getattr(settings, "LENSDB_DEFAULT_HOST", ""),
-                "port": getattr(settings, "LENSDB_DEFAULT_PORT", 55555)}
+    Placeholders, not values: the storage form pins a text or number field that has a value, so the
+    user could not type another server. An empty field takes this default when saved (serializers.py).
+    """
+    defaults = connection_defaults()
     for section in form_layout.values():
         for row in section:
             for field in row.get("fields", []):
-                if defaults.get(field.get("name")):
-                    field["value"] = defaults[field["name"]]
+                if field.get("name") in ("hostname", "port"):
+                    field.pop("value", None)
+                    field["placeholder"] = str(defaults[field["name"]])
     return form_layout
 
 

@@ -12,7 +12,9 @@ class LensdbLabelStudioConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from lensdb.labelstudio.plugin import outbox, signals  # noqa: F401 - registers receivers
+        from lensdb.labelstudio.plugin import models, outbox, signals, sync  # noqa: F401 - signals registers receivers
+
+        models.wire(models.Services(source=sync, target=outbox))
 
         if outbox.should_start_loop_at_boot():
             outbox.ensure_retry_loop()

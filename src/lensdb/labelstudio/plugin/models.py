@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -16,37 +17,69 @@ from io_storages.base_models import (
     ImportStorageLink,
     ProjectStorageMixin,
 )
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException
 
-from lensdb.labelstudio.client import (
+from lensdb.client import (
     Client,
     ConnectionSettings,
     DatabaseError,
     DatabaseUnavailable,
     client_for,
 )
+from lensdb.labelstudio import queries as Q
+from lensdb.labelstudio.annotations import IMAGE_URI_SCHEME, parse_image_uri
 from lensdb.labelstudio.queries import UNIQUEID, image_blob_query, list_images_query
-from lensdb.media import content_type
+from lensdb.media import content_type, parse_range
 
 logger = logging.getLogger(__name__)
 
-SCHEME = "lensdb"
+
+# ---- what the storages do, plugged in by apps.py ------------------------------------------------------
+# sync.py and outbox.py work on these models, so the models must not import them (that was a cycle,
+# hidden by imports inside methods). They meet through these two seams, wired once in AppConfig.ready.
 
 
-def image_uri(host: str, port: int, uniqueid: str) -> str:
-    """The task value for an image; Label Studio turns it into its own /tasks/<id>/resolve/ URL."""
-    return f"{SCHEME}://{host}:{port}/image/{uniqueid}"
+class SourceSync(Protocol):
+    """Creates tasks for a source storage (plugin/sync.py)."""
+
+    def iter_image_pages(self, storage: LensdbImportStorageBase) -> Iterator[list[dict]]: ...
+
+    def sync_source(self, storage: LensdbImportStorageBase) -> None: ...
 
 
-def parse_image_uri(uri: str) -> tuple[str, str] | None:
-    """(netloc, uniqueid) of a lensdb image URI, or None."""
-    if not isinstance(uri, str) or not uri.startswith(SCHEME + "://"):
-        return None
-    parts = urlsplit(uri)
-    segs = parts.path.strip("/").split("/")
-    if len(segs) != 2 or segs[0] != "image" or not segs[1]:
-        return None
-    return parts.netloc, segs[1]
+class TargetWriter(Protocol):
+    """Writes annotation changes for a target storage through the outbox (plugin/outbox.py)."""
+
+    def enqueue_save(self, storage: LensdbExportStorage, annotation: Any) -> None: ...
+
+    def enqueue_delete(self, storage: LensdbExportStorage, annotation_id: int, project_id: int) -> None: ...
+
+    def flush(self, storage: LensdbExportStorage, include_rejected: bool = False, from_save: bool = False) -> int: ...
+
+    def export_missing(self, storage: LensdbExportStorage) -> None: ...
+
+
+@dataclass
+class Services:
+    source: SourceSync
+    target: TargetWriter
+
+
+_services: list[Services] = []
+
+
+def wire(services_: Services) -> None:
+    """Called by AppConfig.ready with the sync and outbox modules."""
+    _services[:] = [services_]
+
+
+def services() -> Services:
+    if not _services:
+        raise RuntimeError("the lensdb plugin is not set up: its app config "
+                           "(lensdb.labelstudio.plugin.apps.LensdbLabelStudioConfig) must be in INSTALLED_APPS")
+    return _services[0]
+
+SCHEME = IMAGE_URI_SCHEME
 
 
 def parse_json_field(text: str | None, what: str) -> dict:
@@ -72,6 +105,29 @@ def split_names(text: str | None) -> list[str]:
     return [x.strip() for x in (text or "").replace("\n", ",").split(",") if x.strip()]
 
 
+class StorageFieldError(APIException):
+    """A problem with one field of the storage form, answered 400 as `detail` naming the field.
+
+    Label Studio 1.23's storage dialog renders any `validation_errors` body in its "Runtime error /
+    Ask on Slack" modal, for Check Connection and Save alike, and never under the field; a 400 with
+    only `detail` becomes a short notice instead. The field stays machine-readable in
+    `display_context`, which Label Studio's error handler copies into the body.
+    """
+
+    status_code = 400
+    default_code = "invalid"
+
+    def __init__(self, field: str, message: str) -> None:
+        label = FIELD_LABELS.get(field, field)
+        super().__init__(f"{label}: {message}")
+        self.display_context = {"field": field, "errors": {field: [message]}}
+
+
+FIELD_LABELS = {"hostname": "Host", "port": "Port", "username": "User Name", "password": "Password",
+                "token": "Token", "use_ssl": "Use TLS", "constraints": "Image constraints",
+                "pred_constraints": "Prediction constraints", "limit": "Limit"}
+
+
 class LensdbStorageMixin(models.Model):
     """Connection fields; names follow the ApertureDB fork of Label Studio where it has them."""
 
@@ -80,7 +136,8 @@ class LensdbStorageMixin(models.Model):
     username = models.TextField(_("username"), null=True, blank=True, default="admin", help_text="User name")
     password = models.TextField(_("password"), null=True, blank=True, help_text="User password")
     token = models.TextField(_("token"), null=True, blank=True, help_text="User token (instead of a password)")
-    use_ssl = models.BooleanField(_("use_ssl"), default=False, help_text="Talk TLS to the server")
+    use_ssl = models.BooleanField(_("use_ssl"), default=False,
+                                  help_text="Encrypt the connection with TLS (lensdb serve accepts it on its TCP port)")
     verify_certificate = models.BooleanField(
         _("verify_certificate"), default=True, help_text="Check the server's TLS certificate and host name"
     )
@@ -99,17 +156,22 @@ class LensdbStorageMixin(models.Model):
         return client_for(self.connection_settings())
 
     def validate_connection(self, client: Any = None) -> None:
-        """Check Connection: raise a ValidationError that says what is wrong, in words."""
+        """Check Connection: raise a StorageFieldError that says what is wrong and which field it concerns."""
         if not str(self.hostname or "").strip():
-            raise ValidationError({"hostname": ["Give the host name of the lensdb server (e.g. 127.0.0.1)."]})
+            raise StorageFieldError("hostname", "Give the host name of the lensdb server (e.g. 127.0.0.1).")
         if not self.password and not self.token:
-            raise ValidationError({"password": ["Give a password or a token for the database user."]})
+            raise StorageFieldError("password", "Give a password or a token for the database user.")
         self.check_fields()
         try:
             self.get_client().status()
             self.check_with_server()
+        except DatabaseUnavailable as exc:
+            field = exc.field or "hostname"
+            if field == "password" and self.token and not self.password:
+                field = "token"
+            raise StorageFieldError(field, str(exc)) from None
         except DatabaseError as exc:
-            raise ValidationError(str(exc)) from None
+            raise StorageFieldError("hostname", str(exc)) from None
 
     def check_fields(self) -> None:
         """Field checks that need no server; subclasses add theirs."""
@@ -135,19 +197,6 @@ class _BytesStream:
         self._data = b""
 
 
-def _byte_range(range_header: str | None, size: int) -> tuple[int, int] | None:
-    if not range_header or not range_header.startswith("bytes="):
-        return None
-    start_s, _, end_s = range_header[6:].split(",")[0].partition("-")
-    try:
-        start = int(start_s) if start_s else 0
-        end = int(end_s) if end_s and int(end_s) > 0 else size - 1
-    except ValueError:
-        return None
-    end = min(end, size - 1)
-    return (start, end) if 0 <= start <= end else None
-
-
 class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
     url_scheme = SCHEME
     # Images are always streamed through Label Studio (its login, same origin, no CORS).
@@ -163,8 +212,9 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
                                       help_text="Include existing boxes and polygons as predictions")
     pred_constraints = models.TextField(_("pred_constraints"), null=True, blank=True,
                                         help_text="Constraints on the boxes and polygons used as predictions (JSON)")
-    predictions_readonly = models.BooleanField(_("predictions_readonly"), default=True,
-                                               help_text="Annotators cannot move or delete predicted regions")
+    predictions_readonly = models.BooleanField(
+        _("predictions_readonly"), default=False,
+        help_text="Annotators see predicted regions but cannot move, resize or delete them (default: they can)")
     as_format_jpg = models.BooleanField(_("as_format_jpg"), default=False,
                                         help_text="Convert images to JPEG on the fly")
     guid_property = models.TextField(_("guid_property"), null=True, blank=True,
@@ -182,7 +232,7 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
             try:
                 parse_json_field(getattr(self, name), what)
             except ValueError as exc:
-                raise ValidationError({name: [str(exc)]}) from None
+                raise StorageFieldError(name, str(exc)) from None
 
     def check_with_server(self) -> None:
         constraints = parse_json_field(self.constraints, "Image constraints")
@@ -191,7 +241,7 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
         except DatabaseUnavailable:
             raise
         except DatabaseError as exc:
-            raise ValidationError({"constraints": [f"The server refused the image constraints: {exc}"]}) from None
+            raise StorageFieldError("constraints", f"The server refused the image constraints: {exc}") from None
         pred = parse_json_field(self.pred_constraints, "Prediction constraints")
         if pred and self.predictions:
             try:
@@ -200,14 +250,38 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
             except DatabaseUnavailable:
                 raise
             except DatabaseError as exc:
-                raise ValidationError({"pred_constraints": [f"The server refused these constraints: {exc}"]}) \
+                raise StorageFieldError("pred_constraints", f"The server refused these constraints: {exc}") \
                     from None
+
+    def selection_report(self) -> dict:
+        """What a sync would bring, for Check Connection; a StorageFieldError when that is no image."""
+        constraints = parse_json_field(self.constraints, "Image constraints")
+        pred = parse_json_field(self.pred_constraints, "Prediction constraints")
+        try:
+            response, _ = self.get_client().query(
+                Q.selection_count_query(constraints, self.key_property, bool(self.predictions), pred))
+        except DatabaseError as exc:
+            raise StorageFieldError("constraints", f"The server refused the image constraints: {exc}") from None
+        count = Q.parse_selection_count(response)
+        images = min(count.images, self.limit) if self.limit else count.images
+        where = f"{self.hostname}:{self.port}"
+        if images == 0:
+            what = "these image constraints select" if constraints else "the database holds"
+            keyed = f" with the property {self.key_property}" if self.guid_property else ""
+            raise StorageFieldError("constraints", f"Connected to {where}, but {what} no image{keyed}: a sync "
+                                                   "would create no tasks. Check the constraints, or add images first.")
+        detail = f"Connected to {where}: a sync would bring {images} image(s)"
+        if self.predictions:
+            detail += (f" with {count.predictions} model region(s) as predictions ({count.boxes} boxes, "
+                       f"{count.polygons} polygons{', on all selected images' if self.limit else ''})")
+        logger.info("lensdb storage check: %s", detail)
+        return {"detail": detail + ".", "images": images, "images_matching": count.images,
+                "predictions": count.predictions if self.predictions else 0,
+                "boxes": count.boxes, "polygons": count.polygons}
 
     # ---- listing (used by Label Studio's "preview files" endpoint) ----
     def iter_objects(self):
-        from lensdb.labelstudio.plugin.sync import iter_image_pages
-
-        for page in iter_image_pages(self):
+        for page in services().source.iter_image_pages(self):
             yield from page
 
     def iter_keys(self):
@@ -221,9 +295,7 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
         raise NotImplementedError("lensdb storages create tasks in batches: see scan_and_create_links")
 
     def scan_and_create_links(self) -> None:
-        from lensdb.labelstudio.plugin.sync import sync_source
-
-        sync_source(self)
+        services().source.sync_source(self)
 
     # ---- serving image bytes through /tasks/<id>/resolve/ ----
     def can_resolve_url(self, url: str | None) -> bool:
@@ -249,7 +321,7 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
         size = len(data)
         meta: dict[str, Any] = {"ETag": f"{uniqueid}-{'jpg' if self.as_format_jpg else 'raw'}-{size}",
                                 "StatusCode": 200, "ContentLength": size}
-        rng = _byte_range(range_header, size)
+        rng = parse_range(range_header, size)  # the gateway's parser: bytes=-500 is the last 500
         if rng and rng != (0, size - 1):
             start, end = rng
             data = data[start:end + 1]
@@ -278,21 +350,17 @@ class LensdbExportStorage(LensdbStorageMixin, ExportStorage):
     outbox_lease_owner = models.CharField(max_length=64, null=True, blank=True, editable=False)
 
     def save_annotation(self, annotation) -> None:
-        from lensdb.labelstudio.plugin import outbox
-
-        outbox.enqueue_save(self, annotation)
-        outbox.flush(self)
+        target = services().target
+        target.enqueue_save(self, annotation)
+        target.flush(self)
 
     def delete_annotation(self, annotation) -> None:
-        from lensdb.labelstudio.plugin import outbox
-
-        outbox.enqueue_delete(self, annotation.id, annotation.project_id)
-        outbox.flush(self)
+        target = services().target
+        target.enqueue_delete(self, annotation.id, annotation.project_id)
+        target.flush(self)
 
     def save_all_annotations(self) -> None:
-        from lensdb.labelstudio.plugin.outbox import export_missing
-
-        export_missing(self)
+        services().target.export_missing(self)
 
     def save_only_new_annotations(self) -> None:
         self.save_all_annotations()
@@ -343,11 +411,12 @@ _instance_cache: dict[str, str] = {}
 
 def installation_id() -> str:
     """LENSDB_LS_INSTANCE if set (to keep an id across a database move), else this database's own id."""
-    import os
     import uuid
 
-    if os.environ.get("LENSDB_LS_INSTANCE"):
-        return os.environ["LENSDB_LS_INSTANCE"]
+    from django.conf import settings
+
+    if settings.LENSDB.ls_instance:
+        return settings.LENSDB.ls_instance
     if "id" not in _instance_cache:
         # A fixed primary key: concurrent first calls in several processes agree on one row.
         row, _ = LensdbInstallation.objects.get_or_create(pk=1, defaults={"instance": uuid.uuid4().hex})

@@ -9,83 +9,55 @@ A lease on the storage row makes sure only one process sends a storage's rows at
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q as DQ
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from lensdb.labelstudio import queries as Q
-from lensdb.labelstudio.client import DatabaseError, DatabaseUnavailable
-from lensdb.labelstudio.labelconfig import parse_label_config
-from lensdb.labelstudio.mapping import SCALAR_TYPES, parse_results, property_name
+from lensdb.client import DatabaseError, DatabaseUnavailable
+from lensdb.labelstudio import annotations as A
 from lensdb.labelstudio.plugin.models import (
     LensdbExportStorage,
     LensdbExportStorageLink,
     LensdbOutbox,
     installation_id,
-    parse_image_uri,
 )
 
 logger = logging.getLogger(__name__)
 
 LEASE_SECONDS = 120
-RETRY_SECONDS = float(os.environ.get("LENSDB_OUTBOX_RETRY_SECONDS", "5"))
+RETRY_SECONDS = settings.LENSDB.outbox_retry_seconds
 
 
-# ---- building the transaction for one annotation ----------------------------------------------------
+# ---- the plugin's edge: Django models -> the plain data the domain layer takes ----------------------------
 
 
 def _email(user) -> str:
     return getattr(user, "email", "") or "" if user is not None else ""
 
 
-def image_of_task(task) -> tuple[str | None, tuple[float, float] | None]:
-    """The lensdb image behind a task (uniqueid, (width, height)), from its meta or its data."""
-    meta = (task.meta or {}).get("lensdb") if isinstance(task.meta, dict) else None
-    if isinstance(meta, dict) and meta.get("uniqueid"):
-        w, h = meta.get("width"), meta.get("height")
-        return meta["uniqueid"], ((float(w), float(h)) if w and h else None)
-    for value in (task.data or {}).values():
-        parsed = parse_image_uri(value) if isinstance(value, str) else None
-        if parsed:
-            return parsed[1], None
-    return None, None
-
-
-def removable_properties(label_config: str | None) -> list[str]:
-    cfg = parse_label_config(label_config)
-    return [property_name(c.type, c.name) for c in cfg.controls if c.type in SCALAR_TYPES]
+def _iso(when) -> str | None:
+    return when.isoformat() if when else None
 
 
 def save_query(annotation) -> list[dict]:
-    task = annotation.task
-    project = annotation.project
-    uid, size = image_of_task(task)
-    result = annotation.result if isinstance(annotation.result, list) else []
-    doc = {
-        "id": annotation.id, "task": task.id, "project": project.id, "result": result,
-        "completed_by": _email(annotation.completed_by), "updated_by": _email(annotation.updated_by),
-        "was_cancelled": annotation.was_cancelled, "ground_truth": annotation.ground_truth,
-        "lead_time": annotation.lead_time,
-        "created_at": annotation.created_at.isoformat() if annotation.created_at else None,
-        "updated_at": annotation.updated_at.isoformat() if annotation.updated_at else None,
-    }
-    record = Q.AnnotationRecord(
-        id=annotation.id, project_id=project.id, task_id=task.id, result=result,
-        project_title=project.title or "", completed_by=doc["completed_by"], updated_by=doc["updated_by"],
-        created_at=doc["created_at"], updated_at=doc["updated_at"], was_cancelled=annotation.was_cancelled,
-        ground_truth=annotation.ground_truth, lead_time=annotation.lead_time, document=doc,
-        instance=installation_id(),
-    )
-    return Q.save_annotation_query(record, parse_results(result), uid, size,
-                                   removable_properties(project.label_config))
+    """The transaction for one annotation, built by the shared domain layer from plain data."""
+    task, project = annotation.task, annotation.project
+    ann = {"id": annotation.id, "task": task.id, "project": project.id, "result": annotation.result,
+           "completed_by": _email(annotation.completed_by), "updated_by": _email(annotation.updated_by),
+           "was_cancelled": annotation.was_cancelled, "ground_truth": annotation.ground_truth,
+           "lead_time": annotation.lead_time, "created_at": _iso(annotation.created_at),
+           "updated_at": _iso(annotation.updated_at)}
+    return A.save_query(ann, {"id": task.id, "meta": task.meta, "data": task.data},
+                        {"id": project.id, "title": project.title, "label_config": project.label_config},
+                        instance=installation_id())
 
 
 def enqueue_save(storage: LensdbExportStorage, annotation) -> None:
@@ -95,7 +67,7 @@ def enqueue_save(storage: LensdbExportStorage, annotation) -> None:
 
 def enqueue_delete(storage: LensdbExportStorage, annotation_id: int, project_id: int) -> None:
     LensdbOutbox.objects.create(storage=storage, action=LensdbOutbox.DELETE, annotation_id=annotation_id,
-                                query=Q.delete_annotation_query(annotation_id, project_id, installation_id()))
+                                query=A.delete_query(annotation_id, project_id, installation_id()))
 
 
 # ---- sending ---------------------------------------------------------------------------------------
@@ -247,9 +219,10 @@ def export_missing(storage: LensdbExportStorage) -> None:
         stored = _stored_versions(storage, project.id)
     except DatabaseError as exc:
         raise ValidationError(f"lensdb: {exc}") from exc
-    total = exported = 0
+    ids: set[str] = set()
+    exported = 0
     for ann in Annotation.objects.filter(project=project).select_related("task", "completed_by", "updated_by"):
-        total += 1
+        ids.add(str(ann.id))
         updated = ann.updated_at.isoformat() if ann.updated_at else None
         if str(ann.id) in stored and stored[str(ann.id)] == updated:
             continue
@@ -258,17 +231,20 @@ def export_missing(storage: LensdbExportStorage) -> None:
     flush(storage)
     storage.refresh_from_db()
     if storage.status == storage.Status.IN_PROGRESS:
-        storage.info_set_completed(last_sync_count=exported, total_annotations=total,
-                                   already_in_database=total - exported)
+        # The card reads "<last_sync_count> (<total_annotations> total)": show how many of the project's
+        # annotations lensdb holds, not only what this sync sent ("0 (1 total)" looked like a loss).
+        try:
+            held = len(ids & set(_stored_versions(storage, project.id))) if exported else len(ids)
+        except DatabaseError:
+            held = len(ids) - exported  # the database went away after the flush; count what was there
+        storage.info_set_completed(last_sync_count=held, total_annotations=len(ids), sent_this_sync=exported,
+                                   already_in_database=len(ids) - exported)
 
 
 def _stored_versions(storage: LensdbExportStorage, project_id: int) -> dict[str, str | None]:
     """LS_id -> LS_updated_at of this project's annotations in the database."""
-    response, _ = storage.get_client().query([{"FindEntity": {
-        "with_class": Q.ANNOTATION_CLASS, "constraints": Q.annotation_scope(project_id, installation_id()),
-        "results": {"list": ["LS_id", "LS_updated_at"]}}}])
-    return {str(e.get("LS_id")): (e.get("LS_updated_at") or {}).get("_date")
-            for e in response[0]["FindEntity"].get("entities") or []}
+    response, _ = storage.get_client().query(A.stored_versions_query(project_id, installation_id()))
+    return A.stored_versions(response)
 
 
 # ---- retry loop ---------------------------------------------------------------------------------------

@@ -37,14 +37,28 @@ def _candidate(serializer: serializers.ModelSerializer, data: dict):
     return storage
 
 
+def connection_defaults() -> dict[str, object]:
+    """What an empty Host, Port or User Name means: the server `lensdb labelstudio start` uses."""
+    from django.conf import settings
+
+    return {"hostname": getattr(settings, "LENSDB_DEFAULT_HOST", "") or "127.0.0.1",
+            "port": int(getattr(settings, "LENSDB_DEFAULT_PORT", 0) or 55555),
+            "username": "admin"}
+
+
 class _Secrets:
     def to_internal_value(self, data):
-        # The storage form sends "" for an empty number field; it means "not set".
         if hasattr(data, "copy"):
             data = data.copy()
-            for name in ("limit", "port"):
-                if data.get(name) == "":
-                    data.pop(name)
+            # The storage form sends "" for an empty number field; it means "not set".
+            if data.get("limit") == "":
+                data.pop("limit")
+            # An empty connection field takes its default (the form shows it as the placeholder). In an
+            # edit, a field left out of the request keeps its saved value.
+            for name, value in connection_defaults().items():
+                given = data.get(name)
+                if (given is None and self.instance is None) or (isinstance(given, str) and not given.strip()):
+                    data[name] = value
         return super().to_internal_value(data)
 
     def to_representation(self, instance):

@@ -9,6 +9,9 @@ import os
 
 from label_studio.core.utils.params import has_env
 
+from lensdb.labelstudio.plugin.logs import quiet_logging
+from lensdb.settings import Settings
+
 
 def _default_env(name: str, value: str) -> None:
     # Quiet and offline-safe unless the user asked otherwise: no PyPI version check, no Sentry, no analytics.
@@ -53,19 +56,20 @@ FRONTEND_SENTRY_ENVIRONMENT = get_env("FRONTEND_SENTRY_ENVIRONMENT", "lensdb")
 if FRONTEND_SENTRY_ENVIRONMENT == "opensource":
     FRONTEND_SENTRY_ENVIRONMENT = "lensdb"
 
+# lensdb's own settings, read from the environment once (lensdb.settings); the plugin reads them here.
+LENSDB = Settings.from_env()
 # Defaults the launcher passes for the storage form (host/port of the lensdb server it started).
-LENSDB_DEFAULT_HOST = get_env("LENSDB_DEFAULT_HOST", "")
-LENSDB_DEFAULT_PORT = int(get_env("LENSDB_DEFAULT_PORT", "55555"))
-LENSDB_SYNC_PAGE_SIZE = int(get_env("LENSDB_SYNC_PAGE_SIZE", "1000"))
+LENSDB_DEFAULT_HOST = LENSDB.ls_default_host
+LENSDB_DEFAULT_PORT = LENSDB.ls_default_port
+LENSDB_SYNC_PAGE_SIZE = LENSDB.sync_page_size
 
-# The SDK logs every failed connection attempt with a stack trace; the plugin reports them itself.
-LOGGING.setdefault("loggers", {})
-LOGGING["loggers"]["aperturedb"] = {"level": "CRITICAL", "propagate": False, "handlers": []}
+# One line per problem on the console; LENSDB_LS_VERBOSE=1 (lensdb labelstudio start -v) keeps tracebacks.
+LOGGING = quiet_logging(LOGGING, verbose=LENSDB.ls_verbose)
 
 # Label Studio's community edition runs background jobs inline (REDIS_ENABLED is False). With
 # LENSDB_REDIS_URL set, syncs and outbox sends become RQ jobs; run workers with the same settings:
 # DJANGO_SETTINGS_MODULE=lensdb.labelstudio.plugin.settings python <label_studio>/manage.py rqworker default low
-_redis_url = get_env("LENSDB_REDIS_URL", "")
+_redis_url = LENSDB.redis_url
 if _redis_url:
     from label_studio.core.settings.label_studio import RQ_QUEUES  # noqa: E402
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -19,14 +17,14 @@ from projects.models import Project
 from rest_framework.exceptions import ValidationError
 from tasks.models import Annotation, Prediction, Task
 
+from lensdb.client import DatabaseError
 from lensdb.labelstudio import queries as Q
-from lensdb.labelstudio.client import DatabaseError
-from lensdb.labelstudio.labelconfig import Control, LabelConfig, parse_label_config
-from lensdb.labelstudio.mapping import box_result, polygon_results
+from lensdb.labelstudio import tasklist as T
+from lensdb.labelstudio.annotations import image_uri
+from lensdb.labelstudio.labelconfig import LabelConfig, parse_label_config
 from lensdb.labelstudio.plugin.models import (
     LensdbImportStorage,
     LensdbImportStorageLink,
-    image_uri,
     installation_id,
     parse_json_field,
     split_names,
@@ -35,14 +33,7 @@ from lensdb.labelstudio.plugin.models import (
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = int(getattr(settings, "LENSDB_SYNC_PAGE_SIZE", 1000))
-MODEL_VERSION = "lensdb"
-
-
-def _plain(value: Any) -> Any:
-    # Task data are plain JSON; dates come back as {"_date": "..."}.
-    if isinstance(value, dict) and set(value) == {"_date"}:
-        return value["_date"]
-    return value
+MODEL_VERSION = T.MODEL_VERSION
 
 
 def _key_of(storage: LensdbImportStorage, entity: dict) -> str | None:
@@ -61,8 +52,7 @@ def iter_image_pages(storage: LensdbImportStorage) -> Iterator[list[dict]]:
     while limit is None or offset < limit:
         n = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - offset)
         response, _ = client.query(Q.list_images_query(constraints, storage.key_property, n, offset))
-        found = response[0]["FindImage"]
-        entities = found.get("entities") or []
+        entities = Q.entities(response, "FindImage")
         page = []
         for e in entities:
             key = _key_of(storage, e)
@@ -75,96 +65,30 @@ def iter_image_pages(storage: LensdbImportStorage) -> Iterator[list[dict]]:
             return
 
 
-class _Report:
-    """Things a sync could not do, said once in the storage's status instead of per task."""
-
-    def __init__(self) -> None:
-        self.unknown_labels: Counter[str] = Counter()
-        self.no_control: Counter[str] = Counter()
-        self.no_size = 0
-        self.bad_annotations = 0
-
-    def lines(self) -> list[str]:
-        out = []
-        if self.unknown_labels:
-            labels = ", ".join(f"{k} ({v})" for k, v in self.unknown_labels.most_common())
-            out.append(f"Regions whose label is not in the labeling config were left out of predictions: "
-                       f"{labels}. Add these labels to the config to see them.")
-        for kind, n in self.no_control.items():
-            out.append(f"{n} {kind}(s) not shown as predictions: the labeling config has no "
-                       f"{'RectangleLabels' if kind == 'box' else 'PolygonLabels'} control.")
-        if self.no_size:
-            out.append(f"{self.no_size} image(s) have no width/height properties, so their regions could "
-                       "not be turned into predictions.")
-        if self.bad_annotations:
-            out.append(f"{self.bad_annotations} exported annotation(s) could not be read back.")
-        return out
-
-
-def _prediction(regions: list[dict], ctrl: Control | None, kind: str, w: float, h: float,
-                readonly: bool, report: _Report) -> list[dict]:
-    if not regions:
-        return []
-    if ctrl is None:
-        report.no_control[kind] += len(regions)
-        return []
-    out = []
-    for r in regions:
-        label = r.get("_label")
-        if ctrl.labels and label and label not in ctrl.labels:
-            report.unknown_labels[label] += 1
-            continue
-        if kind == "box":
-            out.append(box_result(r, w, h, ctrl, readonly))
-        else:
-            out.extend(polygon_results(r, w, h, ctrl, readonly))
-    return out
-
-
 def _task_payloads(storage: LensdbImportStorage, project: Project, cfg: LabelConfig,
-                   page: list[dict], report: _Report) -> list[dict]:
-    """Task data, predictions and earlier exported annotations for new images of one page."""
-    props = split_names(storage.task_data_properties)
-    extra = props + ([storage.key_property] if storage.key_property != Q.UNIQUEID else [])
-    pred_constraints = parse_json_field(storage.pred_constraints, "Prediction constraints")
-    response, _ = storage.get_client().query(Q.image_details_query(
-        [p["uniqueid"] for p in page], project.id, extra, bool(storage.predictions), pred_constraints,
-        installation_id()))
-    images = {e["_uniqueid"]: e for e in response[0]["FindImage"].get("entities") or []}
-    anns = response[1]["FindEntity"].get("entities") or {}
-    boxes = response[2]["FindBoundingBox"].get("entities") or {} if storage.predictions else {}
-    polys = response[3]["FindPolygon"].get("entities") or {} if storage.predictions else {}
-    data_key = cfg.image_data_key()
-    box_ctrl, poly_ctrl = cfg.box_control(), cfg.polygon_control()
-    readonly = bool(storage.predictions_readonly)
+                   page: list[dict], report: T.TaskReport) -> list[dict]:
+    """Task data, predictions and earlier exported annotations for new images of one page.
+
+    The shared task builder (labelstudio/tasklist.py) makes the drafts; this adds the storage's key.
+    """
+    extra = [storage.key_property] if storage.key_property != Q.UNIQUEID else []
+    drafts = T.build_page(
+        storage.get_client().query, [p["uniqueid"] for p in page], cfg,
+        lambda uid: image_uri(storage.hostname, storage.port, uid),
+        properties=split_names(storage.task_data_properties) + extra, predictions=bool(storage.predictions),
+        pred_constraints=parse_json_field(storage.pred_constraints, "Prediction constraints"),
+        readonly=bool(storage.predictions_readonly),
+        annotations_scope=Q.annotation_scope(project.id, installation_id()), report=report)
+    by_uid = {d.uniqueid: d for d in drafts}
+    props = set(split_names(storage.task_data_properties))
     out = []
     for p in page:
-        uid = p["uniqueid"]
-        img = images.get(uid)
-        if img is None:  # deleted between listing and details
+        d = by_uid.get(p["uniqueid"])
+        if d is None:  # deleted between listing and details
             continue
-        w, h = img.get("width"), img.get("height")
-        data = {data_key: image_uri(storage.hostname, storage.port, uid)}
-        for name in props:
-            if img.get(name) is not None:
-                data[name] = _plain(img[name])
-        result: list[dict] = []
-        img_boxes, img_polys = boxes.get(uid) or [], polys.get(uid) or []
-        if (img_boxes or img_polys) and not (isinstance(w, int | float) and isinstance(h, int | float) and w > 0
-                                             and h > 0):
-            report.no_size += 1
-        elif img_boxes or img_polys:
-            result += _prediction(img_boxes, box_ctrl, "box", w, h, readonly, report)
-            result += _prediction(img_polys, poly_ctrl, "polygon", w, h, readonly, report)
-        restored = []
-        for a in anns.get(uid) or []:
-            try:
-                doc = json.loads(a.get("LS_data") or "{}")
-                restored.append({"old_id": a.get("LS_id"), "result": doc["result"], "doc": doc})
-            except (ValueError, KeyError, TypeError):
-                report.bad_annotations += 1
-        meta = {"lensdb": {"uniqueid": uid, "width": w, "height": h}}
-        out.append({"key": p["key"], "data": data, "meta": meta, "result": result, "annotations": restored})
+        data = {k: v for k, v in d.data.items() if k in props or k == cfg.image_data_key()}
+        out.append({"key": p["key"], "data": data, "meta": d.meta, "result": d.result,
+                    "annotations": d.annotations})
     return out
 
 
@@ -270,7 +194,7 @@ def _sync_source(storage: LensdbImportStorage) -> None:
     storage.info_set_in_progress()
     project = storage.project
     cfg = parse_label_config(project.label_config)
-    report = _Report()
+    report = T.TaskReport()
     created = existed = 0
     for page in iter_image_pages(storage):
         keys = list(dict.fromkeys(p["key"] for p in page))

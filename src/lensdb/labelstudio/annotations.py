@@ -1,7 +1,9 @@
-"""Label Studio API JSON (tasks, annotations, projects) -> lensdb transactions, via the shared mapping.
+"""Label Studio annotations -> lensdb transactions: the one place that decides what is written.
 
-Used by `pull` and by the webhook receiver, so both write exactly what the plugin's target
-storage writes (the same `queries.save_annotation_query` / `delete_annotation_query`).
+Plain data in (Label Studio's API JSON for tasks, annotations and projects), query-language commands
+out, no Django and no I/O. The plugin's target storage turns its models into these dicts at its edge;
+the connector's `pull` and the gateway's webhook pass what Label Studio's API and webhooks send. So all
+three write exactly the same entities, regions and properties.
 """
 
 from __future__ import annotations
@@ -10,18 +12,40 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from lensdb.labelstudio import queries as Q
 from lensdb.labelstudio.labelconfig import parse_label_config
 from lensdb.labelstudio.mapping import SCALAR_TYPES, parse_results, property_name
 
 _MEDIA_PATH = re.compile(r"/media/images/([0-9]+\.[0-9]+\.[0-9]+)(?:[?#]|$)")
+IMAGE_URI_SCHEME = "lensdb"
 # Parameters whose integer value names an earlier command's `_ref`.
 _REF_KEYS = ("ref", "image_ref", "src", "dst")
 
 
+def image_uri(host: str, port: int, uniqueid: str) -> str:
+    """The task value the plugin stores for an image; Label Studio turns it into its /tasks/<id>/resolve/."""
+    return f"{IMAGE_URI_SCHEME}://{host}:{port}/image/{uniqueid}"
+
+
+def parse_image_uri(uri: Any) -> tuple[str, str] | None:
+    """(netloc, uniqueid) of a lensdb image URI, or None."""
+    if not isinstance(uri, str) or not uri.startswith(IMAGE_URI_SCHEME + "://"):
+        return None
+    parts = urlsplit(uri)
+    segs = parts.path.strip("/").split("/")
+    if len(segs) != 2 or segs[0] != "image" or not segs[1]:
+        return None
+    return parts.netloc, segs[1]
+
+
 def image_of_task(task: dict) -> tuple[str | None, tuple[float, float] | None]:
-    """The lensdb image behind a task: from meta.lensdb (push, plugin), else a gateway or lensdb:// URL."""
+    """The lensdb image behind a task (uniqueid, (width, height)).
+
+    From meta.lensdb (written by the plugin's sync and by push), else from an image URL in the task
+    data: the plugin's lensdb:// URI or the gateway's /media/images/<uniqueid> link.
+    """
     meta = task.get("meta") if isinstance(task.get("meta"), dict) else {}
     info = meta.get("lensdb") if isinstance(meta, dict) else None
     if isinstance(info, dict) and info.get("uniqueid"):
@@ -33,8 +57,9 @@ def image_of_task(task: dict) -> tuple[str | None, tuple[float, float] | None]:
         m = _MEDIA_PATH.search(value)
         if m:
             return m.group(1), None
-        if value.startswith("lensdb://") and "/image/" in value:
-            return value.rsplit("/image/", 1)[1].split("?")[0], None
+        parsed = parse_image_uri(value)
+        if parsed:
+            return parsed[1], None
     return None, None
 
 
@@ -63,8 +88,14 @@ def _user(value: Any, emails: dict[int, str]) -> str:
     return str(value or "")
 
 
-def save_query(ann: dict, task: dict, project: dict, emails: dict[int, str] | None = None) -> list[dict]:
-    """The transaction that makes lensdb match one Label Studio annotation (as the plugin writes it)."""
+def save_query(ann: dict, task: dict, project: dict, emails: dict[int, str] | None = None,
+               instance: str = "") -> list[dict]:
+    """The transaction that makes lensdb match one Label Studio annotation.
+
+    `ann`, `task` and `project` are Label Studio's API JSON (the plugin converts its models to the
+    same shape); `emails` turns user ids into e-mails; `instance` names the Label Studio installation
+    (see `queries.annotation_scope`).
+    """
     emails = emails or {}
     uid, size = image_of_task(task)
     result = ann.get("result") if isinstance(ann.get("result"), list) else []
@@ -81,27 +112,38 @@ def save_query(ann: dict, task: dict, project: dict, emails: dict[int, str] | No
         project_title=str(project.get("title") or ""), completed_by=doc["completed_by"],
         updated_by=doc["updated_by"], created_at=doc["created_at"], updated_at=doc["updated_at"],
         was_cancelled=doc["was_cancelled"], ground_truth=doc["ground_truth"], lead_time=doc["lead_time"],
-        document=doc,
+        document=doc, instance=instance,
     )
     return Q.save_annotation_query(record, parse_results(result), uid, size,
                                    removable_properties(project.get("label_config")))
 
 
-def delete_query(annotation_id: int, project_id: int) -> list[dict]:
-    return Q.delete_annotation_query(annotation_id, project_id)
+def delete_query(annotation_id: int, project_id: int, instance: str = "") -> list[dict]:
+    return Q.delete_annotation_query(annotation_id, project_id, instance)
 
 
-def task_annotations_query(project_id: int, op: str, task_ids: Iterable[int]) -> list[dict]:
+def task_annotations_query(project_id: int, op: str, task_ids: Iterable[int], instance: str = "") -> list[dict]:
     """Find the annotations lensdb holds for tasks of a project whose id is ("in") or is not
     ("not in") among these; `annotation_ids` reads the answer."""
     return [{"FindEntity": {
         "with_class": Q.ANNOTATION_CLASS,
-        "constraints": {"LS_project_id": ["==", project_id], "LS_task_id": [op, sorted(task_ids)]},
+        "constraints": {**Q.annotation_scope(project_id, instance), "LS_task_id": [op, sorted(task_ids)]},
         "results": {"list": ["LS_id"]}}}]
 
 
+def stored_versions_query(project_id: int, instance: str = "") -> list[dict]:
+    """The annotations lensdb holds for a project, with their versions; `stored_versions` reads it."""
+    return [{"FindEntity": {"with_class": Q.ANNOTATION_CLASS, "constraints": Q.annotation_scope(project_id, instance),
+                            "results": {"list": ["LS_id", "LS_updated_at"]}}}]
+
+
 def annotation_ids(response: list[dict]) -> list[int]:
-    return [int(e["LS_id"]) for e in response[0]["FindEntity"].get("entities") or []]
+    return [int(e["LS_id"]) for e in Q.entities(response, "FindEntity")]
+
+
+def stored_versions(response: list[dict]) -> dict[str, str | None]:
+    """LS_id -> LS_updated_at (ISO text) from `stored_versions_query`."""
+    return {str(e.get("LS_id")): (e.get("LS_updated_at") or {}).get("_date") for e in Q.entities(response, "FindEntity")}
 
 
 def _max_ref(commands: Iterable[dict]) -> int:

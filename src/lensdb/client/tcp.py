@@ -1,6 +1,8 @@
-"""A thin, thread-safe use of the aperturedb SDK's `Connector` with errors a user can act on.
+"""lensdb over its TCP port: a thread-safe pool of the aperturedb SDK's `Connector`, errors a user can act on.
 
-The Label Studio plugin talks to lensdb (or any ApertureDB-compatible server) only through this.
+The SDK is imported on first connection, so importing this module stays cheap (the Label
+Studio plugin imports it in every Django process). It works against any ApertureDB-compatible
+server.
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+from lensdb.client.base import DatabaseUnavailable, refusal
+from lensdb.errors import SUCCESS
+
 logger = logging.getLogger(__name__)
 
 
-class DatabaseError(Exception):
-    """The database answered, but refused the query."""
-
-
-class DatabaseUnavailable(DatabaseError):
-    """The database could not be reached or refused the login; worth retrying later."""
+def split_hostport(value: str) -> tuple[str, int]:
+    """'HOST:PORT' (or 'tcp://HOST:PORT') as (host, port); ValueError saying the form otherwise."""
+    host, _, port = value.removeprefix("tcp://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError("use HOST:PORT, e.g. 127.0.0.1:55555")
+    return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True)
@@ -39,47 +44,26 @@ class ConnectionSettings:
         return f"{self.host}:{self.port}"
 
 
-def response_status(response: Any) -> int:
-    """The worst status in a response: a whole-query failure is a dict, otherwise one dict per command."""
-    if isinstance(response, dict):
-        if "status" in response:
-            return int(response["status"])
-        return max((response_status(v) for v in response.values()), default=0)
-    if isinstance(response, list):
-        statuses = [response_status(x) for x in response]
-        negative = [s for s in statuses if s < 0]
-        return min(negative) if negative else max(statuses, default=0)
-    return 0
-
-
-def error_info(response: Any) -> str:
-    if isinstance(response, dict):
-        return str(response.get("info") or response)
-    if isinstance(response, list):
-        for item in response:
-            for name, body in (item or {}).items():
-                if isinstance(body, dict) and body.get("status", 0) < 0:
-                    return f"{name}: {body.get('info', 'failed')}"
-    return str(response)[:500]
-
-
-def _reachability_problem(settings: ConnectionSettings, timeout: float) -> str | None:
-    """Say in words why nothing answers at host:port, or None if something does."""
+def _reachability_problem(settings: ConnectionSettings, timeout: float) -> DatabaseUnavailable | None:
+    """Say in words why nothing answers at host:port (and which setting to change), or None."""
+    where = settings.describe()
     try:
         with socket.create_connection((settings.host, int(settings.port)), timeout=timeout):
             return None
     except socket.gaierror:
-        return f"The host name '{settings.host}' could not be resolved. Check the host field."
+        return DatabaseUnavailable(f"The host name '{settings.host}' could not be resolved. Check the host field.",
+                                   field="hostname")
     except ConnectionRefusedError:
-        return (f"Nothing is listening at {settings.describe()}: connection refused. "
-                "Is the lensdb server running, and is the port right?")
+        return DatabaseUnavailable(f"Nothing is listening at {where}: connection refused. "
+                                   "Is the lensdb server running, and is the port right?", field="port")
     except TimeoutError:
-        return f"No answer from {settings.describe()} within {timeout:g} s (firewall or wrong address?)."
+        return DatabaseUnavailable(f"No answer from {where} within {timeout:g} s (firewall or wrong address?).",
+                                   field="hostname")
     except OSError as exc:
-        return f"Cannot reach {settings.describe()}: {exc.strerror or exc}."
+        return DatabaseUnavailable(f"Cannot reach {where}: {exc.strerror or exc}.", field="hostname")
 
 
-class Client:
+class TcpClient:
     """Queries one server through a small pool of connections (a Connector is not thread-safe).
 
     Pooling rather than one connection per thread matters under Django's development server,
@@ -97,10 +81,10 @@ class Client:
 
         s = self.settings
         if not s.password and not s.token:
-            raise DatabaseUnavailable("Give a password or a token for the lensdb user.")
+            raise DatabaseUnavailable("Give a password or a token for the lensdb user.", field="password")
         problem = _reachability_problem(s, self.timeout)
         if problem:
-            raise DatabaseUnavailable(problem)
+            raise problem
         return Connector(
             host=s.host, port=int(s.port), user=s.username or "", password=s.password or "",
             token=s.token or "", use_ssl=s.use_ssl, verify_hostname=s.verify_certificate,
@@ -121,48 +105,49 @@ class Client:
             _close(conn)
 
     def query(self, commands: list[dict], blobs: list[bytes] | None = None,
-              ok: tuple[int, ...] = (0, 2)) -> tuple[list[dict], list[bytes]]:
+              ok: frozenset[int] | tuple[int, ...] = SUCCESS) -> tuple[list[dict], list[bytes]]:
         """Run one transaction; raise DatabaseUnavailable (retry later) or DatabaseError (rejected)."""
         conn = self._take()
         try:
             response, out = conn.query(commands, blobs or [])
         except Exception as exc:  # noqa: BLE001 - the SDK raises bare Exceptions and asserts
             _close(conn)
-            raise DatabaseUnavailable(self._explain(exc)) from exc
-        status = response_status(response)
-        if status not in {*ok, 1}:
-            info = error_info(response)
-            if "authenticat" in info.lower():
-                _close(conn)
-                raise DatabaseUnavailable(f"The server refused the session: {info}")
+            raise self._explain(exc) from exc
+        error = refusal(response, ok)
+        if isinstance(error, DatabaseUnavailable):
+            _close(conn)  # its session is no good; the next connection logs in again
+        else:
             self._give_back(conn)
-            raise DatabaseError(info)
-        self._give_back(conn)
+        if error is not None:
+            raise error
         return response, list(out or [])
 
-    def _explain(self, exc: BaseException) -> str:
+    def _explain(self, exc: BaseException) -> DatabaseUnavailable:
         problem = _reachability_problem(self.settings, self.timeout)
         if problem:
             return problem
+        where = self.settings.describe()
         text = str(exc).strip()
         first = text.splitlines()[0] if text else repr(exc)
         low = first.lower()
         if low.startswith("could not query"):
-            return f"Lost the connection to {self.settings.describe()} while querying (server restarting?)."
+            return DatabaseUnavailable(f"Lost the connection to {where} while querying (server restarting?).")
         if "certificate" in low or "ssl" in low or "tls" in low:
-            return (f"TLS problem talking to {self.settings.describe()}: {first} "
-                    "(turn TLS off for a plain server, or certificate checking off for a self-signed one)")
+            return DatabaseUnavailable(
+                f"TLS problem talking to {where}: {first}. Give the server's CA certificate (lensdb's "
+                "DATA/tls/ca.crt for its self-signed one), or turn certificate checks off, or TLS off for a "
+                "plain server.", field="use_ssl")
         if "protocol" in low:
-            return (f"{self.settings.describe()} did not accept the connection protocol "
-                    "(TLS on for a server without TLS, or the other way round?)")
+            return DatabaseUnavailable(f"{where} did not accept the connection protocol (TLS on for a server "
+                                       "without TLS, or the other way round?)", field="use_ssl")
         if any(w in low for w in ("password", "authenticat", "token", "user", "credential")):
-            return f"The server at {self.settings.describe()} refused the login: {first}"
-        return f"Query to {self.settings.describe()} failed: {first}"
+            return DatabaseUnavailable(f"The server at {where} refused the login: {first}", field="password")
+        return DatabaseUnavailable(f"Query to {where} failed: {first}")
 
     def status(self) -> dict:
         """GetStatus, for Check Connection."""
-        response, _ = self.query([{"GetStatus": {}}])
-        return response[0].get("GetStatus", {})
+        (answer,), _ = self.query([{"GetStatus": {}}])
+        return answer["GetStatus"]
 
     def close(self) -> None:
         while True:
@@ -179,14 +164,14 @@ def _close(conn: Any) -> None:
         pass
 
 
-_clients: dict[ConnectionSettings, Client] = {}
+_clients: dict[ConnectionSettings, TcpClient] = {}
 _clients_lock = threading.Lock()
 
 
-def client_for(settings: ConnectionSettings) -> Client:
-    """A shared Client per distinct connection settings (so sessions are reused across requests)."""
+def client_for(settings: ConnectionSettings) -> TcpClient:
+    """A shared TcpClient per distinct connection settings (so sessions are reused across requests)."""
     with _clients_lock:
         c = _clients.get(settings)
         if c is None:
-            c = _clients[settings] = Client(settings)
+            c = _clients[settings] = TcpClient(settings)
         return c
