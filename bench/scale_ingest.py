@@ -132,6 +132,9 @@ def main() -> None:
                 p.kill()
         s3.stop()
         cluster.stop()
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
