@@ -1,6 +1,7 @@
 """Shared fixtures: a real `lensdb serve` subprocess on free ports.
 
-`lensdb_server` is one server for the whole session (use unique class names); the
+`lensdb_server` is one server for the whole session (use unique class names), run once on the
+embedded backend and once on PostgreSQL + S3 (moto): every test that takes it runs on both. The
 `lensdb_server_factory` (and `lensdb_module_server_factory`) fixtures start dedicated servers with their own flags and data
 folder, stopped at the end of the test. Both yield `LensdbServer` objects.
 """
@@ -17,6 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+
+from backends import PG_BIN, MotoServer, PostgresCluster, postgres_available
 
 ADMIN_PASSWORD = "admin-test-password"
 
@@ -36,7 +39,13 @@ class LensdbServer:
         args: Sequence[str] = (),
         admin_password: str = ADMIN_PASSWORD,
         env: dict[str, str] | None = None,
+        url: str | None = None,
+        blobs: str | None = None,
     ) -> None:
+        # With `url` (postgresql://) the data is there and in `blobs`; data_dir is the server's
+        # local state (its TLS certificate), at the same place as in a data folder.
+        self.url = url
+        self.blobs = blobs
         self.data_dir = Path(data_dir)
         self.host = "127.0.0.1"
         self.port = free_port()
@@ -60,9 +69,14 @@ class LensdbServer:
     def command(self) -> list[str]:
         return [
             sys.executable, "-c", "from lensdb.cli import main; main()", "serve",
-            "--data", str(self.data_dir), "--host", self.host,
+            *self.data_args(), "--host", self.host,
             "--port", str(self.port), "--http-port", str(self.http_port), *self.args,
         ]
+
+    def data_args(self) -> list[str]:
+        if self.url is None:
+            return ["--data", str(self.data_dir)]
+        return ["--data", self.url, "--blobs", str(self.blobs), "--state", str(self.data_dir)]
 
     def start(self, timeout: float = 30.0) -> LensdbServer:
         env = {**os.environ, "LENSDB_ADMIN_PASSWORD": self.admin_password, **self.env}
@@ -147,14 +161,28 @@ class LensdbServer:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run `lensdb <args> --data DATA` (users/tokens management) against this folder."""
-        env = {**os.environ, "LENSDB_ADMIN_PASSWORD": self.admin_password, "LENSDB_DATA": str(self.data_dir)}
+        env = {**os.environ, **self.env, "LENSDB_ADMIN_PASSWORD": self.admin_password,
+               "LENSDB_DATA": self.url or str(self.data_dir)}
+        if self.blobs:
+            env["LENSDB_BLOBS"] = self.blobs
         return subprocess.run([sys.executable, "-c", "from lensdb.cli import main; main()", *args],
                               env=env, capture_output=True, text=True, check=check)
 
 
-@pytest.fixture(scope="session")
-def lensdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LensdbServer]:
-    server = LensdbServer(tmp_path_factory.mktemp("lensdb") / "data").start()
+SERVER_BACKENDS = ("sqlite", "postgres-s3")
+
+
+@pytest.fixture(scope="session", params=SERVER_BACKENDS)
+def lensdb_server(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[LensdbServer]:
+    folder = tmp_path_factory.mktemp("lensdb") / "data"
+    if request.param == "sqlite":
+        server = LensdbServer(folder).start()
+    else:
+        cluster = request.getfixturevalue("postgres_cluster")
+        s3 = request.getfixturevalue("moto_server")
+        server = LensdbServer(folder, url=cluster.new_database(),
+                              blobs=f"s3://{s3.new_bucket()}/lensdb", env=s3.env()).start()
     yield server
     server.stop()
 
@@ -182,3 +210,33 @@ def lensdb_server_factory(tmp_path: Path) -> Iterator[Callable[..., LensdbServer
 def lensdb_module_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LensdbServer]]:
     """Like lensdb_server_factory, for module-scoped fixtures (servers stop after the module)."""
     yield from _factory(tmp_path_factory.mktemp("lensdb-module"))
+
+
+# -- PostgreSQL and S3 for the scale-out backend ------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL 15 cluster (or LENSDB_TEST_POSTGRES_URL), for the whole session."""
+    if not postgres_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL 15 is missing ({PG_BIN}/initdb): scripts/test installs it")
+        pytest.skip(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb); scripts/test installs it")
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto's standalone S3 server on a free port."""
+    server = MotoServer().start()
+    # boto3 in this process (and in servers it starts) reads the standard AWS variables.
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    yield server
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()

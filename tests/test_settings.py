@@ -16,21 +16,21 @@ def test_from_env_reads_every_variable_and_parses_it() -> None:
            "LENSDB_CORS_ORIGINS": "http://a.example/, http://b.example", "LENSDB_DEV": "yes",
            "LABEL_STUDIO_TOKEN": "t1", "LENSDB_OUTBOX_RETRY_SECONDS": "0.5", "XDG_STATE_HOME": "/st"}
     s = Settings.from_env(env)
-    assert s.data == Path("/srv/db") and s.blobs == "s3://bucket/prefix" and s.port == 6000
+    assert s.data == "/srv/db" and s.blobs == "s3://bucket/prefix" and s.port == 6000
     assert s.cors_origins == ("http://a.example", "http://b.example") and s.dev is True
     assert s.ls_token == "t1" and s.outbox_retry_seconds == 0.5
     assert s.connector_state == Path("/st/lensdb")
     assert Settings.from_env({"LENSDB_CONNECTOR_STATE": "/x"}).connector_state == Path("/x")
     # Unset and empty: the defaults.
     d = Settings.from_env({"LENSDB_BLOBS": "", "LENSDB_PORT": ""})
-    assert d.blobs is None and d.port == 55555 and d.data == Path("data")
+    assert d.blobs is None and d.port == 55555 and d.data == "data"
     assert all(v[0][0].startswith(("LENSDB_", "LABEL_STUDIO_")) for v in ENV.values())
 
 
 def test_options_win_and_none_means_not_given() -> None:
     s = Settings.from_env({"LENSDB_HOST": "0.0.0.0", "LENSDB_DATA": "/env"})
     o = s.with_options(host="10.0.0.1", data=None, dev=None)
-    assert (o.host, o.data, o.dev) == ("10.0.0.1", Path("/env"), False)
+    assert (o.host, o.data, o.dev) == ("10.0.0.1", "/env", False)
     with pytest.raises(TypeError, match="unknown settings: nope"):
         s.with_options(nope=1)
     with pytest.raises(Exception):  # frozen  # noqa: B017

@@ -44,8 +44,10 @@ class Settings:
     """
 
     # The database (server side)
-    data: Path = Path("data")  # database folder
+    data: str = "data"  # database folder, or a postgresql:// URL (scale-out)
     blobs: str | None = None  # where blob bytes go; None: DATA/blobs (the embedded default)
+    server_state: Path = Path("lensdb-state")  # a server's local folder when DATA is a URL
+    signing_secret: str | None = None  # media link key shared by servers (kept in PostgreSQL)
     admin_password: str | None = None  # password of 'admin' when it is created; else generated
     # `lensdb serve`
     host: str = "127.0.0.1"
@@ -129,7 +131,8 @@ Parse = Callable[[str], Any]
 
 # field -> (variables, first found wins; parser). Empty values count as unset, except for strings.
 ENV: dict[str, tuple[tuple[str, ...], Parse]] = {
-    "data": (("LENSDB_DATA",), Path),
+    "data": (("LENSDB_DATA",), str),
+    "server_state": (("LENSDB_STATE",), Path),
     "blobs": (("LENSDB_BLOBS",), _opt),
     "admin_password": (("LENSDB_ADMIN_PASSWORD",), _opt),
     "host": (("LENSDB_HOST",), str),

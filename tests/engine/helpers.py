@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from backends import PgTarget
 from lensdb import Database
 
 UID = re.compile(r"^\d+\.\d+\.\d+$")
@@ -95,11 +96,35 @@ def decode(data: bytes) -> Image.Image:
 PACK_NAME = re.compile(r"^[0-9a-f]{32}$")
 
 
-def pack_files(folder: Path) -> list[str]:
+def open_db(target: Path | PgTarget, **kw: Any) -> Database:
+    """A Database on a test target: a folder, or a PostgreSQL database and its blob folder."""
+    if isinstance(target, PgTarget):
+        db = Database(target.url, blobs=target.blobs, **kw)
+    else:
+        db = Database(target, **kw)
+    db.target = target  # type: ignore[attr-defined] - for snapshot() in shared fixtures
+    return db
+
+
+def pack_files(folder: Path | PgTarget) -> list[str]:
     """Every pack file under the blobs folder, as relative paths (intent files left out)."""
-    root = Path(folder) / "blobs"
+    if isinstance(folder, PgTarget) and folder.s3 is not None:
+        return folder.s3.keys(folder.bucket)
+    root = folder.blob_root if isinstance(folder, PgTarget) else Path(folder) / "blobs"
+    if root is None or not root.exists():
+        return []
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")
                   if p.is_file() and PACK_NAME.match(p.name))
+
+
+def intents(folder: Path | PgTarget) -> list:
+    """Intents of blob writes not settled yet: files (SQLite) or rows (PostgreSQL)."""
+    if isinstance(folder, PgTarget):
+        import psycopg
+
+        with psycopg.connect(folder.url) as pg:
+            return pg.execute("SELECT pack FROM blob_intents").fetchall()
+    return list((Path(folder) / "blobs" / "intents").iterdir())
 
 
 def packs_on_disk(folder: Path) -> set[str]:
@@ -111,8 +136,20 @@ def packs_in_rows(folder: Path) -> set[str]:
     return {blob.split(".")[0] for *_, blob in rows(folder)["objects"] if blob is not None}
 
 
-def rows(folder: Path) -> dict[str, list[tuple]]:
-    """Everything the SQLite file holds, read on a separate connection."""
+def rows(folder: Path | PgTarget) -> dict[str, list[tuple]]:
+    """Every row the database holds, read on a separate connection."""
+    if isinstance(folder, PgTarget):
+        import psycopg
+
+        with psycopg.connect(folder.url) as pg:
+            return {
+                "objects": pg.execute(
+                    "SELECT id, class, props::text, blob FROM objects ORDER BY id").fetchall(),
+                "connections": pg.execute(
+                    "SELECT id, class, src, dst, props::text FROM connections ORDER BY id").fetchall(),
+                "indexes": pg.execute(
+                    "SELECT kind, class, key FROM property_indexes ORDER BY 1, 2, 3").fetchall(),
+            }
     conn = sqlite3.connect(Path(folder) / "lensdb.sqlite3")
     try:
         return {

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from lensdb import Database
-
-from .helpers import fail, jpeg, ok, snapshot
+from .helpers import fail, jpeg, ok, open_db, snapshot
 
 DEEP = 100_000
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory):
+def seeded(tmp_path_factory, targets):
     """Shared by this module's tests: each checks that it left the database unchanged."""
-    db = Database(tmp_path_factory.mktemp("seeded") / "db")
+    target = targets.new(tmp_path_factory.mktemp("seeded"))
+    db = open_db(target)
     ok(db, [{"AddImage": {"_ref": 1, "properties": {"id": 1}}},
             {"AddEntity": {"_ref": 2, "class": "P", "properties": {"k": 1}}},
             {"AddConnection": {"class": "c", "src": 2, "dst": 1}}], [jpeg()])
     yield db
     db.close()
+    targets.drop(target)
 
 
 @pytest.mark.parametrize("query, fragment", [
@@ -45,10 +45,10 @@ def seeded(tmp_path_factory):
     ("[{\"FindEntity\": " + "{\"a\": " * DEEP + "1" + "}" * DEEP + "}]", "deep"),
 ])
 def test_bad_envelopes(seeded, query, fragment):
-    before = snapshot(seeded.path)
+    before = snapshot(seeded.target)
     r = fail(seeded, query)
     assert fragment.lower() in r["info"].lower()
-    assert snapshot(seeded.path) == before
+    assert snapshot(seeded.target) == before
 
 
 def nested(depth: int) -> dict:
@@ -144,13 +144,13 @@ BAD_COMMANDS = [
 @pytest.mark.parametrize("command, fragment", BAD_COMMANDS,
                          ids=[f"{next(iter(c))}-{i}" for i, (c, _) in enumerate(BAD_COMMANDS)])
 def test_bad_commands(seeded, command, fragment):
-    before = snapshot(seeded.path)
+    before = snapshot(seeded.target)
     name = next(iter(command))
     r = fail(seeded, [{"AddEntity": {"class": "Before"}}, command])
     assert name in r["info"], r
     assert fragment.lower() in r["info"].lower(), r
     assert r.get("FailedCommand") == name
-    assert snapshot(seeded.path) == before
+    assert snapshot(seeded.target) == before
 
 
 @pytest.mark.parametrize("command", [
@@ -188,17 +188,17 @@ def test_huge_number_constraints_compare_by_value(db):
     ([1], "byte"),
 ])
 def test_bad_blobs(seeded, blobs, fragment):
-    before = snapshot(seeded.path)
+    before = snapshot(seeded.target)
     r = fail(seeded, [{"AddImage": {}}], blobs)
     assert fragment in r["info"]
-    assert snapshot(seeded.path) == before
+    assert snapshot(seeded.target) == before
 
 
 def test_blobs_given_to_a_query_that_needs_none(seeded):
-    before = snapshot(seeded.path)
+    before = snapshot(seeded.target)
     r = fail(seeded, [{"FindEntity": {}}], [b"stray"])
     assert "Expected blobs: 0. Received blobs: 1" in r["info"]
-    assert snapshot(seeded.path) == before
+    assert snapshot(seeded.target) == before
 
 
 def test_empty_query_answers_an_empty_list(seeded):

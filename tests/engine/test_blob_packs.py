@@ -7,10 +7,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from lensdb import Database
 from lensdb.store.base import Selection
 
 from .helpers import jpeg, ok, one, pack_files, packs_in_rows
+
+pytestmark = pytest.mark.sqlite_only
 
 
 def pack_sizes(folder: Path) -> list[int]:

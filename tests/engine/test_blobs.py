@@ -6,9 +6,7 @@ import os
 
 import pytest
 
-from lensdb import Database
-
-from .helpers import body, entities, fail, ok, one, pack_files, packs_in_rows, snapshot
+from .helpers import body, entities, fail, ok, one, open_db, pack_files, packs_in_rows, snapshot
 
 
 def test_blob_bytes_round_trip_exactly(db):
@@ -111,7 +109,7 @@ def test_blobs_are_consumed_in_command_order(db):
 
 
 def test_response_limit_answers_status_4(folder):
-    with Database(folder, max_response_bytes=1000) as db:
+    with open_db(folder, max_response_bytes=1000) as db:
         ok(db, [{"AddBlob": {}}, {"AddBlob": {}}], [b"a" * 600, b"b" * 600])
         assert len(ok(db, [{"FindBlob": {"blobs": True, "limit": 1}}])[1]) == 1
         r = fail(db, [{"FindBlob": {"blobs": True}}], status=4)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import UID, body, fail, ok, one, snapshot
+from .helpers import UID, body, fail, jpeg, ok, one, snapshot
 
 PEOPLE = [{"AddEntity": {"_ref": i + 1, "class": "P", "properties": {"name": n}}}
           for i, n in enumerate(["ann", "bob", "cid"])]
@@ -40,6 +40,28 @@ def test_find_connection_lists_properties_and_system_keys(net):
     uid = {p["name"]: p["_uniqueid"] for p in people}
     assert [(c["_src"], c["_dst"]) for c in r["connections"]] == [
         (uid["ann"], uid["bob"]), (uid["bob"], uid["cid"])]
+
+
+def test_find_connection_names_each_end_by_its_own_family(db):
+    """`_src`/`_dst` are the ends' own uniqueids: an image is 2.0.N, a box 4.0.N, an entity
+    1.0.N (this was reported as 1.0.N for every end)."""
+    r, _ = ok(db, [
+        {"AddImage": {"_ref": 1, "properties": {"name": "pic"}}},
+        {"AddEntity": {"_ref": 2, "class": "Camera"}},
+        {"AddConnection": {"class": "taken_by", "src": 1, "dst": 2}},
+        {"AddBoundingBox": {"_ref": 3, "image_ref": 1, "rectangle": {"x": 0, "y": 0, "width": 2,
+                                                                     "height": 2}}},
+        {"AddConnection": {"class": "seen_in", "src": 3, "dst": 2}},
+    ], [jpeg()])
+    image = one(db, {"FindImage": {"uniqueids": True, "blobs": False}})["entities"][0]["_uniqueid"]
+    camera = one(db, {"FindEntity": {"with_class": "Camera", "uniqueids": True}})["entities"][0][
+        "_uniqueid"]
+    box = one(db, {"FindBoundingBox": {"uniqueids": True}})["entities"][0]["_uniqueid"]
+    assert image.startswith("2.0.") and camera.startswith("1.0.") and box.startswith("4.0.")
+    found = conns(db, results={"list": ["_src", "_dst", "_class"], "sort": "_uniqueid"})
+    ends = {c["_class"]: (c["_src"], c["_dst"]) for c in found["connections"]}
+    assert ends["taken_by"] == (image, camera)
+    assert ends["seen_in"] == (box, camera)
 
 
 def test_find_connection_counts_and_filters(net):

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lensdb import Database
-
-from .helpers import body, entities, fail, ok, one, png, snapshot
+from .helpers import body, entities, fail, ok, one, open_db, png, snapshot
 
 # name -> properties; "none" lacks every property.
 PEOPLE = {
@@ -24,10 +22,12 @@ def add_people(db):
 
 
 @pytest.fixture(scope="module")
-def people(tmp_path_factory):
+def people(tmp_path_factory, targets):
     """Shared by the read-only tests of this module."""
-    with Database(tmp_path_factory.mktemp("people") / "db") as db:
+    target = targets.new(tmp_path_factory.mktemp("people"))
+    with open_db(target) as db:
         yield add_people(db)
+    targets.drop(target)
 
 
 def names(db, constraints, cls="P"):
@@ -158,8 +158,9 @@ def test_uniqueid_refuses_ordering(people, op):
 
 
 @pytest.fixture(scope="module")
-def dated(tmp_path_factory):
-    db = Database(tmp_path_factory.mktemp("dated") / "db")
+def dated(tmp_path_factory, targets):
+    target = targets.new(tmp_path_factory.mktemp("dated"))
+    db = open_db(target)
     ok(db, [{"AddEntity": {"class": "E", "properties": {"name": n, "at": {"_date": d}}}}
             for n, d in [
                 ("iso_utc", "2017-08-07T17:00:00Z"),
@@ -170,6 +171,7 @@ def dated(tmp_path_factory):
             ]] + [{"AddEntity": {"class": "E", "properties": {"name": "text", "at": "2017"}}}])
     yield db
     db.close()
+    targets.drop(target)
 
 
 @pytest.mark.parametrize("constraints, expected", [
@@ -215,11 +217,11 @@ def test_dates_sort_chronologically(dated):
     ([["age", "==", 1]], "constraints"),
 ])
 def test_malformed_constraints_fail_with_a_clear_message(people, constraints, fragment):
-    before = snapshot(people.path)
+    before = snapshot(people.target)
     r = fail(people, [{"FindEntity": {"constraints": constraints}}])
     assert fragment in r["info"] and "FindEntity" in r["info"]
     r = fail(people, [{"DeleteEntity": {"constraints": constraints}}])
-    assert snapshot(people.path) == before
+    assert snapshot(people.target) == before
 
 
 def test_constraints_apply_to_update_and_delete(db):
@@ -243,10 +245,10 @@ def test_large_in_lists(db):
     assert r["count"] == 50
 
 
-def test_uniqueid_family_prefix_is_part_of_the_id(tmp_path):
+def test_uniqueid_family_prefix_is_part_of_the_id(folder):
     """"2.0.N" is image row N: it names neither entity row N nor connection N, and the SDK's
     wipe sentinel "0.0.0" names nothing."""
-    with Database(tmp_path / "db") as db:
+    with open_db(folder) as db:
         ok(db, [{"AddEntity": {"class": "P", "_ref": 1}}, {"AddImage": {"_ref": 2}},
                 {"AddConnection": {"class": "sees", "src": 1, "dst": 2}}], [png(8, 8)])
         ent = entities(db, uniqueids=True, constraints={"_uniqueid": ["==", "1.0.1"]})

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import operator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lensdb import Database
+from lensdb.store.sqlite import SQLiteStore
 
-from .helpers import ok
+from .helpers import ok, open_db
 
 KEYS = ("a", "b", "c")
 MISSING = object()
@@ -122,19 +124,25 @@ objects = st.lists(st.dictionaries(st.sampled_from(KEYS), values, max_size=3), m
 
 
 @pytest.fixture(scope="module", params=["plain", "indexed"])
-def shared_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    db = Database(Path(tmp_path_factory.mktemp("prop")) / "db")
+def shared_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, targets):
+    if targets.backend == "postgres-s3":
+        pytest.skip("no blobs here: the same SQL as on postgres")
+    target = targets.new(Path(tmp_path_factory.mktemp("prop")))
+    db = open_db(target)
     if request.param == "indexed":
         ok(db, [{"CreateIndex": {"index_type": "entity", "class": "H", "property_key": k}}
                 for k in KEYS])
     yield db
     db.close()
+    targets.drop(target)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(objs=objects, queries=st.lists(constraint_sets(), min_size=1, max_size=4))
 def test_engine_matches_plain_python(shared_db: Database, objs: list[dict], queries: list[dict]):
     db = shared_db
+    if not isinstance(db.store, SQLiteStore):  # PostgreSQL refuses U+0000 in text (tested apart)
+        assume("\\u0000" not in json.dumps([objs, queries]))
     adds = [{"AddEntity": {"class": "H", "properties": {**o, "i": i}}} for i, o in enumerate(objs)]
     # Each constraint set twice: as a constraints object, and as the SDK's expression array.
     spelled = [form for c in queries for form in (c, to_expression(c))]

@@ -16,9 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from lensdb import Database
 
 from .helpers import PACK_NAME, decode, ok, packs_in_rows, packs_on_disk, rows
+
+pytestmark = pytest.mark.sqlite_only
 
 IMAGES_PER_QUERY = 3
 KEEP = 5  # query n deletes what query n - KEEP added

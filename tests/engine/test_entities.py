@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import UID, body, entities, fail, ok, one, snapshot
+from .helpers import UID, body, entities, fail, ok, one, open_db, snapshot
 
 
 def add(db, cls="Person", ref=None, **props):
@@ -232,10 +232,9 @@ def test_get_status(db):
 
 
 def test_data_survives_reopen(folder):
-    from lensdb import Database
 
-    with Database(folder) as db:
+    with open_db(folder) as db:
         add(db, name="persisted", when={"_date": "2020-01-01T00:00:00Z"})
-    with Database(folder) as db:
+    with open_db(folder) as db:
         assert entities(db, results={"list": ["name", "when"]}) == [
             {"name": "persisted", "when": {"_date": "2020-01-01T00:00:00Z"}}]

@@ -14,6 +14,7 @@ from .helpers import (
     jpeg,
     ok,
     one,
+    open_db,
     pack_files,
     png,
     snapshot,
@@ -316,10 +317,9 @@ def test_find_image_with_image_and_entity_graph(db):
 
 
 def test_image_blob_reads_survive_reopen(folder):
-    from lensdb import Database
 
     data = gradient_png()
-    with Database(folder) as db:
+    with open_db(folder) as db:
         add_image(db, data)
-    with Database(folder) as db:
+    with open_db(folder) as db:
         assert fetch(db)[1] == [data]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lensdb import Database
-
-from .helpers import UID, body, fail, ok, one
+from .helpers import UID, body, fail, ok, one, open_db
 
 ROWS = [
     {"name": "a", "n": 3, "g": "x", "f": 1.5},
@@ -18,11 +16,13 @@ ROWS = [
 
 
 @pytest.fixture(scope="module")
-def rows(tmp_path_factory):
+def rows(tmp_path_factory, targets):
     """Shared by this module's tests, which only read."""
-    with Database(tmp_path_factory.mktemp("rows") / "db") as db:
+    target = targets.new(tmp_path_factory.mktemp("rows"))
+    with open_db(target) as db:
         ok(db, [{"AddEntity": {"class": "R", "properties": p}} for p in ROWS])
         yield db
+    targets.drop(target)
 
 
 def find(db, **params):
@@ -184,9 +184,10 @@ def test_batches_respect_constraints_and_sort(rows):
 
 
 @pytest.fixture(scope="module")
-def graph(tmp_path_factory):
+def graph(tmp_path_factory, targets):
     """Three authors: a1 wrote b1 b2, a2 wrote b3, a3 wrote nothing."""
-    db = Database(tmp_path_factory.mktemp("graph") / "db")
+    target = targets.new(tmp_path_factory.mktemp("graph"))
+    db = open_db(target)
     ok(db, [
         {"AddEntity": {"_ref": 1, "class": "Author", "properties": {"name": "a1"}}},
         {"AddEntity": {"_ref": 2, "class": "Author", "properties": {"name": "a2"}}},
@@ -200,6 +201,7 @@ def graph(tmp_path_factory):
     ])
     yield db
     db.close()
+    targets.drop(target)
 
 
 def test_group_by_source_keys_by_source_uniqueid(graph):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from lensdb import Database
 
-from .helpers import body, fail, jpeg, ok, one, pack_files, snapshot
+from .helpers import body, fail, intents, jpeg, ok, one, open_db, pack_files, snapshot
 
 FOUR_WRITES = [
     {"AddImage": {"_ref": 1, "properties": {"id": 100}}},
@@ -45,7 +44,7 @@ def test_failure_in_command_5_leaves_no_trace(seeded, folder, fifth, status):
     r = fail(seeded, [*FOUR_WRITES, fifth], FOUR_BLOBS, status=status)
     assert "command 5 of 5" in r["info"] and r.get("FailedCommand") == next(iter(fifth))
     assert snapshot(folder) == before
-    assert list((Path(folder) / "blobs" / "intents").iterdir()) == []
+    assert intents(folder) == []
     # The database keeps working, and nothing of the failed query is visible.
     assert one(seeded, {"FindEntity": {"constraints": {"id": [">=", 100]},
                                        "results": {"count": True}}})["count"] == 0
@@ -104,13 +103,13 @@ def test_many_failed_blob_queries_leave_no_files(db, folder):
         fail(db, [{"AddBlob": {}}, {"AddImage": {}}, {"DeleteEntity": {"ref": i + 1}}],
              [b"x" * 1000, jpeg()])
     assert pack_files(folder) == []
-    assert list((Path(folder) / "blobs" / "intents").iterdir()) == []
+    assert intents(folder) == []
     assert snapshot(folder)["objects"] == []
 
 
 def test_readers_never_see_half_a_query(folder):
     """While a writer adds pairs of objects in single queries, readers always count even numbers."""
-    db = Database(folder)
+    db = open_db(folder)
     stop = threading.Event()
     seen: list[int] = []
     errors: list[object] = []
@@ -146,15 +145,15 @@ def test_readers_never_see_half_a_query(folder):
 def test_opening_the_folder_again_spares_blobs_of_a_running_write(folder):
     """A second opener of the folder (say `lensdb query --data` next to a server) recovers blobs
     left by crashed writers, never those a live writer has staged but not yet committed."""
-    db = Database(folder)
+    db = open_db(folder)
     opened: list[Database] = []
     try:
         staged = db.store.stage_blobs([b"staged, about to be committed"])
         # The second opener runs its recovery while the blob is staged and not yet committed.
-        opener = threading.Thread(target=lambda: opened.append(Database(folder)))
+        opener = threading.Thread(target=lambda: opened.append(open_db(folder)))
         opener.start()
         opener.join(30)
-        with db.store.write() as txn:
+        with db.store.write(staged) as txn:
             txn.add_object("_Blob", {"n": 1}, staged.keys[0])
         staged.finish(staged.keys)
         assert opened, "the second open did not finish"
@@ -169,7 +168,7 @@ def test_opening_the_folder_again_spares_blobs_of_a_running_write(folder):
 def test_reads_racing_deletes_answer_cleanly(folder):
     """A FindImage whose snapshot still has an image that a concurrent DeleteImage removed
     answers either the image or a clean error, never an internal one."""
-    db = Database(folder)
+    db = open_db(folder)
     stop = threading.Event()
     answers: list[object] = []
     data = jpeg(16, 16)
@@ -199,7 +198,7 @@ def test_reads_racing_deletes_answer_cleanly(folder):
 def test_one_find_answers_from_one_snapshot(folder):
     """Even a single Find runs several statements (count, unique, traversal, rows): a write
     committing in between must not make its answer disagree with itself."""
-    db = Database(folder)
+    db = open_db(folder)
     stop = threading.Event()
 
     def churn() -> None:  # the class holds 0 or 200 entities, never more
@@ -225,7 +224,7 @@ def test_one_find_answers_from_one_snapshot(folder):
 
 
 def test_a_large_batch_is_one_pack_and_a_failed_one_leaves_none(folder):
-    with Database(folder) as db:
+    with open_db(folder) as db:
         datas = [bytes([i]) * (1000 + i) for i in range(40)] + [b"", b"x" * (3 << 20)]
         ok(db, [{"AddBlob": {"properties": {"i": i}}} for i in range(42)], datas)
         r, blobs = ok(db, [{"FindBlob": {"blobs": True, "sort": "i"}}])
@@ -236,4 +235,4 @@ def test_a_large_batch_is_one_pack_and_a_failed_one_leaves_none(folder):
         bad.append({"FindEntity": {"is_connected_to": {"ref": 99}}})
         fail(db, bad, datas)
         assert set(pack_files(folder)) == before
-        assert list((Path(folder) / "blobs" / "intents").iterdir()) == []
+        assert intents(folder) == []

@@ -412,3 +412,15 @@ class AuthStore:
 
 def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def open_auth_store(data: str | Path) -> AuthStore:
+    """The auth store of a dataset: `auth.sqlite3` in a data folder, or tables in the
+    PostgreSQL database a `postgresql://` URL names (shared by every server on it)."""
+    from urllib.parse import urlsplit
+
+    if isinstance(data, str) and urlsplit(data).scheme in ("postgresql", "postgres"):
+        from lensdb.auth.pgstore import PostgresAuthStore
+
+        return PostgresAuthStore(str(data))
+    return AuthStore(data)

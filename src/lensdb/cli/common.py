@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import click
@@ -13,10 +12,20 @@ from lensdb.cli import setting, settings
 if TYPE_CHECKING:
     from lensdb.auth.store import AuthStore
 
-data_option = click.option(
-    "--data", default=setting("data"), show_default="./data",
-    type=click.Path(file_okay=False, path_type=Path), help="Database folder. Env: LENSDB_DATA.",
-)
+def data_option(f):  # noqa: ANN001, ANN201 - a click decorator: --data and --blobs
+    f = click.option(
+        "--blobs", default=setting("blobs"), metavar="URL",
+        help="With a postgresql:// --data: where blobs go, s3://BUCKET/PREFIX (endpoint and "
+             "credentials from the AWS_* variables) or file:///shared/path. Env: LENSDB_BLOBS.")(f)
+    return click.option(
+        "--data", default=setting("data"), show_default="./data", metavar="FOLDER|URL",
+        help="Database folder (embedded), or postgresql://USER:PASSWORD@HOST/DB. "
+             "Env: LENSDB_DATA.")(f)
+
+
+def config_error(e: Exception) -> click.ClickException:
+    """A start-up error (wrong URL, credentials, bucket) as one line for the shell."""
+    return click.ClickException(str(e))
 
 
 def split_hostport(value: str) -> tuple[str, int]:
@@ -29,11 +38,16 @@ def split_hostport(value: str) -> tuple[str, int]:
         raise click.BadParameter(str(exc)) from None
 
 
-def open_store(data: Path) -> AuthStore:
+def open_store(data: str, blobs: str | None = None) -> AuthStore:
     """Open the auth store, creating 'admin' on first use as `lensdb serve` would."""
-    from lensdb.auth.store import AuthStore  # imported late: a fast CLI start
+    from lensdb.auth.store import open_auth_store  # imported late: a fast CLI start
+    from lensdb.store.factory import check_location
 
-    store = AuthStore(data)
+    try:
+        check_location(data, blobs, need_blobs=False)
+        store = open_auth_store(data)
+    except Exception as e:
+        raise config_error(e) from None
     generated = store.bootstrap(settings().admin_password)
     if generated:
         click.echo(f"Created user 'admin' with password: {generated} (shown only this once)", err=True)

@@ -8,19 +8,18 @@ from pathlib import Path
 
 import click
 
-from lensdb.cli import main, setting
+from lensdb.cli import main
+from lensdb.cli.common import config_error, data_option
 
 
 @main.command()
-@click.option("--data", default=setting("data"), show_default="./data",
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Database folder (created if missing). Env: LENSDB_DATA.")
+@data_option
 @click.option("--blob", "blob_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A file to send as an input blob; repeat in command order.")
 @click.option("--save-blobs", type=click.Path(file_okay=False, path_type=Path),
               help="Write returned blobs into this folder as blob-<n>.")
 @click.argument("query", required=False)
-def query(data: Path, blob_files: tuple[Path, ...], save_blobs: Path | None, query: str | None) -> None:
+def query(data: str, blobs: str | None, blob_files: tuple[Path, ...], save_blobs: Path | None, query: str | None) -> None:
     """Run QUERY (a JSON command array; '-' or nothing reads standard input) and print the response.
 
     Example: lensdb query --data ./data '[{"GetStatus": {}}]'
@@ -28,9 +27,13 @@ def query(data: Path, blob_files: tuple[Path, ...], save_blobs: Path | None, que
     from lensdb import Database
 
     text = sys.stdin.read() if query in (None, "-") else query
-    blobs = [p.read_bytes() for p in blob_files]
-    with Database(data) as db:
-        response, out_blobs = db.query(text, blobs)
+    inputs = [p.read_bytes() for p in blob_files]
+    try:
+        db = Database(data, blobs=blobs)
+    except Exception as e:
+        raise config_error(e) from None
+    with db:
+        response, out_blobs = db.query(text, inputs)
     click.echo(json.dumps(response, indent=2))
     if save_blobs and out_blobs:
         save_blobs.mkdir(parents=True, exist_ok=True)

@@ -7,11 +7,15 @@ from pathlib import Path
 import click
 
 from lensdb.cli import main, setting, settings
+from lensdb.cli.common import config_error, data_option
 
 
 @main.command()
-@click.option("--data", default=setting("data"), show_default="./data",
-              type=click.Path(file_okay=False, path_type=Path), help="Database folder (created if missing). Env: LENSDB_DATA.")
+@data_option
+@click.option("--state", "state_dir", default=setting("server_state"), show_default="./lensdb-state",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="With a postgresql:// --data: this server's local folder (its generated TLS "
+                   "certificate). Everything users see is in PostgreSQL. Env: LENSDB_STATE.")
 @click.option("--host", default=setting("host"), show_default="127.0.0.1", help="Address to listen on. Env: LENSDB_HOST.")
 @click.option("--port", default=setting("port"), show_default="55555", type=int,
               help="TCP port for ApertureDB and VDMS clients. Env: LENSDB_PORT.")
@@ -38,7 +42,7 @@ from lensdb.cli import main, setting, settings
                    "(repeatable; none by default). Env: LENSDB_CORS_ORIGINS (comma-separated).")
 @click.option("--dev", is_flag=True, help="Development mode: the media gateway allows every origin (CORS *). "
               "Env: LENSDB_DEV=1.")
-def serve(data: Path, host: str, port: int, http_port: int, tls_cert: Path | None, tls_key: Path | None,
+def serve(data: str, blobs: str | None, state_dir: Path, host: str, port: int, http_port: int, tls_cert: Path | None, tls_key: Path | None,
           require_tls: bool, http_tls: bool, session_ttl: int, refresh_ttl: int, max_message_mb: int,
           workers: int, allow_vdms: bool, vdms_client_ca: Path | None, idle_timeout: float,
           cors_origins: tuple[str, ...], dev: bool) -> None:
@@ -51,13 +55,25 @@ def serve(data: Path, host: str, port: int, http_port: int, tls_cert: Path | Non
 
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    from lensdb.store.factory import ConfigError, check_location, is_postgres_url
+
+    try:
+        check_location(data, blobs)
+    except Exception as e:
+        raise config_error(e) from None
+    pg = is_postgres_url(data)
     given = settings().with_options(
-        data=data, host=host, port=port, http_port=http_port,
+        data=data, blobs=blobs, host=host, port=port, http_port=http_port,
         cors_origins=tuple(o.strip().rstrip("/") for o in cors_origins) or None, dev=dev or None)
-    run(ServeConfig(
-        data_dir=data, host=host, port=port, http_port=http_port or None,
+    config = ServeConfig(
+        data_dir=state_dir if pg else Path(data), data=data if pg else None, blobs=blobs,
+        host=host, port=port, http_port=http_port or None,
         tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls, http_tls=http_tls,
         session_ttl=session_ttl, refresh_ttl=refresh_ttl, max_message_mb=max_message_mb,
         workers=workers, allow_vdms=allow_vdms, vdms_client_ca=vdms_client_ca,
         idle_timeout=idle_timeout or None, settings=given,
-    ))
+    )
+    try:
+        run(config)
+    except ConfigError as e:  # a wrong bucket or credentials found while opening the store
+        raise config_error(e) from None

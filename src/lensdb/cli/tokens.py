@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from lensdb.cli import main
@@ -19,13 +17,13 @@ def tokens() -> None:
 @data_option
 @click.argument("username")
 @click.option("--expires-in", type=click.IntRange(min=1), help="Lifetime in seconds (default: no expiry).")
-def create(data: Path, username: str, expires_in: int | None) -> None:
+def create(data: str, blobs: str | None, username: str, expires_in: int | None) -> None:
     """Create a token for USERNAME and print it (only its hash is kept)."""
     from lensdb.auth import credentials
     from lensdb.auth.store import AuthError
 
     token = credentials.new_token(credentials.API_PREFIX)
-    store = open_store(data)
+    store = open_store(data, blobs)
     try:
         store.add_token(username, token, expires_in)
     except AuthError as e:
@@ -39,11 +37,11 @@ def create(data: Path, username: str, expires_in: int | None) -> None:
 @data_option
 @click.argument("token")
 @click.option("--user", "username", help="Only look among this user's tokens.")
-def revoke(data: Path, token: str, username: str | None) -> None:
+def revoke(data: str, blobs: str | None, token: str, username: str | None) -> None:
     """Revoke TOKEN (whole, or its first characters as listed); its sessions end."""
     from lensdb.auth.store import AuthError
 
-    store = open_store(data)
+    store = open_store(data, blobs)
     try:
         store.remove_tokens(username, [token])
     except AuthError as e:
@@ -56,11 +54,11 @@ def revoke(data: Path, token: str, username: str | None) -> None:
 @tokens.command("list")
 @data_option
 @click.argument("username")
-def list_(data: Path, username: str) -> None:
+def list_(data: str, blobs: str | None, username: str) -> None:
     """List USERNAME's tokens by their shown prefix."""
     import time
 
-    store = open_store(data)
+    store = open_store(data, blobs)
     try:
         user = store.user(username)
         if user is None:

@@ -6,8 +6,6 @@ removing a user ends that user's sessions.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from lensdb.cli import main
@@ -25,13 +23,13 @@ def users() -> None:
 @click.option("--password", help="Password (prompted for when omitted).")
 @click.option("--role", "roles", multiple=True, help="Role to grant; repeat for several (e.g. --role admin).")
 @click.option("--email", help="Email address.")
-def add(data: Path, username: str, password: str | None, roles: tuple[str, ...], email: str | None) -> None:
+def add(data: str, blobs: str | None, username: str, password: str | None, roles: tuple[str, ...], email: str | None) -> None:
     """Create USERNAME."""
     from lensdb.auth.store import AuthError
 
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    store = open_store(data)
+    store = open_store(data, blobs)
     try:
         store.create_user(username, password, roles, email)
     except AuthError as e:
@@ -43,9 +41,9 @@ def add(data: Path, username: str, password: str | None, roles: tuple[str, ...],
 
 @users.command("list")
 @data_option
-def list_(data: Path) -> None:
+def list_(data: str, blobs: str | None) -> None:
     """List users, their roles and how many API tokens they hold."""
-    store = open_store(data)
+    store = open_store(data, blobs)
     try:
         rows = [(u.username, ",".join(u.roles) or "-", u.email or "-", len(store.tokens_of(u.id))) for u in store.users()]
     finally:
@@ -59,11 +57,11 @@ def list_(data: Path) -> None:
 @users.command("remove")
 @data_option
 @click.argument("username")
-def remove(data: Path, username: str) -> None:
+def remove(data: str, blobs: str | None, username: str) -> None:
     """Remove USERNAME, their tokens and sessions."""
     from lensdb.auth.store import AuthError
 
-    store = open_store(data)
+    store = open_store(data, blobs)
     try:
         store.remove_user(username)
     except AuthError as e:
@@ -77,7 +75,7 @@ def remove(data: Path, username: str) -> None:
 @data_option
 @click.argument("username")
 @click.option("--password", help="New password (prompted for when omitted).")
-def passwd(data: Path, username: str, password: str | None) -> None:
+def passwd(data: str, blobs: str | None, username: str, password: str | None) -> None:
     """Set USERNAME's password; their open sessions end."""
     from lensdb.auth.store import AuthError
 
@@ -85,7 +83,7 @@ def passwd(data: Path, username: str, password: str | None) -> None:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
     if not password:
         fail(ValueError("the password must not be empty"))
-    store = open_store(data)
+    store = open_store(data, blobs)
     try:
         store.update_user(username, password=password)
     except AuthError as e:

@@ -63,7 +63,7 @@ def find(ctx: Context, body: object) -> dict[str, Any]:
         return ctx.txn.find_connections(sel, src=src, dst=dst)
 
     def count(sel: Selection) -> int:
-        return len(ctx.txn.find_connections(sel, src=src, dst=dst))
+        return ctx.txn.count_connections(sel, src=src, dst=dst)
 
     return run_find(ctx, p, shape, classes=[cls] if cls else None,
                     where=parse_constraints(p.get("constraints"), connections=True), traversal=None,

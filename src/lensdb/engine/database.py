@@ -13,8 +13,8 @@ from lensdb.engine.constraints import parse_constraints
 from lensdb.engine.context import BlobInput, Context, Params, takes_blob
 from lensdb.errors import QueryError, Status, answer, failure
 from lensdb.index import VectorIndexes
-from lensdb.store.base import Staged, Store
-from lensdb.store.sqlite import SQLiteStore
+from lensdb.store.base import Staged, Store, StoreError
+from lensdb.store.factory import open_store
 
 log = logging.getLogger(__name__)
 
@@ -93,19 +93,24 @@ class _Abort(Exception):
 
 
 class Database:
-    """An embedded lensdb database in a folder (created if missing).
+    """A lensdb database: a folder (embedded SQLite + pack files, created if missing), or a
+    `postgresql://` URL with `blobs` naming where the bytes go (`s3://BUCKET/PREFIX` or
+    `file:///shared/path`).
 
     `query(commands, blobs)` answers like ApertureDB's `Connector.query`: a list with one
     response per command, or, when the transaction failed, one `{"status", "info"}` object.
     Thread-safe: readers run concurrently, writers one at a time.
     """
 
-    def __init__(self, path: str | Path, *, store: Store | None = None, durable: bool = False,
+    def __init__(self, path: str | Path, *, blobs: str | None = None, store: Store | None = None,
+                 durable: bool = False,
                  max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
-        self.path = Path(path)
-        self.store: Store = store or SQLiteStore(self.path, durable=durable)
+        self.path = path if isinstance(path, str) and "://" in path else Path(path)
+        self.store: Store = store or open_store(path, blobs, durable=durable)
         self.max_response_bytes = max_response_bytes
-        self.vectors = VectorIndexes(self.path / "vectors")
+        # Embedded: indexes are saved beside the data so a big set opens fast. On a network store
+        # each server keeps them in memory only, built from the stored vectors and caught up.
+        self.vectors = VectorIndexes(self.path / "vectors" if isinstance(self.path, Path) else None)
 
     def __enter__(self) -> Database:
         return self
@@ -150,7 +155,7 @@ class Database:
                 opener = self.store.read(blobs=not READS_BLOBS.isdisjoint(names))
             else:
                 inputs, staged = self._stage_inputs(parsed, blobs or [])
-                opener = self.store.write()
+                opener = self.store.write(staged)
             with opener as txn:
                 ctx = Context(self.store, txn, inputs, self.max_response_bytes)
                 ctx.extra["vectors"] = self.vectors
@@ -165,6 +170,11 @@ class Database:
             if ctx is not None:
                 descriptors.after_rollback(ctx, self.vectors)
             return a.response, []
+        except StoreError as e:  # the backend says what went wrong (unreachable, ...)
+            if staged is not None:
+                staged.abort()
+            log.warning("query failed: %s", e)
+            return failure(f"storage: {e}"), []
         except Exception as e:  # a bug or a storage failure: answer, log, keep serving
             if staged is not None:
                 staged.abort()

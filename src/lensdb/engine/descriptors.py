@@ -577,9 +577,10 @@ def index_of(ctx: Context, s: DescriptorSet) -> VectorSet:
     if vs.version < s.version:
         with vs.lock:
             if vs.version < s.version:
-                if fresh:
-                    # A saved copy from before a crash or another process's writes: compare
-                    # every id once (vectors are read only for the rows it lacks).
+                if fresh or not ctx.store.ids_in_commit_order:
+                    # A saved copy from before a crash or another process's writes, or another
+                    # server's commits whose ids need not be above ours: compare every id once
+                    # (vectors are read only for the rows the index lacks).
                     have = vs.ids()
                     stored = {r.id: r for r in _rows(ctx, s)}
                     vs.remove(have - stored.keys())

@@ -51,9 +51,9 @@ def system_value(key: str, row: ObjectRow | ConnectionRow) -> Any:
         return _coordinates(props)
     if isinstance(row, ConnectionRow):
         if key == "_src":
-            return object_uid("", row.src)
+            return object_uid(row.src_cls, row.src)
         if key == "_dst":
-            return object_uid("", row.dst)
+            return object_uid(row.dst_cls, row.dst)
         if key == "_class":
             return row.cls
     elif key == "_class":
@@ -204,13 +204,16 @@ def traverse(ctx: Context, spec: object) -> Traversal:
 
 
 Row = ObjectRow | ConnectionRow
+# Rows -> their blobs (stored bytes, rendered or cropped), in order.
+BlobsOf = Callable[[list], list[bytes]]
+BLOB_CHUNK = 64
 Fetch = Callable[[Selection], list]
 Count = Callable[[Selection], int]
 
 
 def run_find(ctx: Context, p: Params, shape: Shape, *, classes: Sequence[str] | None,
              where: Predicate | None, traversal: Traversal | None, fetch: Fetch, count: Count,
-             blob_of: Callable[[Row], bytes] | None, kind: str = "object") -> dict[str, Any]:
+             blob_of: BlobsOf | None, kind: str = "object") -> dict[str, Any]:
     """Select, page, bind `_ref`, and build the response of one Find command."""
     ids = traversal.ids if traversal is not None else None
     base = Selection(classes=classes, where=where, ids=ids, sort=shape.sort)
@@ -253,7 +256,18 @@ def run_find(ctx: Context, p: Params, shape: Shape, *, classes: Sequence[str] | 
     if report:
         if shape.blobs:
             out["blobs_start"] = len(ctx.blobs_out)
-        entities = [_project(r, shape, ctx, blob_of) for r in rows]
+        entities = []
+        # Blobs are read a chunk of rows at a time: one batched read (parallel GETs from object
+        # storage), and memory bounded by the chunk, not by the whole answer.
+        for start in range(0, len(rows), BLOB_CHUNK):
+            chunk = rows[start:start + BLOB_CHUNK]
+            if shape.blobs:
+                if blob_of is None:
+                    raise QueryError("these objects have no blobs")
+                datas = blob_of(chunk)
+            else:
+                datas = [None] * len(chunk)
+            entities += [_project(r, shape, ctx, d) for r, d in zip(chunk, datas, strict=True)]
         key = "connections" if kind == "connection" else "entities"
         if grouped:
             out[key] = _group(traversal, rows, entities)
@@ -304,7 +318,7 @@ def _sequence_sort(rows: list, key: str, sequence: list[Any]) -> list:
 
 
 def _project(row: Row, shape: Shape, ctx: Context,
-             blob_of: Callable[[Row], bytes] | None) -> dict[str, Any]:
+             data: bytes | None) -> dict[str, Any]:
     if shape.all_properties:
         # Only dates need decoding; checking the type inline keeps this loop cheap.
         ent = {k: (decode_value(v) if type(v) is dict else v)
@@ -316,9 +330,8 @@ def _project(row: Row, shape: Shape, ctx: Context,
     else:
         ent = {k: system_value(k, row) for k in shape.keys}
     if shape.blobs:
-        if blob_of is None:
-            raise QueryError("these objects have no blobs")
-        ent["_blob_index"] = ctx.emit_blob(blob_of(row))
+        assert data is not None
+        ent["_blob_index"] = ctx.emit_blob(data)
     return ent
 
 

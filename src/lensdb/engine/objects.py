@@ -14,7 +14,7 @@ from lensdb.engine.find import FIND_COMMON, Row, Traversal, combine, parse_shape
 from lensdb.engine.ids import object_uid
 from lensdb.engine.values import check_user_key, encode_properties
 from lensdb.errors import QueryError, Status, answer
-from lensdb.store.base import Compare, ObjectRow, Predicate, Selection
+from lensdb.store.base import BlobMissing, Compare, ObjectRow, Predicate, Selection
 
 ADD_COMMON = frozenset({"_ref", "properties", "if_not_found", "connect"})
 UPDATE_COMMON = frozenset({"ref", "constraints", "properties", "remove_props"})
@@ -231,30 +231,40 @@ def _blob_reader(ctx: Context, fam: Family, p: Params):  # noqa: ANN202 - a clos
     except media.MediaError as e:
         raise QueryError(str(e)) from None
     if fam.cls in ("_Image", "_Blob"):
-        def read(row: Row) -> bytes:
-            data = _stored_blob(ctx, row)  # type: ignore[arg-type]
-            return _render(data, ops, fmt) if fam.cls == "_Image" else data
+        def read(rows: list[Row]) -> list[bytes]:
+            datas = _stored_blobs(ctx, rows)  # type: ignore[arg-type]
+            if fam.cls == "_Blob":
+                return datas
+            return [_render(d, ops, fmt) for d in datas]
         return read
     if fam.is_region:
         assert fam.cls is not None
         link = REGION_LINKS[fam.cls]
 
-        def crop(row: Row) -> bytes:
-            pairs = ctx.txn.neighbors([row.id], "out", link, None)
-            images = ctx.txn.find_objects(Selection(ids=[pairs[0][1]])) if pairs else []
-            if not images or images[0].blob is None:
-                raise QueryError(f"region {row.id} has no image")
-            data = _stored_blob(ctx, images[0])
-            return _render(data, ops, fmt, regions.crop_box(row.props))
+        def crop(rows: list[Row]) -> list[bytes]:
+            # Two statements for the whole chunk, not two per region.
+            image_of = dict(ctx.txn.neighbors([r.id for r in rows], "out", link, None))
+            wanted = sorted(set(image_of.values()))
+            images = {i.id: i for i in ctx.txn.find_objects(Selection(ids=wanted))} if wanted else {}
+            for r in rows:
+                image = images.get(image_of.get(r.id, -1))
+                if image is None or image.blob is None:
+                    raise QueryError(f"region {r.id} has no image")
+            distinct = list({images[image_of[r.id]].id: images[image_of[r.id]]
+                             for r in rows}.values())
+            stored = dict(zip([i.id for i in distinct], _stored_blobs(ctx, distinct), strict=True))
+            return [_render(stored[image_of[r.id]], ops, fmt, regions.crop_box(r.props))
+                    for r in rows]
         return crop
     return None
 
 
-def _stored_blob(ctx: Context, row: ObjectRow) -> bytes:
+def _stored_blobs(ctx: Context, rows: list[ObjectRow]) -> list[bytes]:
     try:
-        return ctx.store.get_blob(row.blob)  # type: ignore[arg-type]
-    except FileNotFoundError:
-        # The row is in this query's snapshot, but a delete committed since removed the file.
+        return ctx.store.get_blobs([row.blob for row in rows])  # type: ignore[misc]
+    except BlobMissing as e:
+        # A row is in this query's snapshot, but a delete committed since removed its bytes.
+        row = next((r for r in rows if r.blob == e.key), rows[0])
         raise QueryError(f"the blob of {object_uid(row.cls, row.id)} is gone: a query running "
                          "at the same time deleted it (retry)") from None
 

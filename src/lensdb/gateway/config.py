@@ -50,6 +50,7 @@ class GatewayConfig:
     public_url: str | None = None
     webhook_secret: str = ""
     default_ttl: int = DEFAULT_TTL
+    shared_signing_secret: str = ""  # kept in the database when servers share one
 
     @property
     def allow_origins(self) -> list[str]:
@@ -57,6 +58,8 @@ class GatewayConfig:
 
     @property
     def signing_secret(self) -> bytes:
+        if self.shared_signing_secret:
+            return self.shared_signing_secret.encode()
         return read_or_create_secret(self.data_dir / SECRET_FILE).encode()
 
     @classmethod
@@ -65,7 +68,8 @@ class GatewayConfig:
         hook = settings.webhook_secret or read_or_create_secret(data_dir / WEBHOOK_SECRET_FILE)
         public = settings.public_url
         cfg = cls(data_dir=data_dir, cors_origins=list(settings.cors_origins), dev=settings.dev,
-                  public_url=public.rstrip("/") if public else None, webhook_secret=hook)
+                  public_url=public.rstrip("/") if public else None, webhook_secret=hook,
+                  shared_signing_secret=settings.signing_secret or "")
         if cfg.dev:
             log.warning("gateway in development mode: CORS allows every origin (*); "
                         "do not use --dev in production")

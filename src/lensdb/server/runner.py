@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 import sys
 import threading
@@ -21,13 +22,14 @@ from pathlib import Path
 import uvicorn
 
 from lensdb.auth.service import DEFAULT_REFRESH_TTL, DEFAULT_SESSION_TTL, AuthService
-from lensdb.auth.store import AuthStore
+from lensdb.auth.store import open_auth_store
 from lensdb.server import tls
 from lensdb.server.context import ServerContext
 from lensdb.server.dispatch import QueryHandler
 from lensdb.server.http import create_app
 from lensdb.server.tcp import TcpOptions, TcpServer
 from lensdb.settings import Settings
+from lensdb.store.factory import redact
 
 log = logging.getLogger("lensdb.server")
 
@@ -36,7 +38,9 @@ ADMIN_PASSWORD_ENV = "LENSDB_ADMIN_PASSWORD"
 
 @dataclass
 class ServeConfig:
-    data_dir: Path
+    data_dir: Path  # the data folder; with `data` a PostgreSQL URL, this server's local state
+    data: str | None = None  # a postgresql:// URL (scale-out); None: data_dir is the database
+    blobs: str | None = None  # with `data`: s3://BUCKET/PREFIX or file:///shared/path
     host: str = "127.0.0.1"
     port: int = 55555
     http_port: int | None = 55556
@@ -83,20 +87,27 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
     tls_ctx = tls.server_context(cert, key)
     vdms_ctx = tls.server_context(cert, key, config.vdms_client_ca) if config.vdms_client_ca else tls_ctx
 
-    store = AuthStore(data_dir)
+    location = config.data or data_dir
+    store = open_auth_store(location)
     generated = store.bootstrap(config.settings.admin_password)
     if generated:
         # Shown once; only its hash is stored.
         print(f"Created user 'admin' with password: {generated}\n"
               f"(shown only this once; set {ADMIN_PASSWORD_ENV} to choose it)", file=sys.stderr, flush=True)
     auth = AuthService(store, config.session_ttl, config.refresh_ttl)
-    db = Database(data_dir)
+    db = Database(location, blobs=config.blobs)
+    settings = config.settings
+    if config.data:  # every server on one database signs media links and webhooks alike
+        settings = settings.with_options(
+            signing_secret=store.shared_secret("gateway", secrets.token_hex(32)),
+            webhook_secret=settings.webhook_secret or store.shared_secret(
+                "webhook", secrets.token_hex(32)))
     # Descriptor indexes load in the background, so the first searches need not wait for them.
     threading.Thread(target=_load_vectors, args=(db,), name="lensdb-vectors", daemon=True).start()
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="lensdb-query")
     max_bytes = config.max_message_mb * 2**20
     handler = QueryHandler(db, auth)
-    context = ServerContext(db, auth, handler, executor, data_dir, max_bytes, config.settings)
+    context = ServerContext(db, auth, handler, executor, data_dir, max_bytes, settings)
 
     tcp = TcpServer(
         handler,
@@ -146,7 +157,8 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
             log.info("HTTP%s (REST /api/, /openapi.json) listening on %s://%s:%d",
                      "S" if config.http_tls else "", "https" if config.http_tls else "http",
                      config.host, config.http_port)
-        log.info("TLS certificate %s; lensdb ready (data in %s)", cert, data_dir)
+        log.info("TLS certificate %s; lensdb ready (data in %s)", cert,
+                 redact(config.data) if config.data else data_dir)
         if ready is not None:
             ready(context)
         waiters = [asyncio.create_task(stop.wait())]

@@ -1,8 +1,12 @@
 """The interface between the query engine and a storage backend.
 
 The engine speaks in object ids, classes, stored property dicts and the predicate tree below;
-a backend turns those into its own queries (SQL for SQLite, later PostgreSQL) and keeps blobs.
+a backend turns those into its own queries (SQL for SQLite or PostgreSQL) and keeps blobs.
 Everything a query does happens inside one `Txn`, committed or rolled back as a whole.
+
+The interface is shaped for a database across a network: reads come in sets (a `Selection`
+with many ids, `neighbors` of many refs), counts are asked as counts, and a connection row
+carries its ends' classes, so no answer needs one round trip per row.
 """
 
 from __future__ import annotations
@@ -11,6 +15,20 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+
+class StoreError(Exception):
+    """A backend failure the engine reports to the client as it is (status -1, this text)."""
+
+
+class BlobMissing(StoreError, LookupError):
+    """A row names a blob whose bytes are gone: a delete that committed after the reading
+    snapshot began removed them, or the storage lost them (`lensdb check` reports which)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"blob {key} is missing from the blob store")
+        self.key = key
+
 
 # --- predicates over stored properties -------------------------------------------------------
 
@@ -103,6 +121,9 @@ class ConnectionRow:
     src: int
     dst: int
     props: dict[str, Any] = field(default_factory=dict)
+    # The classes of the two ends, read in the same statement (for `_src`/`_dst` uniqueids).
+    src_cls: str = ""
+    dst_cls: str = ""
 
 
 @dataclass
@@ -136,7 +157,10 @@ class Txn(Protocol):
     """One transaction. Reads see the transaction's own writes."""
 
     # objects
-    def add_object(self, cls: str, props: dict[str, Any], blob: str | None = None) -> int: ...
+    def add_object(self, cls: str, props: dict[str, Any], blob: str | None = None,
+                   id: int | None = None) -> int:
+        """A new object; `id` keeps a given id (copying a dataset), else the next one."""
+        ...
     def find_objects(self, sel: Selection) -> list[ObjectRow]: ...
     def count_objects(self, sel: Selection) -> int: ...
     def update_objects(self, ids: Sequence[int], set_props: dict[str, Any],
@@ -146,9 +170,12 @@ class Txn(Protocol):
         ...
 
     # connections
-    def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any]) -> int: ...
+    def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any],
+                       id: int | None = None) -> int: ...
     def find_connections(self, sel: Selection, src: Sequence[int] | None = None,
                          dst: Sequence[int] | None = None) -> list[ConnectionRow]: ...
+    def count_connections(self, sel: Selection, src: Sequence[int] | None = None,
+                          dst: Sequence[int] | None = None) -> int: ...
     def neighbors(self, ref_ids: Sequence[int], direction: str, cls: str | None,
                   where: Predicate | None) -> list[tuple[int, int]]:
         """(ref id, neighbour id) pairs. direction "out": ref → neighbour; "in": neighbour → ref;
@@ -186,12 +213,62 @@ class Store(Protocol):
     their file I/O); rows name them by key; `finish` or `abort` settles them afterwards.
     """
 
+    # True when a row committed later always has a higher id than every row committed before it
+    # (one writer, one id sequence: SQLite). PostgreSQL servers take ids in blocks, so a row
+    # committed later by one server may have a lower id than another server's rows.
+    ids_in_commit_order: bool
+
     def stage_blobs(self, blobs: list[bytes]) -> Staged: ...
 
     def read(self, blobs: bool = True) -> AbstractContextManager[Txn]:
         """A read-only transaction: every statement in it sees the same commit (one snapshot).
         blobs=False promises no `get_blob` inside it, so it need not keep blob files alive."""
         ...
-    def write(self) -> AbstractContextManager[Txn]: ...
-    def get_blob(self, key: str) -> bytes: ...
+    def write(self, staged: Staged | None = None) -> AbstractContextManager[Txn]:
+        """The write transaction; `staged` are the blobs its rows may reference (a backend
+        whose intents live in the database settles them in this same transaction)."""
+        ...
+    def get_blob(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """The blob's bytes, or `length` of them from `offset` (None: to the end); a range
+        reads only those bytes from storage. Raises `BlobMissing` when they are gone."""
+        ...
+    def get_blobs(self, keys: Sequence[str]) -> list[bytes]:
+        """Several whole blobs, in order (object storage fetches them in parallel)."""
+        ...
+    def blob_size(self, key: str) -> int:
+        """The blob's length in bytes, without reading it."""
+        ...
+    def check(self, repair: bool = False) -> BlobCheck:
+        """Compare blob rows with the stored bytes (see `BlobCheck`)."""
+        ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class BlobCheck:
+    """What `lensdb check` reports, on every backend."""
+
+    rows: int = 0  # rows that have a blob
+    packs: int = 0  # pack files (objects) in blob storage
+    live_bytes: int = 0  # bytes those rows use
+    pack_bytes: int = 0  # bytes the packs take
+    missing: list[str] = field(default_factory=list)  # blob keys whose bytes are not stored
+    orphans: list[str] = field(default_factory=list)  # packs no row uses
+
+
+class BlobBackend(Protocol):
+    """Where a network backend keeps its packs: a shared folder or an S3 bucket. It only moves
+    bytes; which packs are live, staged or deleted is the database's business."""
+
+    def put(self, pack: str, blobs: list[bytes]) -> None:
+        """Store these blobs back to back as one pack."""
+        ...
+    def read_pack(self, pack: str, offset: int, length: int) -> bytes:
+        """`length` bytes of a pack from `offset`; raises `BlobMissing` if the pack is gone."""
+        ...
+    def delete(self, packs: Iterable[str]) -> None: ...
+    def list_packs(self) -> dict[str, int]:
+        """Every pack stored, with its size."""
+        ...
+    def describe(self) -> str: ...
     def close(self) -> None: ...

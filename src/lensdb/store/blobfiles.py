@@ -28,6 +28,8 @@ import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from lensdb.store.base import BlobMissing
+
 _BUFFER = 1 << 20  # small blobs are coalesced into writes of this size
 
 
@@ -101,6 +103,16 @@ def place(key: str) -> tuple[str, int, int | None]:
         return pack, 0, None
     offset, length = where.split(".")
     return pack, int(offset), int(length)
+
+
+def read_range(fd: int, offset: int, length: int, key: str) -> bytes:
+    data = os.pread(fd, length, offset)
+    while len(data) < length:  # reads of over 2 GB come back in parts
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            raise BlobMissing(key)  # the pack is shorter than the row says
+        data += more
+    return data
 
 
 def is_pack_name(name: str) -> bool:
@@ -198,21 +210,44 @@ class BlobFolder:
         for pack in packs:
             self.path(pack).unlink(missing_ok=True)
 
-    def read(self, key: str) -> bytes:
-        pack, offset, length = place(key)
-        if length is None:
-            return self.path(pack).read_bytes()
-        fd = os.open(self.path(pack), os.O_RDONLY)
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """The blob's bytes, or `length` of them from `offset` within it (None: to its end)."""
+        pack, start, size = place(key)
         try:
-            data = os.pread(fd, length, offset)
-            while len(data) < length:  # reads of over 2 GB come back in parts
-                more = os.pread(fd, length - len(data), offset + len(data))
-                if not more:
-                    raise OSError(f"blob {key}: its pack file is shorter than the row says")
-                data += more
+            fd = os.open(self.path(pack), os.O_RDONLY)
+        except FileNotFoundError:
+            raise BlobMissing(key) from None
+        try:
+            if size is None:
+                size = os.fstat(fd).st_size
+            offset = min(max(offset, 0), size)
+            want = size - offset if length is None else max(0, min(length, size - offset))
+            return read_range(fd, start + offset, want, key)
         finally:
             os.close(fd)
-        return data
+
+    def blob_size(self, key: str) -> int:
+        pack, _, size = place(key)
+        if size is not None:
+            return size
+        try:
+            return self.path(pack).stat().st_size
+        except FileNotFoundError:
+            raise BlobMissing(key) from None
+
+    def put(self, pack: str, blobs: list[bytes]) -> None:
+        """Write a pack without an intent file (a backend that keeps its intents elsewhere)."""
+        self._write(pack, blobs)
+
+    def read_pack(self, pack: str, offset: int, length: int) -> bytes:
+        try:
+            fd = os.open(self.path(pack), os.O_RDONLY)
+        except FileNotFoundError:
+            raise BlobMissing(pack) from None
+        try:
+            return read_range(fd, offset, length, pack)
+        finally:
+            os.close(fd)
 
     def recover(self, referenced: Callable[[list[str]], set[str]]) -> int:
         """Delete the packs of writers that died before finishing. Returns how many."""
@@ -239,3 +274,22 @@ class BlobFolder:
 
     def close(self) -> None:
         pass
+
+
+class FileBlobs(BlobFolder):
+    """Packs in a folder shared by several servers (`--blobs file:///path`, e.g. NFS), with the
+    intents kept in PostgreSQL instead of lock files (flock is not reliable across machines)."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.durable = True  # other machines read what this one acknowledged
+
+    def delete(self, packs: Iterable[str]) -> None:
+        self.unlink(packs)
+
+    def list_packs(self) -> dict[str, int]:
+        return self.on_disk()
+
+    def describe(self) -> str:
+        return f"file://{self.root}"

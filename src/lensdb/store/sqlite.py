@@ -16,13 +16,13 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lensdb.store.base import (
     AllOf,
     AnyOf,
+    BlobCheck,
     ClassIn,
     ClassStats,
     Compare,
@@ -194,16 +194,6 @@ def _index_name(kind: str, cls: str, key: str, member: str) -> str:
     return f"pix_{digest}"
 
 
-@dataclass
-class BlobCheck:
-    rows: int = 0  # rows that have a blob
-    packs: int = 0  # pack files on disk
-    live_bytes: int = 0  # bytes those rows use
-    pack_bytes: int = 0  # bytes the pack files take
-    missing: list[str] = field(default_factory=list)  # blob keys whose bytes are not on disk
-    orphans: list[str] = field(default_factory=list)  # packs no row uses
-
-
 def _pack_in_use(conn: sqlite3.Connection, pack: str) -> bool:
     """Whether any row keeps a blob in this pack: a range scan of the blob index, since every
     such key is `<pack>.<offset>.<length>` or, from before packs, `<pack>` alone (pack names all
@@ -225,10 +215,11 @@ class SQLiteTxn(Txn):
         self.thinned: set[str] = set()  # packs that lost blobs but keep some
 
     # objects -------------------------------------------------------------------------------
-    def add_object(self, cls: str, props: dict[str, Any], blob: str | None = None) -> int:
+    def add_object(self, cls: str, props: dict[str, Any], blob: str | None = None,
+                   id: int | None = None) -> int:
         cur = self.conn.execute(
-            "INSERT INTO objects(class, props, blob) VALUES (?, ?, ?)",
-            (cls, _dumps(props) if props else "{}", blob))
+            "INSERT INTO objects(id, class, props, blob) VALUES (?, ?, ?, ?)",
+            (id, cls, _dumps(props) if props else "{}", blob))
         return cur.lastrowid  # type: ignore[return-value]
 
     def find_objects(self, sel: Selection) -> list[ObjectRow]:
@@ -289,24 +280,38 @@ class SQLiteTxn(Txn):
         self.trashed.append(pack)
 
     # connections ---------------------------------------------------------------------------
-    def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any]) -> int:
+    def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any],
+                       id: int | None = None) -> int:
         cur = self.conn.execute(
-            "INSERT INTO connections(class, src, dst, props) VALUES (?, ?, ?, ?)",
-            (cls, src, dst, _dumps(props) if props else "{}"))
+            "INSERT INTO connections(id, class, src, dst, props) VALUES (?, ?, ?, ?, ?)",
+            (id, cls, src, dst, _dumps(props) if props else "{}"))
         return cur.lastrowid  # type: ignore[return-value]
 
-    def find_connections(self, sel: Selection, src: Sequence[int] | None = None,
-                         dst: Sequence[int] | None = None) -> list[ConnectionRow]:
-        params: list[Any] = []
+    def _connection_where(self, sel: Selection, src: Sequence[int] | None,
+                          dst: Sequence[int] | None, params: list[Any]) -> str:
         extra = []
         if src is not None:
             extra.append(_in_list("src", list(src), params) if src else "0")
         if dst is not None:
             extra.append(_in_list("dst", list(dst), params) if dst else "0")
-        sql = ("SELECT id, class, src, dst, props FROM connections" + _where(sel, params, extra)
+        return _where(sel, params, extra)
+
+    def find_connections(self, sel: Selection, src: Sequence[int] | None = None,
+                         dst: Sequence[int] | None = None) -> list[ConnectionRow]:
+        params: list[Any] = []
+        where = self._connection_where(sel, src, dst, params)
+        # The ends' classes come from the same statement (primary-key lookups per row).
+        sql = ("SELECT id, class, src, dst, props, (SELECT class FROM objects WHERE id = src), "
+               "(SELECT class FROM objects WHERE id = dst) FROM connections" + where
                + _order_by(sel) + _limit(sel, params))
-        return [ConnectionRow(i, c, s, d, _loads(p))
-                for i, c, s, d, p in self.conn.execute(sql, params)]
+        return [ConnectionRow(i, c, s, d, _loads(p), sc or "", dc or "")
+                for i, c, s, d, p, sc, dc in self.conn.execute(sql, params)]
+
+    def count_connections(self, sel: Selection, src: Sequence[int] | None = None,
+                          dst: Sequence[int] | None = None) -> int:
+        params: list[Any] = []
+        sql = "SELECT count(*) FROM connections" + self._connection_where(sel, src, dst, params)
+        return self.conn.execute(sql, params).fetchone()[0]
 
     def neighbors(self, ref_ids: Sequence[int], direction: str, cls: str | None,
                   where: Predicate | None) -> list[tuple[int, int]]:
@@ -417,6 +422,8 @@ class _ReadTxn:
 class SQLiteStore:
     """SQLite database file `lensdb.sqlite3` plus a `blobs/` folder, both in one data folder."""
 
+    ids_in_commit_order = True  # one writer at a time, ids from one counter
+
     def __init__(self, folder: str | Path, *, durable: bool = False) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -477,7 +484,7 @@ class SQLiteStore:
         return _ReadTxn(self, self._reader(), blobs)
 
     @contextmanager
-    def write(self) -> Iterator[SQLiteTxn]:
+    def write(self, staged: object = None) -> Iterator[SQLiteTxn]:
         with self._write_lock:
             if self._closed:
                 raise RuntimeError("the database is closed")
@@ -536,8 +543,14 @@ class SQLiteStore:
         log.info("compacted pack %s (%d bytes): its %d live blob(s) moved to a new pack",
                  pack, size, len(moved))
 
-    def get_blob(self, key: str) -> bytes:
-        return self.blobs.read(key)
+    def get_blob(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self.blobs.read(key, offset, length)
+
+    def get_blobs(self, keys: Sequence[str]) -> list[bytes]:
+        return [self.blobs.read(key) for key in keys]
+
+    def blob_size(self, key: str) -> int:
+        return self.blobs.blob_size(key)
 
     def check(self, repair: bool = False) -> BlobCheck:
         """Compare blob rows with the pack files: rows whose bytes are missing, packs no row
