@@ -60,8 +60,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    print(f"{'image':>16} {'bytes':>9} {'header':>9} {'check':>9} {'full':>9} {'AddImage':>9}  "
-          f"{'check/full':>10} {'check/AddImage':>14}")
+    print(
+        f"{'image':>16} {'bytes':>9} {'header':>9} {'check':>9} {'full':>9} {'AddImage':>9}  "
+        f"{'check/full':>10} {'check/AddImage':>14}"
+    )
     with tempfile.TemporaryDirectory() as folder, Database(folder) as db:
         for fmt in ("JPEG", "PNG"):
             for w, h in SIZES:
@@ -71,9 +73,13 @@ def main() -> None:
                 header = per_call(lambda d=data: probe(d), args.rounds)
                 check = per_call(lambda d=data: probe_complete(d), args.rounds)
                 full = per_call(lambda d=data: full_decode(d), args.rounds)
-                add = per_call(lambda d=data: db.query([{"AddImage": {}}], [d]), min(args.rounds, 2))
-                print(f"{fmt + f' {w}x{h}':>16} {len(data):>9,} {header * 1e3:>8.3f}m {check * 1e3:>8.3f}m "
-                      f"{full * 1e3:>8.3f}m {add * 1e3:>8.3f}m  {check / full:>10.2f} {check / add:>14.2f}")
+                add = per_call(
+                    lambda d=data: db.query([{"AddImage": {}}], [d]), min(args.rounds, 2)
+                )
+                print(
+                    f"{fmt + f' {w}x{h}':>16} {len(data):>9,} {header * 1e3:>8.3f}m {check * 1e3:>8.3f}m "
+                    f"{full * 1e3:>8.3f}m {add * 1e3:>8.3f}m  {check / full:>10.2f} {check / add:>14.2f}"
+                )
     print("(times in ms per image; check = probe_complete, AddImage includes the check)")
 
 

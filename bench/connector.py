@@ -83,9 +83,25 @@ class Servers:
     def start_lensdb(self) -> None:
         env = {**os.environ, "LENSDB_ADMIN_PASSWORD": PASSWORD, "LENSDB_CORS_ORIGINS": self.ls_url}
         log = open(self.root / "lensdb.log", "ab")  # noqa: SIM115 - handed to the child
-        self.procs.append(subprocess.Popen(
-            [sys.executable, "-c", "from lensdb.cli import main; main()", "serve", "--data", str(self.root / "db"),
-             "--port", str(self.tcp), "--http-port", str(self.http_port)], env=env, stdout=log, stderr=log))
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from lensdb.cli import main; main()",
+                    "serve",
+                    "--data",
+                    str(self.root / "db"),
+                    "--port",
+                    str(self.tcp),
+                    "--http-port",
+                    str(self.http_port),
+                ],
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+        )
         deadline = time.monotonic() + 60
         while "lensdb ready" not in (self.root / "lensdb.log").read_text():
             if time.monotonic() > deadline:
@@ -95,19 +111,40 @@ class Servers:
     def start_label_studio(self) -> None:
         python = os.environ.get("LENSDB_BENCH_LS_PYTHON") or sys.executable
         env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-        env.update(QUIET_ENV, LABEL_STUDIO_BASE_DATA_DIR=str(self.root / "ls"),
-                   LABEL_STUDIO_USERNAME="bench@example.com", LABEL_STUDIO_PASSWORD="bench-pass-1",
-                   LABEL_STUDIO_USER_TOKEN=LS_TOKEN, LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
-                   LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true", LOG_LEVEL="ERROR")
+        env.update(
+            QUIET_ENV,
+            LABEL_STUDIO_BASE_DATA_DIR=str(self.root / "ls"),
+            LABEL_STUDIO_USERNAME="bench@example.com",
+            LABEL_STUDIO_PASSWORD="bench-pass-1",
+            LABEL_STUDIO_USER_TOKEN=LS_TOKEN,
+            LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+            LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
+            LOG_LEVEL="ERROR",
+        )
         log = open(self.root / "ls.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen([python, "-c", "from label_studio.server import main; main()", "start",
-                                 "--no-browser", "--internal-host", "127.0.0.1", "--port", str(self.ls_port)],
-                                env=env, stdout=log, stderr=log)
+        proc = subprocess.Popen(
+            [
+                python,
+                "-c",
+                "from label_studio.server import main; main()",
+                "start",
+                "--no-browser",
+                "--internal-host",
+                "127.0.0.1",
+                "--port",
+                str(self.ls_port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
         self.procs.append(proc)
         wait_http(f"{self.ls_url}/health", proc, timeout=300)
 
     def db(self) -> Client:
-        return TcpClient(ConnectionSettings(host="127.0.0.1", port=self.tcp, password=PASSWORD), timeout=30)
+        return TcpClient(
+            ConnectionSettings(host="127.0.0.1", port=self.tcp, password=PASSWORD), timeout=30
+        )
 
     def stop(self) -> None:
         for p in reversed(self.procs):
@@ -119,10 +156,29 @@ def add_images(db: Client, n: int, dataset: str, size: int = 1500) -> None:
         q, blobs = [], []
         for i in range(base, min(base + 500, n)):
             ref = len(q) + 1
-            q.append({"AddImage": {"_ref": ref, "properties": {"guid": f"{dataset}-{i}", "dataset": dataset,
-                                                               "width": 96, "height": 72}}})
-            q.append({"AddBoundingBox": {"image_ref": ref, "label": "Cat", "properties": {"score": 0.8},
-                                         "rectangle": {"x": 5, "y": 5, "width": 30, "height": 20}}})
+            q.append(
+                {
+                    "AddImage": {
+                        "_ref": ref,
+                        "properties": {
+                            "guid": f"{dataset}-{i}",
+                            "dataset": dataset,
+                            "width": 96,
+                            "height": 72,
+                        },
+                    }
+                }
+            )
+            q.append(
+                {
+                    "AddBoundingBox": {
+                        "image_ref": ref,
+                        "label": "Cat",
+                        "properties": {"score": 0.8},
+                        "rectangle": {"x": 5, "y": 5, "width": 30, "height": 20},
+                    }
+                }
+            )
             blobs.append(jpeg_near(size, i) if size > 2000 else _tiny(i))
         db.query(q, blobs)
 
@@ -138,24 +194,39 @@ def bench_push(s: Servers, ls: LabelStudio, n: int) -> dict:
     add_images(db, n, "push")
     select = {"dataset": ["==", "push"]}
     pid = ls.create_project("connector push", CONFIG)["id"]
-    t_push, report = timed(push, ls, db, http, PushOptions(project_id=pid, constraints=select, predictions=True))
+    t_push, report = timed(
+        push, ls, db, http, PushOptions(project_id=pid, constraints=select, predictions=True)
+    )
     assert report.created == n, report
-    t_file, r = timed(http.request, "POST", "/labelstudio/tasks",
-                      json={"constraints": select, "predictions": True, "label_config": CONFIG})
+    t_file, r = timed(
+        http.request,
+        "POST",
+        "/labelstudio/tasks",
+        json={"constraints": select, "predictions": True, "label_config": CONFIG},
+    )
     tasks = r.json()
     own = ls.create_project("LS own import", CONFIG)["id"]
     t_import, ids = timed(ls.import_tasks, own, tasks)
     assert len(ids) == n
-    return {"tasks": n, "push_s": round(t_push, 2), "push_tasks_per_s": round(n / t_push),
-            "task_file_s": round(t_file, 2), "ls_import_s": round(t_import, 2),
-            "ls_import_tasks_per_s": round(n / t_import), "push_vs_ls_import": round(t_push / t_import, 2)}
+    return {
+        "tasks": n,
+        "push_s": round(t_push, 2),
+        "push_tasks_per_s": round(n / t_push),
+        "task_file_s": round(t_file, 2),
+        "ls_import_s": round(t_import, 2),
+        "ls_import_tasks_per_s": round(n / t_import),
+        "push_vs_ls_import": round(t_push / t_import, 2),
+    }
 
 
 def bench_pull(s: Servers, ls: LabelStudio, n: int, changes: int) -> dict:
     db, http = s.db(), HttpClient(s.lensdb_http, "admin", PASSWORD)
     add_images(db, n, "pull")
-    r = http.request("POST", "/labelstudio/tasks", json={"constraints": {"dataset": ["==", "pull"]},
-                                                         "label_config": CONFIG})
+    r = http.request(
+        "POST",
+        "/labelstudio/tasks",
+        json={"constraints": {"dataset": ["==", "pull"]}, "label_config": CONFIG},
+    )
     tasks = r.json()
     for i, t in enumerate(tasks):
         t["annotations"] = [{"result": _annotation(i, 10)}]
@@ -171,20 +242,48 @@ def bench_pull(s: Servers, ls: LabelStudio, n: int, changes: int) -> dict:
     assert incr.saved == changes, incr
     t_export, exported = timed(ls.export_json, pid)
     assert len(exported) == n
-    return {"tasks": n, "full_pull_s": round(t_full, 2), "full_pull_tasks_per_s": round(n / t_full),
-            "idle_pull_s": round(t_idle, 2), "idle_pull_written": idle.saved + idle.deleted,
-            "idle_pull_tasks_read": idle.tasks, "changes": changes, "incremental_pull_s": round(t_incr, 2),
-            "incremental_tasks_read": incr.tasks,
-            "ls_full_export_s": round(t_export, 2), "incremental_vs_export": round(t_incr / t_export, 3),
-            "full_pull_vs_export": round(t_full / t_export, 2)}
+    return {
+        "tasks": n,
+        "full_pull_s": round(t_full, 2),
+        "full_pull_tasks_per_s": round(n / t_full),
+        "idle_pull_s": round(t_idle, 2),
+        "idle_pull_written": idle.saved + idle.deleted,
+        "idle_pull_tasks_read": idle.tasks,
+        "changes": changes,
+        "incremental_pull_s": round(t_incr, 2),
+        "incremental_tasks_read": incr.tasks,
+        "ls_full_export_s": round(t_export, 2),
+        "incremental_vs_export": round(t_incr / t_export, 3),
+        "full_pull_vs_export": round(t_full / t_export, 2),
+    }
 
 
 def _annotation(i: int, x: float) -> list[dict]:
-    return [{"id": f"r{i}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
-             "original_width": 96, "original_height": 72,
-             "value": {"x": x, "y": 10, "width": 20, "height": 30, "rotation": 0, "rectanglelabels": ["Dog"]}},
-            {"id": f"c{i}", "from_name": "quality", "to_name": "image", "type": "choices",
-             "value": {"choices": ["good"]}}]
+    return [
+        {
+            "id": f"r{i}",
+            "from_name": "label",
+            "to_name": "image",
+            "type": "rectanglelabels",
+            "original_width": 96,
+            "original_height": 72,
+            "value": {
+                "x": x,
+                "y": 10,
+                "width": 20,
+                "height": 30,
+                "rotation": 0,
+                "rectanglelabels": ["Dog"],
+            },
+        },
+        {
+            "id": f"c{i}",
+            "from_name": "quality",
+            "to_name": "image",
+            "type": "choices",
+            "value": {"choices": ["good"]},
+        },
+    ]
 
 
 def _annotation_ids(ls: LabelStudio, pid: int):  # noqa: ANN202 - a generator
@@ -207,11 +306,21 @@ def wrk(url: str, paths: list[str], root: Path, seconds: int, name: str) -> dict
     plist.write_text("\n".join(paths) + "\n")
     script = root / f"{name}.lua"
     script.write_text(WRK_LUA % plist)
-    out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, timeout=seconds + 60).stdout
-    rps = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec")))
-    p99 = next((line.split()[1] for line in out.splitlines() if line.strip().startswith("99%")), "?")
-    errors = [line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line]
+    out = subprocess.run(
+        ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    ).stdout
+    rps = float(
+        next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec"))
+    )
+    p99 = next(
+        (line.split()[1] for line in out.splitlines() if line.strip().startswith("99%")), "?"
+    )
+    errors = [
+        line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line
+    ]
     return {"requests_per_s": round(rps), "p99": p99, "errors": errors}
 
 
@@ -220,8 +329,11 @@ def bench_gateway(s: Servers, seconds: int, images: int = 1000) -> dict:
         return {"skipped": "apt-get install wrk nginx"}
     db, http = s.db(), HttpClient(s.lensdb_http, "admin", PASSWORD)
     add_images(db, images, "gw", size=10_000)
-    tasks = http.request("POST", "/labelstudio/tasks", json={"constraints": {"dataset": ["==", "gw"]},
-                                                             "properties": ["guid"]}).json()
+    tasks = http.request(
+        "POST",
+        "/labelstudio/tasks",
+        json={"constraints": {"dataset": ["==", "gw"]}, "properties": ["guid"]},
+    ).json()
     files = s.root / "www"
     files.mkdir()
     s.root.chmod(0o755)  # nginx workers run as an unprivileged user
@@ -231,7 +343,7 @@ def bench_gateway(s: Servers, seconds: int, images: int = 1000) -> dict:
         data = httpx.get(link).content
         sizes.append(len(data))
         (files / f"{t['data']['guid']}.jpg").write_bytes(data)
-        gw_paths.append(link[len(s.lensdb_http):])
+        gw_paths.append(link[len(s.lensdb_http) :])
         nginx_paths.append(f"/{t['data']['guid']}.jpg")
     port = free_port()
     conf = s.root / "nginx.conf"
@@ -241,7 +353,9 @@ http {{ access_log off; sendfile on; keepalive_requests 100000;
   types {{ image/jpeg jpg; }}
   server {{ listen 127.0.0.1:{port}; root {files}; etag on; }} }}
 """)
-    nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(s.root)], stderr=subprocess.DEVNULL)
+    nginx = subprocess.Popen(
+        ["nginx", "-c", str(conf), "-p", str(s.root)], stderr=subprocess.DEVNULL
+    )
     try:
         for _ in range(50):
             try:
@@ -253,13 +367,20 @@ http {{ access_log off; sendfile on; keepalive_requests 100000;
         static = wrk(f"http://127.0.0.1:{port}", nginx_paths, s.root, seconds, "nginx")
     finally:
         stop(nginx)
-    return {"images": images, "mean_bytes": round(sum(sizes) / len(sizes)), "wrk": "2 threads, 32 keep-alive "
-            f"connections, {seconds} s", "gateway": gateway, "nginx": static,
-            "gateway_vs_nginx": round(gateway["requests_per_s"] / static["requests_per_s"], 3)}
+    return {
+        "images": images,
+        "mean_bytes": round(sum(sizes) / len(sizes)),
+        "wrk": f"2 threads, 32 keep-alive connections, {seconds} s",
+        "gateway": gateway,
+        "nginx": static,
+        "gateway_vs_nginx": round(gateway["requests_per_s"] / static["requests_per_s"], 3),
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--tasks", type=int, default=10_000)
     ap.add_argument("--changes", type=int, default=100)
     ap.add_argument("--seconds", type=int, default=10)

@@ -53,6 +53,7 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 def bench_faiss(data, queries, k, m, ef_c, ef_s):
     import faiss
+
     faiss.omp_set_num_threads(1)
     t = time.perf_counter()
     index = faiss.IndexHNSWFlat(data.shape[1], m)
@@ -67,9 +68,16 @@ def bench_faiss(data, queries, k, m, ef_c, ef_s):
 
 def bench_usearch(data, queries, k, m, ef_c, ef_s):
     from usearch.index import Index
+
     t = time.perf_counter()
-    index = Index(ndim=data.shape[1], metric="l2sq", dtype="f32", connectivity=m,
-                  expansion_add=ef_c, expansion_search=ef_s)
+    index = Index(
+        ndim=data.shape[1],
+        metric="l2sq",
+        dtype="f32",
+        connectivity=m,
+        expansion_add=ef_c,
+        expansion_search=ef_s,
+    )
     index.add(np.arange(len(data)), data, threads=1)
     build = time.perf_counter() - t
     t = time.perf_counter()
@@ -79,6 +87,7 @@ def bench_usearch(data, queries, k, m, ef_c, ef_s):
 
 def bench_hnswlib(data, queries, k, m, ef_c, ef_s):
     import hnswlib
+
     t = time.perf_counter()
     index = hnswlib.Index(space="l2", dim=data.shape[1])
     index.init_index(max_elements=len(data), M=m, ef_construction=ef_c)
@@ -105,6 +114,7 @@ def raw_ingest(folder: Path, data: np.ndarray, batch: int) -> float:
     import hnswlib
 
     from lensdb.index import HNSW_EF_CONSTRUCTION, HNSW_M
+
     t = time.perf_counter()
     con = sqlite3.connect(folder / "raw.sqlite")
     con.execute("PRAGMA journal_mode=WAL")
@@ -113,11 +123,15 @@ def raw_ingest(folder: Path, data: np.ndarray, batch: int) -> float:
     graph.init_index(max_elements=len(data), M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION)
     graph.set_num_threads(1)
     for start in range(0, len(data), batch):
-        chunk = data[start:start + batch]
+        chunk = data[start : start + batch]
         with con:
-            con.executemany("INSERT INTO d VALUES (?, ?, ?)",
-                            [(start + i, json.dumps({"n": start + i}), v.tobytes())
-                             for i, v in enumerate(chunk)])
+            con.executemany(
+                "INSERT INTO d VALUES (?, ?, ?)",
+                [
+                    (start + i, json.dumps({"n": start + i}), v.tobytes())
+                    for i, v in enumerate(chunk)
+                ],
+            )
         graph.add_items(chunk, np.arange(start, start + len(chunk)))
     con.close()
     return time.perf_counter() - t
@@ -142,30 +156,48 @@ def loader_ingest(folder: Path, data: np.ndarray, raw: float) -> None:
     port, http_port = server_bench.free_port(), server_bench.free_port()
     proc = server_bench.start_lensdb(folder / "served", port, http_port)
     try:
-        client = Connector(host="localhost", port=port, user="admin",
-                           password=server_bench.ADMIN_PASSWORD, use_ssl=False)
-        client.query([{"AddDescriptorSet": {"name": "loaded", "dimensions": data.shape[1],
-                                            "engine": "HNSW"}}])
+        client = Connector(
+            host="localhost",
+            port=port,
+            user="admin",
+            password=server_bench.ADMIN_PASSWORD,
+            use_ssl=False,
+        )
+        client.query(
+            [
+                {
+                    "AddDescriptorSet": {
+                        "name": "loaded",
+                        "dimensions": data.shape[1],
+                        "engine": "HNSW",
+                    }
+                }
+            ]
+        )
         csv_data = DescriptorDataCSV(str(folder / "descriptors.csv"))
         loader = ParallelLoader(client)
         t = time.perf_counter()
         loader.ingest(csv_data, batchsize=100, numthreads=8, stats=False)
         took = time.perf_counter() - t
         t = time.perf_counter()
-        client.query([{"FindDescriptor": {"set": "loaded", "k_neighbors": 10}}],
-                     [data[0].tobytes()])
+        client.query(
+            [{"FindDescriptor": {"set": "loaded", "k_neighbors": 10}}], [data[0].tobytes()]
+        )
         first = time.perf_counter() - t
-        print(f"ParallelLoader + DescriptorDataCSV over TCP: {len(data) / took:8.0f} vec/s rows "
-              f"only ({loader.error_counter} failed queries); with the first k-NN's graph build "
-              f"({first:.2f} s): {len(data) / (took + first):8.0f} vec/s, "
-              f"{raw / (took + first):.2f}x the raw loop")
+        print(
+            f"ParallelLoader + DescriptorDataCSV over TCP: {len(data) / took:8.0f} vec/s rows "
+            f"only ({loader.error_counter} failed queries); with the first k-NN's graph build "
+            f"({first:.2f} s): {len(data) / (took + first):8.0f} vec/s, "
+            f"{raw / (took + first):.2f}x the raw loop"
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=60)
 
 
-def bench_lensdb(a: argparse.Namespace, data: np.ndarray, queries: np.ndarray,
-                 truth: np.ndarray) -> None:
+def bench_lensdb(
+    a: argparse.Namespace, data: np.ndarray, queries: np.ndarray, truth: np.ndarray
+) -> None:
     import hnswlib
 
     from lensdb import Database
@@ -176,13 +208,22 @@ def bench_lensdb(a: argparse.Namespace, data: np.ndarray, queries: np.ndarray,
     try:
         raw = raw_ingest(folder, data, batch)
         db = Database(folder / "db")
-        db.query([{"AddDescriptorSet": {"name": "hnsw", "dimensions": a.dim, "engine": "HNSW"}},
-                  {"AddDescriptorSet": {"name": "flat", "dimensions": a.dim, "engine": "Flat"}}])
+        db.query(
+            [
+                {"AddDescriptorSet": {"name": "hnsw", "dimensions": a.dim, "engine": "HNSW"}},
+                {"AddDescriptorSet": {"name": "flat", "dimensions": a.dim, "engine": "Flat"}},
+            ]
+        )
         t = time.perf_counter()
         for start in range(0, len(data), batch):
-            chunk = data[start:start + batch]
-            r, _ = db.query([{"AddDescriptor": {"set": "hnsw", "properties": {"n": start + i}}}
-                             for i in range(len(chunk))], [v.tobytes() for v in chunk])
+            chunk = data[start : start + batch]
+            r, _ = db.query(
+                [
+                    {"AddDescriptor": {"set": "hnsw", "properties": {"n": start + i}}}
+                    for i in range(len(chunk))
+                ],
+                [v.tobytes() for v in chunk],
+            )
             assert isinstance(r, list), r
         ingest = time.perf_counter() - t
         rss0 = rss_mb()
@@ -191,19 +232,25 @@ def bench_lensdb(a: argparse.Namespace, data: np.ndarray, queries: np.ndarray,
         first = time.perf_counter() - t  # loads the vectors from their blobs and builds the graph
         per_vector = (rss_mb() - rss0) * 2**20 / len(data)
         print(f"raw loop (SQLite rows + hnswlib add_items): {len(data) / raw:8.0f} vec/s")
-        print(f"lensdb ingest (Database.query, {batch} AddDescriptor per query): "
-              f"{len(data) / ingest:8.0f} vec/s rows only; the HNSW graph is built at the first "
-              f"k-NN ({first:.2f} s, reading the vectors back from their blobs): "
-              f"{len(data) / (ingest + first):8.0f} vec/s with it, "
-              f"{raw / (ingest + first):.2f}x the raw loop")
-        print(f"memory {per_vector:.0f} bytes/vector ({a.dim * 4} of them the float32 vector, "
-              f"held once in numpy and once in the graph)")
+        print(
+            f"lensdb ingest (Database.query, {batch} AddDescriptor per query): "
+            f"{len(data) / ingest:8.0f} vec/s rows only; the HNSW graph is built at the first "
+            f"k-NN ({first:.2f} s, reading the vectors back from their blobs): "
+            f"{len(data) / (ingest + first):8.0f} vec/s with it, "
+            f"{raw / (ingest + first):.2f}x the raw loop"
+        )
+        print(
+            f"memory {per_vector:.0f} bytes/vector ({a.dim * 4} of them the float32 vector, "
+            f"held once in numpy and once in the graph)"
+        )
         if a.loader:
             loader_ingest(folder, data, raw)
 
         def lensdb_search(q: np.ndarray) -> list[int]:
-            r, _ = db.query([{"FindDescriptor": {"set": "hnsw", "k_neighbors": k,
-                                                 "results": {"list": ["n"]}}}], [q.tobytes()])
+            r, _ = db.query(
+                [{"FindDescriptor": {"set": "hnsw", "k_neighbors": k, "results": {"list": ["n"]}}}],
+                [q.tobytes()],
+            )
             return [e["n"] for e in r[0]["FindDescriptor"]["entities"]]
 
         t = time.perf_counter()
@@ -218,19 +265,28 @@ def bench_lensdb(a: argparse.Namespace, data: np.ndarray, queries: np.ndarray,
         for q in queries:
             graph.knn_query(q, k=k)
         direct_qps = len(queries) / (time.perf_counter() - t)
-        print(f"FindDescriptor HNSW in-process: {lensdb_qps:8.1f} q/s; hnswlib direct "
-              f"(M={HNSW_M}, ef={max(HNSW_EF_SEARCH, k)}): {direct_qps:8.1f} q/s; ratio "
-              f"{lensdb_qps / direct_qps:.2f}x; recall@{k} {recall(found, truth):.4f}")
+        print(
+            f"FindDescriptor HNSW in-process: {lensdb_qps:8.1f} q/s; hnswlib direct "
+            f"(M={HNSW_M}, ef={max(HNSW_EF_SEARCH, k)}): {direct_qps:8.1f} q/s; ratio "
+            f"{lensdb_qps / direct_qps:.2f}x; recall@{k} {recall(found, truth):.4f}"
+        )
 
         n_flat = len(data)
         for start in range(0, n_flat, batch):
-            chunk = data[start:start + batch]
-            db.query([{"AddDescriptor": {"set": "flat", "properties": {"n": start + i}}}
-                      for i in range(len(chunk))], [v.tobytes() for v in chunk])
+            chunk = data[start : start + batch]
+            db.query(
+                [
+                    {"AddDescriptor": {"set": "flat", "properties": {"n": start + i}}}
+                    for i in range(len(chunk))
+                ],
+                [v.tobytes() for v in chunk],
+            )
         same = 0
         for q in queries[:50]:
-            r, _ = db.query([{"FindDescriptor": {"set": "flat", "k_neighbors": k,
-                                                 "results": {"list": ["n"]}}}], [q.tobytes()])
+            r, _ = db.query(
+                [{"FindDescriptor": {"set": "flat", "k_neighbors": k, "results": {"list": ["n"]}}}],
+                [q.tobytes()],
+            )
             got = [e["n"] for e in r[0]["FindDescriptor"]["entities"]]
             same += got == exact_top(data[:n_flat], q, k)
         print(f"exact engine on {n_flat} vectors: {same}/50 answers identical to the brute force")
@@ -240,10 +296,13 @@ def bench_lensdb(a: argparse.Namespace, data: np.ndarray, queries: np.ndarray,
                 shutil.rmtree(folder / "db" / "vectors")
             t = time.perf_counter()
             again = Database(folder / "db")
-            again.query([{"FindDescriptor": {"set": "hnsw", "k_neighbors": k}}],
-                        [queries[0].tobytes()])
-            print(f"open + first k-NN of the {len(data)}-vector set, {label}: "
-                  f"{time.perf_counter() - t:.2f} s")
+            again.query(
+                [{"FindDescriptor": {"set": "hnsw", "k_neighbors": k}}], [queries[0].tobytes()]
+            )
+            print(
+                f"open + first k-NN of the {len(data)}-vector set, {label}: "
+                f"{time.perf_counter() - t:.2f} s"
+            )
             again.vectors.folder = None  # keep the timing of the next open honest
             again.close()
     finally:
@@ -261,17 +320,22 @@ def main() -> None:
     ap.add_argument("--ef-search", type=int, default=100)
     ap.add_argument("--libs", default="faiss,usearch,hnswlib")
     ap.add_argument("--lensdb", action="store_true", help="benchmark lensdb's descriptors")
-    ap.add_argument("--loader", action="store_true",
-                    help="with --lensdb: also ParallelLoader ingest through `lensdb serve`")
+    ap.add_argument(
+        "--loader",
+        action="store_true",
+        help="with --lensdb: also ParallelLoader ingest through `lensdb serve`",
+    )
     a = ap.parse_args()
     data = clustered(a.n, a.dim, max(10, a.n // 1000), 1)
-    queries = clustered(a.queries, a.dim, max(10, a.n // 1000), 1)[:a.queries] + 0.1
+    queries = clustered(a.queries, a.dim, max(10, a.n // 1000), 1)[: a.queries] + 0.1
     queries = queries.astype(np.float32)
     t = time.perf_counter()
     truth = brute_force(data, queries, a.k)
     exact = time.perf_counter() - t
-    print(f"{a.n} x {a.dim} float32, {a.queries} queries, k={a.k}, M={a.m}, "
-          f"efConstruction={a.ef_construction}, efSearch={a.ef_search}, one thread")
+    print(
+        f"{a.n} x {a.dim} float32, {a.queries} queries, k={a.k}, M={a.m}, "
+        f"efConstruction={a.ef_construction}, efSearch={a.ef_search}, one thread"
+    )
     print(f"numpy brute force: {a.queries / exact:9.1f} q/s")
     if a.lensdb:
         bench_lensdb(a, data, queries, truth)
@@ -280,9 +344,11 @@ def main() -> None:
     for name in a.libs.split(","):
         build, qtime, found = runs[name](data, queries, a.k, a.m, a.ef_construction, a.ef_search)
         qps = a.queries / qtime
-        print(f"{name:8s} build {build:7.2f} s ({a.n / build:8.0f} vec/s)  {qps:9.1f} q/s "
-              f"({qps * exact / a.queries:6.1f}x brute force)  recall@{a.k} "
-              f"{recall(found, truth):.4f}")
+        print(
+            f"{name:8s} build {build:7.2f} s ({a.n / build:8.0f} vec/s)  {qps:9.1f} q/s "
+            f"({qps * exact / a.queries:6.1f}x brute force)  recall@{a.k} "
+            f"{recall(found, truth):.4f}"
+        )
 
 
 if __name__ == "__main__":

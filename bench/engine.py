@@ -56,6 +56,7 @@ def timed(fn, *args):  # noqa: ANN001, ANN202
 
 # --- 1. indexed lookup ---------------------------------------------------------------------------
 
+
 def bench_lookup(root: Path, n: int, lookups: int = 3000) -> None:
     print(f"\n[1] FindEntity by an indexed property among {n:,} entities")
     db = Database(root / "lookup")
@@ -63,9 +64,20 @@ def bench_lookup(root: Path, n: int, lookups: int = 3000) -> None:
     batch = 1000
     t0 = time.perf_counter()
     for start in range(0, n, batch):
-        q = [{"AddEntity": {"class": "Thing", "properties": {
-            "k": i, "name": f"thing-{i}", "score": i * 0.5, "tag": "abc"[i % 3]}}}
-            for i in range(start, min(n, start + batch))]
+        q = [
+            {
+                "AddEntity": {
+                    "class": "Thing",
+                    "properties": {
+                        "k": i,
+                        "name": f"thing-{i}",
+                        "score": i * 0.5,
+                        "tag": "abc"[i % 3],
+                    },
+                }
+            }
+            for i in range(start, min(n, start + batch))
+        ]
         r, _ = db.query(q)
         assert isinstance(r, list), r
     load = time.perf_counter() - t0
@@ -76,9 +88,13 @@ def bench_lookup(root: Path, n: int, lookups: int = 3000) -> None:
     raw.execute("PRAGMA journal_mode=WAL")
     raw.execute("CREATE TABLE things(id INTEGER PRIMARY KEY, k INTEGER, props TEXT)")
     raw.execute("BEGIN")
-    raw.executemany("INSERT INTO things(k, props) VALUES (?, ?)",
-                    ((i, json.dumps({"k": i, "name": f"thing-{i}", "score": i * 0.5,
-                                     "tag": "abc"[i % 3]})) for i in range(n)))
+    raw.executemany(
+        "INSERT INTO things(k, props) VALUES (?, ?)",
+        (
+            (i, json.dumps({"k": i, "name": f"thing-{i}", "score": i * 0.5, "tag": "abc"[i % 3]}))
+            for i in range(n)
+        ),
+    )
     raw.execute("COMMIT")
     raw.execute("CREATE INDEX things_k ON things(k)")
 
@@ -88,8 +104,17 @@ def bench_lookup(root: Path, n: int, lookups: int = 3000) -> None:
         out = []
         for k in keys:
             t = time.perf_counter()
-            r, _ = db.query([{"FindEntity": {"with_class": "Thing", "constraints": {"k": ["==", k]},
-                                             "results": {"all_properties": True}}}])
+            r, _ = db.query(
+                [
+                    {
+                        "FindEntity": {
+                            "with_class": "Thing",
+                            "constraints": {"k": ["==", k]},
+                            "results": {"all_properties": True},
+                        }
+                    }
+                ]
+            )
             out.append(time.perf_counter() - t)
             assert r[0]["FindEntity"]["entities"][0]["k"] == k
         return out
@@ -116,13 +141,19 @@ def bench_lookup(root: Path, n: int, lookups: int = 3000) -> None:
 
 # --- 2. ingest -----------------------------------------------------------------------------------
 
+
 def bench_ingest(root: Path, n: int, per_query: int = 100) -> None:
     print(f"\n[2] Ingest of {n:,} small JPEGs, 5 properties and 2 boxes each")
     jpegs = [small_jpeg(i) for i in range(200)]
 
     def props(i: int) -> dict:
-        return {"id": i, "name": f"img-{i}", "split": "train" if i % 5 else "val",
-                "score": i / n, "flag": bool(i % 2)}
+        return {
+            "id": i,
+            "name": f"img-{i}",
+            "split": "train" if i % 5 else "val",
+            "score": i / n,
+            "flag": bool(i % 2),
+        }
 
     db = Database(root / "ingest")
     base_dir = root / "raw_ingest"
@@ -139,10 +170,24 @@ def bench_ingest(root: Path, n: int, per_query: int = 100) -> None:
         for j, i in enumerate(range(start, min(n, start + per_query))):
             ref = j + 1
             q.append({"AddImage": {"_ref": ref, "properties": props(i)}})
-            q.append({"AddBoundingBox": {"image_ref": ref, "label": "a",
-                                         "rectangle": {"x": 1, "y": 2, "width": 10, "height": 12}}})
-            q.append({"AddBoundingBox": {"image_ref": ref, "label": "b",
-                                         "rectangle": {"x": 20, "y": 5, "width": 8, "height": 9}}})
+            q.append(
+                {
+                    "AddBoundingBox": {
+                        "image_ref": ref,
+                        "label": "a",
+                        "rectangle": {"x": 1, "y": 2, "width": 10, "height": 12},
+                    }
+                }
+            )
+            q.append(
+                {
+                    "AddBoundingBox": {
+                        "image_ref": ref,
+                        "label": "b",
+                        "rectangle": {"x": 20, "y": 5, "width": 8, "height": 9},
+                    }
+                }
+            )
             blobs.append(jpegs[i % len(jpegs)])
         r, _ = db.query(q, blobs)
         assert isinstance(r, list), r
@@ -161,13 +206,20 @@ def bench_ingest(root: Path, n: int, per_query: int = 100) -> None:
                 offset += len(data)
                 width, height = Image.open(io.BytesIO(data)).size  # rows carry the image's size
                 p = props(i) | {"width": width, "height": height}
-                img = raw.execute("INSERT INTO objects(class, props, blob) VALUES ('_Image', ?, ?)",
-                                  (json.dumps(p), key)).lastrowid
+                img = raw.execute(
+                    "INSERT INTO objects(class, props, blob) VALUES ('_Image', ?, ?)",
+                    (json.dumps(p), key),
+                ).lastrowid
                 for box in ({"_x": 1, "_label": "a"}, {"_x": 20, "_label": "b"}):
-                    b = raw.execute("INSERT INTO objects(class, props) VALUES ('_BoundingBox', ?)",
-                                    (json.dumps(box),)).lastrowid
-                    raw.execute("INSERT INTO connections(class, src, dst) VALUES "
-                                "('_BoundingBoxToImage', ?, ?)", (b, img))
+                    b = raw.execute(
+                        "INSERT INTO objects(class, props) VALUES ('_BoundingBox', ?)",
+                        (json.dumps(box),),
+                    ).lastrowid
+                    raw.execute(
+                        "INSERT INTO connections(class, src, dst) VALUES "
+                        "('_BoundingBoxToImage', ?, ?)",
+                        (b, img),
+                    )
         raw.execute("COMMIT")
 
     # Batches alternate between the two so that both see the same disk weather (on a shared
@@ -185,20 +237,32 @@ def bench_ingest(root: Path, n: int, per_query: int = 100) -> None:
 
 # --- 3. resize on read ---------------------------------------------------------------------------
 
+
 def bench_resize(root: Path, n: int) -> None:
     print(f"\n[3] FindImage with resize to 224x224 over {n:,} 640x480 JPEGs")
     photos = [photo_jpeg(i) for i in range(min(n, 100))]
     db = Database(root / "resize")
     for start in range(0, n, 50):
         ids = range(start, min(n, start + 50))
-        db.query([{"AddImage": {"properties": {"id": i}}} for i in ids],
-                 [photos[i % len(photos)] for i in ids])
+        db.query(
+            [{"AddImage": {"properties": {"id": i}}} for i in ids],
+            [photos[i % len(photos)] for i in ids],
+        )
     op = [{"type": "resize", "width": 224, "height": 224}]
     t0 = time.perf_counter()
     got = 0
     for start in range(0, n, 50):
-        _, blobs = db.query([{"FindImage": {"constraints": {"id": [">=", start, "<", start + 50]},
-                                            "blobs": True, "operations": op}}])
+        _, blobs = db.query(
+            [
+                {
+                    "FindImage": {
+                        "constraints": {"id": [">=", start, "<", start + 50]},
+                        "blobs": True,
+                        "operations": op,
+                    }
+                }
+            ]
+        )
         got += len(blobs)
     ours = time.perf_counter() - t0
     assert got == n, got

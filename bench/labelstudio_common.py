@@ -64,12 +64,26 @@ class Stack:
 
     def start(self) -> Stack:
         log = open(self.root / "servers.log", "ab")  # noqa: SIM115 - handed to the children
-        self.procs.append(launcher.start_lensdb(self.root / "lensdb", "127.0.0.1", self.db_port, free_port(),
-                                                ADMIN_PASSWORD, log_file=log))
+        self.procs.append(
+            launcher.start_lensdb(
+                self.root / "lensdb",
+                "127.0.0.1",
+                self.db_port,
+                free_port(),
+                ADMIN_PASSWORD,
+                log_file=log,
+            )
+        )
         opts = launcher.LabelStudioOptions(
-            data_dir=self.root / "labelstudio", port=self.ls_port, username=USER, password=PASSWORD, token=TOKEN,
-            lensdb_host="127.0.0.1", lensdb_port=self.db_port,
-            extra_env={"LENSDB_OUTBOX_RETRY_SECONDS": "2", **self.ls_env})
+            data_dir=self.root / "labelstudio",
+            port=self.ls_port,
+            username=USER,
+            password=PASSWORD,
+            token=TOKEN,
+            lensdb_host="127.0.0.1",
+            lensdb_port=self.db_port,
+            extra_env={"LENSDB_OUTBOX_RETRY_SECONDS": "2", **self.ls_env},
+        )
         ls = launcher.start_label_studio(opts, log_file=log)
         self.procs.append(ls)
         launcher.wait_http(self.url + "/health", ls, timeout=300)
@@ -82,8 +96,14 @@ class Stack:
     def connector(self):
         from aperturedb.Connector import Connector
 
-        return Connector(host="127.0.0.1", port=self.db_port, user="admin", password=ADMIN_PASSWORD,
-                         use_ssl=False, retry_interval_seconds=0)
+        return Connector(
+            host="127.0.0.1",
+            port=self.db_port,
+            user="admin",
+            password=ADMIN_PASSWORD,
+            use_ssl=False,
+            retry_interval_seconds=0,
+        )
 
     def api(self, method: str, path: str, **kw):
         r = self.http.request(method, self.url + path, timeout=3600, **kw)
@@ -92,11 +112,20 @@ class Stack:
         return r
 
     def project(self, title: str, config: str = LABEL_CONFIG) -> int:
-        return self.api("POST", "/api/projects/", json={"title": title, "label_config": config}).json()["id"]
+        return self.api(
+            "POST", "/api/projects/", json={"title": title, "label_config": config}
+        ).json()["id"]
 
     def lensdb_storage(self, project: int, target: bool = False, **fields) -> int:
-        body = {"project": project, "title": "lensdb", "hostname": "127.0.0.1", "port": self.db_port,
-                "username": "admin", "password": ADMIN_PASSWORD, **fields}
+        body = {
+            "project": project,
+            "title": "lensdb",
+            "hostname": "127.0.0.1",
+            "port": self.db_port,
+            "username": "admin",
+            "password": ADMIN_PASSWORD,
+            **fields,
+        }
         path = "/api/storages/export/lensdb" if target else "/api/storages/lensdb/"
         return self.api("POST", path, json=body).json()["id"]
 
@@ -106,7 +135,10 @@ def stack(ls_env: dict[str, str] | None = None, keep: bool = False):
     root = Path(tempfile.mkdtemp(prefix="lensdb-ls-bench-"))
     s = Stack(root, ls_env)
     try:
-        print(f"starting lensdb + Label Studio in {root} (first start runs migrations, ~30 s)", flush=True)
+        print(
+            f"starting lensdb + Label Studio in {root} (first start runs migrations, ~30 s)",
+            flush=True,
+        )
         t = time.perf_counter()
         s.start()
         print(f"  ready in {time.perf_counter() - t:.1f} s", flush=True)
@@ -117,8 +149,14 @@ def stack(ls_env: dict[str, str] | None = None, keep: bool = False):
             subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
-def load_images(connector, n: int, boxes: int = 2, batch: int = 500, tag: str = "bench",
-                folder: Path | None = None) -> list[bytes]:
+def load_images(
+    connector,
+    n: int,
+    boxes: int = 2,
+    batch: int = 500,
+    tag: str = "bench",
+    folder: Path | None = None,
+) -> list[bytes]:
     """Add n small JPEGs (with `boxes` boxes each) through the SDK; also write them to `folder` if given."""
     out = []
     for start in range(0, n, batch):
@@ -129,12 +167,30 @@ def load_images(connector, n: int, boxes: int = 2, batch: int = 500, tag: str = 
             if folder is not None:
                 (folder / f"img{i:06d}.jpg").write_bytes(data)
             ref = len(query) + 1
-            query.append({"AddImage": {"_ref": ref, "properties": {"name": f"img{i:06d}", "tag": tag,
-                                                                   "width": 64, "height": 48}}})
+            query.append(
+                {
+                    "AddImage": {
+                        "_ref": ref,
+                        "properties": {
+                            "name": f"img{i:06d}",
+                            "tag": tag,
+                            "width": 64,
+                            "height": 48,
+                        },
+                    }
+                }
+            )
             blobs.append(data)
             for b in range(boxes):
-                query.append({"AddBoundingBox": {"image_ref": ref, "label": "Cat" if b % 2 == 0 else "Dog",
-                                                 "rectangle": {"x": 2 + 3 * b, "y": 4, "width": 20, "height": 15}}})
+                query.append(
+                    {
+                        "AddBoundingBox": {
+                            "image_ref": ref,
+                            "label": "Cat" if b % 2 == 0 else "Dog",
+                            "rectangle": {"x": 2 + 3 * b, "y": 4, "width": 20, "height": 15},
+                        }
+                    }
+                )
         response, _ = connector.query(query, blobs)
         if not isinstance(response, list):
             raise RuntimeError(f"load failed: {response}")

@@ -32,10 +32,14 @@ def static_app():
     from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
 
-    return Starlette(routes=[Mount("/", app=StaticFiles(directory=os.environ["LENSDB_BENCH_STATIC"]))])
+    return Starlette(
+        routes=[Mount("/", app=StaticFiles(directory=os.environ["LENSDB_BENCH_STATIC"]))]
+    )
 
 
-def hammer(urls: list[str], expected: dict[str, int], seconds: float, clients: int, headers: dict) -> float:
+def hammer(
+    urls: list[str], expected: dict[str, int], seconds: float, clients: int, headers: dict
+) -> float:
     """Requests per second over `seconds` with `clients` threads; every answer's size is checked."""
     done = [0] * clients
     errors: list[str] = []
@@ -80,10 +84,17 @@ def main() -> None:
     with stack() as s:
         data = load_images(s.connector(), args.images, tag="proxy", folder=files)
         p = s.project("proxy")
-        sid = s.lensdb_storage(p, constraints=json.dumps({"tag": ["==", "proxy"]}), task_data_properties="name")
+        sid = s.lensdb_storage(
+            p, constraints=json.dumps({"tag": ["==", "proxy"]}), task_data_properties="name"
+        )
         s.api("POST", f"/api/storages/lensdb/{sid}/sync")
-        tasks = s.api("GET", f"/api/tasks/?project={p}&page_size={args.images}&fields=all").json()["tasks"]
-        paths = {t["data"]["image"]: len((files / f"{t['data']['name']}.jpg").read_bytes()) for t in tasks}
+        tasks = s.api("GET", f"/api/tasks/?project={p}&page_size={args.images}&fields=all").json()[
+            "tasks"
+        ]
+        paths = {
+            t["data"]["image"]: len((files / f"{t['data']['name']}.jpg").read_bytes())
+            for t in tasks
+        }
         assert len(paths) == len(data)
         auth = {"Authorization": f"Token {TOKEN}"}
 
@@ -101,35 +112,75 @@ def main() -> None:
         port = free_port()
         log = open(s.root / "gunicorn.log", "ab")  # noqa: SIM115 - handed to the child
         gun = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--bind", f"127.0.0.1:{port}",
-             "--pythonpath", str(Path(label_studio.__file__).parent), "core.wsgi:application"],
-            env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--workers",
+                str(args.workers),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--pythonpath",
+                str(Path(label_studio.__file__).parent),
+                "core.wsgi:application",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             wait(f"http://127.0.0.1:{port}/health", gun)
-            results[f"Label Studio under gunicorn ({args.workers} workers)"] = proxy_rate(f"http://127.0.0.1:{port}")
+            results[f"Label Studio under gunicorn ({args.workers} workers)"] = proxy_rate(
+                f"http://127.0.0.1:{port}"
+            )
             # Label Studio's floor: its cheapest endpoint, same server, same client.
-            health = {f"http://127.0.0.1:{port}/health": len(requests.get(f"http://127.0.0.1:{port}/health").content)}
+            health = {
+                f"http://127.0.0.1:{port}/health": len(
+                    requests.get(f"http://127.0.0.1:{port}/health").content
+                )
+            }
             results["  (reference: Label Studio /health, same gunicorn)"] = hammer(
-                list(health), health, args.seconds, args.clients, auth)
+                list(health), health, args.seconds, args.clients, auth
+            )
         finally:
             launcher.stop(gun)
 
     port = free_port()
     static = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "labelstudio_proxy:static_app", "--factory", "--app-dir",
-         str(Path(__file__).parent), "--workers", str(args.workers), "--port", str(port), "--log-level", "warning"],
-        env={**os.environ, "LENSDB_BENCH_STATIC": str(files)})
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "labelstudio_proxy:static_app",
+            "--factory",
+            "--app-dir",
+            str(Path(__file__).parent),
+            "--workers",
+            str(args.workers),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, "LENSDB_BENCH_STATIC": str(files)},
+    )
     try:
         first = next(iter(paths))
         name = next(t["data"]["name"] for t in tasks if t["data"]["image"] == first)
         wait(f"http://127.0.0.1:{port}/{name}.jpg", static)
-        urls = {f"http://127.0.0.1:{port}/{t['data']['name']}.jpg": paths[t["data"]["image"]] for t in tasks}
+        urls = {
+            f"http://127.0.0.1:{port}/{t['data']['name']}.jpg": paths[t["data"]["image"]]
+            for t in tasks
+        }
         results[f"static files, Starlette on uvicorn ({args.workers} workers)"] = hammer(
-            list(urls), urls, args.seconds, args.clients, {})
+            list(urls), urls, args.seconds, args.clients, {}
+        )
     finally:
         launcher.stop(static)
 
-    print(f"\n{args.images} small JPEGs, {args.clients} client threads, {args.seconds:g} s each, {os.cpu_count()} CPUs:")
+    print(
+        f"\n{args.images} small JPEGs, {args.clients} client threads, {args.seconds:g} s each, {os.cpu_count()} CPUs:"
+    )
     for name, rate in results.items():
         print(f"  {name:52s} {rate:8.0f} requests/s")
 

@@ -17,29 +17,67 @@ from labelstudio_common import load_images, percentiles, stack
 
 def result(i: int) -> list[dict]:
     def box(rid: str, x: float) -> dict:
-        return {"id": rid, "type": "rectanglelabels", "from_name": "box", "to_name": "image",
-                "original_width": 64, "original_height": 48, "image_rotation": 0,
-                "value": {"x": x, "y": 10 + i % 50, "width": 10, "height": 10, "rotation": 0,
-                          "rectanglelabels": ["Cat"]}}
-    poly = {"id": "p", "type": "polygonlabels", "from_name": "poly", "to_name": "image", "original_width": 64,
-            "original_height": 48, "value": {"points": [[5, 5], [30, 5], [20, 30]], "polygonlabels": ["Road"]}}
+        return {
+            "id": rid,
+            "type": "rectanglelabels",
+            "from_name": "box",
+            "to_name": "image",
+            "original_width": 64,
+            "original_height": 48,
+            "image_rotation": 0,
+            "value": {
+                "x": x,
+                "y": 10 + i % 50,
+                "width": 10,
+                "height": 10,
+                "rotation": 0,
+                "rectanglelabels": ["Cat"],
+            },
+        }
+
+    poly = {
+        "id": "p",
+        "type": "polygonlabels",
+        "from_name": "poly",
+        "to_name": "image",
+        "original_width": 64,
+        "original_height": 48,
+        "value": {"points": [[5, 5], [30, 5], [20, 30]], "polygonlabels": ["Road"]},
+    }
     return [box("a", 5), box("b", 30), box("c", 60), poly]
 
 
 def visible(db, annotation_id: int) -> bool:
-    r, _ = db.query([{"FindBoundingBox": {"constraints": {"LS_annotation": ["==", str(annotation_id)]},
-                                          "results": {"count": True}}},
-                     {"FindPolygon": {"constraints": {"LS_annotation": ["==", str(annotation_id)]},
-                                      "results": {"count": True}}}])
+    r, _ = db.query(
+        [
+            {
+                "FindBoundingBox": {
+                    "constraints": {"LS_annotation": ["==", str(annotation_id)]},
+                    "results": {"count": True},
+                }
+            },
+            {
+                "FindPolygon": {
+                    "constraints": {"LS_annotation": ["==", str(annotation_id)]},
+                    "results": {"count": True},
+                }
+            },
+        ]
+    )
     return r[0]["FindBoundingBox"]["count"] == 3 and r[1]["FindPolygon"]["count"] == 1
 
 
 def run(s, project: int, saves: int, db=None) -> tuple[list[float], list[float]]:
-    tasks = [t["id"] for t in s.api("GET", f"/api/tasks/?project={project}&page_size=1000").json()["tasks"]]
+    tasks = [
+        t["id"]
+        for t in s.api("GET", f"/api/tasks/?project={project}&page_size=1000").json()["tasks"]
+    ]
     post_ms, visible_ms = [], []
     for i in range(saves):
         t0 = time.perf_counter()
-        ann = s.api("POST", f"/api/tasks/{tasks[i % len(tasks)]}/annotations/", json={"result": result(i)}).json()
+        ann = s.api(
+            "POST", f"/api/tasks/{tasks[i % len(tasks)]}/annotations/", json={"result": result(i)}
+        ).json()
         post_ms.append(1000 * (time.perf_counter() - t0))
         if db is not None:
             while not visible(db, ann["id"]):
@@ -71,7 +109,9 @@ def main() -> None:
     p50, p95 = percentiles(visible_ms)
     q50, q95 = percentiles(post_ms)
     b50, b95 = percentiles(base_ms)
-    print(f"\n{args.saves} annotation saves (3 boxes + 1 polygon each), Label Studio dev server, no Redis:")
+    print(
+        f"\n{args.saves} annotation saves (3 boxes + 1 polygon each), Label Studio dev server, no Redis:"
+    )
     print(f"  save -> regions visible in lensdb   p50 {p50:6.1f} ms   p95 {p95:6.1f} ms")
     print(f"  save request with lensdb target     p50 {q50:6.1f} ms   p95 {q95:6.1f} ms")
     print(f"  save request without target storage p50 {b50:6.1f} ms   p95 {b95:6.1f} ms")

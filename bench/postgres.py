@@ -48,12 +48,14 @@ def main() -> None:
         with psycopg.connect(url) as conn, conn.cursor() as cur:
             with cur.copy("COPY objects (class, props) FROM STDIN") as copy:
                 for i in range(n):
-                    copy.write_row(("Item", json.dumps({"k": i, "name": f"item{i}",
-                                                        "group": i % 100})))
+                    copy.write_row(
+                        ("Item", json.dumps({"k": i, "name": f"item{i}", "group": i % 100}))
+                    )
         load = time.perf_counter() - t
         t = time.perf_counter()
-        r, _ = db.query([{"CreateIndex": {"index_type": "entity", "class": "Item",
-                                          "property_key": "k"}}])
+        r, _ = db.query(
+            [{"CreateIndex": {"index_type": "entity", "class": "Item", "property_key": "k"}}]
+        )
         assert r[0]["CreateIndex"]["status"] == 0, r
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE objects")
@@ -63,15 +65,25 @@ def main() -> None:
         def via_lensdb() -> float:
             t = time.perf_counter()
             for k in keys:
-                r, _ = db.query([{"FindEntity": {"with_class": "Item",
-                                                 "constraints": {"k": ["==", k]},
-                                                 "results": {"all_properties": True}}}])
+                r, _ = db.query(
+                    [
+                        {
+                            "FindEntity": {
+                                "with_class": "Item",
+                                "constraints": {"k": ["==", k]},
+                                "results": {"all_properties": True},
+                            }
+                        }
+                    ]
+                )
                 assert r[0]["FindEntity"]["entities"][0]["k"] == k
             return time.perf_counter() - t
 
         raw = psycopg.connect(url, autocommit=True)
-        sql = ("SELECT id, class, props, blob FROM objects WHERE class = %s AND "
-               "jsonb_typeof(props->'k') = 'number' AND props->'k' = %s ORDER BY id")
+        sql = (
+            "SELECT id, class, props, blob FROM objects WHERE class = %s AND "
+            "jsonb_typeof(props->'k') = 'number' AND props->'k' = %s ORDER BY id"
+        )
 
         def via_psycopg() -> float:
             from psycopg.types.json import Jsonb

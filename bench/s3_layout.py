@@ -20,10 +20,19 @@ def _moto() -> subprocess.Popen:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.environ.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "x",
-                       "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
@@ -64,8 +73,9 @@ def main() -> None:
 
         def get_range(i: int) -> bytes:
             start = i * args.size
-            return s3.get_object(Bucket=args.bucket, Key="pack/0",
-                                 Range=f"bytes={start}-{start + args.size - 1}")["Body"].read()
+            return s3.get_object(
+                Bucket=args.bucket, Key="pack/0", Range=f"bytes={start}-{start + args.size - 1}"
+            )["Body"].read()
 
         timings = {}
         for name, fn in (("single GET", get_single), ("ranged GET", get_range)):
@@ -77,11 +87,15 @@ def main() -> None:
         n = args.queries
         print(f"{n} queries x {args.blobs} blobs of {args.size} B")
         print(f"  write, one object per blob: {single_put:.3f} s ({n * args.blobs} PUTs)")
-        print(f"  write, one pack per query:  {pack_put:.3f} s ({n} PUTs)"
-              f"  -> {single_put / pack_put:.1f}x faster")
-        print(f"  read {args.blobs} blobs, 16 threads: single {timings['single GET']:.3f} s, "
-              f"ranged {timings['ranged GET']:.3f} s "
-              f"(ratio {timings['single GET'] / timings['ranged GET']:.2f})")
+        print(
+            f"  write, one pack per query:  {pack_put:.3f} s ({n} PUTs)"
+            f"  -> {single_put / pack_put:.1f}x faster"
+        )
+        print(
+            f"  read {args.blobs} blobs, 16 threads: single {timings['single GET']:.3f} s, "
+            f"ranged {timings['ranged GET']:.3f} s "
+            f"(ratio {timings['single GET'] / timings['ranged GET']:.2f})"
+        )
     finally:
         if proc is not None:
             proc.terminate()

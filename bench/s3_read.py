@@ -52,8 +52,9 @@ def main() -> None:
         bucket = s3.new_bucket()
         db = Database(cluster.new_database(), blobs=f"s3://{bucket}/bench")
         images = [jpeg(i, args.size) for i in range(args.images)]
-        r, _ = db.query([{"AddImage": {"properties": {"i": i}}} for i in range(len(images))],
-                        images)
+        r, _ = db.query(
+            [{"AddImage": {"properties": {"i": i}}} for i in range(len(images))], images
+        )
         assert isinstance(r, list), r
         with db.store.read() as txn:
             from lensdb.store.base import Selection
@@ -64,8 +65,9 @@ def main() -> None:
 
         def direct_one(key: str) -> bytes:
             pack, offset, length = place(key)
-            return client.get_object(Bucket=bucket, Key=store.key(pack),
-                                     Range=f"bytes={offset}-{offset + length - 1}")["Body"].read()
+            return client.get_object(
+                Bucket=bucket, Key=store.key(pack), Range=f"bytes={offset}-{offset + length - 1}"
+            )["Body"].read()
 
         pool = ThreadPoolExecutor(16)
 

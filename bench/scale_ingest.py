@@ -32,11 +32,23 @@ _spec.loader.exec_module(bs)  # type: ignore[union-attr]
 
 def start(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen, int]:
     port, http = bs.free_port(), bs.free_port()
-    cmd = [sys.executable, "-c", "from lensdb.cli import main; main()", "serve", *args,
-           "--port", str(port), "--http-port", str(http)]
-    proc = subprocess.Popen(cmd, env={**os.environ, **env, "LENSDB_ADMIN_PASSWORD":
-                                      bs.ADMIN_PASSWORD},
-                            stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+    cmd = [
+        sys.executable,
+        "-c",
+        "from lensdb.cli import main; main()",
+        "serve",
+        *args,
+        "--port",
+        str(port),
+        "--http-port",
+        str(http),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, **env, "LENSDB_ADMIN_PASSWORD": bs.ADMIN_PASSWORD},
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),
+    )
     bs.wait_port(port, proc)
     return proc, port
 
@@ -47,13 +59,14 @@ def split(path: Path, parts: int) -> list[Path]:
     for k in range(parts):
         p = path.with_name(f"{path.stem}.{k}.csv")
         with open(p, "w", newline="") as f:
-            csv.writer(f).writerows([rows[0], *rows[1 + k::parts]])
+            csv.writer(f).writerows([rows[0], *rows[1 + k :: parts]])
         out.append(p)
     return out
 
 
-def ingest(ports: list[int], images: list[Path], boxes: list[Path], threads: int,
-           batch: int) -> float:
+def ingest(
+    ports: list[int], images: list[Path], boxes: list[Path], threads: int, batch: int
+) -> float:
     from aperturedb.BBoxDataCSV import BBoxDataCSV
     from aperturedb.Connector import Connector
     from aperturedb.ImageDataCSV import ImageDataCSV
@@ -62,17 +75,29 @@ def ingest(ports: list[int], images: list[Path], boxes: list[Path], threads: int
     errors = []
 
     def load(port: int, data) -> None:  # noqa: ANN001
-        client = Connector(host="localhost", port=port, user="admin",
-                           password=bs.ADMIN_PASSWORD, use_ssl=False)
+        client = Connector(
+            host="localhost", port=port, user="admin", password=bs.ADMIN_PASSWORD, use_ssl=False
+        )
         loader = ParallelLoader(client)
         loader.ingest(data, batchsize=batch, numthreads=threads // len(ports), stats=False)
         errors.append(loader.error_counter)
 
     t = time.perf_counter()
     for phase in (images, boxes):
-        workers = [threading.Thread(target=load, args=(port, (
-            ImageDataCSV(str(p), check_image=False) if phase is images else BBoxDataCSV(str(p)))))
-            for port, p in zip(ports, phase, strict=True)]
+        workers = [
+            threading.Thread(
+                target=load,
+                args=(
+                    port,
+                    (
+                        ImageDataCSV(str(p), check_image=False)
+                        if phase is images
+                        else BBoxDataCSV(str(p))
+                    ),
+                ),
+            )
+            for port, p in zip(ports, phase, strict=True)
+        ]
         for w in workers:
             w.start()
         for w in workers:
@@ -99,32 +124,51 @@ def main() -> None:
         rates = {}
         p, port = start(["--data", str(work / "embedded")], {}, work / "embedded.log")
         procs.append(p)
-        rates["embedded, 1 server"] = args.images / ingest([port], [images_csv], [boxes_csv],
-                                                           args.threads, args.batch)
+        rates["embedded, 1 server"] = args.images / ingest(
+            [port], [images_csv], [boxes_csv], args.threads, args.batch
+        )
         p.terminate()
         p.wait()
         for n in (1, 2):
             url, bucket = cluster.new_database(), s3.new_bucket()
             ports = []
             for k in range(n):
-                p, port = start(["--data", url, "--blobs", f"s3://{bucket}/b",
-                                 "--state", str(work / f"state{n}{k}")], s3.env(),
-                                work / f"pg{n}{k}.log")
+                p, port = start(
+                    [
+                        "--data",
+                        url,
+                        "--blobs",
+                        f"s3://{bucket}/b",
+                        "--state",
+                        str(work / f"state{n}{k}"),
+                    ],
+                    s3.env(),
+                    work / f"pg{n}{k}.log",
+                )
                 procs.append(p)
                 ports.append(port)
-            took = ingest(ports, split(images_csv, n) if n > 1 else [images_csv],
-                          split(boxes_csv, n) if n > 1 else [boxes_csv], args.threads, args.batch)
+            took = ingest(
+                ports,
+                split(images_csv, n) if n > 1 else [images_csv],
+                split(boxes_csv, n) if n > 1 else [boxes_csv],
+                args.threads,
+                args.batch,
+            )
             rates[f"PostgreSQL+S3, {n} server(s)"] = args.images / took
             for p in procs[-n:]:
                 p.terminate()
                 p.wait()
-        print(f"ParallelLoader: {args.images} JPEGs then {2 * args.images} boxes, "
-              f"{args.threads} threads in all, batches of {args.batch}")
+        print(
+            f"ParallelLoader: {args.images} JPEGs then {2 * args.images} boxes, "
+            f"{args.threads} threads in all, batches of {args.batch}"
+        )
         for name, rate in rates.items():
             print(f"  {name:28s} {rate:7.0f} images/s (with their boxes)")
         one, two = rates["PostgreSQL+S3, 1 server(s)"], rates["PostgreSQL+S3, 2 server(s)"]
-        print(f"  PostgreSQL+S3 / embedded:    {one / rates['embedded, 1 server']:.2f}x "
-              "(target >= 0.7x)")
+        print(
+            f"  PostgreSQL+S3 / embedded:    {one / rates['embedded, 1 server']:.2f}x "
+            "(target >= 0.7x)"
+        )
         print(f"  two servers / one:           {two / one:.2f}x (target > 1)")
     finally:
         for p in procs:

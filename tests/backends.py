@@ -78,19 +78,47 @@ class PostgresCluster:
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres", "postgres")
         data = self.folder / "data"
-        subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
-                                     "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
-                       check=True, capture_output=True)
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
         port = free_port()
         # Durability settings off: a test cluster is thrown away, and fsyncs would dominate.
         # The options go into the cluster's config, so a restart keeps port and settings.
         with open(data / "postgresql.auto.conf", "a") as conf:
-            conf.write(f"port = {port}\nunix_socket_directories = '{self.folder}'\n"
-                       "listen_addresses = '127.0.0.1'\nfsync = off\nsynchronous_commit = off\n"
-                       "full_page_writes = off\nmax_connections = 400\n")
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-w",
-                                     "-l", str(self.folder / "log"), "start"]),
-                       check=True, capture_output=True)
+            conf.write(
+                f"port = {port}\nunix_socket_directories = '{self.folder}'\n"
+                "listen_addresses = '127.0.0.1'\nfsync = off\nsynchronous_commit = off\n"
+                "full_page_writes = off\nmax_connections = 400\n"
+            )
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-w",
+                    "-l",
+                    str(self.folder / "log"),
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
         self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
     def _make_template(self) -> None:
@@ -127,16 +155,20 @@ class PostgresCluster:
         name = urlsplit(url).path.lstrip("/")
         try:
             with psycopg.connect(url, autocommit=True) as conn:
-                others = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                                      "current_database() AND pid <> pg_backend_pid()"
-                                      ).fetchone()[0]
+                others = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                    "current_database() AND pid <> pg_backend_pid()"
+                ).fetchone()[0]
                 if not others:
                     with conn.transaction():
-                        for (index,) in conn.execute("SELECT indexname FROM pg_indexes WHERE "
-                                                     "indexname LIKE 'pix\\_%'").fetchall():
+                        for (index,) in conn.execute(
+                            "SELECT indexname FROM pg_indexes WHERE indexname LIKE 'pix\\_%'"
+                        ).fetchall():
                             conn.execute(f"DROP INDEX {index}")
-                        conn.execute("TRUNCATE objects, connections, property_indexes, "
-                                     "blob_intents, blob_trash RESTART IDENTITY")
+                        conn.execute(
+                            "TRUNCATE objects, connections, property_indexes, "
+                            "blob_intents, blob_trash RESTART IDENTITY"
+                        )
                     self._free.append(url)
                     return
         except psycopg.OperationalError:
@@ -147,22 +179,59 @@ class PostgresCluster:
     def stop(self) -> None:
         if self.folder is None:
             return
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.folder / "data"),
-                                     "-m", "immediate", "-w", "stop"]), capture_output=True)
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(self.folder / "data"),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ]
+            ),
+            capture_output=True,
+        )
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder = None
 
     def stop_server(self) -> None:
         """Stop the private cluster, keeping its files (failure tests); `start_server` again."""
         assert self.folder is not None
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.folder / "data"),
-                                     "-m", "fast", "-w", "stop"]), check=True, capture_output=True)
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(self.folder / "data"),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
 
     def start_server(self) -> None:
         assert self.folder is not None
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.folder / "data"),
-                                     "-w", "-l", str(self.folder / "log"), "start"]),
-                       check=True, capture_output=True)
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(self.folder / "data"),
+                    "-w",
+                    "-l",
+                    str(self.folder / "log"),
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
 
 
 class MotoServer:
@@ -177,7 +246,9 @@ class MotoServer:
     def start(self) -> MotoServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -188,15 +259,24 @@ class MotoServer:
         raise RuntimeError("moto server did not start")
 
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "test",
-                "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_REGION": "us-east-1",
+        }
 
     def client(self):  # noqa: ANN201 - a boto3 S3 client
         import boto3
 
         env = self.env()
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=env["AWS_REGION"],
-                            aws_access_key_id="test", aws_secret_access_key="test")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=env["AWS_REGION"],
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
 
     def new_bucket(self) -> str:
         name = f"lensdb-test-{next(self._buckets)}"
@@ -213,8 +293,11 @@ class MotoServer:
 
     def keys(self, bucket: str) -> list[str]:
         client = self.client()
-        return sorted(o["Key"] for page in client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket) for o in page.get("Contents", []))
+        return sorted(
+            o["Key"]
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for o in page.get("Contents", [])
+        )
 
     def stop(self) -> None:
         if self.proc is not None:

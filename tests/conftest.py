@@ -68,9 +68,18 @@ class LensdbServer:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-c", "from lensdb.cli import main; main()", "serve",
-            *self.data_args(), "--host", self.host,
-            "--port", str(self.port), "--http-port", str(self.http_port), *self.args,
+            sys.executable,
+            "-c",
+            "from lensdb.cli import main; main()",
+            "serve",
+            *self.data_args(),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--http-port",
+            str(self.http_port),
+            *self.args,
         ]
 
     def data_args(self) -> list[str]:
@@ -87,8 +96,14 @@ class LensdbServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"lensdb serve exited with {self.proc.returncode}:\n{self.log()}")
-            if "lensdb ready" in self.log() and self._accepts(self.port) and self._accepts(self.http_port):
+                raise RuntimeError(
+                    f"lensdb serve exited with {self.proc.returncode}:\n{self.log()}"
+                )
+            if (
+                "lensdb ready" in self.log()
+                and self._accepts(self.port)
+                and self._accepts(self.http_port)
+            ):
                 return self
             time.sleep(0.05)
         self.stop()
@@ -129,8 +144,14 @@ class LensdbServer:
 
     # -- clients ----------------------------------------------------------------------
 
-    def connector(self, user: str = "admin", password: str | None = None, token: str = "",
-                  use_ssl: bool = True, **kw):
+    def connector(
+        self,
+        user: str = "admin",
+        password: str | None = None,
+        token: str = "",
+        use_ssl: bool = True,
+        **kw,
+    ):
         """An aperturedb Connector; TLS verified against the server's CA by default."""
         from aperturedb.Connector import Connector
 
@@ -142,10 +163,19 @@ class LensdbServer:
         elif password is None:
             password = self.admin_password if user == "admin" else ""
         kw.setdefault("retry_interval_seconds", 0)
-        return Connector(host="localhost", port=self.port, user=user, password=password,
-                         token=token, use_ssl=use_ssl, **kw)
+        return Connector(
+            host="localhost",
+            port=self.port,
+            user=user,
+            password=password,
+            token=token,
+            use_ssl=use_ssl,
+            **kw,
+        )
 
-    def rest_connector(self, user: str = "admin", password: str | None = None, token: str = "", **kw):
+    def rest_connector(
+        self, user: str = "admin", password: str | None = None, token: str = "", **kw
+    ):
         """An aperturedb ConnectorRest over plain HTTP (the server is started without --http-tls)."""
         from aperturedb.ConnectorRest import ConnectorRest
 
@@ -156,33 +186,51 @@ class LensdbServer:
         use_ssl = kw.pop("use_ssl", "--http-tls" in self.args)
         if use_ssl:
             kw.setdefault("ca_cert", self.ca_cert)
-        return ConnectorRest(host="localhost", port=self.http_port, user=user, password=password,
-                             token=token, use_ssl=use_ssl, **kw)
+        return ConnectorRest(
+            host="localhost",
+            port=self.http_port,
+            user=user,
+            password=password,
+            token=token,
+            use_ssl=use_ssl,
+            **kw,
+        )
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run `lensdb <args> --data DATA` (users/tokens management) against this folder."""
-        env = {**os.environ, **self.env, "LENSDB_ADMIN_PASSWORD": self.admin_password,
-               "LENSDB_DATA": self.url or str(self.data_dir)}
+        env = {
+            **os.environ,
+            **self.env,
+            "LENSDB_ADMIN_PASSWORD": self.admin_password,
+            "LENSDB_DATA": self.url or str(self.data_dir),
+        }
         if self.blobs:
             env["LENSDB_BLOBS"] = self.blobs
-        return subprocess.run([sys.executable, "-c", "from lensdb.cli import main; main()", *args],
-                              env=env, capture_output=True, text=True, check=check)
+        return subprocess.run(
+            [sys.executable, "-c", "from lensdb.cli import main; main()", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=check,
+        )
 
 
 SERVER_BACKENDS = ("sqlite", "postgres-s3")
 
 
 @pytest.fixture(scope="session", params=SERVER_BACKENDS)
-def lensdb_server(request: pytest.FixtureRequest,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[LensdbServer]:
+def lensdb_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LensdbServer]:
     folder = tmp_path_factory.mktemp("lensdb") / "data"
     if request.param == "sqlite":
         server = LensdbServer(folder).start()
     else:
         cluster = request.getfixturevalue("postgres_cluster")
         s3 = request.getfixturevalue("moto_server")
-        server = LensdbServer(folder, url=cluster.new_database(),
-                              blobs=f"s3://{s3.new_bucket()}/lensdb", env=s3.env()).start()
+        server = LensdbServer(
+            folder, url=cluster.new_database(), blobs=f"s3://{s3.new_bucket()}/lensdb", env=s3.env()
+        ).start()
     yield server
     server.stop()
 
@@ -207,12 +255,15 @@ def lensdb_server_factory(tmp_path: Path) -> Iterator[Callable[..., LensdbServer
 
 
 @pytest.fixture(scope="module")
-def lensdb_module_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LensdbServer]]:
+def lensdb_module_server_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., LensdbServer]]:
     """Like lensdb_server_factory, for module-scoped fixtures (servers stop after the module)."""
     yield from _factory(tmp_path_factory.mktemp("lensdb-module"))
 
 
 # -- PostgreSQL and S3 for the scale-out backend ------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PostgresCluster]:

@@ -303,8 +303,14 @@ def test_render_validates() -> None:
 def test_content_type_from_magic_numbers():
     from lensdb.media import content_type
 
-    for fmt, mime in (("JPEG", "image/jpeg"), ("PNG", "image/png"), ("TIFF", "image/tiff"),
-                      ("GIF", "image/gif"), ("BMP", "image/bmp"), ("WEBP", "image/webp")):
+    for fmt, mime in (
+        ("JPEG", "image/jpeg"),
+        ("PNG", "image/png"),
+        ("TIFF", "image/tiff"),
+        ("GIF", "image/gif"),
+        ("BMP", "image/bmp"),
+        ("WEBP", "image/webp"),
+    ):
         buf = BytesIO()
         Image.new("RGB", (4, 4)).save(buf, fmt)
         assert content_type(buf.getvalue()[:16]) == mime
@@ -315,7 +321,10 @@ def test_parse_range_is_one_parser_for_the_gateway_and_the_plugin() -> None:
     from lensdb.media import parse_range
 
     assert parse_range("bytes=0-99", 1000) == (0, 99)
-    assert parse_range("bytes=-500", 1000) == (500, 999)  # the last 500 (the plugin once sent the first 500)
+    assert parse_range("bytes=-500", 1000) == (
+        500,
+        999,
+    )  # the last 500 (the plugin once sent the first 500)
     assert parse_range("bytes=-5000", 1000) == (0, 999)
     assert parse_range("bytes=900-", 1000) == (900, 999)
     assert parse_range("bytes=990-2000", 1000) == (990, 999)

@@ -12,9 +12,16 @@ from lensdb.settings import ENV, Settings
 
 
 def test_from_env_reads_every_variable_and_parses_it() -> None:
-    env = {"LENSDB_DATA": "/srv/db", "LENSDB_BLOBS": "s3://bucket/prefix", "LENSDB_PORT": "6000",
-           "LENSDB_CORS_ORIGINS": "http://a.example/, http://b.example", "LENSDB_DEV": "yes",
-           "LABEL_STUDIO_TOKEN": "t1", "LENSDB_OUTBOX_RETRY_SECONDS": "0.5", "XDG_STATE_HOME": "/st"}
+    env = {
+        "LENSDB_DATA": "/srv/db",
+        "LENSDB_BLOBS": "s3://bucket/prefix",
+        "LENSDB_PORT": "6000",
+        "LENSDB_CORS_ORIGINS": "http://a.example/, http://b.example",
+        "LENSDB_DEV": "yes",
+        "LABEL_STUDIO_TOKEN": "t1",
+        "LENSDB_OUTBOX_RETRY_SECONDS": "0.5",
+        "XDG_STATE_HOME": "/st",
+    }
     s = Settings.from_env(env)
     assert s.data == "/srv/db" and s.blobs == "s3://bucket/prefix" and s.port == 6000
     assert s.cors_origins == ("http://a.example", "http://b.example") and s.dev is True
@@ -48,7 +55,19 @@ def test_the_cli_reports_a_bad_variable_as_a_usage_error(tmp_path: Path) -> None
     import os
 
     env = {**os.environ, "LENSDB_HTTP_PORT": "eighty"}
-    r = subprocess.run([sys.executable, "-c", "from lensdb.cli import main; main()", "serve",
-                        "--data", str(tmp_path)], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from lensdb.cli import main; main()",
+            "serve",
+            "--data",
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert "LENSDB_HTTP_PORT='eighty': not an integer" in r.stderr

@@ -57,9 +57,13 @@ class Settings:
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to load media
     dev: bool = False  # every origin allowed (CORS *), with a warning in the log
     public_url: str | None = None  # base URL put in signed links; default: the request's own
-    webhook_secret: str | None = None  # default: generated once into DATA/labelstudio-webhook.secret
+    webhook_secret: str | None = (
+        None  # default: generated once into DATA/labelstudio-webhook.secret
+    )
     # Clients of a running server (the connector)
-    server: str | None = None  # HOST:PORT of lensdb's TCP port; None: 127.0.0.1:55555 (or start one)
+    server: str | None = (
+        None  # HOST:PORT of lensdb's TCP port; None: 127.0.0.1:55555 (or start one)
+    )
     http_url: str = "http://127.0.0.1:55556"
     user: str = "admin"
     password: str = ""

@@ -21,7 +21,9 @@ from lensdb.connector.lsclient import LabelStudio
 from lensdb.labelstudio.launcher import QUIET_ENV, stop, wait_http
 
 # The root conftest, loaded by path: `tests` is no package, so it cannot be imported by name.
-_spec = importlib.util.spec_from_file_location("lensdb_connector_root_conftest", Path(__file__).parents[1] / "conftest.py")
+_spec = importlib.util.spec_from_file_location(
+    "lensdb_connector_root_conftest", Path(__file__).parents[1] / "conftest.py"
+)
 _root = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_root)
 LensdbServer = _root.LensdbServer
@@ -63,18 +65,33 @@ class LabelStudioProcess:
         env.update(QUIET_ENV)
         env.update(
             LABEL_STUDIO_BASE_DATA_DIR=str(self.data_dir),
-            LABEL_STUDIO_USERNAME=LS_USER, LABEL_STUDIO_PASSWORD="connector-pass-1",
-            LABEL_STUDIO_USER_TOKEN=LS_TOKEN, LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+            LABEL_STUDIO_USERNAME=LS_USER,
+            LABEL_STUDIO_PASSWORD="connector-pass-1",
+            LABEL_STUDIO_USER_TOKEN=LS_TOKEN,
+            LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
             LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
             # The webhook receiver is on 127.0.0.1: allow it past the SSRF protection.
             LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS="false",
-            LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1",
+            LOG_LEVEL="WARNING",
+            PYTHONUNBUFFERED="1",
         )
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [python, "-c", "from label_studio.server import main; main()", "start", "--no-browser",
-             "--internal-host", "127.0.0.1", "--port", str(self.port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                python,
+                "-c",
+                "from label_studio.server import main; main()",
+                "start",
+                "--no-browser",
+                "--internal-host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         wait_http(f"{self.url}/health", self.proc, timeout=240)
         # Label Studio moves to another port silently when its port is busy: make sure it is ours.
@@ -105,8 +122,10 @@ def ls_api(label_studio: LabelStudioProcess) -> Iterator[LabelStudio]:
 
 @pytest.fixture(scope="session")
 def lensdb_for_ls(tmp_path_factory: pytest.TempPathFactory, label_studio: LabelStudioProcess):
-    server = LensdbServer(tmp_path_factory.mktemp("lensdb-ls") / "data",
-                          env={"LENSDB_CORS_ORIGINS": label_studio.url, "LENSDB_WEBHOOK_SECRET": WEBHOOK_SECRET})
+    server = LensdbServer(
+        tmp_path_factory.mktemp("lensdb-ls") / "data",
+        env={"LENSDB_CORS_ORIGINS": label_studio.url, "LENSDB_WEBHOOK_SECRET": WEBHOOK_SECRET},
+    )
     server.start()
     yield server
     server.stop()

@@ -10,8 +10,14 @@ from .conftest import BOX_CONFIG, LS_USER, chromium_path
 from .helpers import add_images
 from .test_push_pull import run
 
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def test_labeling_ui_renders_gateway_image(lensdb_for_ls, label_studio, ls_api, artifacts) -> None:
@@ -21,8 +27,17 @@ def test_labeling_ui_renders_gateway_image(lensdb_for_ls, label_studio, ls_api, 
         pytest.skip("chromium is not installed (apt-get install chromium)")
     add_images(lensdb_for_ls.connector(), 2, "browser", polygons=True, width=320, height=240)
     pid = ls_api.create_project("browser", BOX_CONFIG)["id"]
-    run(lensdb_for_ls, label_studio, "labelstudio", "push", "--project", str(pid), "--constraints",
-        '{"dataset": ["==", "browser"]}', "--predictions")
+    run(
+        lensdb_for_ls,
+        label_studio,
+        "labelstudio",
+        "push",
+        "--project",
+        str(pid),
+        "--constraints",
+        '{"dataset": ["==", "browser"]}',
+        "--predictions",
+    )
     task = ls_api.changed_tasks(pid, None, 1)[0]
     gateway_origin = f"http://127.0.0.1:{lensdb_for_ls.http_port}"
     assert task["data"]["image"].startswith(gateway_origin) and gateway_origin != label_studio.url

@@ -22,7 +22,9 @@ ALLOWED = "http://labeling.example:8080"
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    server = LensdbServer(tmp_path_factory.mktemp("gw") / "data", env={"LENSDB_CORS_ORIGINS": ALLOWED}).start()
+    server = LensdbServer(
+        tmp_path_factory.mktemp("gw") / "data", env={"LENSDB_CORS_ORIGINS": ALLOWED}
+    ).start()
     client = server.connector()
     add_images(client, 3, "gw", boxes=True, polygons=True)
     ids = uniqueids(client, {"dataset": ["==", "gw"]})
@@ -45,7 +47,8 @@ def test_session_access_and_content(gateway) -> None:
     r = http.get(f"/media/images/{ids[0]}", headers=_auth(token))
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     stored, blobs = server.connector().query(
-        [{"FindImage": {"constraints": {"_uniqueid": ["==", ids[0]]}, "blobs": True}}])
+        [{"FindImage": {"constraints": {"_uniqueid": ["==", ids[0]]}, "blobs": True}}]
+    )
     assert r.content == blobs[0]
     assert r.headers["etag"].startswith('"') and r.headers["accept-ranges"] == "bytes"
     assert "no-cache" in r.headers["cache-control"]
@@ -65,48 +68,79 @@ def test_etag_and_range(gateway) -> None:
     assert r.headers["content-range"] == f"bytes 0-99/{len(full.content)}"
     r = http.get(f"/media/images/{ids[1]}", headers={**_auth(token), "Range": "bytes=-10"})
     assert r.status_code == 206 and r.content == full.content[-10:]
-    r = http.get(f"/media/images/{ids[1]}", headers={**_auth(token), "Range": f"bytes={len(full.content)}-"})
+    r = http.get(
+        f"/media/images/{ids[1]}", headers={**_auth(token), "Range": f"bytes={len(full.content)}-"}
+    )
     assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{len(full.content)}"
     # If-Range with another version sends the whole image.
-    r = http.get(f"/media/images/{ids[1]}", headers={**_auth(token), "Range": "bytes=0-9", "If-Range": '"x"'})
+    r = http.get(
+        f"/media/images/{ids[1]}", headers={**_auth(token), "Range": "bytes=0-9", "If-Range": '"x"'}
+    )
     assert r.status_code == 200 and r.content == full.content
 
 
 def test_transforms_lookup_and_crops(gateway) -> None:
     _, http, token, ids = gateway
-    r = http.get(f"/media/images/{ids[0]}", params={"width": 32, "format": "png"}, headers=_auth(token))
+    r = http.get(
+        f"/media/images/{ids[0]}", params={"width": 32, "format": "png"}, headers=_auth(token)
+    )
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(r.content)).size == (32, 24)
     small_etag = r.headers["etag"]
-    r = http.get(f"/media/images/{ids[0]}", params={"width": 32, "format": "png"},
-                 headers={**_auth(token), "If-None-Match": small_etag})
+    r = http.get(
+        f"/media/images/{ids[0]}",
+        params={"width": 32, "format": "png"},
+        headers={**_auth(token), "If-None-Match": small_etag},
+    )
     assert r.status_code == 304
     r = http.get(f"/media/images/{ids[0]}", params={"crop": "4,6,20,16"}, headers=_auth(token))
     assert Image.open(io.BytesIO(r.content)).size == (20, 16)
-    assert http.get(f"/media/images/{ids[0]}", params={"width": "-3"}, headers=_auth(token)).status_code == 400
+    assert (
+        http.get(
+            f"/media/images/{ids[0]}", params={"width": "-3"}, headers=_auth(token)
+        ).status_code
+        == 400
+    )
     r = http.get("/media/images/by/guid/gw-2", headers=_auth(token))
     assert r.status_code == 200
     assert r.content == http.get(f"/media/images/{ids[2]}", headers=_auth(token)).content
     assert http.get("/media/images/by/dataset/gw", headers=_auth(token)).status_code == 409
     assert http.get("/media/images/by/guid/none", headers=_auth(token)).status_code == 404
-    box = gateway[0].connector().query([{"FindBoundingBox": {"uniqueids": True, "blobs": False,
-                                                             "results": {"limit": 1}}}])[0]
+    box = (
+        gateway[0]
+        .connector()
+        .query([{"FindBoundingBox": {"uniqueids": True, "blobs": False, "results": {"limit": 1}}}])[
+            0
+        ]
+    )
     box_uid = box[0]["FindBoundingBox"]["entities"][0]["_uniqueid"]
     r = http.get(f"/media/boxes/{box_uid}", headers=_auth(token))
     assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (20, 16)
-    r = http.get(f"/media/boxes/{box_uid}", params={"width": 10, "format": "png"}, headers=_auth(token))
-    assert r.headers["content-type"] == "image/png" and Image.open(io.BytesIO(r.content)).size == (10, 8)
-    poly = gateway[0].connector().query([{"FindPolygon": {"uniqueids": True, "blobs": False,
-                                                          "results": {"limit": 1}}}])[0]
+    r = http.get(
+        f"/media/boxes/{box_uid}", params={"width": 10, "format": "png"}, headers=_auth(token)
+    )
+    assert r.headers["content-type"] == "image/png" and Image.open(io.BytesIO(r.content)).size == (
+        10,
+        8,
+    )
+    poly = (
+        gateway[0]
+        .connector()
+        .query([{"FindPolygon": {"uniqueids": True, "blobs": False, "results": {"limit": 1}}}])[0]
+    )
     poly_uid = poly[0]["FindPolygon"]["entities"][0]["_uniqueid"]
     assert http.get(f"/media/polygons/{poly_uid}", headers=_auth(token)).status_code == 200
 
 
 def test_blobs(gateway) -> None:
     server, http, token, _ = gateway
-    r, _ = server.connector().query([{"AddBlob": {"properties": {"name": "gw-blob"}}},
-                                     {"FindBlob": {"constraints": {"name": ["==", "gw-blob"]}, "uniqueids": True}}],
-                                    [b"hello blob"])
+    r, _ = server.connector().query(
+        [
+            {"AddBlob": {"properties": {"name": "gw-blob"}}},
+            {"FindBlob": {"constraints": {"name": ["==", "gw-blob"]}, "uniqueids": True}},
+        ],
+        [b"hello blob"],
+    )
     uid = r[1]["FindBlob"]["entities"][0]["_uniqueid"]
     r = http.get(f"/media/blobs/{uid}", headers=_auth(token))
     assert r.status_code == 200 and r.content == b"hello blob"
@@ -169,19 +203,28 @@ def test_no_origin_by_default_and_dev_allows_all(lensdb_server_factory) -> None:
     add_images(dev.connector(), 1, "dev", boxes=False)
     uid = uniqueids(dev.connector(), {"dataset": ["==", "dev"]})[0]
     url = _signer(dev).sign(f"/media/images/{uid}", 60)
-    r = httpx.get(f"http://127.0.0.1:{dev.http_port}{url}", headers={"Origin": "http://anything.example"})
+    r = httpx.get(
+        f"http://127.0.0.1:{dev.http_port}{url}", headers={"Origin": "http://anything.example"}
+    )
     assert r.headers["access-control-allow-origin"] == "*"
     assert "development mode" in dev.log() and "(*)" in dev.log()
 
 
 def test_cors_origin_option_reaches_the_gateway(lensdb_server_factory) -> None:
     # `lensdb serve` passes its settings to the gateway (it used to write them into os.environ).
-    server = lensdb_server_factory("--cors-origin", ALLOWED + "/", name="opt",
-                                   env={"LENSDB_CORS_ORIGINS": "http://from-env.example"})
+    server = lensdb_server_factory(
+        "--cors-origin",
+        ALLOWED + "/",
+        name="opt",
+        env={"LENSDB_CORS_ORIGINS": "http://from-env.example"},
+    )
     add_images(server.connector(), 1, "opt", boxes=False)
     uid = uniqueids(server.connector(), {"dataset": ["==", "opt"]})[0]
     url = f"http://127.0.0.1:{server.http_port}" + _signer(server).sign(f"/media/images/{uid}", 60)
-    assert httpx.get(url, headers={"Origin": ALLOWED}).headers["access-control-allow-origin"] == ALLOWED
+    assert (
+        httpx.get(url, headers={"Origin": ALLOWED}).headers["access-control-allow-origin"]
+        == ALLOWED
+    )
     r = httpx.get(url, headers={"Origin": "http://from-env.example"})
     assert "access-control-allow-origin" not in r.headers  # the option wins over the environment
 
@@ -189,21 +232,42 @@ def test_cors_origin_option_reaches_the_gateway(lensdb_server_factory) -> None:
 def test_task_lists(gateway) -> None:
     server, http, token, ids = gateway
     assert http.get("/labelstudio/tasks").status_code == 401
-    r = http.get("/labelstudio/tasks", headers=_auth(token),
-                 params={"constraints": '{"dataset": ["==", "gw"]}', "predictions": "true", "properties": "guid"})
+    r = http.get(
+        "/labelstudio/tasks",
+        headers=_auth(token),
+        params={
+            "constraints": '{"dataset": ["==", "gw"]}',
+            "predictions": "true",
+            "properties": "guid",
+        },
+    )
     assert r.status_code == 200, r.text
     tasks = r.json()
     assert len(tasks) == 3 and all("sig=" in t["data"]["image"] for t in tasks)
     assert all(t["data"]["guid"].startswith("gw-") and t["predictions"] for t in tasks)
-    csv_text = http.get("/labelstudio/tasks", headers=_auth(token),
-                        params={"constraints": '{"dataset": ["==", "gw"]}', "format": "csv"}).text
+    csv_text = http.get(
+        "/labelstudio/tasks",
+        headers=_auth(token),
+        params={"constraints": '{"dataset": ["==", "gw"]}', "format": "csv"},
+    ).text
     assert csv_text.splitlines()[0].startswith("image") and len(csv_text.splitlines()) == 4
-    r = http.post("/labelstudio/tasks", headers=_auth(token), json={"uniqueids": ids[:2], "properties": None})
+    r = http.post(
+        "/labelstudio/tasks", headers=_auth(token), json={"uniqueids": ids[:2], "properties": None}
+    )
     assert r.status_code == 200 and len(r.json()) == 2
     # Parameters of the wrong kind are refused with 400 and a reason, never a server error.
-    for bad in ({"properties": 5}, {"properties": [1]}, {"label_config": {"x": 1}}, {"strict": "maybe"},
-                {"ttl": 10**12}, {"base_url": "ftp://x"}, {"constraints": "{not json"}, {"uniqueids": "2.0.1"},
-                {"limit": "many"}, {"format": "xml"}):
+    for bad in (
+        {"properties": 5},
+        {"properties": [1]},
+        {"label_config": {"x": 1}},
+        {"strict": "maybe"},
+        {"ttl": 10**12},
+        {"base_url": "ftp://x"},
+        {"constraints": "{not json"},
+        {"uniqueids": "2.0.1"},
+        {"limit": "many"},
+        {"format": "xml"},
+    ):
         r = http.post("/labelstudio/tasks", headers=_auth(token), json=bad)
         assert r.status_code == 400 and r.json()["status"] == -1 and r.json()["info"], (bad, r.text)
     assert http.post("/labelstudio/tasks", headers=_auth(token), content=b"[1]").status_code == 400
@@ -215,6 +279,8 @@ def test_openapi_documents_every_route_parameter(gateway) -> None:
     for path, ops in doc["paths"].items():
         templated = set(re.findall(r"{(\w+)}", path))
         for method, op in ops.items():
-            declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path" and p["required"]}
+            declared = {
+                p["name"] for p in op.get("parameters", []) if p["in"] == "path" and p["required"]
+            }
             assert declared == templated, (method, path)
             assert "200" in op["responses"], (method, path)

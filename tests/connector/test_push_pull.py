@@ -19,7 +19,12 @@ from .helpers import add_images
 
 def run(server, ls, *args: str, ok: bool = True) -> str:
     env = {"LENSDB_PASSWORD": server.admin_password, "LABEL_STUDIO_API_KEY": LS_TOKEN}
-    common = ["--lensdb", f"127.0.0.1:{server.port}", "--lensdb-http", f"http://127.0.0.1:{server.http_port}"]
+    common = [
+        "--lensdb",
+        f"127.0.0.1:{server.port}",
+        "--lensdb-http",
+        f"http://127.0.0.1:{server.http_port}",
+    ]
     cmd, rest = list(args[:2]), list(args[2:])
     if cmd[1] in ("push", "pull"):
         rest += ["--ls-url", ls.url]
@@ -42,16 +47,49 @@ def test_push_sends_only_new_images(lensdb_for_ls, label_studio, ls_api) -> None
     add_images(db, 500, "push", boxes=True, polygons=True)
     pid = ls_api.create_project("push", BOX_CONFIG)["id"]
     select = '{"dataset": ["==", "push"]}'
-    out = run(lensdb_for_ls, label_studio, "labelstudio", "push", "--project", str(pid), "--constraints", select,
-              "--predictions", "--limit", "300", "--batch-size", "128", "--properties", "guid,n")
+    out = run(
+        lensdb_for_ls,
+        label_studio,
+        "labelstudio",
+        "push",
+        "--project",
+        str(pid),
+        "--constraints",
+        select,
+        "--predictions",
+        "--limit",
+        "300",
+        "--batch-size",
+        "128",
+        "--properties",
+        "guid,n",
+    )
     assert "created 300 task(s)" in out and "300 with predictions" in out
     assert project_counts(ls_api, pid) == (300, 300)
-    out = run(lensdb_for_ls, label_studio, "labelstudio", "push", "--project", str(pid), "--constraints", select,
-              "--predictions")
+    out = run(
+        lensdb_for_ls,
+        label_studio,
+        "labelstudio",
+        "push",
+        "--project",
+        str(pid),
+        "--constraints",
+        select,
+        "--predictions",
+    )
     assert "created 200 task(s)" in out and "skipped 300" in out
     assert project_counts(ls_api, pid) == (500, 500)
-    out = run(lensdb_for_ls, label_studio, "labelstudio", "push", "--project", str(pid), "--constraints", select,
-              "--predictions")
+    out = run(
+        lensdb_for_ls,
+        label_studio,
+        "labelstudio",
+        "push",
+        "--project",
+        str(pid),
+        "--constraints",
+        select,
+        "--predictions",
+    )
     assert "created 0 task(s)" in out and "skipped 500" in out
     assert project_counts(ls_api, pid) == (500, 500)
     # What Label Studio got: signed gateway links, chosen properties, a box and a polygon per task.
@@ -62,8 +100,17 @@ def test_push_sends_only_new_images(lensdb_for_ls, label_studio, ls_api) -> None
     assert sorted(r["type"] for r in pred["result"]) == ["polygonlabels", "rectanglelabels"]
     assert httpx.get(task["data"]["image"]).headers["content-type"] == "image/jpeg"
     # lensdb knows image -> task for every one of them.
-    r, _ = db.query([{"FindEntity": {"with_class": "LS_push", "constraints": {"LS_project_id": ["==", pid]},
-                                     "results": {"count": True}}}])
+    r, _ = db.query(
+        [
+            {
+                "FindEntity": {
+                    "with_class": "LS_push",
+                    "constraints": {"LS_project_id": ["==", pid]},
+                    "results": {"count": True},
+                }
+            }
+        ]
+    )
     assert r[0]["FindEntity"]["count"] == 500
 
 
@@ -72,24 +119,83 @@ def test_push_failures_say_what_to_do(lensdb_for_ls, label_studio, ls_api) -> No
     add_images(db, 3, "horses", label="Horse")
     pid = ls_api.create_project("fail", BOX_CONFIG)["id"]
     select = '{"dataset": ["==", "horses"]}'
-    out = run(lensdb_for_ls, label_studio, "labelstudio", "push", "--project", str(pid), "--constraints", select,
-              "--predictions", ok=False)
+    out = run(
+        lensdb_for_ls,
+        label_studio,
+        "labelstudio",
+        "push",
+        "--project",
+        str(pid),
+        "--constraints",
+        select,
+        "--predictions",
+        ok=False,
+    )
     assert "lacks these labels" in out and "Horse" in out and "Nothing was sent" in out
     assert project_counts(ls_api, pid) == (0, 0)
-    r, _ = db.query([{"FindEntity": {"with_class": "LS_push", "constraints": {"LS_project_id": ["==", pid]},
-                                     "results": {"count": True}}}])
+    r, _ = db.query(
+        [
+            {
+                "FindEntity": {
+                    "with_class": "LS_push",
+                    "constraints": {"LS_project_id": ["==", pid]},
+                    "results": {"count": True},
+                }
+            }
+        ]
+    )
     assert r[0]["FindEntity"]["count"] == 0
     out = run(lensdb_for_ls, label_studio, "labelstudio", "push", "--project", "99999", ok=False)
     assert "project id" in out
     env = {"LENSDB_PASSWORD": lensdb_for_ls.admin_password}
-    bad = CliRunner().invoke(main, ["labelstudio", "push", "--ls-url", label_studio.url, "--ls-token", "wrong-token",
-                                    "--project", str(pid), "--lensdb", f"127.0.0.1:{lensdb_for_ls.port}"], env=env)
+    bad = CliRunner().invoke(
+        main,
+        [
+            "labelstudio",
+            "push",
+            "--ls-url",
+            label_studio.url,
+            "--ls-token",
+            "wrong-token",
+            "--project",
+            str(pid),
+            "--lensdb",
+            f"127.0.0.1:{lensdb_for_ls.port}",
+        ],
+        env=env,
+    )
     assert bad.exit_code == 1 and "refused the token" in bad.output
-    down = CliRunner().invoke(main, ["labelstudio", "push", "--ls-url", label_studio.url, "--ls-token", LS_TOKEN,
-                                     "--project", str(pid), "--lensdb", "127.0.0.1:9"], env=env)
+    down = CliRunner().invoke(
+        main,
+        [
+            "labelstudio",
+            "push",
+            "--ls-url",
+            label_studio.url,
+            "--ls-token",
+            LS_TOKEN,
+            "--project",
+            str(pid),
+            "--lensdb",
+            "127.0.0.1:9",
+        ],
+        env=env,
+    )
     assert down.exit_code == 1 and "Is the lensdb server running" in down.output
-    nols = CliRunner().invoke(main, ["labelstudio", "pull", "--ls-url", "http://127.0.0.1:9", "--ls-token", "x",
-                                     "--project", "1"], env=env)
+    nols = CliRunner().invoke(
+        main,
+        [
+            "labelstudio",
+            "pull",
+            "--ls-url",
+            "http://127.0.0.1:9",
+            "--ls-token",
+            "x",
+            "--project",
+            "1",
+        ],
+        env=env,
+    )
     assert nols.exit_code == 1 and "does not answer" in nols.output
 
 
@@ -98,46 +204,124 @@ def test_push_failures_say_what_to_do(lensdb_for_ls, label_studio, ls_api) -> No
 
 def _result(box_x: float = 10, with_polygon: bool = True, choice: str = "good") -> list[dict]:
     out = [
-        {"id": "b1", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
-         "original_width": 64, "original_height": 48,
-         "value": {"x": box_x, "y": 10, "width": 25, "height": 50, "rotation": 0, "rectanglelabels": ["Dog"]}},
-        {"id": "k1", "from_name": "kp", "to_name": "image", "type": "keypointlabels",
-         "original_width": 64, "original_height": 48,
-         "value": {"x": 50, "y": 50, "width": 1, "keypointlabels": ["Eye"]}},
-        {"id": "c1", "from_name": "quality", "to_name": "image", "type": "choices", "value": {"choices": [choice]}},
+        {
+            "id": "b1",
+            "from_name": "label",
+            "to_name": "image",
+            "type": "rectanglelabels",
+            "original_width": 64,
+            "original_height": 48,
+            "value": {
+                "x": box_x,
+                "y": 10,
+                "width": 25,
+                "height": 50,
+                "rotation": 0,
+                "rectanglelabels": ["Dog"],
+            },
+        },
+        {
+            "id": "k1",
+            "from_name": "kp",
+            "to_name": "image",
+            "type": "keypointlabels",
+            "original_width": 64,
+            "original_height": 48,
+            "value": {"x": 50, "y": 50, "width": 1, "keypointlabels": ["Eye"]},
+        },
+        {
+            "id": "c1",
+            "from_name": "quality",
+            "to_name": "image",
+            "type": "choices",
+            "value": {"choices": [choice]},
+        },
     ]
     if with_polygon:
-        out.append({"id": "p1", "from_name": "polygon", "to_name": "image", "type": "polygonlabels",
-                    "original_width": 64, "original_height": 48,
-                    "value": {"points": [[10, 10], [50, 10], [30, 60]], "closed": True,
-                              "polygonlabels": ["Cat"]}})
+        out.append(
+            {
+                "id": "p1",
+                "from_name": "polygon",
+                "to_name": "image",
+                "type": "polygonlabels",
+                "original_width": 64,
+                "original_height": 48,
+                "value": {
+                    "points": [[10, 10], [50, 10], [30, 60]],
+                    "closed": True,
+                    "polygonlabels": ["Cat"],
+                },
+            }
+        )
     return out
 
 
 def snapshot(db, pid: int) -> dict:
     """What lensdb holds for a project's annotations, without lensdb's own ids."""
     owned = {"LS_annotation": ["!=", None], "LS_project_id": ["==", pid]}
-    r, _ = db.query([
-        {"FindEntity": {"with_class": Q.ANNOTATION_CLASS, "constraints": {"LS_project_id": ["==", pid]},
-                        "results": {"list": ["LS_id", "LS_task_id", "LS_choices_quality", "LS_result_count"]}}},
-        {"FindBoundingBox": {"constraints": owned, "coordinates": True, "labels": True, "blobs": False,
-                             "results": {"list": ["LS_id", "LS_annotation", "LS_x"]}}},
-        {"FindPolygon": {"constraints": owned, "vertices": True, "labels": True, "blobs": False,
-                         "results": {"list": ["LS_id", "LS_annotation"]}}},
-        {"FindEntity": {"with_class": Q.KEYPOINT_CLASS, "constraints": owned,
-                        "results": {"list": ["LS_id", "LS_annotation", "x", "y", "label"]}}},
-    ])
+    r, _ = db.query(
+        [
+            {
+                "FindEntity": {
+                    "with_class": Q.ANNOTATION_CLASS,
+                    "constraints": {"LS_project_id": ["==", pid]},
+                    "results": {
+                        "list": ["LS_id", "LS_task_id", "LS_choices_quality", "LS_result_count"]
+                    },
+                }
+            },
+            {
+                "FindBoundingBox": {
+                    "constraints": owned,
+                    "coordinates": True,
+                    "labels": True,
+                    "blobs": False,
+                    "results": {"list": ["LS_id", "LS_annotation", "LS_x"]},
+                }
+            },
+            {
+                "FindPolygon": {
+                    "constraints": owned,
+                    "vertices": True,
+                    "labels": True,
+                    "blobs": False,
+                    "results": {"list": ["LS_id", "LS_annotation"]},
+                }
+            },
+            {
+                "FindEntity": {
+                    "with_class": Q.KEYPOINT_CLASS,
+                    "constraints": owned,
+                    "results": {"list": ["LS_id", "LS_annotation", "x", "y", "label"]},
+                }
+            },
+        ]
+    )
 
     def rows(i: int, name: str) -> list:
         ents = r[i][name].get("entities") or []
         return sorted(sorted((k, str(v)) for k, v in e.items() if k != "_uniqueid") for e in ents)
-    return {"annotations": rows(0, "FindEntity"), "boxes": rows(1, "FindBoundingBox"),
-            "polygons": rows(2, "FindPolygon"), "keypoints": rows(3, "FindEntity")}
+
+    return {
+        "annotations": rows(0, "FindEntity"),
+        "boxes": rows(1, "FindBoundingBox"),
+        "polygons": rows(2, "FindPolygon"),
+        "keypoints": rows(3, "FindEntity"),
+    }
 
 
 def box_uid(db, annotation_id: int) -> str | None:
-    r, _ = db.query([{"FindBoundingBox": {"constraints": {"LS_annotation": ["==", str(annotation_id)]},
-                                          "uniqueids": True, "blobs": False}}])
+    r, _ = db.query(
+        [
+            {
+                "FindBoundingBox": {
+                    "constraints": {"LS_annotation": ["==", str(annotation_id)]},
+                    "uniqueids": True,
+                    "blobs": False,
+                }
+            }
+        ]
+    )
     ents = r[0]["FindBoundingBox"].get("entities") or []
     return ents[0]["_uniqueid"] if ents else None
 
@@ -146,13 +330,24 @@ def box_uid(db, annotation_id: int) -> str | None:
 def small_project(lensdb_for_ls, label_studio, ls_api):
     add_images(lensdb_for_ls.connector(), 6, "pull")
     pid = ls_api.create_project("pull", BOX_CONFIG)["id"]
-    run(lensdb_for_ls, label_studio, "labelstudio", "push", "--project", str(pid), "--constraints",
-        '{"dataset": ["==", "pull"]}', "--predictions")
+    run(
+        lensdb_for_ls,
+        label_studio,
+        "labelstudio",
+        "push",
+        "--project",
+        str(pid),
+        "--constraints",
+        '{"dataset": ["==", "pull"]}',
+        "--predictions",
+    )
     tasks = sorted(t["id"] for t in ls_api.changed_tasks(pid, None, 100))
     return pid, tasks
 
 
-def test_pull_brings_exactly_the_changes(lensdb_for_ls, label_studio, ls_api, small_project) -> None:
+def test_pull_brings_exactly_the_changes(
+    lensdb_for_ls, label_studio, ls_api, small_project
+) -> None:
     pid, tasks = small_project
     db = lensdb_for_ls.connector()
     pull = ("labelstudio", "pull", "--project", str(pid))
@@ -166,8 +361,17 @@ def test_pull_brings_exactly_the_changes(lensdb_for_ls, label_studio, ls_api, sm
     assert len(snap["polygons"]) == 1 and len(snap["keypoints"]) == 2
     assert ("LS_choices_quality", '["good"]') in snap["annotations"][0] + snap["annotations"][1]
     # The prediction boxes pushed earlier are untouched: annotation regions are separate objects.
-    r, _ = db.query([{"FindBoundingBox": {"constraints": {"LS_annotation": ["==", None]}, "results": {"count": True},
-                                          "blobs": False}}])
+    r, _ = db.query(
+        [
+            {
+                "FindBoundingBox": {
+                    "constraints": {"LS_annotation": ["==", None]},
+                    "results": {"count": True},
+                    "blobs": False,
+                }
+            }
+        ]
+    )
     assert r[0]["FindBoundingBox"]["count"] >= 6
     # Nothing changed: nothing written.
     assert "wrote 0 annotation(s), deleted 0" in run(lensdb_for_ls, label_studio, *pull)
@@ -199,13 +403,23 @@ def test_pull_brings_exactly_the_changes(lensdb_for_ls, label_studio, ls_api, sm
     assert snapshot(db, pid) == incremental
 
 
-def test_pull_pages_through_a_bulk_update_larger_than_a_page(lensdb_for_ls, label_studio, ls_api) -> None:
+def test_pull_pages_through_a_bulk_update_larger_than_a_page(
+    lensdb_for_ls, label_studio, ls_api
+) -> None:
     """Label Studio's bulk actions stamp many tasks with one updated_at; ordered by time alone, ties
     come back in no set order, so a tie bigger than a page must still arrive whole."""
     add_images(lensdb_for_ls.connector(), 7, "bulk")
     pid = ls_api.create_project("bulk", BOX_CONFIG)["id"]
-    run(lensdb_for_ls, label_studio, "labelstudio", "push", "--project", str(pid), "--constraints",
-        '{"dataset": ["==", "bulk"]}')
+    run(
+        lensdb_for_ls,
+        label_studio,
+        "labelstudio",
+        "push",
+        "--project",
+        str(pid),
+        "--constraints",
+        '{"dataset": ["==", "bulk"]}',
+    )
     tasks = sorted(t["id"] for t in ls_api.changed_tasks(pid, None, 100))
     assert len(tasks) == 7
     for i, task in enumerate(tasks):
@@ -214,15 +428,36 @@ def test_pull_pages_through_a_bulk_update_larger_than_a_page(lensdb_for_ls, labe
     # Label Studio's database, as its own bulk update does).
     conn = sqlite3.connect(label_studio.data_dir / "label_studio.sqlite3", timeout=30)
     with conn:
-        conn.execute("UPDATE task SET updated_at = '2026-11-26 01:02:03.456789' WHERE project_id = ?", (pid,))
+        conn.execute(
+            "UPDATE task SET updated_at = '2026-11-26 01:02:03.456789' WHERE project_id = ?", (pid,)
+        )
     conn.close()
-    assert {t["updated_at"] for t in ls_api.changed_tasks(pid, None, 100)} == {"2026-11-26T01:02:03.456789Z"}
-    out = run(lensdb_for_ls, label_studio, "labelstudio", "pull", "--project", str(pid), "--page-size", "3")
+    assert {t["updated_at"] for t in ls_api.changed_tasks(pid, None, 100)} == {
+        "2026-11-26T01:02:03.456789Z"
+    }
+    out = run(
+        lensdb_for_ls,
+        label_studio,
+        "labelstudio",
+        "pull",
+        "--project",
+        str(pid),
+        "--page-size",
+        "3",
+    )
     assert "wrote 7 annotation(s)" in out
     snap = snapshot(lensdb_for_ls.connector(), pid)
     assert sorted(int(dict(a)["LS_task_id"]) for a in snap["annotations"]) == tasks
-    assert "wrote 0 annotation(s)" in run(lensdb_for_ls, label_studio, "labelstudio", "pull", "--project",
-                                           str(pid), "--page-size", "3")
+    assert "wrote 0 annotation(s)" in run(
+        lensdb_for_ls,
+        label_studio,
+        "labelstudio",
+        "pull",
+        "--project",
+        str(pid),
+        "--page-size",
+        "3",
+    )
 
 
 # ---- webhook ----------------------------------------------------------------------------------
@@ -240,19 +475,62 @@ def _wait_for(fn, timeout: float = 1.0):
 def test_webhook_applies_events_and_pull_catches_up(lensdb_for_ls, label_studio, ls_api) -> None:
     add_images(lensdb_for_ls.connector(), 3, "hook")
     pid = ls_api.create_project("hook", BOX_CONFIG)["id"]
-    run(lensdb_for_ls, label_studio, "labelstudio", "push", "--project", str(pid), "--constraints",
-        '{"dataset": ["==", "hook"]}')
+    run(
+        lensdb_for_ls,
+        label_studio,
+        "labelstudio",
+        "push",
+        "--project",
+        str(pid),
+        "--constraints",
+        '{"dataset": ["==", "hook"]}',
+    )
     tasks = sorted(t["id"] for t in ls_api.changed_tasks(pid, None, 100))
     receiver = f"http://127.0.0.1:{lensdb_for_ls.http_port}"
     # Refused without the secret.
-    assert httpx.post(f"{receiver}/labelstudio/webhook", json={"action": "ANNOTATION_CREATED"}).status_code == 403
-    out = CliRunner().invoke(main, ["labelstudio", "webhook", "register", "--ls-url", label_studio.url,
-                                    "--ls-token", LS_TOKEN, "--project", str(pid), "--receiver", receiver,
-                                    "--secret", WEBHOOK_SECRET])
+    assert (
+        httpx.post(
+            f"{receiver}/labelstudio/webhook", json={"action": "ANNOTATION_CREATED"}
+        ).status_code
+        == 403
+    )
+    out = CliRunner().invoke(
+        main,
+        [
+            "labelstudio",
+            "webhook",
+            "register",
+            "--ls-url",
+            label_studio.url,
+            "--ls-token",
+            LS_TOKEN,
+            "--project",
+            str(pid),
+            "--receiver",
+            receiver,
+            "--secret",
+            WEBHOOK_SECRET,
+        ],
+    )
     assert out.exit_code == 0 and "registered webhook" in out.output, out.output
-    again = CliRunner().invoke(main, ["labelstudio", "webhook", "register", "--ls-url", label_studio.url,
-                                      "--ls-token", LS_TOKEN, "--project", str(pid), "--receiver", receiver,
-                                      "--secret", WEBHOOK_SECRET])
+    again = CliRunner().invoke(
+        main,
+        [
+            "labelstudio",
+            "webhook",
+            "register",
+            "--ls-url",
+            label_studio.url,
+            "--ls-token",
+            LS_TOKEN,
+            "--project",
+            str(pid),
+            "--receiver",
+            receiver,
+            "--secret",
+            WEBHOOK_SECRET,
+        ],
+    )
     assert "updated webhook" in again.output and len(ls_api.webhooks(pid)) == 1
     db = lensdb_for_ls.connector()
     a = ls_api.create_annotation(tasks[0], _result())

@@ -21,6 +21,7 @@ def _jpeg(i: int) -> bytes:
     import io
 
     from PIL import Image
+
     buf = io.BytesIO()
     Image.new("RGB", (32, 24), (i * 15 % 256, 80, 160)).save(buf, "JPEG")
     return buf.getvalue()
@@ -34,27 +35,48 @@ def _seed(server, set_name: str) -> list[str]:
     uids = []
     for i in range(15):
         v = (centers[i // 5] + rng.normal(scale=0.01, size=4)).astype(np.float32)
-        r, _ = client.query([
-            {"AddImage": {"_ref": 1, "properties": {"guid": f"{set_name}-{i}"}}},
-            {"AddDescriptor": {"set": set_name, "connect": {"ref": 1}}},
-            {"FindImage": {"constraints": {"guid": ["==", f"{set_name}-{i}"]}, "uniqueids": True}},
-        ], [_jpeg(i), v.tobytes()])
+        r, _ = client.query(
+            [
+                {"AddImage": {"_ref": 1, "properties": {"guid": f"{set_name}-{i}"}}},
+                {"AddDescriptor": {"set": set_name, "connect": {"ref": 1}}},
+                {
+                    "FindImage": {
+                        "constraints": {"guid": ["==", f"{set_name}-{i}"]},
+                        "uniqueids": True,
+                    }
+                },
+            ],
+            [_jpeg(i), v.tobytes()],
+        )
         assert client.last_query_ok(), r
         uids.append(r[2]["FindImage"]["entities"][0]["_uniqueid"])
     return uids
 
 
 def _select(server, *args: str) -> list[str]:
-    p = subprocess.run([sys.executable, "-c", "from lensdb.cli import main; main()", "select",
-                        "--data", str(server.data_dir), *args], capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from lensdb.cli import main; main()",
+            "select",
+            "--data",
+            str(server.data_dir),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     return [json.loads(line)["_uniqueid"] for line in p.stdout.splitlines()]
 
 
 def _tasks(server, uids: list[str]) -> list[dict]:
-    r = httpx.post(f"http://127.0.0.1:{server.http_port}/labelstudio/tasks",
-                   headers={"Authorization": f"Bearer {session_token(server)}"},
-                   json={"uniqueids": uids, "properties": "guid"})
+    r = httpx.post(
+        f"http://127.0.0.1:{server.http_port}/labelstudio/tasks",
+        headers={"Authorization": f"Bearer {session_token(server)}"},
+        json={"uniqueids": uids, "properties": "guid"},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -63,8 +85,17 @@ def test_diverse_and_dedup_selections_become_label_studio_tasks(lensdb_for_ls, l
     uids = _seed(lensdb_for_ls, "select-emb")
     guid = {u: f"select-emb-{i}" for i, u in enumerate(uids)}
 
-    diverse = _select(lensdb_for_ls, "--set", "select-emb", "--mode", "diverse", "-n", "3",
-                      "--constraints", '{"guid": [">=", "select-emb-"]}')
+    diverse = _select(
+        lensdb_for_ls,
+        "--set",
+        "select-emb",
+        "--mode",
+        "diverse",
+        "-n",
+        "3",
+        "--constraints",
+        '{"guid": [">=", "select-emb-"]}',
+    )
     tasks = _tasks(lensdb_for_ls, diverse)
     assert [t["data"]["guid"] for t in tasks] == [guid[u] for u in diverse]
     assert {int(guid[u].rsplit("-", 1)[1]) // 5 for u in diverse} == {0, 1, 2}  # one per cluster
@@ -81,8 +112,12 @@ def test_diverse_and_dedup_selections_become_label_studio_tasks(lensdb_for_ls, l
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from lensdb.cli import main; main()", *args],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-c", "from lensdb.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_task_list_and_push_choose_by_embeddings(lensdb_for_ls, label_studio, ls_api) -> None:
@@ -91,38 +126,78 @@ def test_task_list_and_push_choose_by_embeddings(lensdb_for_ls, label_studio, ls
     guid = {u: f"select-tl-{i}" for i, u in enumerate(uids)}
     auth = {"Authorization": f"Bearer {session_token(server)}"}
     url = f"http://127.0.0.1:{server.http_port}/labelstudio/tasks"
-    r = httpx.post(url, headers=auth, json={"select": {"set": "select-tl", "mode": "diverse",
-                                                       "n": 3}, "properties": "guid"})
+    r = httpx.post(
+        url,
+        headers=auth,
+        json={"select": {"set": "select-tl", "mode": "diverse", "n": 3}, "properties": "guid"},
+    )
     assert r.status_code == 200, r.text
     picked = [t["data"]["guid"] for t in r.json()]
     assert picked == [guid[u] for u in _select(server, "--set", "select-tl", "-n", "3")]
     assert {int(g.rsplit("-", 1)[1]) // 5 for g in picked} == {0, 1, 2}
     # GET with the choice as JSON text; a similar-to-example choice.
-    r = httpx.get(url, headers=auth, params={"select": json.dumps(
-        {"set": "select-tl", "mode": "similar", "like": uids[11], "n": 4}), "properties": "guid"})
+    r = httpx.get(
+        url,
+        headers=auth,
+        params={
+            "select": json.dumps({"set": "select-tl", "mode": "similar", "like": uids[11], "n": 4}),
+            "properties": "guid",
+        },
+    )
     assert sorted(t["data"]["guid"] for t in r.json()) == sorted(
-        guid[u] for u in uids[10:15] if u != uids[11])
+        guid[u] for u in uids[10:15] if u != uids[11]
+    )
     # A malformed choice is a bad request; a set that does not exist, a request lensdb cannot serve.
-    for bad, status in (({"set": "select-tl", "mode": "random"}, 400), ({"mode": "diverse"}, 400),
-                        ({"set": "select-tl", "mode": "similar"}, 400),
-                        ({"set": "select-tl", "n": 0}, 400), ({"set": "nope"}, 422)):
+    for bad, status in (
+        ({"set": "select-tl", "mode": "random"}, 400),
+        ({"mode": "diverse"}, 400),
+        ({"set": "select-tl", "mode": "similar"}, 400),
+        ({"set": "select-tl", "n": 0}, 400),
+        ({"set": "nope"}, 422),
+    ):
         r = httpx.post(url, headers=auth, json={"select": bad})
         assert r.status_code == status and "select" in r.json()["info"], (bad, r.text)
 
-    common = ["--lensdb", f"127.0.0.1:{server.port}",
-              "--lensdb-http", f"http://127.0.0.1:{server.http_port}"]
+    common = [
+        "--lensdb",
+        f"127.0.0.1:{server.port}",
+        "--lensdb-http",
+        f"http://127.0.0.1:{server.http_port}",
+    ]
     env = {"LENSDB_PASSWORD": server.admin_password}
-    p = _cli("labelstudio", "tasks", "--select", '{"set": "select-tl", "mode": "dedup", '
-             '"threshold": 0.1}', "--properties", "guid", *common, env=env)
+    p = _cli(
+        "labelstudio",
+        "tasks",
+        "--select",
+        '{"set": "select-tl", "mode": "dedup", "threshold": 0.1}',
+        "--properties",
+        "guid",
+        *common,
+        env=env,
+    )
     assert p.returncode == 0, p.stderr
     assert [t["data"]["guid"] for t in json.loads(p.stdout)] == [
-        "select-tl-0", "select-tl-5", "select-tl-10"]
-    assert _cli("labelstudio", "tasks", "--select", '{"mode": "x"}', *common,
-                env=env).returncode != 0
+        "select-tl-0",
+        "select-tl-5",
+        "select-tl-10",
+    ]
+    assert (
+        _cli("labelstudio", "tasks", "--select", '{"mode": "x"}', *common, env=env).returncode != 0
+    )
 
     pid = ls_api.create_project("push-select", BOX_CONFIG)["id"]
-    push = ["labelstudio", "push", "--project", str(pid), "--ls-url", label_studio.url,
-            "--select", '{"set": "select-tl", "mode": "diverse", "n": 2}', "--no-progress", *common]
+    push = [
+        "labelstudio",
+        "push",
+        "--project",
+        str(pid),
+        "--ls-url",
+        label_studio.url,
+        "--select",
+        '{"set": "select-tl", "mode": "diverse", "n": 2}',
+        "--no-progress",
+        *common,
+    ]
     env["LABEL_STUDIO_API_KEY"] = LS_TOKEN
     p = _cli(*push, env=env)
     assert p.returncode == 0 and "created 2 task(s)" in p.stdout, p.stdout + p.stderr
@@ -130,9 +205,22 @@ def test_task_list_and_push_choose_by_embeddings(lensdb_for_ls, label_studio, ls
     p = _cli(*push, env=env)  # the same two again: already sent
     assert p.returncode == 0 and "created 0 task(s)" in p.stdout, p.stdout + p.stderr
     # lensdb select links the images pushed to their tasks (what a reviewer opens).
-    p = _cli("select", "--data", str(server.data_dir), "--set", "select-tl", "-n", "3",
-             "--ls-url", label_studio.url, "--project", str(pid))
+    p = _cli(
+        "select",
+        "--data",
+        str(server.data_dir),
+        "--set",
+        "select-tl",
+        "-n",
+        "3",
+        "--ls-url",
+        label_studio.url,
+        "--project",
+        str(pid),
+    )
     lines = [json.loads(x) for x in p.stdout.splitlines()]
     tasks = {t["id"] for t in ls_api.changed_tasks(pid, None, 10)}
     assert [x.get("task_id") in tasks for x in lines] == [True, True, False]
-    assert lines[0]["task_url"] == f"{label_studio.url}/projects/{pid}/data?task={lines[0]['task_id']}"
+    assert (
+        lines[0]["task_url"] == f"{label_studio.url}/projects/{pid}/data?task={lines[0]['task_id']}"
+    )

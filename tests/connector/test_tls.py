@@ -23,7 +23,9 @@ def _cli(server, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_tls_is_verified_unless_told_otherwise(lensdb_server_factory, label_studio, ls_api, tmp_path) -> None:
+def test_tls_is_verified_unless_told_otherwise(
+    lensdb_server_factory, label_studio, ls_api, tmp_path
+) -> None:
     server = lensdb_server_factory("--http-tls", name="tls")
     add_images(server.connector(), 2, "tls", boxes=False)
     https = ["--lensdb-http", f"https://localhost:{server.http_port}"]
@@ -31,15 +33,26 @@ def test_tls_is_verified_unless_told_otherwise(lensdb_server_factory, label_stud
 
     code, out = _cli(server, *tasks)
     assert code == 1 and "certificate is not trusted" in out and "DATA/tls/ca.crt" in out
-    code, out = _cli(server, *tasks, "--lensdb-ca-cert", server.ca_cert, "-o", str(tmp_path / "t.json"))
+    code, out = _cli(
+        server, *tasks, "--lensdb-ca-cert", server.ca_cert, "-o", str(tmp_path / "t.json")
+    )
     assert code == 0, out
     assert len(json.loads((tmp_path / "t.json").read_text())) == 2
     code, out = _cli(server, *tasks, "--lensdb-insecure")
     assert code == 0 and "2 task(s)" in out
 
     pid = ls_api.create_project("tls", BOX_CONFIG)["id"]
-    pull = ["labelstudio", "pull", "--ls-url", label_studio.url, "--project", str(pid),
-            "--lensdb", f"localhost:{server.port}", "--lensdb-tls"]
+    pull = [
+        "labelstudio",
+        "pull",
+        "--ls-url",
+        label_studio.url,
+        "--project",
+        str(pid),
+        "--lensdb",
+        f"localhost:{server.port}",
+        "--lensdb-tls",
+    ]
     code, out = _cli(server, *pull)
     assert code == 1 and "TLS problem" in out and "Certificate verification failed" in out
     code, out = _cli(server, *pull, "--lensdb-ca-cert", server.ca_cert)

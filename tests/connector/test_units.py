@@ -18,9 +18,15 @@ def test_signing_covers_path_params_and_expiry() -> None:
     assert s.check(path, items, now=1030) is None
     assert s.check(path, items, now=1061) == "link expired"
     assert s.check("/media/images/2.0.2", items, now=1030) == "bad signature"
-    assert s.check(path, [(k, "11" if k == "width" else v) for k, v in items], now=1030) == "bad signature"
+    assert (
+        s.check(path, [(k, "11" if k == "width" else v) for k, v in items], now=1030)
+        == "bad signature"
+    )
     assert s.check(path, [*items, ("format", "png")], now=1030) == "bad signature"
-    assert s.check(path, [i for i in items if i[0] != "sig"], now=1030) == "missing or repeated signature parameters"
+    assert (
+        s.check(path, [i for i in items if i[0] != "sig"], now=1030)
+        == "missing or repeated signature parameters"
+    )
     assert s.remaining(items, now=1030) == 30
 
 
@@ -47,12 +53,18 @@ def test_combine_moves_refs_apart() -> None:
 
 
 def test_image_of_task_and_times() -> None:
-    assert image_of_task({"meta": {"lensdb": {"uniqueid": "2.0.9", "width": 64, "height": 48}}}) == \
-        ("2.0.9", (64.0, 48.0))
-    assert image_of_task({"data": {"image": "http://h:1/media/images/2.0.3?exp=1&sig=x"}}) == ("2.0.3", None)
+    assert image_of_task(
+        {"meta": {"lensdb": {"uniqueid": "2.0.9", "width": 64, "height": 48}}}
+    ) == ("2.0.9", (64.0, 48.0))
+    assert image_of_task({"data": {"image": "http://h:1/media/images/2.0.3?exp=1&sig=x"}}) == (
+        "2.0.3",
+        None,
+    )
     assert image_of_task({"data": {"image": "lensdb://h:5/image/2.0.4"}}) == ("2.0.4", None)
     assert image_of_task({"data": {"text": "hello"}}) == (None, None)
     assert ls_time("2026-11-25T21:09:52Z") == "2026-11-25T21:09:52.000000Z"
     assert ls_time("2026-11-25T22:09:52.5+01:00") == "2026-11-25T21:09:52.500000Z"
-    assert parse_time({"_date": "2026-11-25T21:09:52.123456Z"}) == parse_time("2026-11-25T21:09:52.123456+00:00")
+    assert parse_time({"_date": "2026-11-25T21:09:52.123456Z"}) == parse_time(
+        "2026-11-25T21:09:52.123456+00:00"
+    )
     assert instance_key("HTTP://LS.example:8080/") == "http://ls.example:8080"

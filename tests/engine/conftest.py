@@ -26,8 +26,9 @@ BACKENDS = ("sqlite", "postgres", "postgres-s3")
 class Targets:
     """Makes and removes the databases of one backend."""
 
-    def __init__(self, backend: str, cluster: PostgresCluster | None,
-                 s3: MotoServer | None) -> None:
+    def __init__(
+        self, backend: str, cluster: PostgresCluster | None, s3: MotoServer | None
+    ) -> None:
         self.backend = backend
         self.cluster = cluster
         self.s3 = s3
@@ -37,8 +38,9 @@ class Targets:
             return tmp / "db"
         if self.s3 is not None:
             bucket = self.s3.new_bucket()
-            return PgTarget(self.cluster.new_database(), f"s3://{bucket}/data", s3=self.s3,
-                            bucket=bucket)
+            return PgTarget(
+                self.cluster.new_database(), f"s3://{bucket}/data", s3=self.s3, bucket=bucket
+            )
         root = tmp / "pg-blobs"
         return PgTarget(self.cluster.new_database(), f"file://{root}", root)
 
@@ -66,8 +68,11 @@ def targets(backend: str, request: pytest.FixtureRequest) -> Targets:
 
 @pytest.fixture(autouse=True)
 def _only_on_sqlite(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("sqlite_only") and "backend" in request.fixturenames \
-            and request.getfixturevalue("backend") != "sqlite":
+    if (
+        request.node.get_closest_marker("sqlite_only")
+        and "backend" in request.fixturenames
+        and request.getfixturevalue("backend") != "sqlite"
+    ):
         pytest.skip("tests the embedded store's pack and intent files")
 
 

@@ -38,8 +38,9 @@ def one(db: Database, command: dict, blobs: list | None = None) -> dict[str, Any
     return body(response)
 
 
-def fail(db: Database, commands: list | str | Any, blobs: list | None = None, *,
-         status: int = -1) -> dict[str, Any]:
+def fail(
+    db: Database, commands: list | str | Any, blobs: list | None = None, *, status: int = -1
+) -> dict[str, Any]:
     """Run a query that must fail as a whole; return the error object."""
     response, out = db.query(commands, blobs)
     assert isinstance(response, dict), f"expected a failure, got {response}"
@@ -113,8 +114,9 @@ def pack_files(folder: Path | PgTarget) -> list[str]:
     root = folder.blob_root if isinstance(folder, PgTarget) else Path(folder) / "blobs"
     if root is None or not root.exists():
         return []
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if p.is_file() and PACK_NAME.match(p.name))
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and PACK_NAME.match(p.name)
+    )
 
 
 def intents(folder: Path | PgTarget) -> list:
@@ -144,20 +146,27 @@ def rows(folder: Path | PgTarget) -> dict[str, list[tuple]]:
         with psycopg.connect(folder.url) as pg:
             return {
                 "objects": pg.execute(
-                    "SELECT id, class, props::text, blob FROM objects ORDER BY id").fetchall(),
+                    "SELECT id, class, props::text, blob FROM objects ORDER BY id"
+                ).fetchall(),
                 "connections": pg.execute(
-                    "SELECT id, class, src, dst, props::text FROM connections ORDER BY id").fetchall(),
+                    "SELECT id, class, src, dst, props::text FROM connections ORDER BY id"
+                ).fetchall(),
                 "indexes": pg.execute(
-                    "SELECT kind, class, key FROM property_indexes ORDER BY 1, 2, 3").fetchall(),
+                    "SELECT kind, class, key FROM property_indexes ORDER BY 1, 2, 3"
+                ).fetchall(),
             }
     conn = sqlite3.connect(Path(folder) / "lensdb.sqlite3")
     try:
         return {
-            "objects": conn.execute("SELECT id, class, props, blob FROM objects ORDER BY id").fetchall(),
+            "objects": conn.execute(
+                "SELECT id, class, props, blob FROM objects ORDER BY id"
+            ).fetchall(),
             "connections": conn.execute(
-                "SELECT id, class, src, dst, props FROM connections ORDER BY id").fetchall(),
+                "SELECT id, class, src, dst, props FROM connections ORDER BY id"
+            ).fetchall(),
             "indexes": conn.execute(
-                "SELECT kind, class, key FROM property_indexes ORDER BY 1, 2, 3").fetchall(),
+                "SELECT kind, class, key FROM property_indexes ORDER BY 1, 2, 3"
+            ).fetchall(),
         }
     finally:
         conn.close()

@@ -14,36 +14,45 @@ def seeded(tmp_path_factory, targets):
     """Shared by this module's tests: each checks that it left the database unchanged."""
     target = targets.new(tmp_path_factory.mktemp("seeded"))
     db = open_db(target)
-    ok(db, [{"AddImage": {"_ref": 1, "properties": {"id": 1}}},
+    ok(
+        db,
+        [
+            {"AddImage": {"_ref": 1, "properties": {"id": 1}}},
             {"AddEntity": {"_ref": 2, "class": "P", "properties": {"k": 1}}},
-            {"AddConnection": {"class": "c", "src": 2, "dst": 1}}], [jpeg()])
+            {"AddConnection": {"class": "c", "src": 2, "dst": 1}},
+        ],
+        [jpeg()],
+    )
     yield db
     db.close()
     targets.drop(target)
 
 
-@pytest.mark.parametrize("query, fragment", [
-    ("[{\"FindEntity\": {}", "JSON"),
-    ("not json at all", "JSON"),
-    ("", "JSON"),
-    (b"\xff\xfe[garbage", "JSON"),
-    ("{\"FindEntity\": {}}", "array"),
-    ("null", "array"),
-    ("42", "array"),
-    ({"FindEntity": {}}, "array"),
-    (None, "array"),
-    ([1], "exactly one key"),
-    (["FindEntity"], "exactly one key"),
-    ([{}], "exactly one key"),
-    ([{"FindEntity": {}, "GetStatus": {}}], "exactly one key"),
-    ([None], "exactly one key"),
-    ([{"FindEverything": {}}], "FindEverything: Command not found!"),
-    ([{"findentity": {}}], "Command not found"),
-    ([{"GetStatus": {}}, {"BadCommand": {}}], "BadCommand"),
-    ("[" * DEEP + "]" * DEEP, "deep"),
-    ("[" * DEEP, "JSON"),
-    ("[{\"FindEntity\": " + "{\"a\": " * DEEP + "1" + "}" * DEEP + "}]", "deep"),
-])
+@pytest.mark.parametrize(
+    "query, fragment",
+    [
+        ('[{"FindEntity": {}', "JSON"),
+        ("not json at all", "JSON"),
+        ("", "JSON"),
+        (b"\xff\xfe[garbage", "JSON"),
+        ('{"FindEntity": {}}', "array"),
+        ("null", "array"),
+        ("42", "array"),
+        ({"FindEntity": {}}, "array"),
+        (None, "array"),
+        ([1], "exactly one key"),
+        (["FindEntity"], "exactly one key"),
+        ([{}], "exactly one key"),
+        ([{"FindEntity": {}, "GetStatus": {}}], "exactly one key"),
+        ([None], "exactly one key"),
+        ([{"FindEverything": {}}], "FindEverything: Command not found!"),
+        ([{"findentity": {}}], "Command not found"),
+        ([{"GetStatus": {}}, {"BadCommand": {}}], "BadCommand"),
+        ("[" * DEEP + "]" * DEEP, "deep"),
+        ("[" * DEEP, "JSON"),
+        ('[{"FindEntity": ' + '{"a": ' * DEEP + "1" + "}" * DEEP + "}]", "deep"),
+    ],
+)
 def test_bad_envelopes(seeded, query, fragment):
     before = snapshot(seeded.target)
     r = fail(seeded, query)
@@ -110,7 +119,7 @@ BAD_COMMANDS = [
     ({"AddEntity": {"class": "P", "properties": {"d": {"_date": 5}}}}, "_date"),
     ({"AddEntity": {"class": "P", "properties": {"d": {"_date": "2020-01-01", "x": 1}}}}, "date"),
     ({"AddEntity": {"class": "P", "properties": {"": 1}}}, "name"),
-    ({"AddEntity": {"class": "P", "properties": {"a\"b": 1}}}, "a\"b"),
+    ({"AddEntity": {"class": "P", "properties": {'a"b': 1}}}, 'a"b'),
     ({"AddEntity": {"class": "P", "if_not_found": "k"}}, "if_not_found"),
     ({"UpdateEntity": {"properties": {"a": 1}, "remove_props": "a"}}, "remove_props"),
     ({"UpdateEntity": {"remove_props": [5]}}, "5"),
@@ -122,10 +131,10 @@ BAD_COMMANDS = [
     ({"FindImage": {"blobs": True, "operations": "resize"}}, "operations"),
     ({"FindImage": {"blobs": True, "as_format": 5}}, "format"),
     # values no property can hold, in constraints, sort and indexes
-    ({"FindEntity": {"constraints": {"a\"b": ["==", 1]}}}, "a\"b"),
+    ({"FindEntity": {"constraints": {'a"b': ["==", 1]}}}, 'a"b'),
     ({"FindEntity": {"constraints": {"a\\b": ["==", None]}}}, "a\\b"),
-    ({"FindEntity": {"sort": "a\"b"}}, "a\"b"),
-    ({"CreateIndex": {"index_type": "entity", "class": "P", "property_key": "a\"b"}}, "a\"b"),
+    ({"FindEntity": {"sort": 'a"b'}}, 'a"b'),
+    ({"CreateIndex": {"index_type": "entity", "class": "P", "property_key": 'a"b'}}, 'a"b'),
     ({"FindEntity": {"constraints": {"k": ["==", {"_date": 5}]}}}, "_date"),
     # nonsense nested deeper than anyone means
     ({"FindEntity": {"constraints": nested(5000)}}, "deep"),
@@ -141,8 +150,11 @@ BAD_COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("command, fragment", BAD_COMMANDS,
-                         ids=[f"{next(iter(c))}-{i}" for i, (c, _) in enumerate(BAD_COMMANDS)])
+@pytest.mark.parametrize(
+    "command, fragment",
+    BAD_COMMANDS,
+    ids=[f"{next(iter(c))}-{i}" for i, (c, _) in enumerate(BAD_COMMANDS)],
+)
 def test_bad_commands(seeded, command, fragment):
     before = snapshot(seeded.target)
     name = next(iter(command))
@@ -153,18 +165,21 @@ def test_bad_commands(seeded, command, fragment):
     assert snapshot(seeded.target) == before
 
 
-@pytest.mark.parametrize("command", [
-    {"FindEntity": {"limit": 10**30}},
-    {"FindEntity": {"offset": 10**30}},
-    {"FindEntity": {"limit": 10**30, "offset": 10**30}},
-    {"FindEntity": {"batch": {"batch_size": 10**30, "batch_id": 10**30}}},
-    {"FindEntity": {"batch": {"batch_size": 1, "batch_id": 10**30}}},
-    {"FindEntity": {"constraints": {"k": ["==", 10**30]}}},
-    {"FindEntity": {"constraints": {"k": [">", -(10**30), "<", 10**30]}}},
-    {"FindEntity": {"constraints": {"k": ["in", [10**30, 1]]}}},
-    {"FindEntity": {"constraints": {"_uniqueid": ["==", "1.0." + "9" * 40]}}},
-    {"FindEntity": {"constraints": {"k": ["<", float("inf")]}}},
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        {"FindEntity": {"limit": 10**30}},
+        {"FindEntity": {"offset": 10**30}},
+        {"FindEntity": {"limit": 10**30, "offset": 10**30}},
+        {"FindEntity": {"batch": {"batch_size": 10**30, "batch_id": 10**30}}},
+        {"FindEntity": {"batch": {"batch_size": 1, "batch_id": 10**30}}},
+        {"FindEntity": {"constraints": {"k": ["==", 10**30]}}},
+        {"FindEntity": {"constraints": {"k": [">", -(10**30), "<", 10**30]}}},
+        {"FindEntity": {"constraints": {"k": ["in", [10**30, 1]]}}},
+        {"FindEntity": {"constraints": {"_uniqueid": ["==", "1.0." + "9" * 40]}}},
+        {"FindEntity": {"constraints": {"k": ["<", float("inf")]}}},
+    ],
+)
 def test_huge_numbers_are_answered(seeded, command):
     response, _ = seeded.query([command])
     assert isinstance(response, list), response
@@ -172,21 +187,34 @@ def test_huge_numbers_are_answered(seeded, command):
 
 
 def test_huge_number_constraints_compare_by_value(db):
-    ok(db, [{"AddEntity": {"class": "B", "properties": {"v": 10**30}}},
-            {"AddEntity": {"class": "B", "properties": {"v": 5}}}])
-    r, _ = ok(db, [{"FindEntity": {"constraints": {"v": [">", 10**20]}, "results": {"count": True}}},
-                   {"FindEntity": {"constraints": {"v": ["<", 10**20]}, "results": {"count": True}}}])
+    ok(
+        db,
+        [
+            {"AddEntity": {"class": "B", "properties": {"v": 10**30}}},
+            {"AddEntity": {"class": "B", "properties": {"v": 5}}},
+        ],
+    )
+    r, _ = ok(
+        db,
+        [
+            {"FindEntity": {"constraints": {"v": [">", 10**20]}, "results": {"count": True}}},
+            {"FindEntity": {"constraints": {"v": ["<", 10**20]}, "results": {"count": True}}},
+        ],
+    )
     assert r[0]["FindEntity"]["count"] == 1 and r[1]["FindEntity"]["count"] == 1
 
 
-@pytest.mark.parametrize("blobs, fragment", [
-    ([], "Expected blobs: 1. Received blobs: 0"),
-    ([jpeg(), jpeg()], "Expected blobs: 1. Received blobs: 2"),
-    ("not a list", "list"),
-    (b"bytes, not a list", "list"),
-    ([jpeg().decode("latin-1")], "byte"),
-    ([1], "byte"),
-])
+@pytest.mark.parametrize(
+    "blobs, fragment",
+    [
+        ([], "Expected blobs: 1. Received blobs: 0"),
+        ([jpeg(), jpeg()], "Expected blobs: 1. Received blobs: 2"),
+        ("not a list", "list"),
+        (b"bytes, not a list", "list"),
+        ([jpeg().decode("latin-1")], "byte"),
+        ([1], "byte"),
+    ],
+)
 def test_bad_blobs(seeded, blobs, fragment):
     before = snapshot(seeded.target)
     r = fail(seeded, [{"AddImage": {}}], blobs)
@@ -206,8 +234,12 @@ def test_empty_query_answers_an_empty_list(seeded):
 
 
 def test_the_database_still_works_after_bad_input(seeded):
-    for query in ("[", [{"Nope": {}}], [{"FindEntity": {"constraints": nested(5000)}}],
-                  "[" * DEEP + "]" * DEEP):
+    for query in (
+        "[",
+        [{"Nope": {}}],
+        [{"FindEntity": {"constraints": nested(5000)}}],
+        "[" * DEEP + "]" * DEEP,
+    ):
         seeded.query(query)
     r, _ = ok(seeded, [{"FindEntity": {"with_class": "P", "results": {"list": ["k"]}}}])
     assert r[0]["FindEntity"]["entities"] == [{"k": 1}]

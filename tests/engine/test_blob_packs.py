@@ -55,8 +55,8 @@ def test_a_pack_less_than_half_live_is_rewritten(db, folder):
 
 def test_a_batch_whose_objects_mostly_existed_is_compacted(db, folder):
     def item(i: int) -> list[dict]:
-        return [{"AddImage": {"properties": {"id": i},
-                              "if_not_found": {"id": ["==", i]}}}]
+        return [{"AddImage": {"properties": {"id": i}, "if_not_found": {"id": ["==", i]}}}]
+
     ok(db, [c for i in range(4) for c in item(i)], [jpeg()] * 4)
     r, _ = ok(db, [c for i in range(5) for c in item(i)], [jpeg()] * 5)
     assert [next(iter(x.values()))["status"] for x in r] == [2, 2, 2, 2, 0]
@@ -147,7 +147,9 @@ def test_a_folder_from_before_packs_keeps_working(folder):
     (Path(folder) / "blobs" / "ab" / key).write_bytes(b"an old blob")
     conn = sqlite3.connect(Path(folder) / "lensdb.sqlite3")
     with conn:
-        conn.execute("INSERT INTO objects(class, props, blob) VALUES ('_Blob', ?, ?)", ('{"n": 1}', key))
+        conn.execute(
+            "INSERT INTO objects(class, props, blob) VALUES ('_Blob', ?, ?)", ('{"n": 1}', key)
+        )
     conn.close()
     # An old writer's intent left behind names that file: recovery must keep it (a row uses it).
     (Path(folder) / "blobs" / "intents" / "old.log").write_text(key + "\n")
@@ -158,7 +160,9 @@ def test_a_folder_from_before_packs_keeps_working(folder):
         ok(db, [{"AddBlob": {"properties": {"n": 2}}}], [b"new"])
         assert find_blobs(db) == [b"an old blob", b"new"]
         assert one(db, {"DeleteBlob": {"constraints": {"n": ["==", 1]}}})["count"] == 1
-        assert [f.split("/")[-1] for f in pack_files(folder)] != [key] and len(pack_files(folder)) == 1
+        assert [f.split("/")[-1] for f in pack_files(folder)] != [key] and len(
+            pack_files(folder)
+        ) == 1
         assert find_blobs(db) == [b"new"]
 
 

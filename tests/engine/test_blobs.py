@@ -24,14 +24,20 @@ def test_empty_blob(db):
 
 
 def test_bytearray_and_memoryview_inputs(db):
-    ok(db, [{"AddBlob": {"properties": {"i": 0}}}, {"AddBlob": {"properties": {"i": 1}}}],
-       [bytearray(b"abc"), memoryview(b"defg")])
+    ok(
+        db,
+        [{"AddBlob": {"properties": {"i": 0}}}, {"AddBlob": {"properties": {"i": 1}}}],
+        [bytearray(b"abc"), memoryview(b"defg")],
+    )
     assert ok(db, [{"FindBlob": {"blobs": True}}])[1] == [b"abc", b"defg"]
 
 
 def test_sdk_blob_loader_check_shape(db):
-    ok(db, [{"AddBlob": {"properties": {"license": "cc", "n": i}}} for i in range(3)],
-       [b"a", b"b", b"c"])
+    ok(
+        db,
+        [{"AddBlob": {"properties": {"license": "cc", "n": i}}} for i in range(3)],
+        [b"a", b"b", b"c"],
+    )
     r, blobs = ok(db, [{"FindBlob": {"blobs": True, "results": {"list": ["license"], "limit": 1}}}])
     assert blobs == [b"a"] and body(r)["returned"] == 1
     assert body(r)["entities"] == [{"license": "cc", "_blob_index": 0}]
@@ -44,10 +50,18 @@ def test_find_blob_without_blobs_returns_none(db):
 
 
 def test_blobs_start_with_blobs_of_earlier_commands(db):
-    ok(db, [{"AddBlob": {"properties": {"k": "a"}}}, {"AddBlob": {"properties": {"k": "b"}}}],
-       [b"A", b"B"])
-    r, blobs = ok(db, [{"FindBlob": {"blobs": True, "constraints": {"k": ["==", "b"]}}},
-                       {"FindBlob": {"blobs": True, "results": {"list": ["k"]}}}])
+    ok(
+        db,
+        [{"AddBlob": {"properties": {"k": "a"}}}, {"AddBlob": {"properties": {"k": "b"}}}],
+        [b"A", b"B"],
+    )
+    r, blobs = ok(
+        db,
+        [
+            {"FindBlob": {"blobs": True, "constraints": {"k": ["==", "b"]}}},
+            {"FindBlob": {"blobs": True, "results": {"list": ["k"]}}},
+        ],
+    )
     assert blobs == [b"B", b"A", b"B"]
     assert body(r, 1)["blobs_start"] == 1
     assert [e["_blob_index"] for e in body(r, 1)["entities"]] == [1, 2]
@@ -97,13 +111,17 @@ def test_failed_delete_keeps_the_files(db, folder):
 
 
 def test_blobs_are_consumed_in_command_order(db):
-    ok(db, [
-        {"AddBlob": {"properties": {"k": 1}}},
-        {"AddEntity": {"class": "E"}},
-        {"AddBlob": {"properties": {"k": 2}}},
-        {"FindBlob": {}},
-        {"AddBlob": {"properties": {"k": 3}}},
-    ], [b"one", b"two", b"three"])
+    ok(
+        db,
+        [
+            {"AddBlob": {"properties": {"k": 1}}},
+            {"AddEntity": {"class": "E"}},
+            {"AddBlob": {"properties": {"k": 2}}},
+            {"FindBlob": {}},
+            {"AddBlob": {"properties": {"k": 3}}},
+        ],
+        [b"one", b"two", b"three"],
+    )
     r, blobs = ok(db, [{"FindBlob": {"blobs": True, "results": {"list": ["k"], "sort": "k"}}}])
     assert blobs == [b"one", b"two", b"three"]
 
@@ -116,13 +134,16 @@ def test_response_limit_answers_status_4(folder):
         assert "FindBlob" in r["info"]
 
 
-@pytest.mark.parametrize("blobs, fragment", [
-    ([], "Expected blobs: 1. Received blobs: 0"),
-    ([b"a", b"b"], "Expected blobs: 1. Received blobs: 2"),
-    (["text"], "byte"),
-    ([None], "byte"),
-    ([123], "byte"),
-])
+@pytest.mark.parametrize(
+    "blobs, fragment",
+    [
+        ([], "Expected blobs: 1. Received blobs: 0"),
+        ([b"a", b"b"], "Expected blobs: 1. Received blobs: 2"),
+        (["text"], "byte"),
+        ([None], "byte"),
+        ([123], "byte"),
+    ],
+)
 def test_blob_count_and_type_errors(db, folder, blobs, fragment):
     before = snapshot(folder)
     r = fail(db, [{"AddBlob": {}}], blobs)

@@ -20,11 +20,34 @@ MISSING = object()
 ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 # A small shared pool makes equal and ordered values common; the wide strategies add breadth.
-POOL = [0, 1, 2, -1, 3, 1.0, 0.5, 2.5, -1.5, "", "a", "b", "B", "ab", "é", "10", "2", "$a", "$$", True,
-        False]
+POOL = [
+    0,
+    1,
+    2,
+    -1,
+    3,
+    1.0,
+    0.5,
+    2.5,
+    -1.5,
+    "",
+    "a",
+    "b",
+    "B",
+    "ab",
+    "é",
+    "10",
+    "2",
+    "$a",
+    "$$",
+    True,
+    False,
+]
 numbers = st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)
 values = st.sampled_from(POOL) | numbers | st.text(max_size=4)
-orderable = st.sampled_from([v for v in POOL if not isinstance(v, bool)]) | numbers | st.text(max_size=3)
+orderable = (
+    st.sampled_from([v for v in POOL if not isinstance(v, bool)]) | numbers | st.text(max_size=3)
+)
 
 
 def kind(v: object) -> str:
@@ -86,16 +109,21 @@ def predicates(draw: st.DrawFn) -> list:
     if form == "in":
         items = draw(st.lists(values | st.none(), max_size=5))
         return [draw(st.sampled_from(["in", "not in"])), items]
-    return [draw(st.sampled_from([">", ">="])), draw(orderable),
-            draw(st.sampled_from(["<", "<="])), draw(orderable)]
+    return [
+        draw(st.sampled_from([">", ">="])),
+        draw(orderable),
+        draw(st.sampled_from(["<", "<="])),
+        draw(orderable),
+    ]
 
 
 def constraint_sets(depth: int = 2) -> st.SearchStrategy[dict]:
     leaf = st.dictionaries(st.sampled_from(KEYS), predicates(), min_size=1, max_size=3)
     if depth == 0:
         return leaf
-    nested = st.dictionaries(st.sampled_from(["any", "all"]), constraint_sets(depth - 1),
-                             min_size=1, max_size=2)
+    nested = st.dictionaries(
+        st.sampled_from(["any", "all"]), constraint_sets(depth - 1), min_size=1, max_size=2
+    )
     return st.builds(lambda a, b: {**a, **b}, leaf | st.just({}), nested) | leaf
 
 
@@ -130,14 +158,21 @@ def shared_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     target = targets.new(Path(tmp_path_factory.mktemp("prop")))
     db = open_db(target)
     if request.param == "indexed":
-        ok(db, [{"CreateIndex": {"index_type": "entity", "class": "H", "property_key": k}}
-                for k in KEYS])
+        ok(
+            db,
+            [
+                {"CreateIndex": {"index_type": "entity", "class": "H", "property_key": k}}
+                for k in KEYS
+            ],
+        )
     yield db
     db.close()
     targets.drop(target)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(objs=objects, queries=st.lists(constraint_sets(), min_size=1, max_size=4))
 def test_engine_matches_plain_python(shared_db: Database, objs: list[dict], queries: list[dict]):
     db = shared_db
@@ -146,12 +181,20 @@ def test_engine_matches_plain_python(shared_db: Database, objs: list[dict], quer
     adds = [{"AddEntity": {"class": "H", "properties": {**o, "i": i}}} for i, o in enumerate(objs)]
     # Each constraint set twice: as a constraints object, and as the SDK's expression array.
     spelled = [form for c in queries for form in (c, to_expression(c))]
-    finds = [{"FindEntity": {"with_class": "H", "constraints": c,
-                             "results": {"list": ["i"], "count": True}}} for c in spelled]
+    finds = [
+        {
+            "FindEntity": {
+                "with_class": "H",
+                "constraints": c,
+                "results": {"list": ["i"], "count": True},
+            }
+        }
+        for c in spelled
+    ]
     response, _ = db.query([{"DeleteEntity": {"with_class": "H"}}, *adds, *finds])
     assert isinstance(response, list), response
     wanted = [[i for i, o in enumerate(objs) if evaluate(o, c)] for c in queries for _ in (0, 1)]
-    for c, want, r in zip(spelled, wanted, response[1 + len(adds):], strict=True):
+    for c, want, r in zip(spelled, wanted, response[1 + len(adds) :], strict=True):
         got = sorted(e["i"] for e in r["FindEntity"]["entities"])
         assert got == want, (c, objs)
         assert r["FindEntity"]["count"] == len(want)

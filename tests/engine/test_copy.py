@@ -20,23 +20,50 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 def _fill(db: Database, n: int = 30) -> None:
     for i in range(n):
-        ok(db, [{"AddImage": {"_ref": 1, "properties": {"i": i, "split": "val" if i % 3 else "train"}}},
-                {"AddBoundingBox": {"image_ref": 1, "label": f"l{i}", "rectangle": {
-                    "x": 1, "y": 1, "width": 5, "height": 5}}},
+        ok(
+            db,
+            [
+                {
+                    "AddImage": {
+                        "_ref": 1,
+                        "properties": {"i": i, "split": "val" if i % 3 else "train"},
+                    }
+                },
+                {
+                    "AddBoundingBox": {
+                        "image_ref": 1,
+                        "label": f"l{i}",
+                        "rectangle": {"x": 1, "y": 1, "width": 5, "height": 5},
+                    }
+                },
                 {"AddEntity": {"_ref": 2, "class": "Tag", "properties": {"i": i}}},
                 {"AddConnection": {"class": "tagged", "src": 1, "dst": 2}},
-                {"AddBlob": {"properties": {"i": i}}}], [jpeg(16 + i, 16), os.urandom(100 + i)])
+                {"AddBlob": {"properties": {"i": i}}},
+            ],
+            [jpeg(16 + i, 16), os.urandom(100 + i)],
+        )
     ok(db, [{"CreateIndex": {"index_type": "entity", "class": "Tag", "property_key": "i"}}])
 
 
 def _state(db: Database) -> list:
-    r, blobs = ok(db, [
-        {"FindImage": {"_ref": 1, "uniqueids": True, "blobs": True, "sort": "i",
-                       "results": {"all_properties": True}}},
-        {"FindBoundingBox": {"image_ref": 1, "uniqueids": True, "labels": True}},
-        {"FindConnection": {"results": {"list": ["_src", "_dst", "_uniqueid"]}}},
-        {"FindBlob": {"blobs": True, "sort": "i", "uniqueids": True}},
-        {"GetIndexes": {}}])
+    r, blobs = ok(
+        db,
+        [
+            {
+                "FindImage": {
+                    "_ref": 1,
+                    "uniqueids": True,
+                    "blobs": True,
+                    "sort": "i",
+                    "results": {"all_properties": True},
+                }
+            },
+            {"FindBoundingBox": {"image_ref": 1, "uniqueids": True, "labels": True}},
+            {"FindConnection": {"results": {"list": ["_src", "_dst", "_uniqueid"]}}},
+            {"FindBlob": {"blobs": True, "sort": "i", "uniqueids": True}},
+            {"GetIndexes": {}},
+        ],
+    )
     return [r, blobs]
 
 
@@ -59,8 +86,9 @@ def test_copy_from_a_folder_to_each_backend_resumes_and_verifies(tmp_path, folde
     assert _state(target) == _state(source)
     # New objects in the copy get new ids, after the copied ones.
     one(target, {"AddEntity": {"class": "Tag", "properties": {"i": 99}}})
-    ids = one(target, {"FindEntity": {"with_class": "Tag", "uniqueids": True,
-                                      "sort": "_uniqueid"}})["entities"]
+    ids = one(
+        target, {"FindEntity": {"with_class": "Tag", "uniqueids": True, "sort": "_uniqueid"}}
+    )["entities"]
     assert len({e["_uniqueid"] for e in ids}) == 31
     # A destination with other data is refused, not mixed.
     with pytest.raises(CopyError, match="not the source's first"):
@@ -82,8 +110,12 @@ def test_copy_command_moves_a_dataset_back_and_reports(tmp_path, folder, backend
     env = {**os.environ, "PYTHONPATH": SRC}
 
     def lensdb(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", "from lensdb.cli import main; main()", *args],
-                              env=env, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-c", "from lensdb.cli import main; main()", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
 
     there = lensdb("copy", str(tmp_path / "source"), folder.url, "--blobs", folder.blobs)
     assert there.returncode == 0, there.stderr

@@ -72,7 +72,10 @@ def run_and_kill(folder: Path, delay: float) -> list[int]:
     """Start the child, kill it `delay` seconds after it is ready; the queries it reported."""
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(folder), str(IMAGES_PER_QUERY), str(KEEP)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout is not None
         first = child.stdout.readline()
@@ -98,15 +101,19 @@ def check_consistent(folder: Path, reported: list[int]) -> None:
         # Every pack a row points into is on disk, and no pack lacks a row.
         wanted, on_disk = packs_in_rows(folder), packs_on_disk(folder)
         assert wanted == on_disk, (wanted - on_disk, on_disk - wanted)
-        strays = [p for p in (folder / "blobs").rglob("*")
-                  if p.is_file() and not PACK_NAME.match(p.name)]
+        strays = [
+            p for p in (folder / "blobs").rglob("*") if p.is_file() and not PACK_NAME.match(p.name)
+        ]
         assert strays == []
 
-        r, blobs = ok(db, [
-            {"FindImage": {"blobs": True, "results": {"list": ["q"]}}},
-            {"FindBlob": {"blobs": True, "results": {"list": ["q"]}}},
-            {"FindBoundingBox": {"blobs": True, "results": {"count": True}}},
-        ])
+        r, blobs = ok(
+            db,
+            [
+                {"FindImage": {"blobs": True, "results": {"list": ["q"]}}},
+                {"FindBlob": {"blobs": True, "results": {"list": ["q"]}}},
+                {"FindBoundingBox": {"blobs": True, "results": {"count": True}}},
+            ],
+        )
         images = r[0]["FindImage"]["entities"]
         stored = r[1]["FindBlob"]["entities"]
         assert len(blobs) == len(images) + len(stored) + r[2]["FindBoundingBox"]["returned"]
@@ -132,7 +139,9 @@ def check_consistent(folder: Path, reported: list[int]) -> None:
         if reported:
             candidates = [max(reported), max(reported) + 1]
             assert any(present == list(range(max(0, m - KEEP + 1), m + 1)) for m in candidates), (
-                present, max(reported))
+                present,
+                max(reported),
+            )
 
 
 def test_kill_during_ingest_leaves_a_consistent_database(tmp_path: Path):

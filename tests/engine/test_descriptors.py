@@ -18,14 +18,15 @@ def vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
 def brute(metric: str, data: np.ndarray, q: np.ndarray) -> np.ndarray:
     if metric == "L2":
         return np.sum((data - q) ** 2, axis=1, dtype=np.float32)
-    dots = (data.astype(np.float64) @ q.astype(np.float64))
+    dots = data.astype(np.float64) @ q.astype(np.float64)
     if metric == "CS":
         dots = dots / (np.linalg.norm(data, axis=1) * np.linalg.norm(q))
     return dots.astype(np.float32)
 
 
-def brute_top(metric: str, data: np.ndarray, q: np.ndarray, k: int,
-              keep: np.ndarray | None = None) -> list[int]:
+def brute_top(
+    metric: str, data: np.ndarray, q: np.ndarray, k: int, keep: np.ndarray | None = None
+) -> list[int]:
     d = brute(metric, data, q)
     order = np.argsort(d if metric == "L2" else -d, kind="stable")
     if keep is not None:
@@ -33,15 +34,39 @@ def brute_top(metric: str, data: np.ndarray, q: np.ndarray, k: int,
     return [int(i) for i in order[:k]]
 
 
-def add_set(db: Database, name: str, data: np.ndarray, metric="L2", engine="Flat",
-            batch: int = 500) -> None:
-    assert one(db, {"AddDescriptorSet": {"name": name, "dimensions": data.shape[1],
-                                         "metric": metric, "engine": engine}})["status"] == 0
+def add_set(
+    db: Database, name: str, data: np.ndarray, metric="L2", engine="Flat", batch: int = 500
+) -> None:
+    assert (
+        one(
+            db,
+            {
+                "AddDescriptorSet": {
+                    "name": name,
+                    "dimensions": data.shape[1],
+                    "metric": metric,
+                    "engine": engine,
+                }
+            },
+        )["status"]
+        == 0
+    )
     for start in range(0, len(data), batch):
-        chunk = data[start:start + batch]
-        ok(db, [{"AddDescriptor": {"set": name, "label": f"l{(start + i) % 3}",
-                                   "properties": {"n": start + i, "even": (start + i) % 2 == 0}}}
-                for i in range(len(chunk))], [v.tobytes() for v in chunk])
+        chunk = data[start : start + batch]
+        ok(
+            db,
+            [
+                {
+                    "AddDescriptor": {
+                        "set": name,
+                        "label": f"l{(start + i) % 3}",
+                        "properties": {"n": start + i, "even": (start + i) % 2 == 0},
+                    }
+                }
+                for i in range(len(chunk))
+            ],
+            [v.tobytes() for v in chunk],
+        )
 
 
 def knn(db: Database, name: str, q: np.ndarray, k: int, **extra) -> list[dict]:
@@ -53,31 +78,62 @@ def knn(db: Database, name: str, q: np.ndarray, k: int, **extra) -> list[dict]:
 
 
 def test_sets_report_their_metrics_engines_dimensions_and_counts(db):
-    r, _ = ok(db, [
-        {"AddDescriptorSet": {"name": "ViT-B/16", "dimensions": 3, "metric": ["CS", "L2"],
-                              "engine": ["Flat", "HNSW"], "properties": {"year": 2020}}},
-        {"AddDescriptor": {"set": "ViT-B/16"}},
-        {"AddDescriptor": {"set": "ViT-B/16"}},
-    ], [np.ones(3, np.float32).tobytes()] * 2)
-    got = one(db, {"FindDescriptorSet": {"with_name": "ViT-B/16", "metrics": True, "engines": True,
-                                         "dimensions": True, "counts": True,
-                                         "results": {"all_properties": True}}})
+    r, _ = ok(
+        db,
+        [
+            {
+                "AddDescriptorSet": {
+                    "name": "ViT-B/16",
+                    "dimensions": 3,
+                    "metric": ["CS", "L2"],
+                    "engine": ["Flat", "HNSW"],
+                    "properties": {"year": 2020},
+                }
+            },
+            {"AddDescriptor": {"set": "ViT-B/16"}},
+            {"AddDescriptor": {"set": "ViT-B/16"}},
+        ],
+        [np.ones(3, np.float32).tobytes()] * 2,
+    )
+    got = one(
+        db,
+        {
+            "FindDescriptorSet": {
+                "with_name": "ViT-B/16",
+                "metrics": True,
+                "engines": True,
+                "dimensions": True,
+                "counts": True,
+                "results": {"all_properties": True},
+            }
+        },
+    )
     ent = got["entities"][0]
     assert got["returned"] == 1
     assert ent["_name"] == "ViT-B/16" and ent["year"] == 2020
     assert (ent["_metrics"], ent["_engines"], ent["_dimensions"], ent["_count"]) == (
-        ["CS", "L2"], ["Flat", "HNSW"], 3, 2)
+        ["CS", "L2"],
+        ["Flat", "HNSW"],
+        3,
+        2,
+    )
     # Only what was asked: no flags, no system values.
     assert one(db, {"FindDescriptorSet": {"results": {"list": ["year"]}}})["entities"] == [
-        {"year": 2020}]
+        {"year": 2020}
+    ]
     assert one(db, {"FindDescriptorSet": {"results": {"count": True}}})["count"] == 1
 
 
 def test_an_existing_name_answers_status_2_and_binds_the_set(db):
     one(db, {"AddDescriptorSet": {"name": "s", "dimensions": 2}})
-    r, _ = ok(db, [{"AddDescriptorSet": {"_ref": 1, "name": "s", "dimensions": 8}},
-                   {"FindDescriptorSet": {"is_connected_to": {"ref": 1}, "results": {"count": True}}},
-                   {"FindDescriptorSet": {"with_name": "s", "dimensions": True}}])
+    r, _ = ok(
+        db,
+        [
+            {"AddDescriptorSet": {"_ref": 1, "name": "s", "dimensions": 8}},
+            {"FindDescriptorSet": {"is_connected_to": {"ref": 1}, "results": {"count": True}}},
+            {"FindDescriptorSet": {"with_name": "s", "dimensions": True}},
+        ],
+    )
     assert body(r, 0) == {"status": 2, "info": "Object Exists!"}
     assert body(r, 2)["entities"] == [{"_dimensions": 2}]  # the first one stays as it was
 
@@ -92,10 +148,30 @@ def test_every_engine_name_is_accepted_and_searches(db, engine):
 
 def test_defaults_and_lists(db):
     one(db, {"AddDescriptorSet": {"name": "plain", "dimensions": 2}})
-    one(db, {"AddDescriptorSet": {"name": "many", "dimensions": 2, "metric": ["L2", "CS", "IP"],
-                                  "engine": ["FaissIVFFlat", "FaissFlat"]}})
-    got = {e["_name"]: e for e in one(db, {"FindDescriptorSet": {
-        "metrics": True, "engines": True, "results": {"list": ["_name"]}}})["entities"]}
+    one(
+        db,
+        {
+            "AddDescriptorSet": {
+                "name": "many",
+                "dimensions": 2,
+                "metric": ["L2", "CS", "IP"],
+                "engine": ["FaissIVFFlat", "FaissFlat"],
+            }
+        },
+    )
+    got = {
+        e["_name"]: e
+        for e in one(
+            db,
+            {
+                "FindDescriptorSet": {
+                    "metrics": True,
+                    "engines": True,
+                    "results": {"list": ["_name"]},
+                }
+            },
+        )["entities"]
+    }
     assert got["plain"]["_metrics"] == ["L2"] and got["plain"]["_engines"] == ["HNSW"]
     assert got["many"]["_metrics"] == ["L2", "CS", "IP"]
     assert got["many"]["_engines"] == ["FaissIVFFlat", "FaissFlat"]
@@ -103,7 +179,9 @@ def test_defaults_and_lists(db):
 
 def test_update_descriptor_set(db):
     one(db, {"AddDescriptorSet": {"name": "s", "dimensions": 2, "properties": {"v": 1}}})
-    assert one(db, {"UpdateDescriptorSet": {"with_name": "s", "properties": {"v": 2}}})["count"] == 1
+    assert (
+        one(db, {"UpdateDescriptorSet": {"with_name": "s", "properties": {"v": 2}}})["count"] == 1
+    )
     assert one(db, {"FindDescriptorSet": {"results": {"list": ["v"]}}})["entities"] == [{"v": 2}]
     fail(db, [{"UpdateDescriptorSet": {"with_name": "s", "properties": {"_dimensions": 9}}}])
 
@@ -112,21 +190,34 @@ def test_delete_set_takes_its_descriptors_and_connections(db):
     data = vectors(10, 4)
     add_set(db, "gone", data)
     add_set(db, "kept", data[:3])
-    r, _ = ok(db, [{"AddImage": {"_ref": 1}},
-                   {"FindDescriptor": {"_ref": 2, "set": "gone", "k_neighbors": 1}},
-                   {"AddConnection": {"class": "has", "src": 1, "dst": 2}}],
-              [jpeg(), data[0].tobytes()])
-    r, _ = ok(db, [{"FindDescriptorSet": {"_ref": 1, "with_name": "gone"}},
-                   {"DeleteDescriptorSet": {"ref": 1}}])
+    r, _ = ok(
+        db,
+        [
+            {"AddImage": {"_ref": 1}},
+            {"FindDescriptor": {"_ref": 2, "set": "gone", "k_neighbors": 1}},
+            {"AddConnection": {"class": "has", "src": 1, "dst": 2}},
+        ],
+        [jpeg(), data[0].tobytes()],
+    )
+    r, _ = ok(
+        db,
+        [
+            {"FindDescriptorSet": {"_ref": 1, "with_name": "gone"}},
+            {"DeleteDescriptorSet": {"ref": 1}},
+        ],
+    )
     assert body(r, 1) == {"status": 0, "count": 1}
     assert one(db, {"FindDescriptor": {"results": {"count": True}}})["count"] == 3
     assert one(db, {"FindConnection": {"results": {"count": True}}})["count"] == 3
-    assert fail(db, [{"FindDescriptor": {"set": "gone", "k_neighbors": 1}}],
-                [data[0].tobytes()])["info"].count("Not Found")
+    assert fail(db, [{"FindDescriptor": {"set": "gone", "k_neighbors": 1}}], [data[0].tobytes()])[
+        "info"
+    ].count("Not Found")
     # The SDK's wipe: DeleteDescriptorSet with an expression matching everything.
     one(db, {"DeleteImage": {}})
     assert one(db, {"DeleteDescriptorSet": {"constraints": ["$_uniqueid", "!=", "0.0.0"]}}) == {
-        "status": 0, "count": 1}
+        "status": 0,
+        "count": 1,
+    }
     assert one(db, {"GetSchema": {}}) == {"status": 0, "entities": None, "connections": None}
 
 
@@ -148,10 +239,16 @@ def test_bad_vectors_fail_and_add_nothing(db):
     cases = [
         ([{"AddDescriptor": {"set": "s"}}], [np.ones(3, np.float32).tobytes()], "Dimensions"),
         ([{"AddDescriptor": {"set": "s"}}], [b"\x00" * 15], "4 bytes"),
-        ([{"AddDescriptor": {"set": "s"}}], [np.array([1, np.nan, 0, 0], np.float32).tobytes()],
-         "NaN"),
-        ([{"AddDescriptor": {"set": "s"}}], [np.array([1, np.inf, 0, 0], np.float32).tobytes()],
-         "infinite"),
+        (
+            [{"AddDescriptor": {"set": "s"}}],
+            [np.array([1, np.nan, 0, 0], np.float32).tobytes()],
+            "NaN",
+        ),
+        (
+            [{"AddDescriptor": {"set": "s"}}],
+            [np.array([1, np.inf, 0, 0], np.float32).tobytes()],
+            "infinite",
+        ),
         ([{"AddDescriptor": {"set": "nope"}}], [good], "Not Found"),
         ([{"AddDescriptor": {"set": "s", "label": 3}}], [good], "label"),
         ([{"FindDescriptor": {"set": "s", "k_neighbors": 0}}], [good], "k_neighbors"),
@@ -173,14 +270,35 @@ def test_bad_vectors_fail_and_add_nothing(db):
 def test_labels_properties_if_not_found_and_stored_bytes(db):
     one(db, {"AddDescriptorSet": {"name": "s", "dimensions": 3}})
     raw = np.array([0.5, -1.25, 3.0], "<f4").tobytes()
-    r, _ = ok(db, [{"AddDescriptor": {"set": "s", "label": "cat", "properties": {"id": 1}}},
-                   {"AddDescriptor": {"set": "s", "properties": {"id": 2}}}], [raw, raw])
-    r, _ = ok(db, [{"AddDescriptor": {"_ref": 1, "set": "s", "if_not_found": ["$id", "==", 1]}},
-                   {"FindDescriptor": {"is_connected_to": {"ref": 1}, "results": {"count": True}}}],
-              [raw])
+    r, _ = ok(
+        db,
+        [
+            {"AddDescriptor": {"set": "s", "label": "cat", "properties": {"id": 1}}},
+            {"AddDescriptor": {"set": "s", "properties": {"id": 2}}},
+        ],
+        [raw, raw],
+    )
+    r, _ = ok(
+        db,
+        [
+            {"AddDescriptor": {"_ref": 1, "set": "s", "if_not_found": ["$id", "==", 1]}},
+            {"FindDescriptor": {"is_connected_to": {"ref": 1}, "results": {"count": True}}},
+        ],
+        [raw],
+    )
     assert body(r, 0) == {"status": 2, "info": "Object Exists!"}
-    got = one(db, {"FindDescriptor": {"set": "s", "labels": True, "blobs": True,
-                                      "results": {"list": ["id"]}, "sort": "id"}})
+    got = one(
+        db,
+        {
+            "FindDescriptor": {
+                "set": "s",
+                "labels": True,
+                "blobs": True,
+                "results": {"list": ["id"]},
+                "sort": "id",
+            }
+        },
+    )
     assert [(e["id"], e["_label"]) for e in got["entities"]] == [(1, "cat"), (2, "None")]
     _, blobs = ok(db, [{"FindDescriptor": {"set": "s", "blobs": True}}])
     assert blobs == [raw, raw]
@@ -191,21 +309,54 @@ def test_descriptors_connect_to_images_both_ways(db):
     data = vectors(3, 4)
     one(db, {"AddDescriptorSet": {"name": "clip", "dimensions": 4, "metric": "CS"}})
     for i in range(3):
-        ok(db, [{"AddImage": {"_ref": 1, "properties": {"name": f"img{i}"}}},
-                {"AddDescriptor": {"set": "clip", "properties": {"image_sha256": f"h{i}"},
-                                   "if_not_found": ["$image_sha256", "==", f"h{i}"],
-                                   "connect": {"ref": 1}}}],
-           [jpeg(), data[i].tobytes()])
+        ok(
+            db,
+            [
+                {"AddImage": {"_ref": 1, "properties": {"name": f"img{i}"}}},
+                {
+                    "AddDescriptor": {
+                        "set": "clip",
+                        "properties": {"image_sha256": f"h{i}"},
+                        "if_not_found": ["$image_sha256", "==", f"h{i}"],
+                        "connect": {"ref": 1},
+                    }
+                },
+            ],
+            [jpeg(), data[i].tobytes()],
+        )
     # image -> its descriptor, the vector comes back as a blob
-    r, blobs = ok(db, [{"FindImage": {"_ref": 1, "constraints": {"name": ["==", "img1"]}}},
-                       {"FindDescriptor": {"set": "clip", "is_connected_to": {"ref": 1},
-                                           "blobs": True}}])
+    r, blobs = ok(
+        db,
+        [
+            {"FindImage": {"_ref": 1, "constraints": {"name": ["==", "img1"]}}},
+            {"FindDescriptor": {"set": "clip", "is_connected_to": {"ref": 1}, "blobs": True}},
+        ],
+    )
     assert body(r, 1)["returned"] == 1 and blobs == [data[1].tobytes()]
     # descriptors -> their images, grouped by descriptor
-    r, _ = ok(db, [{"FindDescriptor": {"_ref": 1, "set": "clip", "k_neighbors": 2,
-                                       "blobs": False, "distances": True, "uniqueids": True}},
-                   {"FindImage": {"is_connected_to": {"ref": 1}, "group_by_source": True,
-                                  "results": {"list": ["_uniqueid", "name"]}}}], blobs)
+    r, _ = ok(
+        db,
+        [
+            {
+                "FindDescriptor": {
+                    "_ref": 1,
+                    "set": "clip",
+                    "k_neighbors": 2,
+                    "blobs": False,
+                    "distances": True,
+                    "uniqueids": True,
+                }
+            },
+            {
+                "FindImage": {
+                    "is_connected_to": {"ref": 1},
+                    "group_by_source": True,
+                    "results": {"list": ["_uniqueid", "name"]},
+                }
+            },
+        ],
+        blobs,
+    )
     descs = body(r, 0)["entities"]
     groups = body(r, 1)["entities"]
     assert descs[0]["_distance"] == pytest.approx(1.0, abs=1e-6)
@@ -227,8 +378,9 @@ def test_exact_knn_matches_brute_force(db, metric):
         got = knn(db, "s", q, 10)
         want = brute_top(metric, data, q, 10)
         assert [e["n"] for e in got] == want
-        np.testing.assert_allclose([e["_distance"] for e in got],
-                                   brute(metric, data, q)[want], rtol=1e-5)
+        np.testing.assert_allclose(
+            [e["_distance"] for e in got], brute(metric, data, q)[want], rtol=1e-5
+        )
 
 
 def test_squared_l2_in_float32(db):
@@ -251,14 +403,18 @@ def test_approximate_knn_recall_and_exact_distances(db, metric):
         got = knn(db, "s", q, 10)
         ids = [e["n"] for e in got]
         hits += len(set(ids) & set(brute_top(metric, data, q, 10)))
-        np.testing.assert_allclose([e["_distance"] for e in got], brute(metric, data, q)[ids],
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            [e["_distance"] for e in got], brute(metric, data, q)[ids], rtol=1e-5, atol=1e-6
+        )
         d = [e["_distance"] for e in got]
         assert d == sorted(d, reverse=metric != "L2")
     assert hits / 100 >= 0.9
     # The query may ask for the exact engine when the set has it; the HNSW-only set has not.
-    fail(db, [{"FindDescriptor": {"set": "s", "k_neighbors": 3, "engine": "Flat"}}],
-         [data[0].tobytes()])
+    fail(
+        db,
+        [{"FindDescriptor": {"set": "s", "k_neighbors": 3, "engine": "Flat"}}],
+        [data[0].tobytes()],
+    )
 
 
 def test_metric_per_query(db):
@@ -309,8 +465,11 @@ def test_fewer_than_k_and_paging_after_ranking(db):
     assert len(knn(db, "s", data[0], 10)) == 4
     full = [e["n"] for e in knn(db, "s", data[0], 4)]
     assert [e["n"] for e in knn(db, "s", data[0], 4, limit=2, offset=1)] == full[1:3]
-    got = one(db, {"FindDescriptor": {"set": "s", "k_neighbors": 3, "results": {"count": True}}},
-              [data[0].tobytes()])
+    got = one(
+        db,
+        {"FindDescriptor": {"set": "s", "k_neighbors": 3, "results": {"count": True}}},
+        [data[0].tobytes()],
+    )
     assert got["count"] == 3
 
 
@@ -318,13 +477,30 @@ def test_no_set_at_all(db):
     add_set(db, "a", vectors(3, 4))
     add_set(db, "b", vectors(5, 2))
     assert one(db, {"FindDescriptor": {"results": {"count": True}}})["count"] == 8
-    got = one(db, {"FindDescriptor": {"constraints": ["$n", "==", 4], "results": {"list": ["n"]},
-                                      "blobs": True}})
+    got = one(
+        db,
+        {
+            "FindDescriptor": {
+                "constraints": ["$n", "==", 4],
+                "results": {"list": ["n"]},
+                "blobs": True,
+            }
+        },
+    )
     assert got["returned"] == 1
-    r, _ = ok(db, [{"FindDescriptorSet": {"_ref": 1, "with_name": "b"}},
-                   {"FindDescriptor": {"set": "b", "is_connected_to": {
-                       "ref": 1, "connection_class": "_DescriptorSetToDescriptor"},
-                       "results": {"count": True}}}])
+    r, _ = ok(
+        db,
+        [
+            {"FindDescriptorSet": {"_ref": 1, "with_name": "b"}},
+            {
+                "FindDescriptor": {
+                    "set": "b",
+                    "is_connected_to": {"ref": 1, "connection_class": "_DescriptorSetToDescriptor"},
+                    "results": {"count": True},
+                }
+            },
+        ],
+    )
     assert body(r, 1)["count"] == 5
 
 
@@ -337,13 +513,27 @@ def test_deletes_and_updates_show_at_once(db):
     got = knn(db, "s", q, 3)
     assert 42 not in [e["n"] for e in got] and len(got) == 3
     assert [e["n"] for e in got] == [i for i in brute_top("L2", data, q, 4) if i != 42]
-    one(db, {"UpdateDescriptor": {"set": "s", "constraints": {"n": ["==", got[0]["n"]]},
-                                  "label": "moved", "properties": {"seen": True}}})
+    one(
+        db,
+        {
+            "UpdateDescriptor": {
+                "set": "s",
+                "constraints": {"n": ["==", got[0]["n"]]},
+                "label": "moved",
+                "properties": {"seen": True},
+            }
+        },
+    )
     top = knn(db, "s", q, 1, labels=True, results={"list": ["n", "seen"]})[0]
     assert top["_label"] == "moved" and top["seen"] is True
     # The SDK's remove_all_descriptorsets deletes descriptors as entities.
-    r, _ = ok(db, [{"DeleteConnection": {"with_class": "_DescriptorSetToDescriptor"}},
-                   {"DeleteEntity": {"with_class": "_Descriptor"}}])
+    r, _ = ok(
+        db,
+        [
+            {"DeleteConnection": {"with_class": "_DescriptorSetToDescriptor"}},
+            {"DeleteEntity": {"with_class": "_Descriptor"}},
+        ],
+    )
     assert body(r, 1)["count"] == 99
     assert knn(db, "s", q, 3) == []
     assert len(db.vectors.get(_set_id(db, "s"))) == 0
@@ -359,10 +549,22 @@ def test_a_rolled_back_query_leaves_the_index_unchanged(db):
     add_set(db, "s", data)
     before = knn(db, "s", data[0], 30)
     far = np.full(4, 1000, np.float32)
-    fail(db, [{"AddDescriptor": {"set": "s", "properties": {"n": 99}}},
-              {"DeleteDescriptor": {"set": "s", "constraints": {"n": ["<", 10]}}},
-              {"FindEntity": {"with_class": "x", "unique": True, "constraints": {"no": ["==", None]}}},
-              {"AddEntity": {"class": "_bad"}}], [far.tobytes()])
+    fail(
+        db,
+        [
+            {"AddDescriptor": {"set": "s", "properties": {"n": 99}}},
+            {"DeleteDescriptor": {"set": "s", "constraints": {"n": ["<", 10]}}},
+            {
+                "FindEntity": {
+                    "with_class": "x",
+                    "unique": True,
+                    "constraints": {"no": ["==", None]},
+                }
+            },
+            {"AddEntity": {"class": "_bad"}},
+        ],
+        [far.tobytes()],
+    )
     assert knn(db, "s", data[0], 30) == before
     assert knn(db, "s", far, 1)[0]["n"] != 99
     assert len(db.vectors.get(_set_id(db, "s"))) == 30
@@ -375,9 +577,14 @@ def test_reopen_and_a_second_process_catch_up(folder):
         assert knn(first, "s", data[9], 1)[0]["n"] == 9
         with Database(folder) as second:  # another process on the same folder
             assert knn(second, "s", data[9], 1)[0]["n"] == 9
-            ok(second, [{"AddDescriptor": {"set": "s", "properties": {"n": 500}}},
-                        {"DeleteDescriptor": {"set": "s", "constraints": {"n": ["==", 9]}}}],
-               [(data[9] + 0.001).tobytes()])
+            ok(
+                second,
+                [
+                    {"AddDescriptor": {"set": "s", "properties": {"n": 500}}},
+                    {"DeleteDescriptor": {"set": "s", "constraints": {"n": ["==", 9]}}},
+                ],
+                [(data[9] + 0.001).tobytes()],
+            )
         # The first one's index was loaded before; the set's _version tells it to catch up
         # (new rows by id); the deleted vector leaves the index when the search meets it.
         assert knn(first, "s", data[9], 1)[0]["n"] == 500
@@ -389,19 +596,40 @@ def test_reopen_and_a_second_process_catch_up(folder):
 
 def test_classify_descriptor(db):
     one(db, {"AddDescriptorSet": {"name": "s", "dimensions": 2}})
-    pts = [([0, 0], "a"), ([0, 1], "a"), ([1, 0], "b"), ([5, 5], "b"), ([5, 6], "b"), ([9, 9], None)]
-    ok(db, [{"AddDescriptor": {"set": "s", **({"label": lab} if lab else {})}} for _, lab in pts],
-       [np.array(p, np.float32).tobytes() for p, _ in pts])
+    pts = [
+        ([0, 0], "a"),
+        ([0, 1], "a"),
+        ([1, 0], "b"),
+        ([5, 5], "b"),
+        ([5, 6], "b"),
+        ([9, 9], None),
+    ]
+    ok(
+        db,
+        [{"AddDescriptor": {"set": "s", **({"label": lab} if lab else {})}} for _, lab in pts],
+        [np.array(p, np.float32).tobytes() for p, _ in pts],
+    )
     q = np.array([0.1, 0.2], np.float32).tobytes()
     assert one(db, {"ClassifyDescriptor": {"set": "s", "k_neighbors": 3}}, [q]) == {
-        "status": 0, "label": "a"}
+        "status": 0,
+        "label": "a",
+    }
     q = np.array([6, 6], np.float32).tobytes()
     assert one(db, {"ClassifyDescriptor": {"set": "s", "k_neighbors": 3}}, [q])["label"] == "b"
 
 
 def test_engines_cover_the_documented_names():
-    assert {"HNSW", "Flat", "FaissFlat", "FaissIVFFlat", "FaissHNSWFlat", "TileDBDense",
-            "TileDBSparse", "Flinng", "IVF"} == ENGINES
+    assert {
+        "HNSW",
+        "Flat",
+        "FaissFlat",
+        "FaissIVFFlat",
+        "FaissHNSWFlat",
+        "TileDBDense",
+        "TileDBSparse",
+        "Flinng",
+        "IVF",
+    } == ENGINES
     assert not EXACT_ENGINES & APPROXIMATE_ENGINES
 
 
@@ -426,7 +654,8 @@ def test_saved_index_is_read_back_caught_up_or_rebuilt(folder):
     with Database(folder) as fourth:
         want = brute_top("L2", np.vstack([data, far]), data[3], 41)
         assert [e["n"] for e in knn(fourth, "s", data[3], 41)] == [
-            1000 if i == 40 else i for i in want]
+            1000 if i == 40 else i for i in want
+        ]
     one_more = Database(folder)
     one(one_more, {"DeleteDescriptorSet": {"with_name": "s"}})
     one_more.close()
@@ -439,9 +668,15 @@ def test_a_rolled_back_search_in_a_write_query_leaves_no_vector_behind(folder):
     with Database(folder) as db:
         add_set(db, "s", data)
     with Database(folder) as db:  # the index is loaded by a k-NN inside a failing write query
-        fail(db, [{"AddDescriptor": {"set": "s", "properties": {"n": 99}}},
-                  {"FindDescriptor": {"set": "s", "k_neighbors": 1}},
-                  {"AddEntity": {"class": "_bad"}}], [far.tobytes(), far.tobytes()])
+        fail(
+            db,
+            [
+                {"AddDescriptor": {"set": "s", "properties": {"n": 99}}},
+                {"FindDescriptor": {"set": "s", "k_neighbors": 1}},
+                {"AddEntity": {"class": "_bad"}},
+            ],
+            [far.tobytes(), far.tobytes()],
+        )
         assert db.vectors.get(_set_id(db, "s")) is None
         assert knn(db, "s", far, 1)[0]["n"] != 99
         assert len(db.vectors.get(_set_id(db, "s"))) == 20

@@ -55,7 +55,10 @@ while True:
 def run_and_kill(folder: Path, delay: float) -> list[int]:
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(folder), str(PER_QUERY), str(DIM), str(KEEP)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout is not None
         first = child.stdout.readline()
@@ -77,8 +80,18 @@ def test_sigkill_during_descriptor_ingest(tmp_path: Path):
     for _ in range(5):
         acknowledged += run_and_kill(folder, rnd.uniform(0.3, 1.2))
         with Database(folder) as db:
-            r, blobs = ok(db, [{"FindDescriptor": {"set": "s", "blobs": True,
-                                                   "results": {"list": ["q", "i", "_uniqueid"]}}}])
+            r, blobs = ok(
+                db,
+                [
+                    {
+                        "FindDescriptor": {
+                            "set": "s",
+                            "blobs": True,
+                            "results": {"list": ["q", "i", "_uniqueid"]},
+                        }
+                    }
+                ],
+            )
             ents = r[0]["FindDescriptor"]["entities"]
             by_q: dict[int, list[int]] = {}
             for e in ents:
@@ -91,18 +104,34 @@ def test_sigkill_during_descriptor_ingest(tmp_path: Path):
             assert live <= set(by_q), (live, sorted(by_q))
             # The stored bytes are the vectors sent.
             for e, b in zip(ents, blobs, strict=True):
-                want = np.random.default_rng(e["q"]).normal(size=(PER_QUERY, DIM)).astype(
-                    np.float32)[e["i"]]
+                want = (
+                    np.random.default_rng(e["q"])
+                    .normal(size=(PER_QUERY, DIM))
+                    .astype(np.float32)[e["i"]]
+                )
                 assert b == want.tobytes()
             # The index (read back from an older save and caught up, or rebuilt) agrees.
             data = np.frombuffer(b"".join(blobs), np.float32).reshape(-1, DIM)
             q = data[len(data) // 2] + 0.01
-            r, _ = ok(db, [{"FindDescriptor": {"set": "s", "k_neighbors": 10, "distances": True,
-                                               "uniqueids": True}}], [q.tobytes()])
+            r, _ = ok(
+                db,
+                [
+                    {
+                        "FindDescriptor": {
+                            "set": "s",
+                            "k_neighbors": 10,
+                            "distances": True,
+                            "uniqueids": True,
+                        }
+                    }
+                ],
+                [q.tobytes()],
+            )
             got = [e["_uniqueid"] for e in r[0]["FindDescriptor"]["entities"]]
             dist = np.sum((data - q) ** 2, axis=1, dtype=np.float32)
             assert got == [ents[i]["_uniqueid"] for i in np.argsort(dist, kind="stable")[:10]]
             set_uid = ok(db, [{"FindDescriptorSet": {"uniqueids": True}}])[0][0][
-                "FindDescriptorSet"]["entities"][0]["_uniqueid"]
+                "FindDescriptorSet"
+            ]["entities"][0]["_uniqueid"]
             index = db.vectors.get(int(set_uid.split(".")[2]))
             assert index.ids() == {int(e["_uniqueid"].split(".")[2]) for e in ents}

@@ -18,12 +18,28 @@ def test_add_answers_status_0(db):
     assert add(db, name="ada") == {"status": 0}
 
 
-@pytest.mark.parametrize("value", [
-    0, 1, -7, 2**53 + 1, -(2**62), 3.5, -0.25, 1e-9, 6.02e23,
-    "", "plain", "ünïcödé ✓ 漢字", "with \"quotes\" and \\ backslash", "x" * 10_000,
-    True, False,
-    '{"nested": [1, 2, {"a": null}]}',
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        1,
+        -7,
+        2**53 + 1,
+        -(2**62),
+        3.5,
+        -0.25,
+        1e-9,
+        6.02e23,
+        "",
+        "plain",
+        "ünïcödé ✓ 漢字",
+        'with "quotes" and \\ backslash',
+        "x" * 10_000,
+        True,
+        False,
+        '{"nested": [1, 2, {"a": null}]}',
+    ],
+)
 def test_property_values_round_trip(db, value):
     add(db, v=value)
     [e] = entities(db, with_class="Person", results={"all_properties": True})
@@ -31,10 +47,16 @@ def test_property_values_round_trip(db, value):
     assert type(e["v"]) is type(value)
 
 
-@pytest.mark.parametrize("text", [
-    "2018-02-27T13:45:12-08:00", "2024-05-01T12:00:00", "2024-05-01T12:00:00.123456+02:00",
-    "2024-05-01", "Mon Aug 7 10:59:24 PDT 2017",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2018-02-27T13:45:12-08:00",
+        "2024-05-01T12:00:00",
+        "2024-05-01T12:00:00.123456+02:00",
+        "2024-05-01",
+        "Mon Aug 7 10:59:24 PDT 2017",
+    ],
+)
 def test_dates_round_trip_as_date_objects(db, text):
     add(db, when={"_date": text})
     [e] = entities(db, with_class="Person", results={"list": ["when"]})
@@ -52,8 +74,12 @@ def test_null_property_means_absent(db):
     add(db, a=1, b=None)
     [e] = entities(db, with_class="Person", results={"all_properties": True})
     assert "b" not in e
-    assert one(db, {"FindEntity": {"constraints": {"b": ["==", None]}, "results": {"count": True}}}
-               )["count"] == 1
+    assert (
+        one(db, {"FindEntity": {"constraints": {"b": ["==", None]}, "results": {"count": True}}})[
+            "count"
+        ]
+        == 1
+    )
 
 
 def test_find_without_class_spans_all_classes(db):
@@ -109,13 +135,23 @@ def test_update_sets_and_removes_properties_and_counts(db):
     add(db, name="a", age=1, tmp="x")
     add(db, name="b", age=2, tmp="y")
     add(db, "Other", name="a")
-    r = one(db, {"UpdateEntity": {"with_class": "Person", "constraints": {"name": ["==", "a"]},
-                                  "properties": {"age": 10, "new": "n"}, "remove_props": ["tmp"]}})
+    r = one(
+        db,
+        {
+            "UpdateEntity": {
+                "with_class": "Person",
+                "constraints": {"name": ["==", "a"]},
+                "properties": {"age": 10, "new": "n"},
+                "remove_props": ["tmp"],
+            }
+        },
+    )
     assert r == {"status": 0, "count": 1}
-    got = entities(db, with_class="Person", results={"all_properties": True},
-                   sort="name")
+    got = entities(db, with_class="Person", results={"all_properties": True}, sort="name")
     assert [(e["name"], e["age"], e.get("new"), e.get("tmp")) for e in got] == [
-        ("a", 10, "n", None), ("b", 2, None, "y")]
+        ("a", 10, "n", None),
+        ("b", 2, None, "y"),
+    ]
     # The entity of the other class kept its properties.
     [other] = entities(db, with_class="Other", results={"all_properties": True})
     assert "new" not in other
@@ -123,7 +159,9 @@ def test_update_sets_and_removes_properties_and_counts(db):
 
 def test_update_matching_nothing_counts_zero(db):
     assert one(db, {"UpdateEntity": {"with_class": "X", "properties": {"a": 1}}}) == {
-        "status": 0, "count": 0}
+        "status": 0,
+        "count": 0,
+    }
 
 
 def test_update_can_change_a_value_type(db):
@@ -143,15 +181,21 @@ def test_update_and_delete_by_ref(db):
     add(db, n=1)
     add(db, n=2)
     add(db, n=3)
-    r, _ = ok(db, [
-        {"FindEntity": {"_ref": 1, "constraints": {"n": [">=", 2]}}},
-        {"UpdateEntity": {"ref": 1, "properties": {"big": True}}},
-    ])
+    r, _ = ok(
+        db,
+        [
+            {"FindEntity": {"_ref": 1, "constraints": {"n": [">=", 2]}}},
+            {"UpdateEntity": {"ref": 1, "properties": {"big": True}}},
+        ],
+    )
     assert body(r, 1)["count"] == 2
-    r, _ = ok(db, [
-        {"FindEntity": {"_ref": 1, "constraints": {"big": ["==", True]}}},
-        {"DeleteEntity": {"ref": 1, "constraints": {"n": ["==", 3]}}},
-    ])
+    r, _ = ok(
+        db,
+        [
+            {"FindEntity": {"_ref": 1, "constraints": {"big": ["==", True]}}},
+            {"DeleteEntity": {"ref": 1, "constraints": {"n": ["==", 3]}}},
+        ],
+    )
     assert body(r, 1) == {"status": 0, "count": 1}
     assert sorted(e["n"] for e in entities(db, results={"list": ["n"]})) == [1, 2]
 
@@ -168,11 +212,14 @@ def test_delete_counts_and_removes(db):
 
 
 def test_delete_removes_the_entity_connections(db):
-    ok(db, [
-        {"AddEntity": {"_ref": 1, "class": "A"}},
-        {"AddEntity": {"_ref": 2, "class": "B"}},
-        {"AddConnection": {"class": "ab", "src": 1, "dst": 2}},
-    ])
+    ok(
+        db,
+        [
+            {"AddEntity": {"_ref": 1, "class": "A"}},
+            {"AddEntity": {"_ref": 2, "class": "B"}},
+            {"AddConnection": {"class": "ab", "src": 1, "dst": 2}},
+        ],
+    )
     one(db, {"DeleteEntity": {"with_class": "A"}})
     assert one(db, {"FindConnection": {"results": {"count": True}}})["count"] == 0
 
@@ -181,8 +228,16 @@ def test_unique_find(db):
     add(db, k=1)
     add(db, k=1)
     add(db, k=2)
-    r = one(db, {"FindEntity": {"unique": True, "constraints": {"k": ["==", 2]},
-                                "results": {"list": ["k"]}}})
+    r = one(
+        db,
+        {
+            "FindEntity": {
+                "unique": True,
+                "constraints": {"k": ["==", 2]},
+                "results": {"list": ["k"]},
+            }
+        },
+    )
     assert r["entities"] == [{"k": 2}]
     # Zero matches: an empty set, not an error.
     assert one(db, {"FindEntity": {"unique": True, "constraints": {"k": ["==", 9]}}})["status"] == 0
@@ -191,11 +246,21 @@ def test_unique_find(db):
 
 
 def test_if_not_found_adds_once(db):
-    cmd = {"AddEntity": {"class": "P", "properties": {"id": 7, "v": "first"},
-                         "if_not_found": {"id": ["==", 7]}}}
+    cmd = {
+        "AddEntity": {
+            "class": "P",
+            "properties": {"id": 7, "v": "first"},
+            "if_not_found": {"id": ["==", 7]},
+        }
+    }
     assert one(db, cmd) == {"status": 0}
-    again = {"AddEntity": {"class": "P", "properties": {"id": 7, "v": "second"},
-                           "if_not_found": {"id": ["==", 7]}}}
+    again = {
+        "AddEntity": {
+            "class": "P",
+            "properties": {"id": 7, "v": "second"},
+            "if_not_found": {"id": ["==", 7]},
+        }
+    }
     assert one(db, again) == {"status": 2, "info": "Object Exists!"}
     assert entities(db, with_class="P", results={"list": ["v"]}) == [{"v": "first"}]
 
@@ -237,4 +302,5 @@ def test_data_survives_reopen(folder):
         add(db, name="persisted", when={"_date": "2020-01-01T00:00:00Z"})
     with open_db(folder) as db:
         assert entities(db, results={"list": ["name", "when"]}) == [
-            {"name": "persisted", "when": {"_date": "2020-01-01T00:00:00Z"}}]
+            {"name": "persisted", "when": {"_date": "2020-01-01T00:00:00Z"}}
+        ]

@@ -19,8 +19,9 @@ def test_answers_carry_plain_int_statuses(db: Database) -> None:
 
 def test_not_unique_fails_the_transaction_with_its_status(db: Database) -> None:
     db.query([{"AddEntity": {"class": "Cam"}}, {"AddEntity": {"class": "Cam"}}])
-    response, _ = db.query([{"AddEntity": {"class": "Other"}},
-                            {"FindEntity": {"with_class": "Cam", "unique": True}}])
+    response, _ = db.query(
+        [{"AddEntity": {"class": "Other"}}, {"FindEntity": {"with_class": "Cam", "unique": True}}]
+    )
     assert isinstance(response, dict)
     assert response["status"] == Status.NOT_UNIQUE and type(response["status"]) is int
     assert response["FailedCommand"] == "FindEntity"
@@ -44,5 +45,11 @@ def test_client_visible_errors_share_one_base() -> None:
     assert isinstance(e, LensdbError)
     assert e.response() == {"status": 4, "info": "FindImage: bad", "FailedCommand": "FindImage"}
     assert LensdbError("odd", -2).status == -2  # a code lensdb does not name is kept as is
-    assert response_status([{"FindImage": {"status": 0}}, {"AddImage": {"status": -1, "info": "x"}}]) == -1
-    assert error_info([{"FindImage": {"status": 0}}, {"AddImage": {"status": -1, "info": "x"}}]) == "AddImage: x"
+    assert (
+        response_status([{"FindImage": {"status": 0}}, {"AddImage": {"status": -1, "info": "x"}}])
+        == -1
+    )
+    assert (
+        error_info([{"FindImage": {"status": 0}}, {"AddImage": {"status": -1, "info": "x"}}])
+        == "AddImage: x"
+    )

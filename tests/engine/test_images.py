@@ -47,7 +47,8 @@ def test_width_and_height_are_stored(db):
 def test_caller_width_and_height_win(db):
     add_image(db, jpeg(64, 48), properties={"width": 640, "height": 480})
     assert entities(db, "FindImage", results={"list": ["width", "height"]}) == [
-        {"width": 640, "height": 480}]
+        {"width": 640, "height": 480}
+    ]
 
 
 def test_blobs_default_to_false(db):
@@ -71,12 +72,15 @@ def test_tiff_is_accepted(db):
     data = encode(Image.new("RGB", (7, 5), (1, 2, 3)), "TIFF")
     add_image(db, data)
     assert entities(db, "FindImage", results={"list": ["width", "height"]}) == [
-        {"width": 7, "height": 5}]
+        {"width": 7, "height": 5}
+    ]
     assert fetch(db)[1] == [data]
 
 
-@pytest.mark.parametrize("fmt, magic, pil", [("png", b"\x89PNG", "PNG"), ("jpg", b"\xff\xd8", "JPEG"),
-                                             ("jpeg", b"\xff\xd8", "JPEG")])
+@pytest.mark.parametrize(
+    "fmt, magic, pil",
+    [("png", b"\x89PNG", "PNG"), ("jpg", b"\xff\xd8", "JPEG"), ("jpeg", b"\xff\xd8", "JPEG")],
+)
 def test_as_format_reencodes(db, fmt, magic, pil):
     add_image(db, png(30, 20) if fmt != "png" else jpeg(30, 20))
     _, [data] = fetch(db, as_format=fmt)
@@ -101,8 +105,9 @@ def test_crop_takes_the_right_pixels(db):
     assert pixel(data, 0, 0) == (10, 5, 100) and pixel(data, 19, 7) == (29, 12, 100)
 
 
-@pytest.mark.parametrize("code, corner", [(0, (0, 47)), (1, (63, 0)), (-1, (63, 47)), ("1", (63, 0)),
-                                          ("-1", (63, 47))])
+@pytest.mark.parametrize(
+    "code, corner", [(0, (0, 47)), (1, (63, 0)), (-1, (63, 47)), ("1", (63, 0)), ("-1", (63, 47))]
+)
 def test_flip(db, code, corner):
     add_image(db, gradient_png(64, 48))
     _, [data] = fetch(db, operations=[{"type": "flip", "code": code}])
@@ -131,8 +136,14 @@ def test_threshold(db):
 
 def test_operations_apply_in_order(db):
     add_image(db, gradient_png(64, 48))
-    _, [data] = fetch(db, operations=[{"type": "crop", "x": 32, "y": 0, "width": 32, "height": 48},
-                                      {"type": "flip", "code": 1}], as_format="png")
+    _, [data] = fetch(
+        db,
+        operations=[
+            {"type": "crop", "x": 32, "y": 0, "width": 32, "height": 48},
+            {"type": "flip", "code": 1},
+        ],
+        as_format="png",
+    )
     assert decode(data).size == (32, 48) and pixel(data, 0, 0)[:2] == (63, 0)
 
 
@@ -149,17 +160,20 @@ def test_operations_never_change_what_is_stored(db):
     assert fetch(db)[1] == [original]
 
 
-@pytest.mark.parametrize("ops, fragment", [
-    ([{"type": "blur"}], "blur"),
-    ([{"type": "resize"}], "width"),
-    ([{"type": "resize", "width": -1}], "width"),
-    ([{"type": "crop", "x": 0, "y": 0, "width": 1000, "height": 10}], "crop"),
-    ([{"type": "rotate"}], "angle"),
-    ([{"type": "flip", "code": "up"}], "code"),
-    ([{"type": "threshold", "value": 999}], "value"),
-    ([{"type": "interval", "start": 0, "stop": 1, "step": 1}], "interval"),
-    ({"type": "resize", "width": 5}, "list"),
-])
+@pytest.mark.parametrize(
+    "ops, fragment",
+    [
+        ([{"type": "blur"}], "blur"),
+        ([{"type": "resize"}], "width"),
+        ([{"type": "resize", "width": -1}], "width"),
+        ([{"type": "crop", "x": 0, "y": 0, "width": 1000, "height": 10}], "crop"),
+        ([{"type": "rotate"}], "angle"),
+        ([{"type": "flip", "code": "up"}], "code"),
+        ([{"type": "threshold", "value": 999}], "value"),
+        ([{"type": "interval", "start": 0, "stop": 1, "step": 1}], "interval"),
+        ({"type": "resize", "width": 5}, "list"),
+    ],
+)
 def test_bad_operations_are_errors(db, ops, fragment):
     add_image(db, jpeg())
     r = fail(db, [{"FindImage": {"blobs": True, "operations": ops}}])
@@ -172,10 +186,15 @@ def test_bad_as_format_is_an_error(db):
 
 
 def test_operations_at_add_time_are_stored(db):
-    add_image(db, jpeg(64, 48), operations=[{"type": "resize", "width": 16, "height": 12}],
-              properties={"id": 1})
+    add_image(
+        db,
+        jpeg(64, 48),
+        operations=[{"type": "resize", "width": 16, "height": 12}],
+        properties={"id": 1},
+    )
     assert entities(db, "FindImage", results={"list": ["width", "height"]}) == [
-        {"width": 16, "height": 12}]
+        {"width": 16, "height": 12}
+    ]
     [data] = fetch(db)[1]
     assert decode(data).size == (16, 12) and data.startswith(b"\xff\xd8")
 
@@ -193,8 +212,9 @@ def test_format_at_add_time_converts(db):
 def test_undecodable_image_is_an_error_and_nothing_is_stored(db, folder, data):
     add_image(db, jpeg(), properties={"keep": 1})
     before = snapshot(folder)
-    r = fail(db, [{"AddEntity": {"class": "Before"}},
-                  {"AddImage": {"properties": {"id": 2}}}], [data])
+    r = fail(
+        db, [{"AddEntity": {"class": "Before"}}, {"AddImage": {"properties": {"id": 2}}}], [data]
+    )
     assert "AddImage" in r["info"] and "command 2" in r["info"]
     assert snapshot(folder) == before
 
@@ -212,11 +232,18 @@ def _photo_jpeg(progressive: bool = False) -> bytes:
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.99, -2])
 def test_cut_short_jpeg_is_refused_and_the_query_adds_nothing(db, folder, progressive, keep):
     whole = _photo_jpeg(progressive)
-    cut = whole[:int(len(whole) * keep)] if keep > 0 else whole[:keep]
+    cut = whole[: int(len(whole) * keep)] if keep > 0 else whole[:keep]
     add_image(db, jpeg(), properties={"keep": 1})
     before = snapshot(folder)
-    r = fail(db, [{"AddEntity": {"class": "Before"}}, {"AddImage": {"properties": {"cut": True}}},
-                  {"AddImage": {"properties": {"whole": True}}}], [cut, whole])
+    r = fail(
+        db,
+        [
+            {"AddEntity": {"class": "Before"}},
+            {"AddImage": {"properties": {"cut": True}}},
+            {"AddImage": {"properties": {"whole": True}}},
+        ],
+        [cut, whole],
+    )
     assert r["FailedCommand"] == "AddImage" and "command 2 of 3" in r["info"]
     assert "incomplete" in r["info"] and "cut short" in r["info"]
     assert snapshot(folder) == before  # no row, no pack file
@@ -227,7 +254,12 @@ def test_cut_short_jpeg_is_refused_and_the_query_adds_nothing(db, folder, progre
 
 
 def test_whole_images_with_trailing_bytes_or_progressive_scans_are_accepted(db):
-    for data in (_photo_jpeg(), _photo_jpeg(progressive=True), _photo_jpeg() + b"\x00trailer", png()):
+    for data in (
+        _photo_jpeg(),
+        _photo_jpeg(progressive=True),
+        _photo_jpeg() + b"\x00trailer",
+        png(),
+    ):
         add_image(db, data, properties={"n": len(data)})
         assert fetch(db, constraints={"n": ["==", len(data)]})[1] == [data]
 
@@ -249,20 +281,29 @@ def test_undecodable_image_with_format_or_operations(db, folder):
 def test_add_image_parameter_errors(db, folder):
     before = snapshot(folder)
     assert "format" in fail(db, [{"AddImage": {"format": "gif"}}], [jpeg()])["info"]
-    assert "resize" in fail(db, [{"AddImage": {"operations": [{"type": "resize"}]}}],
-                            [jpeg()])["info"]
+    assert (
+        "resize" in fail(db, [{"AddImage": {"operations": [{"type": "resize"}]}}], [jpeg()])["info"]
+    )
     assert snapshot(folder) == before
 
 
 def test_blob_order_indexes_and_starts_across_commands(db):
     a, b, c = png(1, 1), png(2, 2), png(3, 3)
     ok(db, [{"AddImage": {"properties": {"i": i}}} for i in range(3)], [a, b, c])
-    r, blobs = ok(db, [
-        {"FindImage": {"blobs": True, "constraints": {"i": ["==", 2]}}},
-        {"FindImage": {"blobs": False, "results": {"list": ["i"]}}},
-        {"FindImage": {"blobs": True, "results": {"list": ["i"], "sort": {"key": "i", "order": "descending"}},
-                       "limit": 2}},
-    ])
+    r, blobs = ok(
+        db,
+        [
+            {"FindImage": {"blobs": True, "constraints": {"i": ["==", 2]}}},
+            {"FindImage": {"blobs": False, "results": {"list": ["i"]}}},
+            {
+                "FindImage": {
+                    "blobs": True,
+                    "results": {"list": ["i"], "sort": {"key": "i", "order": "descending"}},
+                    "limit": 2,
+                }
+            },
+        ],
+    )
     assert blobs == [c, c, b]
     assert body(r, 0)["blobs_start"] == 0 and body(r, 0)["returned"] == 1
     assert "blobs_start" not in body(r, 1)
@@ -275,16 +316,34 @@ def test_label_studio_image_fetch_shape(db):
     data = jpeg()
     add_image(db, data)
     uid = entities(db, "FindImage", uniqueids=True)[0]["_uniqueid"]
-    r, blobs = ok(db, [{"FindImage": {"blobs": True, "constraints": {"_uniqueid": ["==", uid]},
-                                      "as_format": "jpg"}}])
+    r, blobs = ok(
+        db,
+        [
+            {
+                "FindImage": {
+                    "blobs": True,
+                    "constraints": {"_uniqueid": ["==", uid]},
+                    "as_format": "jpg",
+                }
+            }
+        ],
+    )
     assert body(r)["returned"] == 1 and len(blobs) == 1 and blobs[0].startswith(b"\xff\xd8")
 
 
 def test_update_image_changes_properties_only(db):
     data = jpeg()
     add_image(db, data, properties={"id": 1})
-    r = one(db, {"UpdateImage": {"constraints": {"id": ["==", 1]}, "properties": {"tag": "x"},
-                                 "remove_props": ["id"]}})
+    r = one(
+        db,
+        {
+            "UpdateImage": {
+                "constraints": {"id": ["==", 1]},
+                "properties": {"tag": "x"},
+                "remove_props": ["id"],
+            }
+        },
+    )
     assert r == {"status": 0, "count": 1}
     got = entities(db, "FindImage", results={"all_properties": True})[0]
     assert got["tag"] == "x" and "id" not in got and got["width"] == 64
@@ -294,9 +353,19 @@ def test_update_image_changes_properties_only(db):
 def test_delete_image_removes_its_file_and_regions(db, folder):
     add_image(db, jpeg(), properties={"id": 1})
     add_image(db, jpeg(), properties={"id": 2})
-    ok(db, [{"FindImage": {"_ref": 1, "constraints": {"id": ["==", 1]}}},
-            {"AddBoundingBox": {"image_ref": 1, "rectangle": {"x": 0, "y": 0, "width": 5, "height": 5}}},
-            {"AddPolygon": {"image_ref": 1, "polygons": [[[0, 0], [5, 0], [5, 5]]]}}])
+    ok(
+        db,
+        [
+            {"FindImage": {"_ref": 1, "constraints": {"id": ["==", 1]}}},
+            {
+                "AddBoundingBox": {
+                    "image_ref": 1,
+                    "rectangle": {"x": 0, "y": 0, "width": 5, "height": 5},
+                }
+            },
+            {"AddPolygon": {"image_ref": 1, "polygons": [[[0, 0], [5, 0], [5, 5]]]}},
+        ],
+    )
     assert len(pack_files(folder)) == 2
     assert one(db, {"DeleteImage": {"constraints": {"id": ["==", 1]}}}) == {"status": 0, "count": 1}
     assert len(pack_files(folder)) == 1
@@ -307,12 +376,27 @@ def test_delete_image_removes_its_file_and_regions(db, folder):
 
 
 def test_find_image_with_image_and_entity_graph(db):
-    ok(db, [{"AddEntity": {"_ref": 1, "class": "Dataset", "properties": {"name": "d"}}},
+    ok(
+        db,
+        [
+            {"AddEntity": {"_ref": 1, "class": "Dataset", "properties": {"name": "d"}}},
             {"AddImage": {"properties": {"id": 1}, "connect": {"ref": 1, "class": "in_set"}}},
-            {"AddImage": {"properties": {"id": 2}}}], [jpeg(), jpeg()])
-    r, _ = ok(db, [{"FindEntity": {"_ref": 1, "with_class": "Dataset"}},
-                   {"FindImage": {"is_connected_to": {"ref": 1, "direction": "in"},
-                                  "results": {"list": ["id"]}}}])
+            {"AddImage": {"properties": {"id": 2}}},
+        ],
+        [jpeg(), jpeg()],
+    )
+    r, _ = ok(
+        db,
+        [
+            {"FindEntity": {"_ref": 1, "with_class": "Dataset"}},
+            {
+                "FindImage": {
+                    "is_connected_to": {"ref": 1, "direction": "in"},
+                    "results": {"list": ["id"]},
+                }
+            },
+        ],
+    )
     assert body(r, 1)["entities"] == [{"id": 1}]
 
 

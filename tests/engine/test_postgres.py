@@ -31,17 +31,29 @@ def pg(targets, folder, backend):
 
 def _run_all(script: str, target, n: int) -> list[dict]:
     """Start n Python processes running `script` on the same database at once."""
-    code = textwrap.dedent(f"""
+    code = (
+        textwrap.dedent(f"""
         import json, sys
         from lensdb import Database
         db = Database({target.url!r}, blobs={target.blobs!r})
         sys.stdin.readline()  # start together
         out = []
-    """) + textwrap.dedent(script) + "\nprint(json.dumps(out))\ndb.close()\n"
+    """)
+        + textwrap.dedent(script)
+        + "\nprint(json.dumps(out))\ndb.close()\n"
+    )
     env = {**os.environ, "PYTHONPATH": SRC}
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(n)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(n)
+    ]
     for p in procs:
         p.stdin.write("go\n")
         p.stdin.flush()
@@ -69,8 +81,10 @@ def test_concurrent_if_not_found_adds_from_two_processes_create_exactly_one(pg):
     """
     a, b = _run_all(script, pg, 2)
     with open_db(pg) as db:
-        counts = [one(db, {"FindEntity": {"with_class": c, "results": {"count": True}}})["count"]
-                  for c in ("Item", "Bin")]
+        counts = [
+            one(db, {"FindEntity": {"with_class": c, "results": {"count": True}}})["count"]
+            for c in ("Item", "Bin")
+        ]
         links = one(db, {"FindConnection": {"with_class": "in", "results": {"count": True}}})
     assert counts == [100, 7]
     assert links["count"] == 100
@@ -202,8 +216,9 @@ def test_postgres_down_gives_a_clear_status_and_the_store_recovers_by_itself(pg,
         finally:
             cluster.start_server()
         ok(db, [{"AddEntity": {"class": "Kept", "properties": {"n": 3}}}])
-        found = one(db, {"FindEntity": {"with_class": "Kept", "results": {"list": ["n"],
-                                                                          "sort": "n"}}})
+        found = one(
+            db, {"FindEntity": {"with_class": "Kept", "results": {"list": ["n"], "sort": "n"}}}
+        )
         assert found["entities"] == [{"n": 1}, {"n": 3}]
     finally:
         db.close()
@@ -225,8 +240,10 @@ def test_s3_unreachable_fails_addimage_cleanly_and_commits_nothing(pg, targets, 
         try:
             ok(db, [{"AddImage": {"properties": {"n": 1}}}], [jpeg()])
             own.stop()
-            r, out = db.query([{"AddEntity": {"class": "Other"}},
-                               {"AddImage": {"properties": {"n": 2}}}], [jpeg()])
+            r, out = db.query(
+                [{"AddEntity": {"class": "Other"}}, {"AddImage": {"properties": {"n": 2}}}],
+                [jpeg()],
+            )
             assert isinstance(r, dict) and r["status"] == -1 and out == []
             assert "s3://" in r["info"] and "internal error" not in r["info"], r
             assert [json.loads(p)["n"] for _, _, p, _ in rows(pg)["objects"]] == [1]

@@ -53,8 +53,13 @@ def test_default_order_is_insertion_order(rows):
 
 
 def test_count_is_taken_before_limit_and_offset(rows):
-    r = find(rows, constraints={"g": ["==", "x"]}, limit=2, offset=1,
-             results={"count": True, "list": ["name"]})
+    r = find(
+        rows,
+        constraints={"g": ["==", "x"]},
+        limit=2,
+        offset=1,
+        results={"count": True, "list": ["name"]},
+    )
     assert r["count"] == 3 and r["returned"] == 2
     assert [e["name"] for e in r["entities"]] == ["c", "e"]
 
@@ -64,9 +69,15 @@ def test_count_alone_returns_no_entities(rows):
     assert r == {"status": 0, "returned": 0, "count": 5}
 
 
-@pytest.mark.parametrize("agg, expected", [
-    ("sum", 15), ("min", 1), ("max", 5), ("average", 3.0),
-])
+@pytest.mark.parametrize(
+    "agg, expected",
+    [
+        ("sum", 15),
+        ("min", 1),
+        ("max", 5),
+        ("average", 3.0),
+    ],
+)
 def test_aggregates_one_key(rows, agg, expected):
     r = find(rows, results={agg: "n"})
     assert r[agg] == expected
@@ -74,8 +85,12 @@ def test_aggregates_one_key(rows, agg, expected):
 
 
 def test_aggregates_use_every_match_not_the_page(rows):
-    r = find(rows, constraints={"g": ["==", "x"]}, limit=1,
-             results={"sum": "n", "count": True, "list": ["name"]})
+    r = find(
+        rows,
+        constraints={"g": ["==", "x"]},
+        limit=1,
+        results={"sum": "n", "count": True, "list": ["name"]},
+    )
     assert r["sum"] == 9 and r["count"] == 3 and r["returned"] == 1
 
 
@@ -83,7 +98,11 @@ def test_aggregates_skip_missing_and_non_numbers(rows):
     assert find(rows, results={"sum": "f"})["sum"] == 5.0
     assert find(rows, results={"average": "f"})["average"] == pytest.approx(5.0 / 3)
     assert find(rows, results={"min": "f", "max": "f"}) == {
-        "status": 0, "returned": 0, "min": -0.5, "max": 4.0}
+        "status": 0,
+        "returned": 0,
+        "min": -0.5,
+        "max": 4.0,
+    }
     assert find(rows, results={"sum": "s"})["sum"] == 0
 
 
@@ -97,10 +116,19 @@ def test_aggregates_several_keys_give_an_object(rows):
     assert r["max"] == {"n": 5, "f": 4.0}
 
 
-@pytest.mark.parametrize("limit, offset, expected", [
-    (2, 0, "ab"), (2, 3, "de"), (10, 4, "e"), (None, 2, "cde"), (3, 5, ""), (0, 0, ""),
-    (10**30, 0, "abcde"), (1, 10**30, ""),
-])
+@pytest.mark.parametrize(
+    "limit, offset, expected",
+    [
+        (2, 0, "ab"),
+        (2, 3, "de"),
+        (10, 4, "e"),
+        (None, 2, "cde"),
+        (3, 5, ""),
+        (0, 0, ""),
+        (10**30, 0, "abcde"),
+        (1, 10**30, ""),
+    ],
+)
 def test_top_level_limit_and_offset(rows, limit, offset, expected):
     params = {"results": {"list": ["name"]}, "offset": offset}
     if limit is not None:
@@ -119,38 +147,54 @@ def test_limit_in_results_and_smaller_wins(rows):
 def test_paging_walks_every_object_once(rows):
     seen = []
     for offset in range(0, 6, 2):
-        seen += [e["name"] for e in find(rows, limit=2, offset=offset,
-                                         results={"list": ["name"]})["entities"]]
+        seen += [
+            e["name"]
+            for e in find(rows, limit=2, offset=offset, results={"list": ["name"]})["entities"]
+        ]
     assert seen == list("abcde")
 
 
-@pytest.mark.parametrize("sort, expected", [
-    ("n", "bcaed"),
-    ({"key": "n"}, "bcaed"),
-    ({"key": "n", "order": "ascending"}, "bcaed"),
-    ({"key": "n", "order": "descending"}, "deacb"),
-    ([{"key": "g", "order": "descending"}, {"key": "n", "order": "ascending"}], "bdcae"),
-    ([{"key": "g"}, {"key": "n", "order": "descending"}], "eacdb"),
-    ({"key": "name", "order": "descending"}, "edcba"),
-    ({"key": "_uniqueid", "order": "descending"}, "edcba"),
-])
+@pytest.mark.parametrize(
+    "sort, expected",
+    [
+        ("n", "bcaed"),
+        ({"key": "n"}, "bcaed"),
+        ({"key": "n", "order": "ascending"}, "bcaed"),
+        ({"key": "n", "order": "descending"}, "deacb"),
+        ([{"key": "g", "order": "descending"}, {"key": "n", "order": "ascending"}], "bdcae"),
+        ([{"key": "g"}, {"key": "n", "order": "descending"}], "eacdb"),
+        ({"key": "name", "order": "descending"}, "edcba"),
+        ({"key": "_uniqueid", "order": "descending"}, "edcba"),
+    ],
+)
 def test_sort_forms(rows, sort, expected):
-    assert "".join(e["name"] for e in find(rows, results={"list": ["name"], "sort": sort})
-                   ["entities"]) == expected
+    assert (
+        "".join(e["name"] for e in find(rows, results={"list": ["name"], "sort": sort})["entities"])
+        == expected
+    )
     # Top-level sort works the same.
-    assert "".join(e["name"] for e in find(rows, sort=sort, results={"list": ["name"]})
-                   ["entities"]) == expected
+    assert (
+        "".join(e["name"] for e in find(rows, sort=sort, results={"list": ["name"]})["entities"])
+        == expected
+    )
 
 
 def test_sort_applies_before_limit_and_offset(rows):
-    r = find(rows, results={"list": ["name"], "sort": {"key": "n", "order": "descending"}},
-             limit=2, offset=1)
+    r = find(
+        rows,
+        results={"list": ["name"], "sort": {"key": "n", "order": "descending"}},
+        limit=2,
+        offset=1,
+    )
     assert [e["name"] for e in r["entities"]] == ["e", "a"]
 
 
 def test_sort_by_sequence(rows):
-    r = find(rows, constraints={"name": ["in", ["d", "a", "c"]]},
-             results={"list": ["name"], "sort": {"key": "name", "sequence": ["d", "a", "c"]}})
+    r = find(
+        rows,
+        constraints={"name": ["in", ["d", "a", "c"]]},
+        results={"list": ["name"], "sort": {"key": "name", "sequence": ["d", "a", "c"]}},
+    )
     assert [e["name"] for e in r["entities"]] == ["d", "a", "c"]
     r = find(rows, results={"list": ["n"], "sort": {"key": "n", "sequence": [4, 1]}}, limit=3)
     assert [e["n"] for e in r["entities"]] == [4, 1, 3]
@@ -172,13 +216,21 @@ def test_batches(rows, batch_id, names):
     r = find(rows, batch={"batch_size": 2, "batch_id": batch_id}, results={"list": ["name"]})
     assert "".join(e["name"] for e in r["entities"]) == names
     assert r["returned"] == len(names)
-    assert r["batch"] == {"batch_id": batch_id, "batch_size": 2, "total_elements": 5,
-                          "end": min((batch_id + 1) * 2, 5)}
+    assert r["batch"] == {
+        "batch_id": batch_id,
+        "batch_size": 2,
+        "total_elements": 5,
+        "end": min((batch_id + 1) * 2, 5),
+    }
 
 
 def test_batches_respect_constraints_and_sort(rows):
-    r = find(rows, constraints={"g": ["==", "x"]}, batch={"batch_size": 2, "batch_id": 1},
-             results={"list": ["name"], "sort": {"key": "n", "order": "descending"}})
+    r = find(
+        rows,
+        constraints={"g": ["==", "x"]},
+        batch={"batch_size": 2, "batch_id": 1},
+        results={"list": ["name"], "sort": {"key": "n", "order": "descending"}},
+    )
     assert [e["name"] for e in r["entities"]] == ["c"]
     assert r["batch"]["total_elements"] == 3 and r["batch"]["end"] == 3
 
@@ -188,29 +240,62 @@ def graph(tmp_path_factory, targets):
     """Three authors: a1 wrote b1 b2, a2 wrote b3, a3 wrote nothing."""
     target = targets.new(tmp_path_factory.mktemp("graph"))
     db = open_db(target)
-    ok(db, [
-        {"AddEntity": {"_ref": 1, "class": "Author", "properties": {"name": "a1"}}},
-        {"AddEntity": {"_ref": 2, "class": "Author", "properties": {"name": "a2"}}},
-        {"AddEntity": {"class": "Author", "properties": {"name": "a3"}}},
-        {"AddEntity": {"class": "Book", "properties": {"title": "b1"},
-                       "connect": {"ref": 1, "class": "wrote", "direction": "in"}}},
-        {"AddEntity": {"class": "Book", "properties": {"title": "b2"},
-                       "connect": {"ref": 1, "class": "wrote", "direction": "in"}}},
-        {"AddEntity": {"class": "Book", "properties": {"title": "b3"},
-                       "connect": {"ref": 2, "class": "wrote", "direction": "in"}}},
-    ])
+    ok(
+        db,
+        [
+            {"AddEntity": {"_ref": 1, "class": "Author", "properties": {"name": "a1"}}},
+            {"AddEntity": {"_ref": 2, "class": "Author", "properties": {"name": "a2"}}},
+            {"AddEntity": {"class": "Author", "properties": {"name": "a3"}}},
+            {
+                "AddEntity": {
+                    "class": "Book",
+                    "properties": {"title": "b1"},
+                    "connect": {"ref": 1, "class": "wrote", "direction": "in"},
+                }
+            },
+            {
+                "AddEntity": {
+                    "class": "Book",
+                    "properties": {"title": "b2"},
+                    "connect": {"ref": 1, "class": "wrote", "direction": "in"},
+                }
+            },
+            {
+                "AddEntity": {
+                    "class": "Book",
+                    "properties": {"title": "b3"},
+                    "connect": {"ref": 2, "class": "wrote", "direction": "in"},
+                }
+            },
+        ],
+    )
     yield db
     db.close()
     targets.drop(target)
 
 
 def test_group_by_source_keys_by_source_uniqueid(graph):
-    r, _ = ok(graph, [
-        {"FindEntity": {"_ref": 1, "with_class": "Author", "uniqueids": True,
-                        "results": {"list": ["name"]}}},
-        {"FindEntity": {"with_class": "Book", "is_connected_to": {"ref": 1, "direction": "out"},
-                        "group_by_source": True, "results": {"list": ["title"]}}},
-    ])
+    r, _ = ok(
+        graph,
+        [
+            {
+                "FindEntity": {
+                    "_ref": 1,
+                    "with_class": "Author",
+                    "uniqueids": True,
+                    "results": {"list": ["name"]},
+                }
+            },
+            {
+                "FindEntity": {
+                    "with_class": "Book",
+                    "is_connected_to": {"ref": 1, "direction": "out"},
+                    "group_by_source": True,
+                    "results": {"list": ["title"]},
+                }
+            },
+        ],
+    )
     uid = {e["name"]: e["_uniqueid"] for e in body(r, 0)["entities"]}
     grouped = body(r, 1)
     assert grouped["entities"] == {
@@ -222,20 +307,42 @@ def test_group_by_source_keys_by_source_uniqueid(graph):
 
 
 def test_group_by_source_in_results_and_empty(graph):
-    r, _ = ok(graph, [
-        {"FindEntity": {"_ref": 1, "with_class": "Author", "constraints": {"name": ["==", "zz"]}}},
-        {"FindEntity": {"with_class": "Book", "is_connected_to": {"ref": 1},
-                        "results": {"list": ["title"], "group_by_source": True}}},
-    ])
+    r, _ = ok(
+        graph,
+        [
+            {
+                "FindEntity": {
+                    "_ref": 1,
+                    "with_class": "Author",
+                    "constraints": {"name": ["==", "zz"]},
+                }
+            },
+            {
+                "FindEntity": {
+                    "with_class": "Book",
+                    "is_connected_to": {"ref": 1},
+                    "results": {"list": ["title"], "group_by_source": True},
+                }
+            },
+        ],
+    )
     assert body(r, 1)["entities"] == {} and body(r, 1)["returned"] == 0
 
 
 def test_group_by_source_with_count_is_an_error(graph):
-    r = fail(graph, [
-        {"FindEntity": {"_ref": 1, "with_class": "Author"}},
-        {"FindEntity": {"is_connected_to": {"ref": 1}, "group_by_source": True,
-                        "results": {"count": True}}},
-    ])
+    r = fail(
+        graph,
+        [
+            {"FindEntity": {"_ref": 1, "with_class": "Author"}},
+            {
+                "FindEntity": {
+                    "is_connected_to": {"ref": 1},
+                    "group_by_source": True,
+                    "results": {"count": True},
+                }
+            },
+        ],
+    )
     assert "group_by_source" in r["info"]
 
 
@@ -256,18 +363,30 @@ def test_returned_is_present_when_only_a_ref_is_set(rows):
 
 def test_group_by_source_lists_a_shared_object_under_each_source(db):
     """A book by two authors appears in both groups; returned counts it once, like its blobs."""
-    ok(db, [
-        {"AddEntity": {"_ref": 1, "class": "Author", "properties": {"name": "x"}}},
-        {"AddEntity": {"_ref": 2, "class": "Author", "properties": {"name": "y"}}},
-        {"AddEntity": {"_ref": 3, "class": "Book", "properties": {"title": "shared"}}},
-        {"AddConnection": {"class": "wrote", "src": 1, "dst": 3}},
-        {"AddConnection": {"class": "wrote", "src": 2, "dst": 3}},
-    ])
-    r, _ = ok(db, [
-        {"FindEntity": {"_ref": 1, "with_class": "Author"}},
-        {"FindEntity": {"with_class": "Book", "is_connected_to": {"ref": 1},
-                        "group_by_source": True, "results": {"list": ["title"]}}},
-    ])
+    ok(
+        db,
+        [
+            {"AddEntity": {"_ref": 1, "class": "Author", "properties": {"name": "x"}}},
+            {"AddEntity": {"_ref": 2, "class": "Author", "properties": {"name": "y"}}},
+            {"AddEntity": {"_ref": 3, "class": "Book", "properties": {"title": "shared"}}},
+            {"AddConnection": {"class": "wrote", "src": 1, "dst": 3}},
+            {"AddConnection": {"class": "wrote", "src": 2, "dst": 3}},
+        ],
+    )
+    r, _ = ok(
+        db,
+        [
+            {"FindEntity": {"_ref": 1, "with_class": "Author"}},
+            {
+                "FindEntity": {
+                    "with_class": "Book",
+                    "is_connected_to": {"ref": 1},
+                    "group_by_source": True,
+                    "results": {"list": ["title"]},
+                }
+            },
+        ],
+    )
     groups = body(r, 1)["entities"]
     assert list(groups.values()) == [[{"title": "shared"}], [{"title": "shared"}]]
     assert body(r, 1)["returned"] == 1

@@ -25,40 +25,77 @@ def test_empty_database_schema_is_null(db):
 
 
 def test_schema_classes_counts_and_types(db):
-    ok(db, [
-        {"AddEntity": {"_ref": 1, "class": "P", "properties": {
-            "n": 1, "s": "a", "b": True, "d": {"_date": "2020-01-01"}, "j": {"a": [1]}}}},
-        {"AddEntity": {"_ref": 2, "class": "P", "properties": {"n": 2.5}}},
-        {"AddEntity": {"class": "Empty"}},
-        {"AddImage": {"_ref": 3, "properties": {"id": 1}}},
-        {"AddConnection": {"class": "has", "src": 1, "dst": 3, "properties": {"w": 0.5}}},
-        {"AddConnection": {"class": "has", "src": 2, "dst": 3}},
-        {"AddBoundingBox": {"image_ref": 3, "rectangle": {"x": 0, "y": 0, "width": 1, "height": 1}}},
-    ], [jpeg()])
+    ok(
+        db,
+        [
+            {
+                "AddEntity": {
+                    "_ref": 1,
+                    "class": "P",
+                    "properties": {
+                        "n": 1,
+                        "s": "a",
+                        "b": True,
+                        "d": {"_date": "2020-01-01"},
+                        "j": {"a": [1]},
+                    },
+                }
+            },
+            {"AddEntity": {"_ref": 2, "class": "P", "properties": {"n": 2.5}}},
+            {"AddEntity": {"class": "Empty"}},
+            {"AddImage": {"_ref": 3, "properties": {"id": 1}}},
+            {"AddConnection": {"class": "has", "src": 1, "dst": 3, "properties": {"w": 0.5}}},
+            {"AddConnection": {"class": "has", "src": 2, "dst": 3}},
+            {
+                "AddBoundingBox": {
+                    "image_ref": 3,
+                    "rectangle": {"x": 0, "y": 0, "width": 1, "height": 1},
+                }
+            },
+        ],
+        [jpeg()],
+    )
     s = schema(db)
     ents = s["entities"]
     assert ents["returned"] == len(ents["classes"]) == 4
     p = ents["classes"]["P"]
     assert p["matched"] == 2
-    assert p["properties"] == {"n": [2, False, "Number"], "s": [1, False, "String"],
-                               "b": [1, False, "Boolean"], "d": [1, False, "DateTime"],
-                               "j": [1, False, "JSON"]}
+    assert p["properties"] == {
+        "n": [2, False, "Number"],
+        "s": [1, False, "String"],
+        "b": [1, False, "Boolean"],
+        "d": [1, False, "DateTime"],
+        "j": [1, False, "JSON"],
+    }
     assert ents["classes"]["Empty"] == {"matched": 1, "properties": None}
     assert ents["classes"]["_Image"]["properties"] == {
-        "id": [1, False, "Number"], "width": [1, False, "Number"], "height": [1, False, "Number"]}
+        "id": [1, False, "Number"],
+        "width": [1, False, "Number"],
+        "height": [1, False, "Number"],
+    }
     # System properties of regions stay out of the schema.
     assert ents["classes"]["_BoundingBox"] == {"matched": 1, "properties": None}
     conns = s["connections"]["classes"]
     assert s["connections"]["returned"] == 2
-    assert conns["has"] == {"src": "P", "dst": "_Image", "matched": 2,
-                            "properties": {"w": [1, False, "Number"]}}
+    assert conns["has"] == {
+        "src": "P",
+        "dst": "_Image",
+        "matched": 2,
+        "properties": {"w": [1, False, "Number"]},
+    }
     assert conns["_BoundingBoxToImage"]["src"] == "_BoundingBox"
     assert conns["_BoundingBoxToImage"]["dst"] == "_Image"
 
 
 def test_schema_type_parameter(db):
-    ok(db, [{"AddEntity": {"_ref": 1, "class": "A"}}, {"AddEntity": {"_ref": 2, "class": "B"}},
-            {"AddConnection": {"class": "ab", "src": 1, "dst": 2}}])
+    ok(
+        db,
+        [
+            {"AddEntity": {"_ref": 1, "class": "A"}},
+            {"AddEntity": {"_ref": 2, "class": "B"}},
+            {"AddConnection": {"class": "ab", "src": 1, "dst": 2}},
+        ],
+    )
     assert set(schema(db, type="entities")) == {"status", "entities"}
     assert set(schema(db, type="connections")) == {"status", "connections"}
     assert set(schema(db, type="both")) == {"status", "entities", "connections"}
@@ -85,24 +122,36 @@ def test_indexed_flags_follow_create_and_remove(db):
     one(db, {"CreateIndex": index(cls="P", key="k")})
     one(db, {"CreateIndex": index(kind="connection", cls="rel", key="w")})
     assert schema(db)["entities"] is None
-    ok(db, [{"AddImage": {"properties": {"id": 1}}},
+    ok(
+        db,
+        [
+            {"AddImage": {"properties": {"id": 1}}},
             {"AddEntity": {"_ref": 1, "class": "P", "properties": {"k": 1, "other": 2}}},
             {"AddEntity": {"_ref": 2, "class": "P"}},
-            {"AddConnection": {"class": "rel", "src": 1, "dst": 2, "properties": {"w": 3}}}],
-       [jpeg()])
+            {"AddConnection": {"class": "rel", "src": 1, "dst": 2, "properties": {"w": 3}}},
+        ],
+        [jpeg()],
+    )
     s = schema(db)
     assert s["entities"]["classes"]["_Image"]["properties"]["id"] == [1, True, "Number"]
     assert s["entities"]["classes"]["_Image"]["properties"]["width"][1] is False
     assert s["entities"]["classes"]["P"]["properties"] == {
-        "k": [1, True, "Number"], "other": [1, False, "Number"]}
+        "k": [1, True, "Number"],
+        "other": [1, False, "Number"],
+    }
     assert s["connections"]["classes"]["rel"]["properties"]["w"] == [1, True, "Number"]
     one(db, {"RemoveIndex": index(cls="P", key="k")})
     assert schema(db)["entities"]["classes"]["P"]["properties"]["k"] == [1, False, "Number"]
 
 
 def test_get_indexes(db):
-    ok(db, [{"CreateIndex": index(cls="P", key="k")},
-            {"CreateIndex": index(kind="connection", cls="rel", key="w")}])
+    ok(
+        db,
+        [
+            {"CreateIndex": index(cls="P", key="k")},
+            {"CreateIndex": index(kind="connection", cls="rel", key="w")},
+        ],
+    )
     r = one(db, {"GetIndexes": {}})
     got = {(i["target"], i["class"], i["property"]) for i in r["indexes"]}
     assert got == {("entity", "P", "k"), ("connection", "rel", "w")}
@@ -110,12 +159,15 @@ def test_get_indexes(db):
     assert [i["class"] for i in r["indexes"]] == ["rel"]
 
 
-@pytest.mark.parametrize("params, fragment", [
-    ({"class": "P"}, "property_key"),
-    ({"property_key": "k"}, "class"),
-    ({"index_type": "node", "class": "P", "property_key": "k"}, "index_type"),
-    ({"index_type": "entity", "class": "P", "property_key": 5}, "property_key"),
-])
+@pytest.mark.parametrize(
+    "params, fragment",
+    [
+        ({"class": "P"}, "property_key"),
+        ({"property_key": "k"}, "class"),
+        ({"index_type": "node", "class": "P", "property_key": "k"}, "index_type"),
+        ({"index_type": "entity", "class": "P", "property_key": 5}, "property_key"),
+    ],
+)
 def test_bad_index_commands(db, params, fragment):
     assert fragment in fail(db, [{"CreateIndex": params}])["info"]
 
@@ -144,11 +196,14 @@ def uses_index(db: Database, sel: Selection) -> bool:
     return any("Index Cond" in line and "props" in line for line in plan)
 
 
-@pytest.mark.parametrize("where", [
-    Compare("k", "==", 5),
-    Compare("k", ">=", 5),
-    Compare("k", "<", "m"),
-])
+@pytest.mark.parametrize(
+    "where",
+    [
+        Compare("k", "==", 5),
+        Compare("k", ">=", 5),
+        Compare("k", "<", "m"),
+    ],
+)
 def test_constraint_lookups_use_the_index(db, where):
     ok(db, [{"AddEntity": {"class": "P", "properties": {"k": i}}} for i in range(50)])
     sel = Selection(classes=["P"], where=where)
@@ -162,16 +217,26 @@ def test_constraint_lookups_use_the_index(db, where):
 
 
 def test_date_lookups_use_the_index(db):
-    ok(db, [{"AddEntity": {"class": "P", "properties": {"k": {"_date": f"2020-01-{d:02d}"}}}}
-            for d in range(1, 29)])
+    ok(
+        db,
+        [
+            {"AddEntity": {"class": "P", "properties": {"k": {"_date": f"2020-01-{d:02d}"}}}}
+            for d in range(1, 29)
+        ],
+    )
     one(db, {"CreateIndex": index()})
     assert uses_index(db, Selection(classes=["P"], where=Compare("k", ">", DateValue(1.6e9))))
 
 
 def test_indexed_lookup_through_the_engine_finds_the_same_objects(db):
     ok(db, [{"AddEntity": {"class": "P", "properties": {"k": i % 7, "i": i}}} for i in range(100)])
-    query = {"FindEntity": {"with_class": "P", "constraints": {"k": ["==", 3]},
-                            "results": {"list": ["i"]}}}
+    query = {
+        "FindEntity": {
+            "with_class": "P",
+            "constraints": {"k": ["==", 3]},
+            "results": {"list": ["i"]},
+        }
+    }
     before = one(db, query)["entities"]
     one(db, {"CreateIndex": index()})
     assert one(db, query)["entities"] == before and len(before) == 14
@@ -182,17 +247,38 @@ def test_postgres_planner_picks_the_index_by_itself(db, backend):
     a number, a string range and a date, with no planner settings changed."""
     if backend != "postgres":
         pytest.skip("EXPLAIN of PostgreSQL's planner")
-    rows = [{"AddEntity": {"class": "P", "properties": {
-        "k": i, "s": f"name{i:05}", "at": {"_date": f"2020-01-01T00:00:{i % 60:02}Z"}}}}
-        for i in range(20_000)]
+    rows = [
+        {
+            "AddEntity": {
+                "class": "P",
+                "properties": {
+                    "k": i,
+                    "s": f"name{i:05}",
+                    "at": {"_date": f"2020-01-01T00:00:{i % 60:02}Z"},
+                },
+            }
+        }
+        for i in range(20_000)
+    ]
     for start in range(0, len(rows), 5000):
-        ok(db, rows[start:start + 5000])
+        ok(db, rows[start : start + 5000])
     ok(db, [{"CreateIndex": index(key=k)} for k in ("k", "s", "at")])
     with db.store.pool.connection() as conn:
         conn.execute("ANALYZE objects")
-    for where in (Compare("k", "==", 1234), Compare("s", ">=", "name19990"),
-                  Compare("at", "<", DateValue(1577836801.0))):
+    for where in (
+        Compare("k", "==", 1234),
+        Compare("s", ">=", "name19990"),
+        Compare("at", "<", DateValue(1577836801.0)),
+    ):
         plan = " | ".join(db.store.plan_for(Selection(classes=["P"], where=where)))
         assert "pix_" in plan, (where, plan)
-    assert one(db, {"FindEntity": {"with_class": "P", "constraints": {"k": ["==", 1234]},
-                                   "results": {"list": ["s"]}}})["entities"] == [{"s": "name01234"}]
+    assert one(
+        db,
+        {
+            "FindEntity": {
+                "with_class": "P",
+                "constraints": {"k": ["==", 1234]},
+                "results": {"list": ["s"]},
+            }
+        },
+    )["entities"] == [{"s": "name01234"}]

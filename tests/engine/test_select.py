@@ -16,8 +16,11 @@ from .helpers import jpeg, ok
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from lensdb.cli import main; main()", *args],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", "from lensdb.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+    )
 
 
 def seed(folder: Path) -> tuple[list[str], np.ndarray]:
@@ -29,10 +32,15 @@ def seed(folder: Path) -> tuple[list[str], np.ndarray]:
     with Database(folder) as db:
         ok(db, [{"AddDescriptorSet": {"name": "emb", "dimensions": 4, "metric": "L2"}}])
         for i, v in enumerate(vecs):
-            r, _ = ok(db, [{"AddImage": {"_ref": 1, "properties": {"n": i}}},
-                           {"AddDescriptor": {"set": "emb", "connect": {"ref": 1}}},
-                           {"FindImage": {"constraints": {"n": ["==", i]}, "uniqueids": True}}],
-                      [jpeg(), v.tobytes()])
+            r, _ = ok(
+                db,
+                [
+                    {"AddImage": {"_ref": 1, "properties": {"n": i}}},
+                    {"AddDescriptor": {"set": "emb", "connect": {"ref": 1}}},
+                    {"FindImage": {"constraints": {"n": ["==", i]}, "uniqueids": True}},
+                ],
+                [jpeg(), v.tobytes()],
+            )
             uids.append(r[2]["FindImage"]["entities"][0]["_uniqueid"])
     return uids, vecs
 
@@ -51,16 +59,40 @@ def test_diverse_covers_every_cluster_first(tmp_path):
 
 def test_dedup_keeps_one_per_cluster(tmp_path):
     uids, _ = seed(tmp_path / "db")
-    got = lines(cli("select", "--data", str(tmp_path / "db"), "--set", "emb", "--mode", "dedup",
-                    "--threshold", "0.1"))
+    got = lines(
+        cli(
+            "select",
+            "--data",
+            str(tmp_path / "db"),
+            "--set",
+            "emb",
+            "--mode",
+            "dedup",
+            "--threshold",
+            "0.1",
+        )
+    )
     assert [g["_uniqueid"] for g in got] == [uids[0], uids[5], uids[10]]
     assert got[1]["duplicates"] == uids[6:10]
 
 
 def test_similar_to_an_example(tmp_path):
     uids, _ = seed(tmp_path / "db")
-    got = lines(cli("select", "--data", str(tmp_path / "db"), "--set", "emb", "--mode", "similar",
-                    "--like", uids[7], "-n", "4"))
+    got = lines(
+        cli(
+            "select",
+            "--data",
+            str(tmp_path / "db"),
+            "--set",
+            "emb",
+            "--mode",
+            "similar",
+            "--like",
+            uids[7],
+            "-n",
+            "4",
+        )
+    )
     assert sorted(g["_uniqueid"] for g in got) == sorted(u for u in uids[5:10] if u != uids[7])
     bad = cli("select", "--data", str(tmp_path / "db"), "--set", "nope")
     assert bad.returncode != 0 and "nope" in bad.stderr
@@ -84,8 +116,30 @@ def test_disagree_flags_a_label_its_neighbours_contradict(tmp_path):
             if i == 3:
                 label = "dog"  # the odd one out in the cat cluster
             if label:
-                ok(db, [{"UpdateImage": {"constraints": {"_uniqueid": ["==", u]},
-                                         "properties": {"class": label}}}])
-    got = lines(cli("select", "--data", str(tmp_path / "db"), "--set", "emb", "--mode", "disagree",
-                    "--label-property", "class", "-k", "4"))
+                ok(
+                    db,
+                    [
+                        {
+                            "UpdateImage": {
+                                "constraints": {"_uniqueid": ["==", u]},
+                                "properties": {"class": label},
+                            }
+                        }
+                    ],
+                )
+    got = lines(
+        cli(
+            "select",
+            "--data",
+            str(tmp_path / "db"),
+            "--set",
+            "emb",
+            "--mode",
+            "disagree",
+            "--label-property",
+            "class",
+            "-k",
+            "4",
+        )
+    )
     assert got == [{"_uniqueid": uids[3], "label": "dog", "neighbours_say": "cat", "share": 1.0}]

@@ -14,8 +14,14 @@ from .helpers import body, fail, intents, jpeg, ok, one, open_db, pack_files, sn
 FOUR_WRITES = [
     {"AddImage": {"_ref": 1, "properties": {"id": 100}}},
     {"AddBlob": {"_ref": 2, "properties": {"id": 101}}},
-    {"AddEntity": {"_ref": 3, "class": "E", "properties": {"id": 102},
-                   "connect": {"ref": 1, "class": "shows"}}},
+    {
+        "AddEntity": {
+            "_ref": 3,
+            "class": "E",
+            "properties": {"id": 102},
+            "connect": {"ref": 1, "class": "shows"},
+        }
+    },
     {"AddBoundingBox": {"image_ref": 1, "rectangle": {"x": 0, "y": 0, "width": 4, "height": 4}}},
 ]
 FOUR_BLOBS = [jpeg(), b"raw bytes"]
@@ -23,22 +29,46 @@ FOUR_BLOBS = [jpeg(), b"raw bytes"]
 
 @pytest.fixture
 def seeded(db):
-    ok(db, [{"AddImage": {"_ref": 1, "properties": {"id": 1}}},
+    ok(
+        db,
+        [
+            {"AddImage": {"_ref": 1, "properties": {"id": 1}}},
             {"AddEntity": {"_ref": 2, "class": "E", "properties": {"id": 2, "v": "old"}}},
             {"AddConnection": {"class": "c", "src": 2, "dst": 1}},
-            {"AddBlob": {"properties": {"id": 3}}}], [jpeg(), b"seed"])
+            {"AddBlob": {"properties": {"id": 3}}},
+        ],
+        [jpeg(), b"seed"],
+    )
     return db
 
 
-@pytest.mark.parametrize("fifth, status", [
-    ({"DeleteEntity": {"ref": 42}}, -1),
-    ({"FindEntity": {"with_class": "E", "unique": True}}, 3),
-    ({"AddEntity": {"class": "E", "properties": {"bad": {"_date": "never"}}}}, -1),
-    ({"AddBoundingBox": {"image_ref": 2, "rectangle": {"x": 0, "y": 0, "width": 1, "height": 1}}}, -1),
-    ({"FindImage": {"blobs": True, "operations": [{"type": "crop", "x": 0, "y": 0,
-                                                   "width": 999, "height": 1}]}}, -1),
-    ({"AddConnection": {"class": "c", "src": 3, "dst": 3, "properties": {"_x": 1}}}, -1),
-])
+@pytest.mark.parametrize(
+    "fifth, status",
+    [
+        ({"DeleteEntity": {"ref": 42}}, -1),
+        ({"FindEntity": {"with_class": "E", "unique": True}}, 3),
+        ({"AddEntity": {"class": "E", "properties": {"bad": {"_date": "never"}}}}, -1),
+        (
+            {
+                "AddBoundingBox": {
+                    "image_ref": 2,
+                    "rectangle": {"x": 0, "y": 0, "width": 1, "height": 1},
+                }
+            },
+            -1,
+        ),
+        (
+            {
+                "FindImage": {
+                    "blobs": True,
+                    "operations": [{"type": "crop", "x": 0, "y": 0, "width": 999, "height": 1}],
+                }
+            },
+            -1,
+        ),
+        ({"AddConnection": {"class": "c", "src": 3, "dst": 3, "properties": {"_x": 1}}}, -1),
+    ],
+)
 def test_failure_in_command_5_leaves_no_trace(seeded, folder, fifth, status):
     before = snapshot(folder)
     r = fail(seeded, [*FOUR_WRITES, fifth], FOUR_BLOBS, status=status)
@@ -46,8 +76,12 @@ def test_failure_in_command_5_leaves_no_trace(seeded, folder, fifth, status):
     assert snapshot(folder) == before
     assert intents(folder) == []
     # The database keeps working, and nothing of the failed query is visible.
-    assert one(seeded, {"FindEntity": {"constraints": {"id": [">=", 100]},
-                                       "results": {"count": True}}})["count"] == 0
+    assert (
+        one(
+            seeded, {"FindEntity": {"constraints": {"id": [">=", 100]}, "results": {"count": True}}}
+        )["count"]
+        == 0
+    )
 
 
 def test_failing_image_in_command_5_leaves_no_trace(seeded, folder):
@@ -59,14 +93,23 @@ def test_failing_image_in_command_5_leaves_no_trace(seeded, folder):
 def test_updates_and_deletes_roll_back_too(seeded, folder):
     before = snapshot(folder)
     files = pack_files(folder)
-    fail(seeded, [
-        {"UpdateEntity": {"with_class": "E", "properties": {"v": "new"}, "remove_props": ["id"]}},
-        {"DeleteImage": {}},
-        {"DeleteBlob": {}},
-        {"DeleteConnection": {}},
-        {"CreateIndex": {"index_type": "entity", "class": "E", "property_key": "v"}},
-        {"DeleteEntity": {"ref": 7}},
-    ])
+    fail(
+        seeded,
+        [
+            {
+                "UpdateEntity": {
+                    "with_class": "E",
+                    "properties": {"v": "new"},
+                    "remove_props": ["id"],
+                }
+            },
+            {"DeleteImage": {}},
+            {"DeleteBlob": {}},
+            {"DeleteConnection": {}},
+            {"CreateIndex": {"index_type": "entity", "class": "E", "property_key": "v"}},
+            {"DeleteEntity": {"ref": 7}},
+        ],
+    )
     assert snapshot(folder) == before
     assert pack_files(folder) == files
     r, blobs = ok(seeded, [{"FindImage": {"blobs": True}}, {"FindBlob": {"blobs": True}}])
@@ -76,9 +119,12 @@ def test_updates_and_deletes_roll_back_too(seeded, folder):
 def test_unique_violation_is_a_status_3_dict(seeded, folder):
     ok(seeded, [{"AddEntity": {"class": "E", "properties": {"id": 2}}}])
     before = snapshot(folder)
-    r, out = seeded.query([{"AddEntity": {"class": "E"}},
-                           {"FindEntity": {"with_class": "E", "unique": True,
-                                           "constraints": {"id": ["==", 2]}}}])
+    r, out = seeded.query(
+        [
+            {"AddEntity": {"class": "E"}},
+            {"FindEntity": {"with_class": "E", "unique": True, "constraints": {"id": ["==", 2]}}},
+        ]
+    )
     assert isinstance(r, dict) and r["status"] == 3 and out == []
     assert "FindEntity" in r["info"]
     assert snapshot(folder) == before
@@ -89,19 +135,32 @@ def test_a_successful_query_keeps_everything(seeded, folder):
     r, _ = ok(seeded, FOUR_WRITES, FOUR_BLOBS)
     assert [body(r, i)["status"] for i in range(4)] == [0, 0, 0, 0]
     assert len(set(pack_files(folder)) - files) == 1  # one pack for the query's two blobs
-    r, blobs = ok(seeded, [{"FindImage": {"_ref": 1, "constraints": {"id": ["==", 100]}, "blobs": True}},
-                           {"FindBlob": {"constraints": {"id": ["==", 101]}, "blobs": True}},
-                           {"FindEntity": {"with_class": "E", "is_connected_to": {"ref": 1},
-                                           "results": {"list": ["id"]}}},
-                           {"FindBoundingBox": {"image_ref": 1, "results": {"count": True}}}])
+    r, blobs = ok(
+        seeded,
+        [
+            {"FindImage": {"_ref": 1, "constraints": {"id": ["==", 100]}, "blobs": True}},
+            {"FindBlob": {"constraints": {"id": ["==", 101]}, "blobs": True}},
+            {
+                "FindEntity": {
+                    "with_class": "E",
+                    "is_connected_to": {"ref": 1},
+                    "results": {"list": ["id"]},
+                }
+            },
+            {"FindBoundingBox": {"image_ref": 1, "results": {"count": True}}},
+        ],
+    )
     assert blobs[0] == FOUR_BLOBS[0] and blobs[1] == FOUR_BLOBS[1]
     assert body(r, 2)["entities"] == [{"id": 102}] and body(r, 3)["count"] == 1
 
 
 def test_many_failed_blob_queries_leave_no_files(db, folder):
     for i in range(20):
-        fail(db, [{"AddBlob": {}}, {"AddImage": {}}, {"DeleteEntity": {"ref": i + 1}}],
-             [b"x" * 1000, jpeg()])
+        fail(
+            db,
+            [{"AddBlob": {}}, {"AddImage": {}}, {"DeleteEntity": {"ref": i + 1}}],
+            [b"x" * 1000, jpeg()],
+        )
     assert pack_files(folder) == []
     assert intents(folder) == []
     assert snapshot(folder)["objects"] == []
@@ -116,8 +175,12 @@ def test_readers_never_see_half_a_query(folder):
 
     def read() -> None:
         while not stop.is_set():
-            r, _ = db.query([{"FindEntity": {"with_class": "Pair", "results": {"count": True}}},
-                             {"FindBlob": {"results": {"count": True}}}])
+            r, _ = db.query(
+                [
+                    {"FindEntity": {"with_class": "Pair", "results": {"count": True}}},
+                    {"FindBlob": {"results": {"count": True}}},
+                ]
+            )
             if not isinstance(r, list):
                 errors.append(r)
                 return
@@ -130,9 +193,15 @@ def test_readers_never_see_half_a_query(folder):
         t.start()
     try:
         for i in range(60):
-            ok(db, [{"AddEntity": {"class": "Pair", "properties": {"i": i}}},
+            ok(
+                db,
+                [
+                    {"AddEntity": {"class": "Pair", "properties": {"i": i}}},
                     {"AddBlob": {}},
-                    {"AddEntity": {"class": "Pair", "properties": {"i": i}}}], [b"b"])
+                    {"AddEntity": {"class": "Pair", "properties": {"i": i}}},
+                ],
+                [b"b"],
+            )
     finally:
         stop.set()
         for t in readers:
@@ -158,7 +227,9 @@ def test_opening_the_folder_again_spares_blobs_of_a_running_write(folder):
         staged.finish(staged.keys)
         assert opened, "the second open did not finish"
         for each in (db, opened[0]):
-            assert ok(each, [{"FindBlob": {"blobs": True}}])[1] == [b"staged, about to be committed"]
+            assert ok(each, [{"FindBlob": {"blobs": True}}])[1] == [
+                b"staged, about to be committed"
+            ]
     finally:
         db.close()
         for other in opened:
@@ -211,8 +282,9 @@ def test_one_find_answers_from_one_snapshot(folder):
     try:
         deadline = time.monotonic() + 2
         for _ in range(500):
-            r, _ = db.query([{"FindEntity": {"with_class": "P",
-                                             "results": {"count": True, "list": ["i"]}}}])
+            r, _ = db.query(
+                [{"FindEntity": {"with_class": "P", "results": {"count": True, "list": ["i"]}}}]
+            )
             found = r[0]["FindEntity"]
             assert found["count"] == found["returned"] == len(found["entities"])
             if time.monotonic() > deadline:

@@ -25,20 +25,27 @@ except ImportError:  # pure tests (mapping, queries) still run without Label Stu
     collect_ignore_glob = ["test_ls_*.py"]
     requests = None
 
-_root = importlib.util.spec_from_file_location("lensdb_tests_root_conftest", Path(__file__).parents[1] / "conftest.py")
+_root = importlib.util.spec_from_file_location(
+    "lensdb_tests_root_conftest", Path(__file__).parents[1] / "conftest.py"
+)
 _root_conftest = importlib.util.module_from_spec(_root)
 _root.loader.exec_module(_root_conftest)
 LensdbServer = _root_conftest.LensdbServer
 free_port = _root_conftest.free_port
 
 USER, PASSWORD, TOKEN = "tester@example.com", "tester-password-1", "lensdb-test-token"
-ARTIFACTS = Path(os.environ.get("LENSDB_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts")) / "labelstudio"
+ARTIFACTS = (
+    Path(os.environ.get("LENSDB_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
+    / "labelstudio"
+)
 
 
 class LabelStudio:
     """A Label Studio process with the lensdb plugin, and helpers for its REST API."""
 
-    def __init__(self, data_dir: Path, lensdb: LensdbServer, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, lensdb: LensdbServer, env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.lensdb = lensdb
         self.env = dict(env or {})
@@ -51,16 +58,35 @@ class LabelStudio:
 
     def start(self, timeout: float = 240.0) -> LabelStudio:
         env = {**os.environ, "LENSDB_OUTBOX_RETRY_SECONDS": "1", **self.env}
-        cmd = [sys.executable, "-c", "from lensdb.cli import main; main()", "labelstudio", "start",
-               "--port", str(self.port), "--data", str(self.data_dir),
-               "--lensdb", f"{self.lensdb.host}:{self.lensdb.port}",
-               "--username", USER, "--password", PASSWORD, "--token", TOKEN, "--log-level", "INFO"]
+        cmd = [
+            sys.executable,
+            "-c",
+            "from lensdb.cli import main; main()",
+            "labelstudio",
+            "start",
+            "--port",
+            str(self.port),
+            "--data",
+            str(self.data_dir),
+            "--lensdb",
+            f"{self.lensdb.host}:{self.lensdb.port}",
+            "--username",
+            USER,
+            "--password",
+            PASSWORD,
+            "--token",
+            TOKEN,
+            "--log-level",
+            "INFO",
+        ]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"Label Studio exited ({self.proc.returncode}):\n{self.log()[-4000:]}")
+                raise RuntimeError(
+                    f"Label Studio exited ({self.proc.returncode}):\n{self.log()[-4000:]}"
+                )
             try:
                 if requests.get(self.url + "/health", timeout=2).status_code == 200:
                     return self
@@ -91,17 +117,30 @@ class LabelStudio:
         return r
 
     def create_project(self, title: str, label_config: str) -> int:
-        return self.api("POST", "/api/projects/", 201, json={"title": title, "label_config": label_config}).json()["id"]
+        return self.api(
+            "POST", "/api/projects/", 201, json={"title": title, "label_config": label_config}
+        ).json()["id"]
 
     def storage_body(self, project: int, **fields) -> dict:
-        return {"project": project, "title": "lensdb", "hostname": self.lensdb.host, "port": self.lensdb.port,
-                "username": "admin", "password": self.lensdb.admin_password, **fields}
+        return {
+            "project": project,
+            "title": "lensdb",
+            "hostname": self.lensdb.host,
+            "port": self.lensdb.port,
+            "username": "admin",
+            "password": self.lensdb.admin_password,
+            **fields,
+        }
 
     def add_source(self, project: int, **fields) -> dict:
-        return self.api("POST", "/api/storages/lensdb/", 201, json=self.storage_body(project, **fields)).json()
+        return self.api(
+            "POST", "/api/storages/lensdb/", 201, json=self.storage_body(project, **fields)
+        ).json()
 
     def add_target(self, project: int, **fields) -> dict:
-        return self.api("POST", "/api/storages/export/lensdb", 201, json=self.storage_body(project, **fields)).json()
+        return self.api(
+            "POST", "/api/storages/export/lensdb", 201, json=self.storage_body(project, **fields)
+        ).json()
 
     def sync_source(self, storage_id: int) -> dict:
         return self.api("POST", f"/api/storages/lensdb/{storage_id}/sync", 200).json()
@@ -109,7 +148,9 @@ class LabelStudio:
     def tasks(self, project: int) -> list[dict]:
         out, page = [], 1
         while True:
-            r = self.api("GET", f"/api/tasks/?project={project}&fields=all&page={page}&page_size=100")
+            r = self.api(
+                "GET", f"/api/tasks/?project={project}&fields=all&page={page}&page_size=100"
+            )
             if r.status_code == 404:
                 return out
             body = r.json()
@@ -133,7 +174,9 @@ def jpeg_bytes(width: int, height: int, seed: int) -> bytes:
     from PIL import Image
 
     rnd = random.Random(seed)
-    img = Image.new("RGB", (width, height), (rnd.randrange(256), rnd.randrange(256), rnd.randrange(256)))
+    img = Image.new(
+        "RGB", (width, height), (rnd.randrange(256), rnd.randrange(256), rnd.randrange(256))
+    )
     for _ in range(20):  # some structure so every file differs
         x, y = rnd.randrange(width), rnd.randrange(height)
         img.putpixel((x, y), (rnd.randrange(256), rnd.randrange(256), rnd.randrange(256)))
@@ -151,7 +194,9 @@ def ls_lensdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LensdbServer
 
 
 @pytest.fixture(scope="session")
-def label_studio(ls_lensdb: LensdbServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
+def label_studio(
+    ls_lensdb: LensdbServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabelStudio]:
     ls = LabelStudio(tmp_path_factory.mktemp("labelstudio") / "data", ls_lensdb).start()
     yield ls
     ls.stop()
@@ -164,8 +209,15 @@ def db(ls_lensdb: LensdbServer):
 
 
 CHROMIUM = os.environ.get("LENSDB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 
 
 def logged_in_page(tmp_path_factory: pytest.TempPathFactory, label_studio: LabelStudio):
@@ -181,8 +233,12 @@ def logged_in_page(tmp_path_factory: pytest.TempPathFactory, label_studio: Label
     def session():
         with sync_api.sync_playwright() as p:
             context = p.chromium.launch_persistent_context(
-                str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
-                args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+                str(tmp_path_factory.mktemp("chromium-profile")),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1400, "height": 1000},
+            )
             pg = context.new_page()
             pg.set_default_timeout(30_000)
             pg.goto(label_studio.url + "/user/login/")

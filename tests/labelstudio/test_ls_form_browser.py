@@ -26,8 +26,18 @@ def other(tmp_path_factory) -> LensdbServer:
     """A second lensdb server with its own user, images and model boxes (all labelled Cat)."""
     server = LensdbServer(tmp_path_factory.mktemp("other-lensdb") / "data").start()
     admin = server.connector(use_ssl=False)
-    r, _ = admin.query([{"CreateUser": {"username": USER, "password": USER_PASSWORD, "roles": ["admin"],
-                                        "email": "labeler@example.com"}}])
+    r, _ = admin.query(
+        [
+            {
+                "CreateUser": {
+                    "username": USER,
+                    "password": USER_PASSWORD,
+                    "roles": ["admin"],
+                    "email": "labeler@example.com",
+                }
+            }
+        ]
+    )
     assert r[0]["CreateUser"]["status"] == 0, r
     server.tag, server.images = load_images(admin, 6, 6, seed=14, labels=["Cat"])
     server.token = server.cli("tokens", "create", USER).stdout.strip()
@@ -59,7 +69,11 @@ def _open_dialog(page, label_studio: LabelStudio, project: int, which: str) -> N
 
 
 def _toggles(page) -> dict[str, bool]:
-    return dict(page.locator("input[type=checkbox]").evaluate_all("els => els.map(e => [e.name, e.checked])"))
+    return dict(
+        page.locator("input[type=checkbox]").evaluate_all(
+            "els => els.map(e => [e.name, e.checked])"
+        )
+    )
 
 
 def _toggle(page, name: str) -> None:
@@ -69,11 +83,15 @@ def _toggle(page, name: str) -> None:
     assert _toggles(page)[name] is (not before)
 
 
-def test_source_form_takes_what_the_user_types(page, label_studio: LabelStudio, other, project, artifacts):
+def test_source_form_takes_what_the_user_types(
+    page, label_studio: LabelStudio, other, project, artifacts
+):
     _open_dialog(page, label_studio, project, "Source")
     host, port = page.locator("input[name=hostname]"), page.locator("input[name=port]")
     # The launcher's server is offered as placeholders, so the fields stay free to type in.
-    assert host.get_attribute("placeholder") == label_studio.lensdb.host and host.input_value() == ""
+    assert (
+        host.get_attribute("placeholder") == label_studio.lensdb.host and host.input_value() == ""
+    )
     assert port.get_attribute("placeholder") == str(label_studio.lensdb.port)
     assert page.locator("input[name=username]").get_attribute("placeholder") == "admin"
     page.screenshot(path=str(artifacts / "form-01-source-empty.png"), full_page=True)
@@ -89,15 +107,24 @@ def test_source_form_takes_what_the_user_types(page, label_studio: LabelStudio, 
     page.fill("input[name=task_data_properties]", "name, caption")
     page.fill("input[name=guid_property]", "name")
     page.fill("[name=pred_constraints]", json.dumps({"_label": ["==", "Cat"]}))
-    for name in ("use_ssl", "verify_certificate", "as_format_jpg"):  # TLS on, its self-signed cert accepted
+    for name in (
+        "use_ssl",
+        "verify_certificate",
+        "as_format_jpg",
+    ):  # TLS on, its self-signed cert accepted
         _toggle(page, name)
     _toggle(page, "predictions_readonly")  # on and off again: editable predictions are the default
     _toggle(page, "predictions_readonly")
     typed = {"hostname": "localhost", "port": str(wrong_port), "username": USER}
     for name, value in typed.items():
         assert page.locator(f"input[name={name}]").input_value() == value, name
-    assert _toggles(page) == {"use_ssl": True, "verify_certificate": False, "as_format_jpg": True,
-                              "predictions": True, "predictions_readonly": False}
+    assert _toggles(page) == {
+        "use_ssl": True,
+        "verify_certificate": False,
+        "as_format_jpg": True,
+        "predictions": True,
+        "predictions_readonly": False,
+    }
 
     # A wrong port fails, and the notice names the field.
     page.get_by_role("button", name="Test storage connection").click()
@@ -118,9 +145,18 @@ def test_source_form_takes_what_the_user_types(page, label_studio: LabelStudio, 
     assert (s["hostname"], s["port"], s["username"]) == ("localhost", other.port, USER)
     assert json.loads(s["constraints"]) == {"dataset": ["==", other.tag]}
     assert json.loads(s["pred_constraints"]) == {"_label": ["==", "Cat"]}
-    assert (s["limit"], s["task_data_properties"], s["guid_property"]) == (4, "name, caption", "name")
-    assert (s["use_ssl"], s["verify_certificate"], s["as_format_jpg"], s["predictions"],
-            s["predictions_readonly"]) == (True, False, True, True, False)
+    assert (s["limit"], s["task_data_properties"], s["guid_property"]) == (
+        4,
+        "name, caption",
+        "name",
+    )
+    assert (
+        s["use_ssl"],
+        s["verify_certificate"],
+        s["as_format_jpg"],
+        s["predictions"],
+        s["predictions_readonly"],
+    ) == (True, False, True, True, False)
     assert "password" not in s and "token" not in s
 
 
@@ -136,16 +172,27 @@ def test_edit_dialog_changes_fields(page, label_studio: LabelStudio, other, proj
     page.fill("input[name=limit]", "5")
     page.fill("input[name=title]", "other server, edited")
     page.screenshot(path=str(artifacts / "form-04-edit.png"), full_page=True)
-    page.get_by_role("button", name="Save storage settings").click()  # the password is kept when left empty
+    page.get_by_role(
+        "button", name="Save storage settings"
+    ).click()  # the password is kept when left empty
     page.get_by_text("other server, edited").wait_for()
     s = label_studio.api("GET", f"/api/storages/lensdb?project={project}", 200).json()[0]
-    assert (s["hostname"], s["port"], s["username"], s["limit"]) == ("127.0.0.1", other.port, USER, 5)
+    assert (s["hostname"], s["port"], s["username"], s["limit"]) == (
+        "127.0.0.1",
+        other.port,
+        USER,
+        5,
+    )
 
 
-def test_sync_brings_the_other_servers_images(page, label_studio: LabelStudio, other, project, artifacts):
+def test_sync_brings_the_other_servers_images(
+    page, label_studio: LabelStudio, other, project, artifacts
+):
     page.goto(f"{label_studio.url}/projects/{project}/settings/storage")
     page.get_by_role("button", name="Sync Storage").first.click()
-    tasks = wait_until(lambda: len(label_studio.tasks(project)) == 5 and label_studio.tasks(project), 60)
+    tasks = wait_until(
+        lambda: len(label_studio.tasks(project)) == 5 and label_studio.tasks(project), 60
+    )
     assert tasks, "the sync did not create 5 tasks"
     page.reload()
     page.get_by_text("Completed").first.wait_for()
@@ -175,7 +222,12 @@ def test_target_form_with_a_token(page, label_studio: LabelStudio, other, projec
     page.get_by_role("button", name="Add storage").click()
     page.get_by_text("labels to the other server").wait_for()
     s = label_studio.api("GET", f"/api/storages/export/lensdb?project={project}", 200).json()[0]
-    assert (s["hostname"], s["port"], s["username"], s["use_ssl"]) == ("localhost", other.port, USER, False)
+    assert (s["hostname"], s["port"], s["username"], s["use_ssl"]) == (
+        "localhost",
+        other.port,
+        USER,
+        False,
+    )
 
 
 def _regions(page) -> list[dict]:
@@ -183,7 +235,9 @@ def _regions(page) -> list[dict]:
         r => ({type: r.type, id: r.cleanId || r.id, x: r.x, y: r.y, w: r.width, h: r.height}))""")
 
 
-def test_annotator_moves_and_deletes_model_boxes(page, label_studio: LabelStudio, other, project, artifacts):
+def test_annotator_moves_and_deletes_model_boxes(
+    page, label_studio: LabelStudio, other, project, artifacts
+):
     task = sorted(label_studio.tasks(project), key=lambda t: t["id"])[0]
     page.goto(f"{label_studio.url}/projects/{project}/data?task={task['id']}")
     page.locator(".konvajs-content").first.wait_for()
@@ -201,7 +255,9 @@ def test_annotator_moves_and_deletes_model_boxes(page, label_studio: LabelStudio
     page.mouse.move(cx + 40, cy + 30, steps=5)
     page.mouse.up()
     after = {r["id"]: r for r in _regions(page)}
-    assert after[moved["id"]]["x"] > moved["x"] + 1 and after[moved["id"]]["y"] > moved["y"] + 1, after
+    assert after[moved["id"]]["x"] > moved["x"] + 1 and after[moved["id"]]["y"] > moved["y"] + 1, (
+        after
+    )
     # Select the other box in the region list and press Delete, as an annotator does.
     page.locator(".lsf-outliner-item").nth(1).click()
     page.keyboard.press("Backspace")
@@ -213,9 +269,17 @@ def test_annotator_moves_and_deletes_model_boxes(page, label_studio: LabelStudio
     db = other.connector(use_ssl=False)
 
     def stored():
-        r, _ = db.query([{"FindBoundingBox": {
-            "blobs": False, "constraints": {"LS_annotation": ["!=", None]},
-            "results": {"list": ["LS_id", "LS_x", "LS_y", "LS_annotation"]}}}])
+        r, _ = db.query(
+            [
+                {
+                    "FindBoundingBox": {
+                        "blobs": False,
+                        "constraints": {"LS_annotation": ["!=", None]},
+                        "results": {"list": ["LS_id", "LS_x", "LS_y", "LS_annotation"]},
+                    }
+                }
+            ]
+        )
         return r[0]["FindBoundingBox"].get("entities")
 
     regions = wait_until(stored, 30)
@@ -223,20 +287,37 @@ def test_annotator_moves_and_deletes_model_boxes(page, label_studio: LabelStudio
     assert abs(regions[0]["LS_x"] - after[moved["id"]]["x"]) < 0.01
     assert abs(regions[0]["LS_y"] - after[moved["id"]]["y"]) < 0.01
     # The model boxes themselves stay as they were (predictions are never touched).
-    r, _ = db.query([{"FindBoundingBox": {"blobs": False, "constraints": {"LS_annotation": ["==", None]},
-                                          "results": {"count": True}}}])
+    r, _ = db.query(
+        [
+            {
+                "FindBoundingBox": {
+                    "blobs": False,
+                    "constraints": {"LS_annotation": ["==", None]},
+                    "results": {"count": True},
+                }
+            }
+        ]
+    )
     assert r[0]["FindBoundingBox"]["count"] == 2 * len(other.images)
 
     # The target card shows what lensdb holds after a sync, not only what the sync sent.
     def target_storage() -> dict:
-        return label_studio.api("GET", f"/api/storages/export/lensdb?project={project}", 200).json()[0]
+        return label_studio.api(
+            "GET", f"/api/storages/export/lensdb?project={project}", 200
+        ).json()[0]
 
     before = target_storage()["last_sync"]
     page.goto(f"{label_studio.url}/projects/{project}/settings/storage")
     page.get_by_role("button", name="Sync Storage").last.click()
-    target = wait_until(lambda: (lambda s: s if s["status"] == "completed" and s["last_sync"] != before
-                                 else None)(target_storage()), 30)
-    assert target and target["last_sync_count"] == 1 and target["meta"]["total_annotations"] == 1, target
+    target = wait_until(
+        lambda: (lambda s: s if s["status"] == "completed" and s["last_sync"] != before else None)(
+            target_storage()
+        ),
+        30,
+    )
+    assert target and target["last_sync_count"] == 1 and target["meta"]["total_annotations"] == 1, (
+        target
+    )
     page.reload()
     page.get_by_text("(1 total)").wait_for()
     page.screenshot(path=str(artifacts / "form-08-target-synced.png"))

@@ -28,8 +28,20 @@ def rq_label_studio(ls_lensdb, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("ls-rq")
     port = free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    redis = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     ls = LabelStudio(root / "data", ls_lensdb, env={"LENSDB_REDIS_URL": url})
     worker = None
@@ -38,11 +50,20 @@ def rq_label_studio(ls_lensdb, tmp_path_factory):
         import label_studio
 
         ls_dir = Path(label_studio.__file__).parent
-        env = {**launcher.label_studio_env(launcher.LabelStudioOptions(data_dir=ls.data_dir / "labelstudio")),
-               "LENSDB_REDIS_URL": url}
+        env = {
+            **launcher.label_studio_env(
+                launcher.LabelStudioOptions(data_dir=ls.data_dir / "labelstudio")
+            ),
+            "LENSDB_REDIS_URL": url,
+        }
         with open(root / "rqworker.log", "ab") as log:
-            worker = subprocess.Popen([sys.executable, str(ls_dir / "manage.py"), "rqworker", "default", "low"],
-                                      env=env, cwd=ls_dir, stdout=log, stderr=subprocess.STDOUT)
+            worker = subprocess.Popen(
+                [sys.executable, str(ls_dir / "manage.py"), "rqworker", "default", "low"],
+                env=env,
+                cwd=ls_dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         yield ls
     finally:
         if worker is not None:
@@ -63,8 +84,14 @@ def test_sync_and_export_run_as_rq_jobs(rq_label_studio: LabelStudio, db):
     ls.add_target(pid)
     task = ls.tasks(pid)[0]
     size = (task["meta"]["lensdb"]["width"], task["meta"]["lensdb"]["height"])
-    ann = ls.api("POST", f"/api/tasks/{task['id']}/annotations/", 201,
-                 json={"result": [box("rq", 5, 5, 10, 10, size=size)]}).json()
+    ann = ls.api(
+        "POST",
+        f"/api/tasks/{task['id']}/annotations/",
+        201,
+        json={"result": [box("rq", 5, 5, 10, 10, size=size)]},
+    ).json()
     t0 = time.monotonic()
-    assert wait_until(lambda: stored(db, ann["id"], pid)["boxes"].get("rq"), timeout=60), "the RQ worker did not export"
+    assert wait_until(lambda: stored(db, ann["id"], pid)["boxes"].get("rq"), timeout=60), (
+        "the RQ worker did not export"
+    )
     assert time.monotonic() - t0 < 60

@@ -41,7 +41,9 @@ class Dataset:
 
 def small_jpeg(seed: int, size: int = 32) -> bytes:
     rnd = random.Random(seed)
-    img = Image.new("RGB", (size, size), (rnd.randrange(256), rnd.randrange(256), rnd.randrange(256)))
+    img = Image.new(
+        "RGB", (size, size), (rnd.randrange(256), rnd.randrange(256), rnd.randrange(256))
+    )
     # A few stripes so images differ in content, not just colour.
     for x in range(0, size, 4):
         for y in range(size):
@@ -59,8 +61,13 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     return path
 
 
-def make_dataset(folder: Path, n_images: int = 2000, n_people: int = 100, n_blobs: int = 100,
-                 boxes_per_image: int = 1) -> Dataset:
+def make_dataset(
+    folder: Path,
+    n_images: int = 2000,
+    n_people: int = 100,
+    n_blobs: int = 100,
+    boxes_per_image: int = 1,
+) -> Dataset:
     """JPEG files plus one CSV per SDK loader; ids are deterministic so tests can query them."""
     folder.mkdir(parents=True, exist_ok=True)
     img_dir = folder / "images"
@@ -71,30 +78,44 @@ def make_dataset(folder: Path, n_images: int = 2000, n_people: int = 100, n_blob
         path.write_bytes(small_jpeg(i))
         label = ("cat", "dog", "bird")[i % 3]
         image_rows.append([str(path), i, label, i % 10, i])
-    images_csv = _write_csv(folder / "images.csv", ["filename", "id", "label", "group", "constraint_id"], image_rows)
+    images_csv = _write_csv(
+        folder / "images.csv", ["filename", "id", "label", "group", "constraint_id"], image_rows
+    )
 
     box_rows = []
     for i in range(n_images):
         for b in range(boxes_per_image):
             bid = i * boxes_per_image + b
             box_rows.append([i, 2 + b, 3 + b, 10, 12, ("cat", "dog", "bird")[i % 3], bid, bid])
-    boxes_csv = _write_csv(folder / "boxes.csv",
-                           ["id", "x_pos", "y_pos", "width", "height", "_label", "box_id", "constraint_box_id"], box_rows)
+    boxes_csv = _write_csv(
+        folder / "boxes.csv",
+        ["id", "x_pos", "y_pos", "width", "height", "_label", "box_id", "constraint_box_id"],
+        box_rows,
+    )
 
     poly_rows = []
     for i in range(0, n_images, 2):
         poly = [[[1, 1], [20, 2], [15, 18], [3, 12]]]
         poly_rows.append([i, i, i, "region", json.dumps(poly)])
-    polygons_csv = _write_csv(folder / "polygons.csv",
-                              ["id", "polygon_id", "constraint_polygon_id", "_label", "polygons"], poly_rows)
+    polygons_csv = _write_csv(
+        folder / "polygons.csv",
+        ["id", "polygon_id", "constraint_polygon_id", "_label", "polygons"],
+        poly_rows,
+    )
 
     entity_rows = [["Person", f"person{p}", p, p] for p in range(n_people)]
-    entities_csv = _write_csv(folder / "people.csv", ["EntityClass", "name", "pid", "constraint_pid"], entity_rows)
+    entities_csv = _write_csv(
+        folder / "people.csv", ["EntityClass", "name", "pid", "constraint_pid"], entity_rows
+    )
 
-    conn_rows = [["depicts", i, i % n_people, round((i % 100) / 100, 2), i, i] for i in range(n_images)]
-    connections_csv = _write_csv(folder / "connections.csv",
-                                 ["ConnectionClass", "_Image@id", "Person@pid", "confidence", "cid", "constraint_cid"],
-                                 conn_rows)
+    conn_rows = [
+        ["depicts", i, i % n_people, round((i % 100) / 100, 2), i, i] for i in range(n_images)
+    ]
+    connections_csv = _write_csv(
+        folder / "connections.csv",
+        ["ConnectionClass", "_Image@id", "Person@pid", "confidence", "cid", "constraint_cid"],
+        conn_rows,
+    )
 
     blob_dir = folder / "blobs"
     blob_dir.mkdir(exist_ok=True)
@@ -103,6 +124,19 @@ def make_dataset(folder: Path, n_images: int = 2000, n_people: int = 100, n_blob
         path = blob_dir / f"blob{b:04d}.bin"
         path.write_bytes(bytes([b % 256]) * (100 + b))
         blob_rows.append([str(path), b, f"blob {b}", b])
-    blobs_csv = _write_csv(folder / "blobs.csv", ["filename", "bid", "name", "constraint_bid"], blob_rows)
-    return Dataset(folder, n_images, n_people, n_blobs, images_csv, boxes_csv, polygons_csv, entities_csv,
-                   connections_csv, blobs_csv, boxes_per_image)
+    blobs_csv = _write_csv(
+        folder / "blobs.csv", ["filename", "bid", "name", "constraint_bid"], blob_rows
+    )
+    return Dataset(
+        folder,
+        n_images,
+        n_people,
+        n_blobs,
+        images_csv,
+        boxes_csv,
+        polygons_csv,
+        entities_csv,
+        connections_csv,
+        blobs_csv,
+        boxes_per_image,
+    )

@@ -13,7 +13,9 @@ from lensdb.server import message
 class RawClient:
     """Plain-TCP ApertureDB client: hello, then framed queryMessages."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", hello: bool = True, timeout: float = 10) -> None:
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", hello: bool = True, timeout: float = 10
+    ) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         if hello:
             self.sock.sendall(struct.pack("<III", 8, 1, 1))

@@ -22,8 +22,12 @@ def pair(postgres_cluster, moto_server, tmp_path_factory):
     url = postgres_cluster.new_database()
     bucket = moto_server.new_bucket()
     folder = tmp_path_factory.mktemp("scale")
-    servers = [LensdbServer(folder / f"state{i}", url=url, blobs=f"s3://{bucket}/lensdb",
-                            env=moto_server.env()) for i in range(2)]
+    servers = [
+        LensdbServer(
+            folder / f"state{i}", url=url, blobs=f"s3://{bucket}/lensdb", env=moto_server.env()
+        )
+        for i in range(2)
+    ]
     for s in servers:
         s.start()
     yield servers
@@ -41,15 +45,33 @@ def _jpeg(color: tuple[int, int, int]) -> bytes:
 def test_what_one_server_writes_the_other_reads(pair):
     a, b = pair
     image = _jpeg((10, 200, 30))
-    r, _ = a.connector().query([
-        {"AddImage": {"_ref": 1, "properties": {"name": "shared-pic"}}},
-        {"AddBoundingBox": {"image_ref": 1, "label": "cat",
-                            "rectangle": {"x": 1, "y": 1, "width": 10, "height": 10}}}], [image])
+    r, _ = a.connector().query(
+        [
+            {"AddImage": {"_ref": 1, "properties": {"name": "shared-pic"}}},
+            {
+                "AddBoundingBox": {
+                    "image_ref": 1,
+                    "label": "cat",
+                    "rectangle": {"x": 1, "y": 1, "width": 10, "height": 10},
+                }
+            },
+        ],
+        [image],
+    )
     assert [next(iter(c.values()))["status"] for c in r] == [0, 0]
-    r, blobs = b.connector().query([
-        {"FindImage": {"_ref": 1, "constraints": {"name": ["==", "shared-pic"]}, "blobs": True,
-                       "uniqueids": True}},
-        {"FindBoundingBox": {"image_ref": 1, "labels": True, "results": {"list": ["_label"]}}}])
+    r, blobs = b.connector().query(
+        [
+            {
+                "FindImage": {
+                    "_ref": 1,
+                    "constraints": {"name": ["==", "shared-pic"]},
+                    "blobs": True,
+                    "uniqueids": True,
+                }
+            },
+            {"FindBoundingBox": {"image_ref": 1, "labels": True, "results": {"list": ["_label"]}}},
+        ]
+    )
     assert blobs == [image]
     assert r[1]["FindBoundingBox"]["entities"][0]["_label"] == "cat"
     assert r[0]["FindImage"]["entities"][0]["_uniqueid"].startswith("2.0.")
@@ -74,7 +96,8 @@ def test_a_token_created_on_one_server_works_on_the_other(pair):
     assert made.returncode == 0, made.stderr
     for server in pair:
         r, _ = server.connector(user="carol", password="carol-password-1").query(
-            [{"GetStatus": {}}])
+            [{"GetStatus": {}}]
+        )
         assert r[0]["GetStatus"]["status"] == 0
 
 
@@ -82,16 +105,26 @@ def test_concurrent_if_not_found_adds_through_both_servers_create_one(pair):
     a, b = pair
 
     def add(server: LensdbServer, k: int) -> int:
-        r, _ = server.connector().query([{"AddEntity": {
-            "class": "Racer", "properties": {"k": k}, "if_not_found": {"k": ["==", k]}}}])
+        r, _ = server.connector().query(
+            [
+                {
+                    "AddEntity": {
+                        "class": "Racer",
+                        "properties": {"k": k},
+                        "if_not_found": {"k": ["==", k]},
+                    }
+                }
+            ]
+        )
         return r[0]["AddEntity"]["status"]
 
     with ThreadPoolExecutor(8) as pool:
         jobs = [pool.submit(add, s, k) for k in range(40) for s in (a, b, a, b)]
         statuses = [j.result() for j in jobs]
     assert statuses.count(0) == 40 and statuses.count(2) == 120
-    r, _ = b.connector().query([{"FindEntity": {"with_class": "Racer",
-                                                "results": {"count": True}}}])
+    r, _ = b.connector().query(
+        [{"FindEntity": {"with_class": "Racer", "results": {"count": True}}}]
+    )
     assert r[0]["FindEntity"]["count"] == 40
 
 
@@ -103,9 +136,12 @@ def test_a_media_link_signed_by_one_server_verifies_on_the_other(pair):
     client = a.connector()
     client.query([{"GetStatus": {}}])
     session = client.shared_data.session.session_token
-    tasks = httpx.get(f"http://127.0.0.1:{a.http_port}/labelstudio/tasks", timeout=30,
-                      params={"constraints": '{"name": ["==", "linked"]}'},
-                      headers={"Authorization": f"Bearer {session}"})
+    tasks = httpx.get(
+        f"http://127.0.0.1:{a.http_port}/labelstudio/tasks",
+        timeout=30,
+        params={"constraints": '{"name": ["==", "linked"]}'},
+        headers={"Authorization": f"Bearer {session}"},
+    )
     assert tasks.status_code == 200, tasks.text
     link = tasks.json()[0]["data"]["image"]
     assert "sig=" in link, link
@@ -148,21 +184,35 @@ def test_sigkill_of_one_server_during_ingest_loses_nothing_acknowledged(pair, tm
     a, b = pair
     acked = tmp_path / "acked.txt"
     with open(acked, "w") as out:
-        client = subprocess.Popen([sys.executable, "-c", INGEST, str(a.port), a.ca_cert,
-                                   a.admin_password], stdout=out, stderr=subprocess.DEVNULL)
+        client = subprocess.Popen(
+            [sys.executable, "-c", INGEST, str(a.port), a.ca_cert, a.admin_password],
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
         reader = b.connector()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(acked.read_text().split()) < 30:
-            r, _ = reader.query([{"FindImage": {"constraints": {"run": ["==", "kill"]},
-                                                "results": {"count": True}}}])
+            r, _ = reader.query(
+                [
+                    {
+                        "FindImage": {
+                            "constraints": {"run": ["==", "kill"]},
+                            "results": {"count": True},
+                        }
+                    }
+                ]
+            )
             assert r[0]["FindImage"]["status"] == 0
         a.stop(signal.SIGKILL)
         client.wait(30)
     numbers = [int(n) for n in acked.read_text().split()]
     assert len(numbers) >= 30
-    r, _ = reader.query([{"FindImage": {"constraints": {"run": ["==", "kill"]},
-                                        "results": {"list": ["n"]}}},
-                         {"FindBoundingBox": {"results": {"count": True}}}])
+    r, _ = reader.query(
+        [
+            {"FindImage": {"constraints": {"run": ["==", "kill"]}, "results": {"list": ["n"]}}},
+            {"FindBoundingBox": {"results": {"count": True}}},
+        ]
+    )
     stored = {e["n"] for e in r[0]["FindImage"]["entities"]}
     assert set(numbers) <= stored  # at most one unacknowledged query more (in flight)
     assert len(stored - set(numbers)) <= 1
@@ -170,6 +220,7 @@ def test_sigkill_of_one_server_during_ingest_loses_nothing_acknowledged(pair, tm
     assert done.returncode == 0 and "ok:" in done.stdout, done.stdout + done.stderr
     assert "no row uses" not in done.stdout
     a.start()  # the killed server comes back on the same database
-    r, _ = a.connector().query([{"FindImage": {"constraints": {"run": ["==", "kill"]},
-                                               "results": {"count": True}}}])
+    r, _ = a.connector().query(
+        [{"FindImage": {"constraints": {"run": ["==", "kill"]}, "results": {"count": True}}}]
+    )
     assert r[0]["FindImage"]["count"] == len(stored)

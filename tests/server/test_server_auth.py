@@ -17,11 +17,23 @@ def _admin_query(server, q):
     return r
 
 
-def _make_user(server, username: str, role: str, perms: dict, password: str = "pw-" + "x" * 8) -> str:
-    r = _admin_query(server, [
-        {"CreateRole": {"name": role, **perms}},
-        {"CreateUser": {"username": username, "password": password, "roles": [role], "email": f"{username}@x"}},
-    ])
+def _make_user(
+    server, username: str, role: str, perms: dict, password: str = "pw-" + "x" * 8
+) -> str:
+    r = _admin_query(
+        server,
+        [
+            {"CreateRole": {"name": role, **perms}},
+            {
+                "CreateUser": {
+                    "username": username,
+                    "password": password,
+                    "roles": [role],
+                    "email": f"{username}@x",
+                }
+            },
+        ],
+    )
     assert isinstance(r, list) and all(list(c.values())[0]["status"] == 0 for c in r), r
     return password
 
@@ -41,7 +53,9 @@ def test_unauthenticated_queries_get_the_exact_answer(lensdb_server) -> None:
         s = c.authenticate("admin", lensdb_server.admin_password)
         assert s["status"] == 0 and s["session_token"].startswith("adbs_")
         assert s["refresh_token"].startswith("adbr_")
-        assert isinstance(s["session_token_expires_in"], int) and isinstance(s["refresh_token_expires_in"], int)
+        assert isinstance(s["session_token_expires_in"], int) and isinstance(
+            s["refresh_token_expires_in"], int
+        )
         r, _ = c.query([{"GetStatus": {}}], token=s["session_token"])
         assert r[0]["GetStatus"]["status"] == 0
         # Re-authenticating on the same connection gives a new, working session.
@@ -64,7 +78,9 @@ def test_session_refresh_and_expiry_mid_run(lensdb_server_factory, monkeypatch) 
     r, _ = client.query([{"FindEntity": {"results": {"count": True}}}])
     assert r[0]["FindEntity"]["status"] == 0
     second = client.shared_data.session
-    assert second.session_token != first.session_token and second.refresh_token != first.refresh_token
+    assert (
+        second.session_token != first.session_token and second.refresh_token != first.refresh_token
+    )
 
     # 2. A client that does not refresh in time gets "Not Authenticated!", refreshes, retries.
     monkeypatch.setenv("SESSION_EXPIRY_OFFSET_SEC", "-1000")
@@ -92,13 +108,17 @@ def test_role_without_create_cannot_add(lensdb_server) -> None:
     bob = lensdb_server.connector(user="reader1", password=pw)
     r, _ = bob.query([{"FindEntity": {"with_class": "Guarded1", "results": {"count": True}}}])
     assert r[0]["FindEntity"]["count"] == 1
-    r, _ = bob.query([
-        {"FindEntity": {"with_class": "Guarded1", "results": {"count": True}}},
-        {"AddEntity": {"class": "Guarded1", "properties": {"k": 1}}},
-    ])
+    r, _ = bob.query(
+        [
+            {"FindEntity": {"with_class": "Guarded1", "results": {"count": True}}},
+            {"AddEntity": {"class": "Guarded1", "properties": {"k": 1}}},
+        ]
+    )
     assert isinstance(r, dict) and r["status"] == -1
     assert "Permission denied" in r["info"] and "AddEntity" in r["info"]
-    r = _admin_query(lensdb_server, [{"FindEntity": {"with_class": "Guarded1", "results": {"count": True}}}])
+    r = _admin_query(
+        lensdb_server, [{"FindEntity": {"with_class": "Guarded1", "results": {"count": True}}}]
+    )
     assert r[0]["FindEntity"]["count"] == 1  # nothing was added
     # Access control needs the users permission too.
     r, _ = bob.query([{"CreateUser": {"username": "sneaky", "password": "x", "roles": ["admin"]}}])
@@ -113,13 +133,17 @@ def test_role_change_applies_to_a_connected_user(lensdb_server) -> None:
     assert isinstance(r, dict) and "Permission denied" in r["info"]
     session = bob.shared_data.session.session_token
 
-    r = _admin_query(lensdb_server, [{"UpdateRole": {"name": "growing2", "entities": {"create": True}}}])
+    r = _admin_query(
+        lensdb_server, [{"UpdateRole": {"name": "growing2", "entities": {"create": True}}}]
+    )
     assert r[0]["UpdateRole"]["status"] == 0
     r, _ = bob.query(add)
     assert r[0]["AddEntity"]["status"] == 0
     assert bob.shared_data.session.session_token == session  # same session, new rights
 
-    _admin_query(lensdb_server, [{"UpdateRole": {"name": "growing2", "entities": {"create": False}}}])
+    _admin_query(
+        lensdb_server, [{"UpdateRole": {"name": "growing2", "entities": {"create": False}}}]
+    )
     r, _ = bob.query(add)
     assert isinstance(r, dict) and "Permission denied" in r["info"]
 
@@ -157,13 +181,17 @@ def test_generated_tokens_assign_revoke_and_details(lensdb_server) -> None:
     assert token.startswith("adbp_") and len(token) >= 30
     r = _admin_query(lensdb_server, [{"UpdateUser": {"username": "dave4", "add_tokens": [token]}}])
     assert r[0]["UpdateUser"]["status"] == 0
-    details = _admin_query(lensdb_server, [{"GetUserDetails": {"username": "dave4"}}])[0]["GetUserDetails"]
+    details = _admin_query(lensdb_server, [{"GetUserDetails": {"username": "dave4"}}])[0][
+        "GetUserDetails"
+    ]
     assert details["tokens"] == [token[:13]] and details["roles"] == ["r4"]
 
     dave = lensdb_server.connector(user=None, token=token)
     assert dave.query([{"GetStatus": {}}])[0][0]["GetStatus"]["status"] == 0
     # Revoke by the listed prefix while dave is connected: his session ends and re-login fails.
-    r = _admin_query(lensdb_server, [{"UpdateUser": {"username": "dave4", "remove_tokens": [token[:13]]}}])
+    r = _admin_query(
+        lensdb_server, [{"UpdateUser": {"username": "dave4", "remove_tokens": [token[:13]]}}]
+    )
     assert r[0]["UpdateUser"]["status"] == 0
     with pytest.raises(Exception, match="revoked"):
         dave.query([{"GetStatus": {}}])
@@ -205,10 +233,13 @@ def test_access_and_data_commands_do_not_mix(lensdb_server) -> None:
     r = _admin_query(lensdb_server, [{"CreateRole": {"name": "bad7", "objects": {"fly": True}}}])
     assert isinstance(r, dict) and "unknown action" in r["info"]
     # A failing command rolls back the earlier ones of the same query.
-    r = _admin_query(lensdb_server, [
-        {"CreateRole": {"name": "ok7", "objects": {"read": True}}},
-        {"CreateUser": {"username": "g7", "password": "p", "roles": ["missing7"]}},
-    ])
+    r = _admin_query(
+        lensdb_server,
+        [
+            {"CreateRole": {"name": "ok7", "objects": {"read": True}}},
+            {"CreateUser": {"username": "g7", "password": "p", "roles": ["missing7"]}},
+        ],
+    )
     assert isinstance(r, dict) and "missing7" in r["info"]
     r = _admin_query(lensdb_server, [{"CreateRole": {"name": "ok7", "objects": {"read": True}}}])
     assert r[0]["CreateRole"]["status"] == 0
@@ -219,7 +250,13 @@ def test_generated_admin_password_is_printed_once(lensdb_server_factory) -> None
     found = re.search(r"Created user 'admin' with password: (\S+)", server.log())
     assert found, server.log()
     password = found.group(1)
-    assert server.connector(password=password).query([{"GetStatus": {}}])[0][0]["GetStatus"]["status"] == 0
+    assert (
+        server.connector(password=password).query([{"GetStatus": {}}])[0][0]["GetStatus"]["status"]
+        == 0
+    )
     server.restart()
     assert server.log().count("Created user 'admin'") == 1
-    assert server.connector(password=password).query([{"GetStatus": {}}])[0][0]["GetStatus"]["status"] == 0
+    assert (
+        server.connector(password=password).query([{"GetStatus": {}}])[0][0]["GetStatus"]["status"]
+        == 0
+    )

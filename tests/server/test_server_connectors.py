@@ -63,7 +63,9 @@ def test_blobs_round_trip_over_tcp(lensdb_server) -> None:
     payload = bytes(range(256)) * 1000
     r, _ = client.query([{"AddBlob": {"properties": {"tag": "rt-tcp"}}}], [payload])
     assert r[0]["AddBlob"]["status"] == 0, r
-    r, blobs = client.query([{"FindBlob": {"constraints": {"tag": ["==", "rt-tcp"]}, "blobs": True}}])
+    r, blobs = client.query(
+        [{"FindBlob": {"constraints": {"tag": ["==", "rt-tcp"]}, "blobs": True}}]
+    )
     assert r[0]["FindBlob"]["returned"] == 1 and blobs == [payload]
 
 
@@ -75,7 +77,9 @@ def test_connector_rest(lensdb_server) -> None:
     payload = b"\xff\xd8not really a jpeg" * 50
     r, _ = client.query([{"AddBlob": {"properties": {"tag": "rt-rest"}}}], [payload])
     assert r[0]["AddBlob"]["status"] == 0, r
-    r, blobs = client.query([{"FindBlob": {"constraints": {"tag": ["==", "rt-rest"]}, "blobs": True}}])
+    r, blobs = client.query(
+        [{"FindBlob": {"constraints": {"tag": ["==", "rt-rest"]}, "blobs": True}}]
+    )
     assert blobs == [payload]
 
 
@@ -86,7 +90,9 @@ def test_rest_wire_format(lensdb_server) -> None:
     r = httpx.post(f"{base}/api", files={"query": (None, q)})
     assert r.status_code == 200
     assert r.json() == {"json": {"status": -1, "info": "Not Authenticated!"}, "blobs": []}
-    auth = json.dumps([{"Authenticate": {"username": "admin", "password": lensdb_server.admin_password}}])
+    auth = json.dumps(
+        [{"Authenticate": {"username": "admin", "password": lensdb_server.admin_password}}]
+    )
     r = httpx.post(f"{base}/api/", files={"query": (None, auth)})
     session = r.json()["json"][0]["Authenticate"]
     assert isinstance(session["session_token_expires_in"], int)
@@ -116,8 +122,8 @@ def test_require_tls_refuses_plain_clients(lensdb_server_factory) -> None:
 
 def test_hello_bytes_on_the_wire(lensdb_server) -> None:
     with socket.create_connection(("127.0.0.1", lensdb_server.port)) as s:
-        s.sendall(bytes.fromhex("08000000" "01000000" "01000000"))
-        assert s.recv(12) == bytes.fromhex("08000000" "01000000" "01000000")
+        s.sendall(bytes.fromhex("080000000100000001000000"))
+        assert s.recv(12) == bytes.fromhex("080000000100000001000000")
     with socket.create_connection(("127.0.0.1", lensdb_server.port)) as s:
         s.sendall(struct.pack("<III", 8, 9, 2))  # unknown version → (0, 0)
         assert s.recv(12) == struct.pack("<III", 8, 0, 0)
@@ -151,8 +157,12 @@ def test_sdk_utils(lensdb_server_factory) -> None:
     server = lensdb_server_factory()
     u = Utils(server.connector())
     assert u.create_entity_index("_Image", "id")
-    r, _ = u.execute([{"AddEntity": {"class": "UtilThing", "properties": {"k": 1}}},
-                      {"AddEntity": {"class": "UtilThing", "properties": {"k": 2}}}])
+    r, _ = u.execute(
+        [
+            {"AddEntity": {"class": "UtilThing", "properties": {"k": 1}}},
+            {"AddEntity": {"class": "UtilThing", "properties": {"k": 2}}},
+        ]
+    )
     assert u.count_entities("UtilThing") == 2
     assert u.count_images() == 0
     schema = u.get_schema()

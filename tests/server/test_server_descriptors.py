@@ -45,12 +45,15 @@ def loaded(tmp_path_factory, lensdb_module_server_factory):
     folder = tmp_path_factory.mktemp("descriptors")
     server = lensdb_module_server_factory()
     client = server.connector()
-    sets_csv = write_csv(folder / "sets.csv", [
-        ["name", "dimensions", "engine", "metric", "owner"],
-        ["l2set", DIM, "FaissFlat", "L2", "ann"],
-        ["csset", DIM, "HNSW", "['CS', 'L2']", "bob"],
-        ["ipset", DIM, "['FaissIVFFlat', 'FaissFlat']", "IP", "cid"],
-    ])
+    sets_csv = write_csv(
+        folder / "sets.csv",
+        [
+            ["name", "dimensions", "engine", "metric", "owner"],
+            ["l2set", DIM, "FaissFlat", "L2", "ann"],
+            ["csset", DIM, "HNSW", "['CS', 'L2']", "bob"],
+            ["ipset", DIM, "['FaissIVFFlat', 'FaissFlat']", "IP", "cid"],
+        ],
+    )
     loader = ParallelLoader(client)
     loader.ingest(DescriptorSetDataCSV(sets_csv), batchsize=2, numthreads=2, stats=False)
     assert loader.error_counter == 0
@@ -58,7 +61,10 @@ def loaded(tmp_path_factory, lensdb_module_server_factory):
     np.save(folder / "vectors.npy", data)
     rows = [["filename", "index", "set", "label", "id", "constraint_id"]]
     for name in ("l2set", "csset", "ipset"):
-        rows += [[str(folder / "vectors.npy"), i, name, "dog" if i % 3 else "cat", i, i] for i in range(N)]
+        rows += [
+            [str(folder / "vectors.npy"), i, name, "dog" if i % 3 else "cat", i, i]
+            for i in range(N)
+        ]
     desc_csv = write_csv(folder / "descriptors.csv", rows)
     loader = ParallelLoader(client)
     loader.ingest(DescriptorDataCSV(desc_csv), batchsize=50, numthreads=4, stats=False)
@@ -108,8 +114,13 @@ def test_find_similar_with_constraints(client, loaded):
     _, data, _ = loaded
     q = data[9]
     d = Descriptors(client)
-    d.find_similar("l2set", q, k_neighbors=20, constraints=Constraints().equal("label", "cat"),
-                   results={"list": ["id", "label"]})
+    d.find_similar(
+        "l2set",
+        q,
+        k_neighbors=20,
+        constraints=Constraints().equal("label", "cat"),
+        results={"list": ["id", "label"]},
+    )
     top20 = brute_top("L2", data, q, 20)
     assert [e["id"] for e in d] == [i for i in top20 if i % 3 == 0]
 
@@ -127,21 +138,47 @@ def test_find_similar_mmr(client, loaded):
 def test_get_similar_images(client, loaded):
     server, data, _ = loaded
     admin = server.connector()
-    r, _ = admin.query([{"AddDescriptorSet": {"name": "imgset", "dimensions": DIM,
-                                              "metric": ["CS"], "engine": ["HNSW"]}}])
+    r, _ = admin.query(
+        [
+            {
+                "AddDescriptorSet": {
+                    "name": "imgset",
+                    "dimensions": DIM,
+                    "metric": ["CS"],
+                    "engine": ["HNSW"],
+                }
+            }
+        ]
+    )
     q = []
     for i in range(6):
-        q += [{"AddImage": {"_ref": i + 1, "properties": {"img_n": i}}},
-              {"AddDescriptor": {"set": "imgset", "properties": {"image_n": i},
-                                 "if_not_found": ["$image_n", "==", i], "connect": {"ref": i + 1}}}]
+        q += [
+            {"AddImage": {"_ref": i + 1, "properties": {"img_n": i}}},
+            {
+                "AddDescriptor": {
+                    "set": "imgset",
+                    "properties": {"image_n": i},
+                    "if_not_found": ["$image_n", "==", i],
+                    "connect": {"ref": i + 1},
+                }
+            },
+        ]
     admin.query(q, [b for i in range(6) for b in (small_jpeg(i), data[i].tobytes())])
     assert admin.last_query_ok(), admin.get_last_response_str()
     images = Images(client)
     images.search(constraints=Constraints().equal("img_n", 2), limit=1)
     similar = images.get_similar_images("imgset", 3)
     want = brute_top("CS", data[:6], data[2], 4)
-    r, _ = client.query([{"FindImage": {"constraints": {"_uniqueid": ["in", similar.images_ids]},
-                                        "results": {"list": ["_uniqueid", "img_n"]}}}])
+    r, _ = client.query(
+        [
+            {
+                "FindImage": {
+                    "constraints": {"_uniqueid": ["in", similar.images_ids]},
+                    "results": {"list": ["_uniqueid", "img_n"]},
+                }
+            }
+        ]
+    )
     by_uid = {e["_uniqueid"]: e["img_n"] for e in r[0]["FindImage"]["entities"]}
     assert [by_uid[u] for u in similar.images_ids] == want
 
@@ -150,9 +187,15 @@ def test_remove_descriptorset_and_all(lensdb_server_factory, tmp_path):
     server = lensdb_server_factory()
     client = server.connector()
     vec = np.ones(4, np.float32).tobytes()
-    client.query([{"AddDescriptorSet": {"name": "a", "dimensions": 4}},
-                  {"AddDescriptorSet": {"name": "b", "dimensions": 4}},
-                  {"AddDescriptor": {"set": "a"}}, {"AddDescriptor": {"set": "b"}}], [vec, vec])
+    client.query(
+        [
+            {"AddDescriptorSet": {"name": "a", "dimensions": 4}},
+            {"AddDescriptorSet": {"name": "b", "dimensions": 4}},
+            {"AddDescriptor": {"set": "a"}},
+            {"AddDescriptor": {"set": "b"}},
+        ],
+        [vec, vec],
+    )
     assert client.last_query_ok()
     u = Utils(client)
     assert u.remove_descriptorset("a")

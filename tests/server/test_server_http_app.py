@@ -49,7 +49,9 @@ def context(tmp_path):
     store.bootstrap("pw")
     auth = AuthService(store)
     with ThreadPoolExecutor(4) as pool:
-        yield ServerContext(db, auth, QueryHandler(db, auth), pool, tmp_path / "db", max_message_bytes=2**20)
+        yield ServerContext(
+            db, auth, QueryHandler(db, auth), pool, tmp_path / "db", max_message_bytes=2**20
+        )
     db.close()
     store.close()
 
@@ -90,21 +92,30 @@ def test_browser_style_blob_parts_and_json_bodies(context) -> None:
     client = AppClient(create_app(context))
     headers = _login(client)
     add = json.dumps([{"AddBlob": {"properties": {"n": 1}}}, {"AddBlob": {"properties": {"n": 2}}}])
-    r = client.post("/api", headers=headers, files=[
-        ("query", (None, add)),
-        ("blobs", ("a.jpg", b"first", "image/jpeg")),
-        ("blobs", ("b.bin", b"second", "application/octet-stream")),
-    ])
+    r = client.post(
+        "/api",
+        headers=headers,
+        files=[
+            ("query", (None, add)),
+            ("blobs", ("a.jpg", b"first", "image/jpeg")),
+            ("blobs", ("b.bin", b"second", "application/octet-stream")),
+        ],
+    )
     assert r.status_code == 200 and [c["AddBlob"]["status"] for c in r.json()["json"]] == [0, 0]
     find = [{"FindBlob": {"blobs": True, "results": {"sort": "n"}}}]
-    r = client.post("/api/", headers={**headers, "Content-Type": "application/json"}, content=json.dumps(find))
+    r = client.post(
+        "/api/", headers={**headers, "Content-Type": "application/json"}, content=json.dumps(find)
+    )
     assert [base64.b64decode(b) for b in r.json()["blobs"]] == [b"first", b"second"]
 
 
 def test_request_errors(context) -> None:
     client = AppClient(create_app(context))
     assert client.post("/api/", data={"nothing": "here"}).status_code == 400
-    assert client.post("/api/", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 400
+    assert (
+        client.post("/api/", content=b"x", headers={"Content-Type": "text/plain"}).status_code
+        == 400
+    )
     big = client.post("/api/", files={"query": (None, "[]"), "blobs": ("b", b"\0" * (2**20 + 10))})
     assert big.status_code == 413
     assert client.get("/api/").status_code == 405

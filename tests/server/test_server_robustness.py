@@ -50,8 +50,18 @@ def _send_and_close(port: int, data: bytes, wait: float = 0.0) -> bytes:
         b"\x08\x00\x00\x00\x07\x00\x00\x00\x01\x00\x00\x00",  # hello with an unknown version
         bytes(range(256)) * 4,  # noise
     ],
-    ids=["empty", "half-prefix", "half-hello", "no-tls-handshake", "truncated-tls", "vdms-tls-truncated",
-         "truncated-frame", "not-protobuf", "bad-version", "noise"],
+    ids=[
+        "empty",
+        "half-prefix",
+        "half-hello",
+        "no-tls-handshake",
+        "truncated-tls",
+        "vdms-tls-truncated",
+        "truncated-frame",
+        "not-protobuf",
+        "bad-version",
+        "noise",
+    ],
 )
 def test_broken_clients_do_not_hurt(lensdb_server, data: bytes) -> None:
     _send_and_close(lensdb_server.port, data)
@@ -147,8 +157,12 @@ def test_sigterm_stops_cleanly_with_no_half_applied_query(lensdb_server_factory)
         nonlocal acked
         while not stop.is_set():
             try:
-                r, _ = client.query([{"AddEntity": {"class": "Pair", "properties": {"side": "a"}}},
-                                     {"AddEntity": {"class": "Pair", "properties": {"side": "b"}}}])
+                r, _ = client.query(
+                    [
+                        {"AddEntity": {"class": "Pair", "properties": {"side": "a"}}},
+                        {"AddEntity": {"class": "Pair", "properties": {"side": "b"}}},
+                    ]
+                )
             except Exception:
                 return
             if isinstance(r, list):
@@ -163,6 +177,8 @@ def test_sigterm_stops_cleanly_with_no_half_applied_query(lensdb_server_factory)
     log = server.log()
     assert "shutting down" in log and "lensdb stopped" in log and "Traceback" not in log
     server.start()
-    r, _ = server.connector().query([{"FindEntity": {"with_class": "Pair", "results": {"count": True}}}])
+    r, _ = server.connector().query(
+        [{"FindEntity": {"with_class": "Pair", "results": {"count": True}}}]
+    )
     count = r[0]["FindEntity"]["count"]
     assert acked > 0 and count % 2 == 0 and count >= 2 * acked

@@ -31,11 +31,26 @@ def client(lensdb_module_server_factory):
     q: list[dict] = [{"AddEntity": {"_ref": 100, "class": "Person", "properties": {"name": "ann"}}}]
     for i in range(6):
         q += [
-            {"AddImage": {"_ref": i + 1, "properties": {"name": f"im{i}", "n": i,
-                                                        "split": "train" if i % 2 else "val"}}},
-            {"AddBoundingBox": {"image_ref": i + 1, "label": "cat",
-                                "rectangle": {"x": 2, "y": 3, "width": 10, "height": 8}}},
-            {"AddPolygon": {"image_ref": i + 1, "label": "dog", "polygons": [[[1, 1], [20, 1], [9, 14]]]}},
+            {
+                "AddImage": {
+                    "_ref": i + 1,
+                    "properties": {"name": f"im{i}", "n": i, "split": "train" if i % 2 else "val"},
+                }
+            },
+            {
+                "AddBoundingBox": {
+                    "image_ref": i + 1,
+                    "label": "cat",
+                    "rectangle": {"x": 2, "y": 3, "width": 10, "height": 8},
+                }
+            },
+            {
+                "AddPolygon": {
+                    "image_ref": i + 1,
+                    "label": "dog",
+                    "polygons": [[[1, 1], [20, 1], [9, 14]]],
+                }
+            },
         ]
     q.append({"AddConnection": {"class": "took", "src": 100, "dst": 1}})
     client.query(q, [small_jpeg(i) for i in range(6)])
@@ -80,8 +95,12 @@ def test_images_object_api(client) -> None:
 
 
 def test_entities_retrieve(client) -> None:
-    spec = Query.spec(with_class=ObjectType.IMAGE, constraints=Constraints().equal("split", "val"),
-                      limit=5, blobs=False)
+    spec = Query.spec(
+        with_class=ObjectType.IMAGE,
+        constraints=Constraints().equal("split", "val"),
+        limit=5,
+        blobs=False,
+    )
     found = Entities.retrieve(client, spec=spec)
     assert sorted(e["name"] for e in found) == ["im0", "im2", "im4"]
     people = Entities.retrieve(client, spec=Query.spec(with_class="Person", limit=5))
@@ -102,8 +121,17 @@ def test_data_model_ingest(client, tmp_path: Path) -> None:
     query, blobs, _ = generate_add_query(Photo(url=str(path)))
     status, response, _ = execute_query(client, query, blobs)
     assert status == 0, response
-    r, _ = client.query([{"FindImage": {"constraints": {"caption": ["==", "from a data model"]},
-                                        "blobs": False, "results": {"list": ["width", "height"]}}}])
+    r, _ = client.query(
+        [
+            {
+                "FindImage": {
+                    "constraints": {"caption": ["==", "from a data model"]},
+                    "blobs": False,
+                    "results": {"list": ["width", "height"]},
+                }
+            }
+        ]
+    )
     assert r[0]["FindImage"]["entities"] == [{"width": 40, "height": 30}]
 
 
@@ -115,8 +143,15 @@ def test_parallel_query_export_with_a_response_handler(client) -> None:
             return 6
 
         def getitem(self, i):
-            return [{"FindImage": {"constraints": {"n": ["==", i]}, "blobs": True,
-                                   "results": {"list": ["name"]}}}], []
+            return [
+                {
+                    "FindImage": {
+                        "constraints": {"n": ["==", i]},
+                        "blobs": True,
+                        "results": {"list": ["name"]},
+                    }
+                }
+            ], []
 
         def response_handler(self, query, blobs, response, rblobs) -> None:
             got.append((response[0]["FindImage"]["entities"][0]["name"], rblobs[0][:2]))
@@ -131,14 +166,28 @@ def test_update_loader_updates_only_newer_versions(client, tmp_path: Path) -> No
     from aperturedb.EntityUpdateDataCSV import SingleEntityUpdateDataCSV
 
     header = ["EntityClass", "id", "version", "color", "constraint_id", "updateif_<version"]
-    first = write_csv(tmp_path / "v1.csv", [header, ["Car", 1, 1, "red", 1, 1], ["Car", 2, 1, "blue", 2, 1]])
+    first = write_csv(
+        tmp_path / "v1.csv", [header, ["Car", 1, 1, "red", 1, 1], ["Car", 2, 1, "blue", 2, 1]]
+    )
     assert run_query_set(client, SingleEntityUpdateDataCSV("Car", first)) == 0
-    second = write_csv(tmp_path / "v2.csv", [header, ["Car", 1, 2, "green", 1, 2], ["Car", 2, 1, "black", 2, 1]])
+    second = write_csv(
+        tmp_path / "v2.csv", [header, ["Car", 1, 2, "green", 1, 2], ["Car", 2, 1, "black", 2, 1]]
+    )
     assert run_query_set(client, SingleEntityUpdateDataCSV("Car", second)) == 0
-    r, _ = client.query([{"FindEntity": {"with_class": "Car",
-                                         "results": {"list": ["id", "color", "version"], "sort": "id"}}}])
-    assert r[0]["FindEntity"]["entities"] == [{"id": 1, "color": "green", "version": 2},
-                                              {"id": 2, "color": "blue", "version": 1}]
+    r, _ = client.query(
+        [
+            {
+                "FindEntity": {
+                    "with_class": "Car",
+                    "results": {"list": ["id", "color", "version"], "sort": "id"},
+                }
+            }
+        ]
+    )
+    assert r[0]["FindEntity"]["entities"] == [
+        {"id": 1, "color": "green", "version": 2},
+        {"id": 2, "color": "blue", "version": 1},
+    ]
 
 
 def test_sparse_add_and_force_newest_image_loaders(client, tmp_path: Path) -> None:
@@ -148,13 +197,27 @@ def test_sparse_add_and_force_newest_image_loaders(client, tmp_path: Path) -> No
         Image.new("RGB", (32, 24), color).save(tmp_path / name)
         return str(tmp_path / name)
 
-    sparse = write_csv(tmp_path / "sparse.csv", [["filename", "sid", "constraint_sid"],
-                                                 [jpeg("s1.jpg", (1, 2, 3)), 21, 21],
-                                                 [jpeg("s2.jpg", (3, 2, 1)), 22, 22]])
+    sparse = write_csv(
+        tmp_path / "sparse.csv",
+        [
+            ["filename", "sid", "constraint_sid"],
+            [jpeg("s1.jpg", (1, 2, 3)), 21, 21],
+            [jpeg("s2.jpg", (3, 2, 1)), 22, 22],
+        ],
+    )
     assert run_query_set(client, ImageSparseAddDataCSV(sparse)) == 0
     assert run_query_set(client, ImageSparseAddDataCSV(sparse)) == 0  # found: nothing sent again
-    r, _ = client.query([{"FindImage": {"constraints": {"sid": [">", 0]}, "blobs": False,
-                                        "results": {"count": True}}}])
+    r, _ = client.query(
+        [
+            {
+                "FindImage": {
+                    "constraints": {"sid": [">", 0]},
+                    "blobs": False,
+                    "results": {"count": True},
+                }
+            }
+        ]
+    )
     assert r[0]["FindImage"]["count"] == 2
 
     # Force-newest: an image whose version is newer gets its properties updated; otherwise it is
@@ -162,10 +225,21 @@ def test_sparse_add_and_force_newest_image_loaders(client, tmp_path: Path) -> No
     header = ["filename", "nid", "ver", "constraint_nid", "updateif_<ver", "gen_blobsha1_sha"]
 
     def force_newest(name: str, color: tuple, ver: int) -> tuple[list, bytes]:
-        rows = write_csv(tmp_path / f"{name}.csv", [header, [jpeg(f"{name}.jpg", color), 31, ver, 31, ver, ""]])
+        rows = write_csv(
+            tmp_path / f"{name}.csv", [header, [jpeg(f"{name}.jpg", color), 31, ver, 31, ver, ""]]
+        )
         assert run_query_set(client, ImageForceNewestDataCSV(rows)) == 0
-        r, blobs = client.query([{"FindImage": {"constraints": {"nid": ["==", 31]}, "blobs": True,
-                                                "results": {"list": ["ver", "sha"]}}}])
+        r, blobs = client.query(
+            [
+                {
+                    "FindImage": {
+                        "constraints": {"nid": ["==", 31]},
+                        "blobs": True,
+                        "results": {"list": ["ver", "sha"]},
+                    }
+                }
+            ]
+        )
         return r[0]["FindImage"]["entities"], blobs[0]
 
     found, blob = force_newest("n1", (10, 10, 10), 1)
@@ -187,8 +261,14 @@ def test_pytorch_dataset(client) -> None:
     torch = pytest.importorskip("torch", reason="the 'ml' extra installs torch")
     from aperturedb.PyTorchDataset import ApertureDBDataset
 
-    query = [{"FindImage": {"constraints": {"split": ["==", "train"]},
-                            "operations": [{"type": "resize", "width": 16, "height": 16}]}}]
+    query = [
+        {
+            "FindImage": {
+                "constraints": {"split": ["==", "train"]},
+                "operations": [{"type": "resize", "width": 16, "height": 16}],
+            }
+        }
+    ]
     dataset = ApertureDBDataset(client, query, label_prop="name", batch_size=2)
     assert len(dataset) == 3
     seen = []
@@ -208,7 +288,10 @@ def test_loaders_and_images_over_rest(lensdb_module_server_factory, tmp_path: Pa
 
     ds = make_dataset(tmp_path / "rest", n_images=120, n_people=5, n_blobs=5)
     rest = lensdb_module_server_factory(name="rest").rest_connector()
-    for data, expected in ((ImageDataCSV(str(ds.images_csv)), ds.n_images), (BBoxDataCSV(str(ds.boxes_csv)), ds.n_boxes)):
+    for data, expected in (
+        (ImageDataCSV(str(ds.images_csv)), ds.n_images),
+        (BBoxDataCSV(str(ds.boxes_csv)), ds.n_boxes),
+    ):
         loader = ParallelLoader(rest)
         loader.ingest(data, batchsize=20, numthreads=4, stats=False)
         assert loader.error_counter == 0 and loader.get_succeeded_queries() == expected

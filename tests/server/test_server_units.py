@@ -22,7 +22,11 @@ def test_message_matches_the_sdk_and_the_documented_bytes() -> None:
     assert theirs.json == '[{"GetStatus": {}}]' and list(theirs.blobs) == [b"\x00\x01", b""]
     assert theirs.token == "adbs_x"
     back = message.decode(theirs.SerializeToString())
-    assert (back.json, back.blobs, back.token) == ('[{"GetStatus": {}}]', [b"\x00\x01", b""], "adbs_x")
+    assert (back.json, back.blobs, back.token) == (
+        '[{"GetStatus": {}}]',
+        [b"\x00\x01", b""],
+        "adbs_x",
+    )
 
 
 @pytest.mark.parametrize("payload", [b"\x0a\xff", b"\x0a\x02\xff\xfe", b"\xff\xff\xff\xff"])
@@ -121,7 +125,9 @@ def test_store_sessions_tokens_and_revocation(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("sizes", [[], [0], [1, 127, 128, 300], [16384, 2**21 + 5]])
-@pytest.mark.parametrize("json_text", ["", "[]", '[{"FindImage": {"info": "\u00e9t\u00e9 \U0001f600"}}]', "x" * 200])
+@pytest.mark.parametrize(
+    "json_text", ["", "[]", '[{"FindImage": {"info": "\u00e9t\u00e9 \U0001f600"}}]', "x" * 200]
+)
 def test_encoder_matches_protobuf_serialisation(json_text: str, sizes: list[int]) -> None:
     blobs = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
     for token in ("", "adbs_" + "t" * 35):

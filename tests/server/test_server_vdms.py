@@ -41,10 +41,20 @@ _DRIVER = textwrap.dedent(
 )
 
 
-def run_vdms(server, queries: list, tls: bool = False, client_cert: tuple[str, str] | None = None) -> list:
+def run_vdms(
+    server, queries: list, tls: bool = False, client_cert: tuple[str, str] | None = None
+) -> list:
     """Run each query (a command list, or a raw string) through vdms.vdms; return the replies."""
-    args = [sys.executable, "-c", _DRIVER, str(server.port), "tls" if tls else "plain", server.ca_cert,
-            json.dumps(queries), *(client_cert or ())]
+    args = [
+        sys.executable,
+        "-c",
+        _DRIVER,
+        str(server.port),
+        "tls" if tls else "plain",
+        server.ca_cert,
+        json.dumps(queries),
+        *(client_cert or ()),
+    ]
     done = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -52,8 +62,15 @@ def run_vdms(server, queries: list, tls: bool = False, client_cert: tuple[str, s
 
 def test_vdms_add_and_find_entity(lensdb_server) -> None:
     add = [{"AddEntity": {"class": "VdmsThing", "properties": {"name": "first", "n": 1}}}]
-    find = [{"FindEntity": {"class": "VdmsThing", "constraints": {"n": ["==", 1]},
-                            "results": {"list": ["name"]}}}]
+    find = [
+        {
+            "FindEntity": {
+                "class": "VdmsThing",
+                "constraints": {"n": ["==", 1]},
+                "results": {"list": ["name"]},
+            }
+        }
+    ]
     r_add, r_find = run_vdms(lensdb_server, [add, find])
     assert r_add == [{"AddEntity": {"status": 0}}]
     assert r_find[0]["FindEntity"]["entities"] == [{"name": "first"}]
@@ -66,8 +83,12 @@ def test_vdms_errors_are_sorted_lists(lensdb_server) -> None:
 
 
 def test_vdms_over_tls(lensdb_server) -> None:
-    q = json.dumps([{"AddEntity": {"class": "VdmsTls", "properties": {"n": 7}}},
-                    {"FindEntity": {"class": "VdmsTls", "results": {"count": ""}}}])
+    q = json.dumps(
+        [
+            {"AddEntity": {"class": "VdmsTls", "properties": {"n": 7}}},
+            {"FindEntity": {"class": "VdmsTls", "results": {"count": ""}}},
+        ]
+    )
     (r,) = run_vdms(lensdb_server, [q], tls=True)
     assert r[0]["AddEntity"]["status"] == 0 and r[1]["FindEntity"]["count"] >= 1
 
@@ -81,16 +102,25 @@ def test_vdms_can_be_refused(lensdb_server_factory) -> None:
 
 def _client_certificates(folder: Path) -> tuple[Path, tuple[str, str], tuple[str, str]]:
     """A client CA, a client certificate it signed, and one signed by nobody it trusts."""
+
     def issue(issuer_key, issuer_name, subject: str, ca: bool):
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
         now = datetime.datetime.now(datetime.UTC)
-        builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name or name)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer_name or name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if not ca:
-            builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            )
         return key, name, builder.sign(issuer_key or key, hashes.SHA256())
 
     pem = serialization.Encoding.PEM
@@ -100,8 +130,9 @@ def _client_certificates(folder: Path) -> tuple[Path, tuple[str, str], tuple[str
         key, _, cert = issue(ca_key, ca_name, "vdms client", False)
         (folder / f"{label}_ca.crt").write_bytes(ca_cert.public_bytes(pem))
         (folder / f"{label}.crt").write_bytes(cert.public_bytes(pem))
-        (folder / f"{label}.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                                serialization.NoEncryption()))
+        (folder / f"{label}.key").write_bytes(
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
         out[label] = (str(folder / f"{label}.crt"), str(folder / f"{label}.key"))
     return folder / "trusted_ca.crt", out["trusted"], out["untrusted"]
 

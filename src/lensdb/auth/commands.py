@@ -50,7 +50,9 @@ def needs_session(names: list[str]) -> bool:
     return any(n not in SESSIONLESS for n in names)
 
 
-def run(service: AuthService, commands: list[dict], names: list[str], principal: Principal | None) -> list | dict:
+def run(
+    service: AuthService, commands: list[dict], names: list[str], principal: Principal | None
+) -> list | dict:
     """Answer a query made only of access-control commands, as one transaction."""
     if len(names) == 1 and names[0] in SESSIONLESS:
         (params,) = commands[0].values()
@@ -110,7 +112,9 @@ def _sessionless(service: AuthService, name: str, params: Any) -> IssuedSession:
 
 def _require(principal: Principal, action: str) -> None:
     if not principal.allows(permissions.USERS, action):
-        raise AuthError(f"Permission denied: user '{principal.username}' may not {action} users or roles")
+        raise AuthError(
+            f"Permission denied: user '{principal.username}' may not {action} users or roles"
+        )
 
 
 def _role_spec(params: Mapping) -> permissions.Permissions:
@@ -160,7 +164,9 @@ def _create_user(service: AuthService, principal: Principal, params: dict) -> di
     roles = params.get("roles", [])
     if not isinstance(roles, list):
         raise AuthError("roles must be a list of role names")
-    service.store.create_user(params.get("username", ""), params.get("password"), roles, params.get("email"))
+    service.store.create_user(
+        params.get("username", ""), params.get("password"), roles, params.get("email")
+    )
     return answer()
 
 

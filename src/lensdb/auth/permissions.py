@@ -84,7 +84,9 @@ def validate(spec: Mapping) -> Permissions:
             raise PermissionSpecError(f"permissions for '{kind}' must be an object of booleans")
         for action, allowed in actions.items():
             if action not in ACTIONS:
-                raise PermissionSpecError(f"unknown action '{action}' for '{kind}' (known: {', '.join(ACTIONS)})")
+                raise PermissionSpecError(
+                    f"unknown action '{action}' for '{kind}' (known: {', '.join(ACTIONS)})"
+                )
             if not isinstance(allowed, bool):
                 raise PermissionSpecError(f"'{kind}.{action}' must be true or false")
         out[kind] = dict(actions)

@@ -101,8 +101,10 @@ class _Connection:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> _Cursor:
         sql = sql.strip()
         if _OR_REPLACE.match(sql):
-            sql = ("INSERT INTO roles VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
-                   "SET permissions = excluded.permissions")
+            sql = (
+                "INSERT INTO roles VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET permissions = excluded.permissions"
+            )
         elif _OR_IGNORE.match(sql):
             sql = _OR_IGNORE.sub(r"INSERT INTO \1", sql) + " ON CONFLICT DO NOTHING"
         returning = sql.startswith("INSERT INTO users ")
@@ -167,10 +169,12 @@ class PostgresAuthStore(AuthStore):
     def shared_secret(self, name: str, new: str) -> str:
         """The secret called `name`, set to `new` by the first server that asks."""
         with self._lock:
-            self._conn.execute("INSERT INTO shared_secrets VALUES (?, ?) ON CONFLICT DO NOTHING",
-                               (name, new))
-            return self._conn.execute("SELECT value FROM shared_secrets WHERE name = ?",
-                                      (name,)).fetchone()[0]
+            self._conn.execute(
+                "INSERT INTO shared_secrets VALUES (?, ?) ON CONFLICT DO NOTHING", (name, new)
+            )
+            return self._conn.execute(
+                "SELECT value FROM shared_secrets WHERE name = ?", (name,)
+            ).fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

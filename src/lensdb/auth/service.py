@@ -81,7 +81,9 @@ class AuthService:
     def refresh(self, refresh_token: str) -> IssuedSession:
         issued = None
         if isinstance(refresh_token, str) and refresh_token:
-            issued = self.store.rotate(refresh_token, self.session_ttl, self.refresh_ttl, REFRESH_GRACE_SECONDS)
+            issued = self.store.rotate(
+                refresh_token, self.session_ttl, self.refresh_ttl, REFRESH_GRACE_SECONDS
+            )
         if issued is None:
             raise AuthError("Invalid or expired refresh token")
         return issued

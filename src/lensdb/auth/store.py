@@ -112,7 +112,9 @@ class AuthStore:
         self._lock = threading.RLock()
         self._depth = 0
         self._writes = 0
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=30
+        )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
@@ -169,7 +171,10 @@ class AuthStore:
         with self.transaction() as c:
             if c.execute("SELECT 1 FROM users LIMIT 1").fetchone():
                 return None
-            c.execute("INSERT OR REPLACE INTO roles VALUES (?, ?)", (ADMIN, json.dumps(permissions.ALL_PERMISSIONS)))
+            c.execute(
+                "INSERT OR REPLACE INTO roles VALUES (?, ?)",
+                (ADMIN, json.dumps(permissions.ALL_PERMISSIONS)),
+            )
             generated = None
             if not admin_password:
                 admin_password = generated = credentials.generate_password()
@@ -184,7 +189,9 @@ class AuthStore:
 
     def roles(self) -> dict[str, Permissions]:
         with self._lock:
-            rows = self._conn.execute("SELECT name, permissions FROM roles ORDER BY name").fetchall()
+            rows = self._conn.execute(
+                "SELECT name, permissions FROM roles ORDER BY name"
+            ).fetchall()
         return {name: json.loads(p) for name, p in rows}
 
     def create_role(self, name: str, perms: Permissions) -> None:
@@ -238,13 +245,22 @@ class AuthStore:
     def _set_roles(self, c: sqlite3.Connection, user_id: int, roles: Iterable[str]) -> None:
         roles = list(roles)
         for r in roles:
-            if not isinstance(r, str) or not c.execute("SELECT 1 FROM roles WHERE name = ?", (r,)).fetchone():
+            if (
+                not isinstance(r, str)
+                or not c.execute("SELECT 1 FROM roles WHERE name = ?", (r,)).fetchone()
+            ):
                 raise AuthError(f"role '{r}' does not exist")
         c.execute("DELETE FROM user_roles WHERE user_id = ?", (user_id,))
-        c.executemany("INSERT OR IGNORE INTO user_roles VALUES (?, ?)", [(user_id, r) for r in roles])
+        c.executemany(
+            "INSERT OR IGNORE INTO user_roles VALUES (?, ?)", [(user_id, r) for r in roles]
+        )
 
     def create_user(
-        self, username: str, password: str | None, roles: Iterable[str] = (), email: str | None = None
+        self,
+        username: str,
+        password: str | None,
+        roles: Iterable[str] = (),
+        email: str | None = None,
     ) -> User:
         if not isinstance(username, str) or not username:
             raise AuthError("username must be a non-empty string")
@@ -339,7 +355,10 @@ class AuthStore:
 
     def _match_tokens(self, c: sqlite3.Connection, tok: str, user_id: int | None) -> list[int]:
         scope, args = ("AND user_id = ?", [user_id]) if user_id is not None else ("", [])
-        rows = c.execute(f"SELECT id FROM api_tokens WHERE hash = ? {scope}", [credentials.token_hash(tok), *args]).fetchall()
+        rows = c.execute(
+            f"SELECT id FROM api_tokens WHERE hash = ? {scope}",
+            [credentials.token_hash(tok), *args],
+        ).fetchall()
         if not rows and len(tok) <= credentials.SHOWN_CHARS:
             rows = c.execute(
                 f"SELECT id FROM api_tokens WHERE shown LIKE ? ESCAPE '\\' {scope}",
@@ -349,30 +368,42 @@ class AuthStore:
 
     def token(self, token: str) -> ApiToken | None:
         row = self._one(
-            "SELECT id, shown, user_id, expires FROM api_tokens WHERE hash = ?", (credentials.token_hash(token),)
+            "SELECT id, shown, user_id, expires FROM api_tokens WHERE hash = ?",
+            (credentials.token_hash(token),),
         )
         return ApiToken(*row) if row else None
 
     def tokens_of(self, user_id: int) -> list[ApiToken]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, shown, user_id, expires FROM api_tokens WHERE user_id = ? ORDER BY created", (user_id,)
+                "SELECT id, shown, user_id, expires FROM api_tokens WHERE user_id = ? ORDER BY created",
+                (user_id,),
             ).fetchall()
         return [ApiToken(*r) for r in rows]
 
     # -- sessions --------------------------------------------------------------------
 
-    def open_session(self, user_id: int, api_token_id: int | None, session_ttl: int, refresh_ttl: int) -> IssuedSession:
+    def open_session(
+        self, user_id: int, api_token_id: int | None, session_ttl: int, refresh_ttl: int
+    ) -> IssuedSession:
         now = time.time()
         session = credentials.new_token(credentials.SESSION_PREFIX)
         refresh = credentials.new_token(credentials.REFRESH_PREFIX)
         with self.transaction() as c:
-            c.execute("DELETE FROM sessions WHERE session_expires < ? AND refresh_expires < ?", (now, now))
+            c.execute(
+                "DELETE FROM sessions WHERE session_expires < ? AND refresh_expires < ?", (now, now)
+            )
             c.execute(
                 "INSERT INTO sessions (session_hash, refresh_hash, user_id, api_token_id, session_expires, refresh_expires)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (credentials.token_hash(session), credentials.token_hash(refresh), user_id, api_token_id,
-                 now + session_ttl, now + refresh_ttl),
+                (
+                    credentials.token_hash(session),
+                    credentials.token_hash(refresh),
+                    user_id,
+                    api_token_id,
+                    now + session_ttl,
+                    now + refresh_ttl,
+                ),
             )
         return IssuedSession(session, refresh, session_ttl, refresh_ttl)
 
@@ -383,7 +414,9 @@ class AuthStore:
         )
         return SessionRecord(*row) if row else None
 
-    def rotate(self, refresh_token: str, session_ttl: int, refresh_ttl: int, grace: float) -> IssuedSession | None:
+    def rotate(
+        self, refresh_token: str, session_ttl: int, refresh_ttl: int, grace: float
+    ) -> IssuedSession | None:
         """Swap a refresh token for a new session; None if it is unknown or expired.
 
         The old session token stays valid for `grace` seconds (never beyond its own
@@ -400,7 +433,11 @@ class AuthStore:
             old = SessionRecord(*row)
             c.execute(
                 "UPDATE sessions SET refresh_hash = NULL, session_expires = ?, refresh_expires = ? WHERE id = ?",
-                (min(old.session_expires, now + grace), min(old.session_expires, now + grace), old.id),
+                (
+                    min(old.session_expires, now + grace),
+                    min(old.session_expires, now + grace),
+                    old.id,
+                ),
             )
             return self.open_session(old.user_id, old.api_token_id, session_ttl, refresh_ttl)
 

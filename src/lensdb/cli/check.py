@@ -17,9 +17,12 @@ def _mb(n: int) -> str:
 
 @main.command()
 @data_option
-@click.option("--repair", is_flag=True,
-              help="Remove pack files that no row uses (they can only come from outside lensdb: "
-                   "a copied or partly restored folder).")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Remove pack files that no row uses (they can only come from outside lensdb: "
+    "a copied or partly restored folder).",
+)
 def check(data: str, blobs: str | None, repair: bool) -> None:
     """Check that every blob row's bytes are stored and every pack is used.
 
@@ -39,13 +42,18 @@ def check(data: str, blobs: str | None, repair: bool) -> None:
         report = store.check(repair=repair)
     finally:
         store.close()
-    click.echo(f"{report.rows:,} blob row(s) in {report.packs:,} pack file(s): {_mb(report.live_bytes)} "
-               f"used, {_mb(report.pack_bytes)} on disk")
+    click.echo(
+        f"{report.rows:,} blob row(s) in {report.packs:,} pack file(s): {_mb(report.live_bytes)} "
+        f"used, {_mb(report.pack_bytes)} on disk"
+    )
     if report.orphans:
         verb = "removed" if repair else "found (run with --repair to remove them)"
         click.echo(f"{len(report.orphans):,} pack file(s) that no row uses {verb}")
     if report.missing:
-        click.echo(f"error: {len(report.missing):,} row(s) point to bytes that are not on disk, e.g. "
-                   f"{report.missing[0]}; restore {where} from a backup", err=True)
+        click.echo(
+            f"error: {len(report.missing):,} row(s) point to bytes that are not on disk, e.g. "
+            f"{report.missing[0]}; restore {where} from a backup",
+            err=True,
+        )
         sys.exit(1)
     click.echo("ok: every blob row's bytes are on disk")

@@ -12,15 +12,22 @@ from lensdb.cli import setting, settings
 if TYPE_CHECKING:
     from lensdb.auth.store import AuthStore
 
+
 def data_option(f):  # noqa: ANN001, ANN201 - a click decorator: --data and --blobs
     f = click.option(
-        "--blobs", default=setting("blobs"), metavar="URL",
+        "--blobs",
+        default=setting("blobs"),
+        metavar="URL",
         help="With a postgresql:// --data: where blobs go, s3://BUCKET/PREFIX (endpoint and "
-             "credentials from the AWS_* variables) or file:///shared/path. Env: LENSDB_BLOBS.")(f)
+        "credentials from the AWS_* variables) or file:///shared/path. Env: LENSDB_BLOBS.",
+    )(f)
     return click.option(
-        "--data", default=setting("data"), show_default="./data", metavar="FOLDER|URL",
-        help="Database folder (embedded), or postgresql://USER:PASSWORD@HOST/DB. "
-             "Env: LENSDB_DATA.")(f)
+        "--data",
+        default=setting("data"),
+        show_default="./data",
+        metavar="FOLDER|URL",
+        help="Database folder (embedded), or postgresql://USER:PASSWORD@HOST/DB. Env: LENSDB_DATA.",
+    )(f)
 
 
 def config_error(e: Exception) -> click.ClickException:
@@ -50,7 +57,9 @@ def open_store(data: str, blobs: str | None = None) -> AuthStore:
         raise config_error(e) from None
     generated = store.bootstrap(settings().admin_password)
     if generated:
-        click.echo(f"Created user 'admin' with password: {generated} (shown only this once)", err=True)
+        click.echo(
+            f"Created user 'admin' with password: {generated} (shown only this once)", err=True
+        )
     return store
 
 

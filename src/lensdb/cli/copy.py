@@ -13,11 +13,22 @@ from lensdb.cli.common import config_error
 @main.command("copy")
 @click.argument("src", metavar="SRC")
 @click.argument("dst", metavar="DST")
-@click.option("--src-blobs", metavar="URL", help="Blobs of a postgresql:// SRC (s3://... or file:///...).")
-@click.option("--blobs", "dst_blobs", metavar="URL",
-              help="Blobs of a postgresql:// DST (s3://BUCKET/PREFIX or file:///path).")
-@click.option("--batch", default=500, show_default=True, type=click.IntRange(min=1),
-              help="Objects per destination transaction.")
+@click.option(
+    "--src-blobs", metavar="URL", help="Blobs of a postgresql:// SRC (s3://... or file:///...)."
+)
+@click.option(
+    "--blobs",
+    "dst_blobs",
+    metavar="URL",
+    help="Blobs of a postgresql:// DST (s3://BUCKET/PREFIX or file:///path).",
+)
+@click.option(
+    "--batch",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Objects per destination transaction.",
+)
 def copy(src: str, dst: str, src_blobs: str | None, dst_blobs: str | None, batch: int) -> None:
     """Copy every object, connection, blob and index from SRC to DST, keeping ids.
 
@@ -42,8 +53,9 @@ def copy(src: str, dst: str, src_blobs: str | None, dst_blobs: str | None, batch
     def progress(phase: str, done: int, total: int) -> None:
         bar = bars.get(phase)
         if bar is None:
-            bar = bars[phase] = tqdm(total=total, desc=phase, unit=" rows", file=sys.stderr,
-                                     initial=0)
+            bar = bars[phase] = tqdm(
+                total=total, desc=phase, unit=" rows", file=sys.stderr, initial=0
+            )
         bar.total = max(total, done)
         bar.n = done
         bar.refresh()

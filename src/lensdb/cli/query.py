@@ -14,12 +14,26 @@ from lensdb.cli.common import config_error, data_option
 
 @main.command()
 @data_option
-@click.option("--blob", "blob_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A file to send as an input blob; repeat in command order.")
-@click.option("--save-blobs", type=click.Path(file_okay=False, path_type=Path),
-              help="Write returned blobs into this folder as blob-<n>.")
+@click.option(
+    "--blob",
+    "blob_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file to send as an input blob; repeat in command order.",
+)
+@click.option(
+    "--save-blobs",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write returned blobs into this folder as blob-<n>.",
+)
 @click.argument("query", required=False)
-def query(data: str, blobs: str | None, blob_files: tuple[Path, ...], save_blobs: Path | None, query: str | None) -> None:
+def query(
+    data: str,
+    blobs: str | None,
+    blob_files: tuple[Path, ...],
+    save_blobs: Path | None,
+    query: str | None,
+) -> None:
     """Run QUERY (a JSON command array; '-' or nothing reads standard input) and print the response.
 
     Example: lensdb query --data ./data '[{"GetStatus": {}}]'
@@ -41,6 +55,8 @@ def query(data: str, blobs: str | None, blob_files: tuple[Path, ...], save_blobs
             (save_blobs / f"blob-{i}").write_bytes(b)
         click.echo(f"wrote {len(out_blobs)} blob(s) to {save_blobs}", err=True)
     elif out_blobs:
-        click.echo(f"({len(out_blobs)} blob(s) returned; use --save-blobs DIR to keep them)", err=True)
+        click.echo(
+            f"({len(out_blobs)} blob(s) returned; use --save-blobs DIR to keep them)", err=True
+        )
     if not isinstance(response, list):
         sys.exit(1)

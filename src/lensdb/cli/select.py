@@ -12,32 +12,75 @@ from lensdb.cli import main
 
 
 @main.command()
-@click.option("--data", envvar="LENSDB_DATA", default="./data", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Database folder.")
+@click.option(
+    "--data",
+    envvar="LENSDB_DATA",
+    default="./data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Database folder.",
+)
 @click.option("--set", "set_name", required=True, help="The descriptor set holding the embeddings.")
-@click.option("--mode", type=click.Choice(["diverse", "dedup", "similar", "disagree"]),
-              default="diverse", show_default=True,
-              help="diverse: spread over the set, most informative first; dedup: skip images "
-              "within --threshold of one already listed; similar: nearest to the --like images; "
-              "disagree: labelled images whose nearest neighbours mostly carry another label.")
-@click.option("-n", "count", type=click.IntRange(min=1), default=None,
-              help="How many images to list (default: diverse and similar 100, others all).")
-@click.option("--threshold", type=float, default=0.05, show_default=True,
-              help="dedup: the dissimilarity under which two images are duplicates (squared L2 "
-              "for L2 sets, 1 - cosine otherwise).")
+@click.option(
+    "--mode",
+    type=click.Choice(["diverse", "dedup", "similar", "disagree"]),
+    default="diverse",
+    show_default=True,
+    help="diverse: spread over the set, most informative first; dedup: skip images "
+    "within --threshold of one already listed; similar: nearest to the --like images; "
+    "disagree: labelled images whose nearest neighbours mostly carry another label.",
+)
+@click.option(
+    "-n",
+    "count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="How many images to list (default: diverse and similar 100, others all).",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="dedup: the dissimilarity under which two images are duplicates (squared L2 "
+    "for L2 sets, 1 - cosine otherwise).",
+)
 @click.option("--like", multiple=True, help="similar: an example image's _uniqueid (repeatable).")
 @click.option("--constraints", default=None, help="Only images matching these constraints (JSON).")
-@click.option("--label-property", default=None,
-              help="disagree: the image property holding its label (default: the descriptor's "
-              "label, as AddDescriptor's 'label' sets it).")
-@click.option("-k", "neighbours", type=click.IntRange(min=1), default=5, show_default=True,
-              help="disagree: how many neighbours vote.")
-@click.option("--ls-url", default=None, metavar="URL",
-              help="With --project: link each image pushed to that Label Studio project to its task.")
+@click.option(
+    "--label-property",
+    default=None,
+    help="disagree: the image property holding its label (default: the descriptor's "
+    "label, as AddDescriptor's 'label' sets it).",
+)
+@click.option(
+    "-k",
+    "neighbours",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="disagree: how many neighbours vote.",
+)
+@click.option(
+    "--ls-url",
+    default=None,
+    metavar="URL",
+    help="With --project: link each image pushed to that Label Studio project to its task.",
+)
 @click.option("--project", "project_id", type=int, default=None, help="The Label Studio project.")
-def select(data: Path, set_name: str, mode: str, count: int | None, threshold: float,
-           like: tuple[str, ...], constraints: str | None, label_property: str | None,
-           neighbours: int, ls_url: str | None, project_id: int | None) -> None:
+def select(
+    data: Path,
+    set_name: str,
+    mode: str,
+    count: int | None,
+    threshold: float,
+    like: tuple[str, ...],
+    constraints: str | None,
+    label_property: str | None,
+    neighbours: int,
+    ls_url: str | None,
+    project_id: int | None,
+) -> None:
     """Print the images to label, one JSON object a line: _uniqueid and why it was chosen.
 
     Each image counts through the descriptor of SET connected to it (as the SDK's CLIP loader
@@ -58,8 +101,15 @@ def select(data: Path, set_name: str, mode: str, count: int | None, threshold: f
 
     if count is None and mode in ("diverse", "similar"):
         count = 100
-    spec = {"set": set_name, "mode": mode, "threshold": threshold, "like": list(like),
-            "label_property": label_property, "k": neighbours, "n": count}
+    spec = {
+        "set": set_name,
+        "mode": mode,
+        "threshold": threshold,
+        "like": list(like),
+        "label_property": label_property,
+        "k": neighbours,
+        "n": count,
+    }
     try:
         choice = Choice.parse(spec)
         where = json.loads(constraints) if constraints else None

@@ -16,7 +16,9 @@ def tokens() -> None:
 @tokens.command("create")
 @data_option
 @click.argument("username")
-@click.option("--expires-in", type=click.IntRange(min=1), help="Lifetime in seconds (default: no expiry).")
+@click.option(
+    "--expires-in", type=click.IntRange(min=1), help="Lifetime in seconds (default: no expiry)."
+)
 def create(data: str, blobs: str | None, username: str, expires_in: int | None) -> None:
     """Create a token for USERNAME and print it (only its hash is kept)."""
     from lensdb.auth import credentials

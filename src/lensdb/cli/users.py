@@ -21,9 +21,18 @@ def users() -> None:
 @data_option
 @click.argument("username")
 @click.option("--password", help="Password (prompted for when omitted).")
-@click.option("--role", "roles", multiple=True, help="Role to grant; repeat for several (e.g. --role admin).")
+@click.option(
+    "--role", "roles", multiple=True, help="Role to grant; repeat for several (e.g. --role admin)."
+)
 @click.option("--email", help="Email address.")
-def add(data: str, blobs: str | None, username: str, password: str | None, roles: tuple[str, ...], email: str | None) -> None:
+def add(
+    data: str,
+    blobs: str | None,
+    username: str,
+    password: str | None,
+    roles: tuple[str, ...],
+    email: str | None,
+) -> None:
     """Create USERNAME."""
     from lensdb.auth.store import AuthError
 
@@ -45,7 +54,10 @@ def list_(data: str, blobs: str | None) -> None:
     """List users, their roles and how many API tokens they hold."""
     store = open_store(data, blobs)
     try:
-        rows = [(u.username, ",".join(u.roles) or "-", u.email or "-", len(store.tokens_of(u.id))) for u in store.users()]
+        rows = [
+            (u.username, ",".join(u.roles) or "-", u.email or "-", len(store.tokens_of(u.id)))
+            for u in store.users()
+        ]
     finally:
         store.close()
     width = max([len(r[0]) for r in rows] + [8])

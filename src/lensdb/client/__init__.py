@@ -16,13 +16,31 @@ from lensdb.client.embedded import EmbeddedClient
 from lensdb.client.http import HttpClient
 from lensdb.client.tcp import ConnectionSettings, TcpClient, client_for, split_hostport
 
-__all__ = ["Client", "ConnectionSettings", "DatabaseError", "DatabaseUnavailable", "EmbeddedClient",
-           "HttpClient", "TcpClient", "client_for", "connect", "split_hostport"]
+__all__ = [
+    "Client",
+    "ConnectionSettings",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "EmbeddedClient",
+    "HttpClient",
+    "TcpClient",
+    "client_for",
+    "connect",
+    "split_hostport",
+]
 
 
-def connect(address: str, username: str = "admin", password: str = "", token: str = "", *,
-            tls: bool = True, ca_cert: str | None = None, insecure: bool = False,
-            timeout: float = 10.0) -> Client:
+def connect(
+    address: str,
+    username: str = "admin",
+    password: str = "",
+    token: str = "",
+    *,
+    tls: bool = True,
+    ca_cert: str | None = None,
+    insecure: bool = False,
+    timeout: float = 10.0,
+) -> Client:
     """A client for `HOST:PORT` (TCP, TLS unless `tls=False`) or an `http(s)://` URL.
 
     Certificates are checked by default: give `ca_cert` for a private CA (lensdb's
@@ -32,6 +50,16 @@ def connect(address: str, username: str = "admin", password: str = "", token: st
         verify: bool | str = False if insecure else (ca_cert or True)
         return HttpClient(address, username, password, token, verify=verify, timeout=timeout)
     host, port = split_hostport(address)
-    return TcpClient(ConnectionSettings(host=host, port=port, username=username, password=password,
-                                        token=token, use_ssl=tls, verify_certificate=not insecure,
-                                        ca_cert=ca_cert or ""), timeout=timeout)
+    return TcpClient(
+        ConnectionSettings(
+            host=host,
+            port=port,
+            username=username,
+            password=password,
+            token=token,
+            use_ssl=tls,
+            verify_certificate=not insecure,
+            ca_cert=ca_cert or "",
+        ),
+        timeout=timeout,
+    )

@@ -32,8 +32,12 @@ class Client(Protocol):
     (not reached, or the login was refused: retry later).
     """
 
-    def query(self, commands: list[dict], blobs: list[bytes] | None = None,
-              ok: frozenset[int] | tuple[int, ...] = ...) -> tuple[list[dict], list[bytes]]: ...
+    def query(
+        self,
+        commands: list[dict],
+        blobs: list[bytes] | None = None,
+        ok: frozenset[int] | tuple[int, ...] = ...,
+    ) -> tuple[list[dict], list[bytes]]: ...
 
     def status(self) -> dict[str, Any]: ...
 
@@ -50,5 +54,7 @@ def refusal(response: Any, ok: frozenset[int] | tuple[int, ...] = SUCCESS) -> Da
         return None
     info = error_info(response)
     if "authenticat" in info.lower():
-        return DatabaseUnavailable(f"The server refused the session: {info}", status, field="password")
+        return DatabaseUnavailable(
+            f"The server refused the session: {info}", status, field="password"
+        )
     return DatabaseError(info, status)

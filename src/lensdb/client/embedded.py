@@ -21,8 +21,12 @@ class EmbeddedClient:
         self.engine = engine
         self.close_engine = close_engine
 
-    def query(self, commands: list[dict], blobs: list[bytes] | None = None,
-              ok: frozenset[int] | tuple[int, ...] = SUCCESS) -> tuple[list[dict], list[bytes]]:
+    def query(
+        self,
+        commands: list[dict],
+        blobs: list[bytes] | None = None,
+        ok: frozenset[int] | tuple[int, ...] = SUCCESS,
+    ) -> tuple[list[dict], list[bytes]]:
         response, out = self.engine.query(commands, blobs or [])
         error = refusal(response, ok)
         if error is not None:

@@ -44,23 +44,34 @@ class ConnectionSettings:
         return f"{self.host}:{self.port}"
 
 
-def _reachability_problem(settings: ConnectionSettings, timeout: float) -> DatabaseUnavailable | None:
+def _reachability_problem(
+    settings: ConnectionSettings, timeout: float
+) -> DatabaseUnavailable | None:
     """Say in words why nothing answers at host:port (and which setting to change), or None."""
     where = settings.describe()
     try:
         with socket.create_connection((settings.host, int(settings.port)), timeout=timeout):
             return None
     except socket.gaierror:
-        return DatabaseUnavailable(f"The host name '{settings.host}' could not be resolved. Check the host field.",
-                                   field="hostname")
+        return DatabaseUnavailable(
+            f"The host name '{settings.host}' could not be resolved. Check the host field.",
+            field="hostname",
+        )
     except ConnectionRefusedError:
-        return DatabaseUnavailable(f"Nothing is listening at {where}: connection refused. "
-                                   "Is the lensdb server running, and is the port right?", field="port")
+        return DatabaseUnavailable(
+            f"Nothing is listening at {where}: connection refused. "
+            "Is the lensdb server running, and is the port right?",
+            field="port",
+        )
     except TimeoutError:
-        return DatabaseUnavailable(f"No answer from {where} within {timeout:g} s (firewall or wrong address?).",
-                                   field="hostname")
+        return DatabaseUnavailable(
+            f"No answer from {where} within {timeout:g} s (firewall or wrong address?).",
+            field="hostname",
+        )
     except OSError as exc:
-        return DatabaseUnavailable(f"Cannot reach {where}: {exc.strerror or exc}.", field="hostname")
+        return DatabaseUnavailable(
+            f"Cannot reach {where}: {exc.strerror or exc}.", field="hostname"
+        )
 
 
 class TcpClient:
@@ -70,7 +81,9 @@ class TcpClient:
     which runs every request in a new thread. Sessions are shared by all pooled connections.
     """
 
-    def __init__(self, settings: ConnectionSettings, timeout: float = 5.0, pool_size: int = 8) -> None:
+    def __init__(
+        self, settings: ConnectionSettings, timeout: float = 5.0, pool_size: int = 8
+    ) -> None:
         self.settings = settings
         self.timeout = timeout
         self._idle: queue.LifoQueue = queue.LifoQueue(maxsize=pool_size)
@@ -81,15 +94,24 @@ class TcpClient:
 
         s = self.settings
         if not s.password and not s.token:
-            raise DatabaseUnavailable("Give a password or a token for the lensdb user.", field="password")
+            raise DatabaseUnavailable(
+                "Give a password or a token for the lensdb user.", field="password"
+            )
         problem = _reachability_problem(s, self.timeout)
         if problem:
             raise problem
         return Connector(
-            host=s.host, port=int(s.port), user=s.username or "", password=s.password or "",
-            token=s.token or "", use_ssl=s.use_ssl, verify_hostname=s.verify_certificate,
-            ca_cert=s.ca_cert or None, shared_data=self._shared,
-            retry_interval_seconds=0, retry_max_attempts=2,
+            host=s.host,
+            port=int(s.port),
+            user=s.username or "",
+            password=s.password or "",
+            token=s.token or "",
+            use_ssl=s.use_ssl,
+            verify_hostname=s.verify_certificate,
+            ca_cert=s.ca_cert or None,
+            shared_data=self._shared,
+            retry_interval_seconds=0,
+            retry_max_attempts=2,
         )
 
     def _take(self) -> Any:
@@ -104,8 +126,12 @@ class TcpClient:
         except queue.Full:
             _close(conn)
 
-    def query(self, commands: list[dict], blobs: list[bytes] | None = None,
-              ok: frozenset[int] | tuple[int, ...] = SUCCESS) -> tuple[list[dict], list[bytes]]:
+    def query(
+        self,
+        commands: list[dict],
+        blobs: list[bytes] | None = None,
+        ok: frozenset[int] | tuple[int, ...] = SUCCESS,
+    ) -> tuple[list[dict], list[bytes]]:
         """Run one transaction; raise DatabaseUnavailable (retry later) or DatabaseError (rejected)."""
         conn = self._take()
         try:
@@ -131,17 +157,26 @@ class TcpClient:
         first = text.splitlines()[0] if text else repr(exc)
         low = first.lower()
         if low.startswith("could not query"):
-            return DatabaseUnavailable(f"Lost the connection to {where} while querying (server restarting?).")
+            return DatabaseUnavailable(
+                f"Lost the connection to {where} while querying (server restarting?)."
+            )
         if "certificate" in low or "ssl" in low or "tls" in low:
             return DatabaseUnavailable(
                 f"TLS problem talking to {where}: {first}. Give the server's CA certificate (lensdb's "
                 "DATA/tls/ca.crt for its self-signed one), or turn certificate checks off, or TLS off for a "
-                "plain server.", field="use_ssl")
+                "plain server.",
+                field="use_ssl",
+            )
         if "protocol" in low:
-            return DatabaseUnavailable(f"{where} did not accept the connection protocol (TLS on for a server "
-                                       "without TLS, or the other way round?)", field="use_ssl")
+            return DatabaseUnavailable(
+                f"{where} did not accept the connection protocol (TLS on for a server "
+                "without TLS, or the other way round?)",
+                field="use_ssl",
+            )
         if any(w in low for w in ("password", "authenticat", "token", "user", "credential")):
-            return DatabaseUnavailable(f"The server at {where} refused the login: {first}", field="password")
+            return DatabaseUnavailable(
+                f"The server at {where} refused the login: {first}", field="password"
+            )
         return DatabaseUnavailable(f"Query to {where} failed: {first}")
 
     def status(self) -> dict:

@@ -13,7 +13,12 @@ from typing import Any
 
 import httpx
 
-WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_DELETED"]
+WEBHOOK_ACTIONS = [
+    "ANNOTATION_CREATED",
+    "ANNOTATION_UPDATED",
+    "ANNOTATIONS_DELETED",
+    "TASKS_DELETED",
+]
 
 
 class LabelStudioError(Exception):
@@ -32,16 +37,22 @@ def ls_time(value: str | datetime) -> str:
 class LabelStudio:
     def __init__(self, url: str, token: str, timeout: float = 600.0) -> None:
         if not url:
-            raise LabelStudioError("Give Label Studio's address with --ls-url, e.g. http://localhost:8080")
+            raise LabelStudioError(
+                "Give Label Studio's address with --ls-url, e.g. http://localhost:8080"
+            )
         if not token:
-            raise LabelStudioError("Give a Label Studio API token with --ls-token (Account & Settings > "
-                                   "Personal Access Token, or a legacy token)")
+            raise LabelStudioError(
+                "Give a Label Studio API token with --ls-token (Account & Settings > "
+                "Personal Access Token, or a legacy token)"
+            )
         self.url = url.rstrip("/")
         self.token = token.strip()
         self.personal = self.token.startswith("eyJ") and self.token.count(".") == 2
         self._access: str | None = None
         self.http = httpx.Client(base_url=self.url, timeout=timeout)
-        self.server_time: datetime | None = None  # Label Studio's clock (Date header) at the last answer
+        self.server_time: datetime | None = (
+            None  # Label Studio's clock (Date header) at the last answer
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -54,8 +65,10 @@ class LabelStudio:
         if self._access is None:
             r = self._send("POST", "/api/token/refresh/", json={"refresh": self.token}, auth=False)
             if r.status_code != 200 or "access" not in r.json():
-                raise LabelStudioError(f"Label Studio at {self.url} refused the personal access token "
-                                       f"(HTTP {r.status_code}). Create a new one under Account & Settings.")
+                raise LabelStudioError(
+                    f"Label Studio at {self.url} refused the personal access token "
+                    f"(HTTP {r.status_code}). Create a new one under Account & Settings."
+                )
             self._access = r.json()["access"]
         return f"Bearer {self._access}"
 
@@ -71,11 +84,15 @@ class LabelStudio:
                 pass
             return r
         except httpx.TimeoutException:
-            raise LabelStudioError(f"Label Studio at {self.url} did not answer in time ({method} {path}); "
-                                   "try again, or use smaller batches (--batch-size)") from None
+            raise LabelStudioError(
+                f"Label Studio at {self.url} did not answer in time ({method} {path}); "
+                "try again, or use smaller batches (--batch-size)"
+            ) from None
         except httpx.HTTPError as exc:
-            raise LabelStudioError(f"Label Studio at {self.url} does not answer ({exc}). "
-                                   "Is it running, and is --ls-url right?") from None
+            raise LabelStudioError(
+                f"Label Studio at {self.url} does not answer ({exc}). "
+                "Is it running, and is --ls-url right?"
+            ) from None
 
     def request(self, method: str, path: str, what: str, **kw: Any) -> Any:
         r = self._send(method, path, **kw)
@@ -84,17 +101,28 @@ class LabelStudio:
             r = self._send(method, path, **kw)
         if r.status_code == 401:
             detail = _detail(r)
-            hint = (" Legacy tokens are off by default in Label Studio 1.23: use a Personal Access Token, or "
-                    "enable legacy tokens (Organization > API Tokens settings)." if "legacy" in detail.lower() else
-                    " Check --ls-token (Account & Settings in Label Studio).")
-            raise LabelStudioError(f"Label Studio refused the token while trying to {what}: {detail}.{hint}")
+            hint = (
+                " Legacy tokens are off by default in Label Studio 1.23: use a Personal Access Token, or "
+                "enable legacy tokens (Organization > API Tokens settings)."
+                if "legacy" in detail.lower()
+                else " Check --ls-token (Account & Settings in Label Studio)."
+            )
+            raise LabelStudioError(
+                f"Label Studio refused the token while trying to {what}: {detail}.{hint}"
+            )
         if r.status_code == 403:
-            raise LabelStudioError(f"Label Studio says the token's user may not {what}: {_detail(r)}")
+            raise LabelStudioError(
+                f"Label Studio says the token's user may not {what}: {_detail(r)}"
+            )
         if r.status_code == 404:
-            raise LabelStudioError(f"Label Studio found nothing to {what} ({_detail(r)}): check the project id "
-                                   "(the number in the project's URL) and that the token's user can see it")
+            raise LabelStudioError(
+                f"Label Studio found nothing to {what} ({_detail(r)}): check the project id "
+                "(the number in the project's URL) and that the token's user can see it"
+            )
         if r.status_code >= 400:
-            raise LabelStudioError(f"Label Studio refused to {what}: HTTP {r.status_code} {_detail(r)}")
+            raise LabelStudioError(
+                f"Label Studio refused to {what}: HTTP {r.status_code} {_detail(r)}"
+            )
         return r.json() if r.content else None
 
     # -- API -----------------------------------------------------------------------------------
@@ -106,43 +134,77 @@ class LabelStudio:
         return self.request("GET", f"/api/projects/{int(project_id)}", f"read project {project_id}")
 
     def create_project(self, title: str, label_config: str) -> dict:
-        return self.request("POST", "/api/projects/", "create a project",
-                            json={"title": title, "label_config": label_config})
+        return self.request(
+            "POST",
+            "/api/projects/",
+            "create a project",
+            json={"title": title, "label_config": label_config},
+        )
 
     def import_tasks(self, project_id: int, tasks: list[dict]) -> list[int]:
         """Create tasks (with predictions) in one synchronous import; their ids, in order."""
-        body = self.request("POST", f"/api/projects/{int(project_id)}/import?return_task_ids=true",
-                            f"import tasks into project {project_id}", json=tasks)
+        body = self.request(
+            "POST",
+            f"/api/projects/{int(project_id)}/import?return_task_ids=true",
+            f"import tasks into project {project_id}",
+            json=tasks,
+        )
         ids = body.get("task_ids") if isinstance(body, dict) else None
         if not isinstance(ids, list) or len(ids) != len(tasks):
-            raise LabelStudioError("Label Studio's import did not say which tasks it created "
-                                   "(an asynchronous import in an Enterprise edition?)")
+            raise LabelStudioError(
+                "Label Studio's import did not say which tasks it created "
+                "(an asynchronous import in an Enterprise edition?)"
+            )
         return [int(i) for i in ids]
 
     def changed_tasks(self, project_id: int, since: str | None, page_size: int) -> list[dict]:
         """The first `page_size` tasks updated after `since` (all tasks when None), oldest change first."""
         items = []
         if since:
-            items.append({"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime",
-                          "value": ls_time(since)})
+            items.append(
+                {
+                    "filter": "filter:tasks:updated_at",
+                    "operator": "greater",
+                    "type": "Datetime",
+                    "value": ls_time(since),
+                }
+            )
         return self._tasks(project_id, items, "tasks:updated_at", page_size, 1)[0]
 
-    def tasks_changed_at(self, project_id: int, at: str, page_size: int, page: int) -> tuple[list[dict], int]:
+    def tasks_changed_at(
+        self, project_id: int, at: str, page_size: int, page: int
+    ) -> tuple[list[dict], int]:
         """One page of the tasks whose `updated_at` is exactly `at`, by id, and how many there are.
 
         A bulk update can give more tasks one timestamp than a page holds; ordered by time alone
         they cannot be paged through (ties come in no set order), ordered by id they can.
         """
-        items = [{"filter": "filter:tasks:updated_at", "operator": "in", "type": "Datetime",
-                  "value": {"min": ls_time(at), "max": ls_time(at)}}]
+        items = [
+            {
+                "filter": "filter:tasks:updated_at",
+                "operator": "in",
+                "type": "Datetime",
+                "value": {"min": ls_time(at), "max": ls_time(at)},
+            }
+        ]
         return self._tasks(project_id, items, "tasks:id", page_size, page)
 
-    def _tasks(self, project_id: int, items: list[dict], ordering: str, page_size: int,
-               page: int) -> tuple[list[dict], int]:
+    def _tasks(
+        self, project_id: int, items: list[dict], ordering: str, page_size: int, page: int
+    ) -> tuple[list[dict], int]:
         query = {"filters": {"conjunction": "and", "items": items}, "ordering": [ordering]}
-        body = self.request("GET", "/api/tasks/", f"list the tasks of project {project_id}",
-                            params={"project": int(project_id), "fields": "all", "page": int(page),
-                                    "page_size": int(page_size), "query": json.dumps(query)})
+        body = self.request(
+            "GET",
+            "/api/tasks/",
+            f"list the tasks of project {project_id}",
+            params={
+                "project": int(project_id),
+                "fields": "all",
+                "page": int(page),
+                "page_size": int(page_size),
+                "query": json.dumps(query),
+            },
+        )
         if isinstance(body, dict):
             tasks = list(body.get("tasks") or [])
             return tasks, int(body.get("total", len(tasks)))
@@ -160,30 +222,64 @@ class LabelStudio:
         return self.request("GET", f"/api/tasks/{int(task_id)}", f"read task {task_id}")
 
     def create_annotation(self, task_id: int, result: list[dict], **extra: Any) -> dict:
-        return self.request("POST", f"/api/tasks/{int(task_id)}/annotations/", f"annotate task {task_id}",
-                            json={"result": result, **extra})
+        return self.request(
+            "POST",
+            f"/api/tasks/{int(task_id)}/annotations/",
+            f"annotate task {task_id}",
+            json={"result": result, **extra},
+        )
 
     def update_annotation(self, annotation_id: int, result: list[dict]) -> dict:
-        return self.request("PATCH", f"/api/annotations/{int(annotation_id)}/",
-                            f"update annotation {annotation_id}", json={"result": result})
+        return self.request(
+            "PATCH",
+            f"/api/annotations/{int(annotation_id)}/",
+            f"update annotation {annotation_id}",
+            json={"result": result},
+        )
 
     def delete_annotation(self, annotation_id: int) -> None:
-        self.request("DELETE", f"/api/annotations/{int(annotation_id)}/", f"delete annotation {annotation_id}")
+        self.request(
+            "DELETE",
+            f"/api/annotations/{int(annotation_id)}/",
+            f"delete annotation {annotation_id}",
+        )
 
     def webhooks(self, project_id: int) -> list[dict]:
-        return self.request("GET", "/api/webhooks/", "list webhooks", params={"project": int(project_id)}) or []
+        return (
+            self.request(
+                "GET", "/api/webhooks/", "list webhooks", params={"project": int(project_id)}
+            )
+            or []
+        )
 
     def create_webhook(self, project_id: int, url: str, headers: dict[str, str]) -> dict:
-        return self.request("POST", "/api/webhooks/", f"register a webhook for project {project_id}", json={
-            "project": int(project_id), "url": url, "send_payload": True, "send_for_all_actions": False,
-            "is_active": True, "actions": WEBHOOK_ACTIONS, "headers": headers})
+        return self.request(
+            "POST",
+            "/api/webhooks/",
+            f"register a webhook for project {project_id}",
+            json={
+                "project": int(project_id),
+                "url": url,
+                "send_payload": True,
+                "send_for_all_actions": False,
+                "is_active": True,
+                "actions": WEBHOOK_ACTIONS,
+                "headers": headers,
+            },
+        )
 
     def update_webhook(self, webhook_id: int, **fields: Any) -> dict:
-        return self.request("PATCH", f"/api/webhooks/{int(webhook_id)}/", "update a webhook", json=fields)
+        return self.request(
+            "PATCH", f"/api/webhooks/{int(webhook_id)}/", "update a webhook", json=fields
+        )
 
     def export_json(self, project_id: int) -> list[dict]:
-        return self.request("GET", f"/api/projects/{int(project_id)}/export", "export the project",
-                            params={"exportType": "JSON"})
+        return self.request(
+            "GET",
+            f"/api/projects/{int(project_id)}/export",
+            "export the project",
+            params={"exportType": "JSON"},
+        )
 
 
 def _detail(r: httpx.Response) -> str:

@@ -52,31 +52,54 @@ class PullReport:
     transactions: int = 0
 
     def summary(self, project_id: int) -> str:
-        return (f"project {project_id}: read {self.tasks} changed task(s); wrote {self.saved} annotation(s), "
-                f"deleted {self.deleted}, {self.unchanged} already up to date")
+        return (
+            f"project {project_id}: read {self.tasks} changed task(s); wrote {self.saved} annotation(s), "
+            f"deleted {self.deleted}, {self.unchanged} already up to date"
+        )
 
 
 def _stored(db: Client, project_id: int, task_ids: list[int]) -> dict[int, dict[str, Any]]:
     """task id -> {annotation id: stored updated_at} for annotations lensdb has for these tasks."""
-    response, _ = db.query([{"FindEntity": {
-        "with_class": Q.ANNOTATION_CLASS,
-        "constraints": {**Q.annotation_scope(project_id), "LS_task_id": ["in", task_ids]},
-        "results": {"list": ["LS_id", "LS_task_id", "LS_updated_at"]}}}])
+    response, _ = db.query(
+        [
+            {
+                "FindEntity": {
+                    "with_class": Q.ANNOTATION_CLASS,
+                    "constraints": {
+                        **Q.annotation_scope(project_id),
+                        "LS_task_id": ["in", task_ids],
+                    },
+                    "results": {"list": ["LS_id", "LS_task_id", "LS_updated_at"]},
+                }
+            }
+        ]
+    )
     out: dict[int, dict[str, Any]] = {}
     for e in Q.entities(response, "FindEntity"):
-        out.setdefault(int(e["LS_task_id"]), {})[str(e["LS_id"])] = A.parse_time(e.get("LS_updated_at"))
+        out.setdefault(int(e["LS_task_id"]), {})[str(e["LS_id"])] = A.parse_time(
+            e.get("LS_updated_at")
+        )
     return out
 
 
-def changes_for(tasks: list[dict], stored: dict[int, dict[str, Any]], project: dict,
-                emails: dict[int, str], report: PullReport) -> list[list[dict]]:
+def changes_for(
+    tasks: list[dict],
+    stored: dict[int, dict[str, Any]],
+    project: dict,
+    emails: dict[int, str],
+    report: PullReport,
+) -> list[list[dict]]:
     """The transactions that make lensdb match these tasks' annotations."""
     queries: list[list[dict]] = []
     for task in tasks:
         have = stored.get(int(task["id"]), {})
         current = {str(a["id"]): a for a in task.get("annotations") or []}
         for aid, ann in current.items():
-            if aid in have and have[aid] is not None and have[aid] == A.parse_time(ann.get("updated_at")):
+            if (
+                aid in have
+                and have[aid] is not None
+                and have[aid] == A.parse_time(ann.get("updated_at"))
+            ):
                 report.unchanged += 1
                 continue
             queries.append(A.save_query(ann, task, project, emails))
@@ -93,7 +116,9 @@ def _apply(db: Client, queries: list[list[dict]], cursor_cmds: list[dict]) -> No
         db.query(commands)
 
 
-def pull(ls: LabelStudio, db: Client, project_id: int, full: bool = False, page_size: int = 500) -> PullReport:
+def pull(
+    ls: LabelStudio, db: Client, project_id: int, full: bool = False, page_size: int = 500
+) -> PullReport:
     report = PullReport()
     project = ls.project(project_id)  # fails early: wrong token, unknown project
     ensure_indexes(db)
@@ -114,22 +139,28 @@ def pull(ls: LabelStudio, db: Client, project_id: int, full: bool = False, page_
             queries = changes_for(tasks, stored, project, emails, report)
             newest = max(filter(None, [newest, last]), key=lambda v: A.parse_time(v))
             seen_at = ls.server_time.isoformat() if ls.server_time else None
-            cursor_cmds = (state.set_cursor_commands(ls.url, project_id, ls_time(newest), seen_at, 1)
-                           if ls_time(newest) != stored_cursor else [])
+            cursor_cmds = (
+                state.set_cursor_commands(ls.url, project_id, ls_time(newest), seen_at, 1)
+                if ls_time(newest) != stored_cursor
+                else []
+            )
             if queries or cursor_cmds:
                 _apply(db, queries, cursor_cmds)
                 report.transactions += 1
                 stored_cursor = ls_time(newest)
         except DatabaseError as exc:
-            raise PullError(f"lensdb refused a batch of {len(tasks)} task(s) ({exc}); nothing of that batch was "
-                            "written and the cursor did not move. Fix the cause and pull again.") from None
+            raise PullError(
+                f"lensdb refused a batch of {len(tasks)} task(s) ({exc}); nothing of that batch was "
+                "written and the cursor did not move. Fix the cause and pull again."
+            ) from None
     if full:
         report.deleted += _delete_vanished(db, project_id, set(seen))
     return report
 
 
-def _changed(ls: LabelStudio, project_id: int, since: str | None, page_size: int,
-             seen: dict[int, str]) -> Iterator[list[dict]]:
+def _changed(
+    ls: LabelStudio, project_id: int, since: str | None, page_size: int, seen: dict[int, str]
+) -> Iterator[list[dict]]:
     """Pages of tasks changed after `since`, oldest change first, each task once per change."""
 
     def fresh(tasks: list[dict]) -> list[dict]:

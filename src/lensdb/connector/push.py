@@ -53,9 +53,11 @@ class PushReport:
     task_ids: list[int] = field(default_factory=list)
 
     def summary(self, project_id: int) -> str:
-        parts = [f"created {self.created} task(s) in project {project_id} "
-                 f"({self.predictions} with predictions) in {self.batches} batch(es)",
-                 f"skipped {self.skipped} image(s) already sent to this project"]
+        parts = [
+            f"created {self.created} task(s) in project {project_id} "
+            f"({self.predictions} with predictions) in {self.batches} batch(es)",
+            f"skipped {self.skipped} image(s) already sent to this project",
+        ]
         if self.recovered:
             parts.append(f"recorded {self.recovered} task(s) left over from an earlier push")
         return "; ".join(parts)
@@ -73,11 +75,18 @@ def _pending_file(state_dir: Path, ls_url: str, project_id: int) -> Path:
     return state_dir / "push-pending" / f"{tag}.jsonl"
 
 
-def _save_pending(state_dir: Path, ls_url: str, project_id: int, pairs: list[tuple[str, int]]) -> Path:
+def _save_pending(
+    state_dir: Path, ls_url: str, project_id: int, pairs: list[tuple[str, int]]
+) -> Path:
     path = _pending_file(state_dir, ls_url, project_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        f.write(json.dumps({"ls_url": state.instance_key(ls_url), "project": project_id, "pairs": pairs}) + "\n")
+        f.write(
+            json.dumps(
+                {"ls_url": state.instance_key(ls_url), "project": project_id, "pairs": pairs}
+            )
+            + "\n"
+        )
     return path
 
 
@@ -85,20 +94,27 @@ def _record_pending(db: Client, state_dir: Path, ls_url: str, project_id: int) -
     path = _pending_file(state_dir, ls_url, project_id)
     if not path.exists():
         return 0
-    pairs = [tuple(p) for line in path.read_text().splitlines() if line.strip()
-             for p in json.loads(line)["pairs"]]
+    pairs = [
+        tuple(p)
+        for line in path.read_text().splitlines()
+        if line.strip()
+        for p in json.loads(line)["pairs"]
+    ]
     if pairs:
         try:
             db.query(state.record_push_query(ls_url, project_id, pairs))
         except DatabaseError as exc:
-            raise PushError(f"{len(pairs)} task(s) created by an earlier push are still not recorded in lensdb "
-                            f"({exc}); they are kept in {path}. Fix lensdb and push again.") from None
+            raise PushError(
+                f"{len(pairs)} task(s) created by an earlier push are still not recorded in lensdb "
+                f"({exc}); they are kept in {path}. Fix lensdb and push again."
+            ) from None
     path.unlink()
     return len(pairs)
 
 
-def candidates(db: Client, constraints: dict | None, skip: set[str], limit: int | None,
-               page: int = 2000) -> tuple[list[str], int]:
+def candidates(
+    db: Client, constraints: dict | None, skip: set[str], limit: int | None, page: int = 2000
+) -> tuple[list[str], int]:
     """Images the constraints select that are not in `skip` (up to `limit`, stable order), and how many were."""
     out: list[str] = []
     skipped = offset = 0
@@ -116,17 +132,26 @@ def candidates(db: Client, constraints: dict | None, skip: set[str], limit: int 
     return out, skipped
 
 
-def chosen(db: Client, select: Choice, constraints: dict | None, skip: set[str],
-           limit: int | None) -> tuple[list[str], int]:
+def chosen(
+    db: Client, select: Choice, constraints: dict | None, skip: set[str], limit: int | None
+) -> tuple[list[str], int]:
     """Like `candidates`, for images chosen by their embeddings (in the order chosen)."""
     picked = [c["_uniqueid"] for c in choose(db.query, select, constraints)]
     out = [u for u in picked if u not in skip]
     return out[:limit] if limit is not None else out, len(picked) - len(out)
 
 
-def build_tasks(http: HttpClient, uids: list[str], label_config: str, opts: PushOptions) -> list[dict]:
-    params: dict[str, Any] = {"uniqueids": uids, "predictions": opts.predictions, "label_config": label_config,
-                              "properties": opts.properties, "ttl": opts.ttl, "strict": True}
+def build_tasks(
+    http: HttpClient, uids: list[str], label_config: str, opts: PushOptions
+) -> list[dict]:
+    params: dict[str, Any] = {
+        "uniqueids": uids,
+        "predictions": opts.predictions,
+        "label_config": label_config,
+        "properties": opts.properties,
+        "ttl": opts.ttl,
+        "strict": True,
+    }
     if opts.pred_constraints:
         params["pred_constraints"] = opts.pred_constraints
     if opts.public_url:
@@ -143,8 +168,14 @@ def build_tasks(http: HttpClient, uids: list[str], label_config: str, opts: Push
     return r.json()
 
 
-def push(ls: LabelStudio, db: Client, http: HttpClient, opts: PushOptions,
-         progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None) -> PushReport:
+def push(
+    ls: LabelStudio,
+    db: Client,
+    http: HttpClient,
+    opts: PushOptions,
+    progress: Callable[[int], None] | None = None,
+    total: Callable[[int], None] | None = None,
+) -> PushReport:
     report = PushReport()
     project = ls.project(opts.project_id)  # fails early: wrong token, unknown project
     label_config = project.get("label_config") or ""
@@ -164,17 +195,21 @@ def push(ls: LabelStudio, db: Client, http: HttpClient, opts: PushOptions,
     if total:
         total(len(todo))
     for start in range(0, len(todo), opts.batch_size):
-        batch = todo[start:start + opts.batch_size]
+        batch = todo[start : start + opts.batch_size]
         tasks = build_tasks(http, batch, label_config, opts)
-        ids = ls.import_tasks(opts.project_id, tasks)  # nothing was written to lensdb yet for this batch
+        ids = ls.import_tasks(
+            opts.project_id, tasks
+        )  # nothing was written to lensdb yet for this batch
         pairs = [(t["meta"]["lensdb"]["uniqueid"], tid) for t, tid in zip(tasks, ids, strict=True)]
         try:
             db.query(state.record_push_query(ls.url, opts.project_id, pairs))
         except DatabaseError as exc:
             path = _save_pending(opts.state_dir, ls.url, opts.project_id, pairs)
-            raise PushError(f"Label Studio created {len(ids)} task(s), but lensdb could not record them ({exc}). "
-                            f"They are kept in {path} and will be recorded by the next push; "
-                            "run it once lensdb answers again.") from None
+            raise PushError(
+                f"Label Studio created {len(ids)} task(s), but lensdb could not record them ({exc}). "
+                f"They are kept in {path} and will be recorded by the next push; "
+                "run it once lensdb answers again."
+            ) from None
         report.created += len(ids)
         report.predictions += sum(1 for t in tasks if t.get("predictions"))
         report.batches += 1
@@ -182,4 +217,3 @@ def push(ls: LabelStudio, db: Client, http: HttpClient, opts: PushOptions,
         if progress:
             progress(len(batch))
     return report
-

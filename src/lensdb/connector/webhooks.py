@@ -20,6 +20,12 @@ def register(ls: LabelStudio, project_id: int, receiver: str, secret: str) -> tu
     headers = {SECRET_HEADER: secret}
     for hook in ls.webhooks(project_id):
         if hook.get("url") == url and hook.get("project") == project_id:
-            return ls.update_webhook(hook["id"], headers=headers, actions=WEBHOOK_ACTIONS, send_payload=True,
-                                     send_for_all_actions=False, is_active=True), False
+            return ls.update_webhook(
+                hook["id"],
+                headers=headers,
+                actions=WEBHOOK_ACTIONS,
+                send_payload=True,
+                send_for_all_actions=False,
+                is_active=True,
+            ), False
     return ls.create_webhook(project_id, url, headers), True

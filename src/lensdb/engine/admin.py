@@ -22,7 +22,7 @@ def get_schema(ctx: Context, body: object) -> dict[str, Any]:
     p = Params(body, frozenset({"ref", "type", "refresh"}))
     kind = p.str("type", "both")
     if kind not in ("entities", "connections", "both"):
-        raise QueryError("'type' must be \"entities\", \"connections\" or \"both\"")
+        raise QueryError('\'type\' must be "entities", "connections" or "both"')
     indexed = ctx.txn.indexes()
     out: dict[str, Any] = answer()
     if kind in ("entities", "both"):
@@ -38,32 +38,37 @@ def _section(ctx: Context, kind: str, indexed: set[tuple[str, str, str]]) -> dic
         return None
     classes: dict[str, Any] = {}
     for cls, st in sorted(stats.items()):
-        props = {k: [n, (kind, cls, k) in indexed, ty] for k, (n, ty) in sorted(st.properties.items())}
+        props = {
+            k: [n, (kind, cls, k) in indexed, ty] for k, (n, ty) in sorted(st.properties.items())
+        }
         entry: Any = {"matched": st.matched, "properties": props or None}
         if kind == "connection" and st.ends:
-            ends = [{"src": s, "dst": d, "matched": n, "properties": props or None}
-                    for (s, d), n in sorted(st.ends.items())]
+            ends = [
+                {"src": s, "dst": d, "matched": n, "properties": props or None}
+                for (s, d), n in sorted(st.ends.items())
+            ]
             entry = ends[0] if len(ends) == 1 else ends  # clients normalise both shapes
         classes[cls] = entry
     return {"returned": len(classes), "classes": classes}
 
 
-_INDEX_PARAMS = frozenset({"index_type", "target", "class", "property_key", "property",
-                           "property_type", "kind"})
+_INDEX_PARAMS = frozenset(
+    {"index_type", "target", "class", "property_key", "property", "property_type", "kind"}
+)
 
 
 def _index_spec(body: object) -> tuple[str, str, str]:
     p = Params(body, _INDEX_PARAMS)
     kind = p.get("index_type", p.get("target", "entity"))
     if kind not in ("entity", "connection"):
-        raise QueryError("'index_type' must be \"entity\" or \"connection\"")
+        raise QueryError('\'index_type\' must be "entity" or "connection"')
     cls = p.str("class", required=True)
     key = p.get("property_key", p.get("property"))
     if not isinstance(key, str) or not key:
         raise QueryError("'property_key' is required and must be a string")
     check_key_name(key, "property_key")
     if p.get("kind", "ordered") != "ordered":
-        raise QueryError("only \"ordered\" indexes are supported")
+        raise QueryError('only "ordered" indexes are supported')
     return kind, cls, key  # type: ignore[return-value]
 
 
@@ -81,8 +86,10 @@ def remove_index(ctx: Context, body: object) -> dict[str, Any]:
 def get_indexes(ctx: Context, body: object) -> dict[str, Any]:
     p = Params(body, frozenset({"target", "class", "property", "kind"}))
     want = {k: p.get(k) for k in ("target", "class", "property", "kind") if p.get(k) is not None}
-    indexes = [{"target": t, "class": c, "property": k, "kind": "ordered", "params": {}}
-               for t, c, k in sorted(ctx.txn.indexes())]
+    indexes = [
+        {"target": t, "class": c, "property": k, "kind": "ordered", "params": {}}
+        for t, c, k in sorted(ctx.txn.indexes())
+    ]
     indexes = [i for i in indexes if all(i[k] == v for k, v in want.items())]
     return answer(indexes=indexes)
 
@@ -90,7 +97,8 @@ def get_indexes(ctx: Context, body: object) -> dict[str, Any]:
 def user_log_message(ctx: Context, body: object) -> dict[str, Any]:
     p = Params(body, frozenset({"text", "type"}))
     level = {"INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}.get(
-        p.str("type", "INFO") or "INFO")
+        p.str("type", "INFO") or "INFO"
+    )
     if level is None:
         raise QueryError("'type' must be INFO, WARNING or ERROR")
     log.log(level, "user message: %s", p.str("text", ""))

@@ -11,8 +11,22 @@ from lensdb.engine.values import check_user_key, encode_properties
 from lensdb.errors import QueryError, Status, answer
 from lensdb.store.base import Selection
 
-FIND = frozenset({"_ref", "with_class", "src", "dst", "constraints", "results", "uniqueids",
-                  "limit", "offset", "sort", "unique", "batch"})
+FIND = frozenset(
+    {
+        "_ref",
+        "with_class",
+        "src",
+        "dst",
+        "constraints",
+        "results",
+        "uniqueids",
+        "limit",
+        "offset",
+        "sort",
+        "unique",
+        "batch",
+    }
+)
 
 
 def add(ctx: Context, body: object) -> dict[str, Any]:
@@ -28,14 +42,19 @@ def add(ctx: Context, body: object) -> dict[str, Any]:
         raise QueryError(f"'{which}' (reference {p.get(which)}) matched no object to connect")
     props = encode_properties(p.get("properties"))
     check = "if_not_found" in p
-    where = parse_constraints(p.get("if_not_found"), what="if_not_found", connections=True) if check else None
+    where = (
+        parse_constraints(p.get("if_not_found"), what="if_not_found", connections=True)
+        if check
+        else None
+    )
     ids: list[int] = []
     created = 0
     for s in src.ids:
         for d in dst.ids:
             if check:
-                found = ctx.txn.find_connections(Selection(classes=[cls], where=where, limit=1),
-                                                 src=[s], dst=[d])
+                found = ctx.txn.find_connections(
+                    Selection(classes=[cls], where=where, limit=1), src=[s], dst=[d]
+                )
                 if found:
                     ids.append(found[0].id)
                     continue
@@ -65,9 +84,18 @@ def find(ctx: Context, body: object) -> dict[str, Any]:
     def count(sel: Selection) -> int:
         return ctx.txn.count_connections(sel, src=src, dst=dst)
 
-    return run_find(ctx, p, shape, classes=[cls] if cls else None,
-                    where=parse_constraints(p.get("constraints"), connections=True), traversal=None,
-                    fetch=fetch, count=count, blob_of=None, kind="connection")
+    return run_find(
+        ctx,
+        p,
+        shape,
+        classes=[cls] if cls else None,
+        where=parse_constraints(p.get("constraints"), connections=True),
+        traversal=None,
+        fetch=fetch,
+        count=count,
+        blob_of=None,
+        kind="connection",
+    )
 
 
 def _targets(ctx: Context, p: Params) -> list[int]:
@@ -82,8 +110,10 @@ def _targets(ctx: Context, p: Params) -> list[int]:
 
 
 def update(ctx: Context, body: object) -> dict[str, Any]:
-    p = Params(body, frozenset({"ref", "with_class", "constraints", "src", "dst", "properties",
-                                "remove_props"}))
+    p = Params(
+        body,
+        frozenset({"ref", "with_class", "constraints", "src", "dst", "properties", "remove_props"}),
+    )
     props = encode_properties(p.get("properties"))
     remove = p.get("remove_props", [])
     if not isinstance(remove, list):

@@ -40,8 +40,9 @@ class _Uids:
     negate: bool = False
 
 
-def parse_constraints(obj: object, *, what: str = "constraints",
-                      connections: bool = False) -> Predicate | None:
+def parse_constraints(
+    obj: object, *, what: str = "constraints", connections: bool = False
+) -> Predicate | None:
     """None when there is nothing to constrain. `connections`: the constraints select
     connections, not objects (that changes only what a `_uniqueid` can match)."""
     pred = _parse(obj, what)
@@ -75,8 +76,10 @@ def _property(key: str, pred: object) -> Predicate:
     if len(pred) == 4:
         op1, a, op2, b = pred
         if op1 not in LOWER and op1 not in UPPER or op2 not in LOWER and op2 not in UPPER:
-            raise QueryError(f"Constraint for property '{key}': a range is [op1, a, op2, b] with "
-                             "operators among <, <=, >, >=")
+            raise QueryError(
+                f"Constraint for property '{key}': a range is [op1, a, op2, b] with "
+                "operators among <, <=, >, >="
+            )
         return AllOf((_single(key, op1, a), _single(key, op2, b)))
     raise QueryError(f"Constraint for property '{key}' must be an array of size 2 or 4")
 
@@ -87,12 +90,16 @@ def _single(key: str, op: object, value: object) -> Predicate:
         if not isinstance(value, list):
             raise QueryError(f"Constraint for property '{key}': '{op}' takes a list of values")
         if key == "_uniqueid":
-            return _Uids(tuple(i for i in (_uid(key, v) for v in value) if i is not None),
-                         negate=op == "not in")  # type: ignore[return-value]
+            return _Uids(
+                tuple(i for i in (_uid(key, v) for v in value) if i is not None),
+                negate=op == "not in",
+            )  # type: ignore[return-value]
         return OneOf(key, tuple(_scalar(key, v) for v in value), negate=op == "not in")
     if op not in COMPARISONS:
-        raise QueryError(f"Constraint for property '{key}': unknown operator {op!r} "
-                         "(use ==, !=, <, <=, >, >=, in, not in)")
+        raise QueryError(
+            f"Constraint for property '{key}': unknown operator {op!r} "
+            "(use ==, !=, <, <=, >, >=, in, not in)"
+        )
     if key == "_uniqueid":
         if op not in ("==", "!="):
             raise QueryError("_uniqueid can only be compared with ==, !=, in and not in")
@@ -102,7 +109,9 @@ def _single(key: str, op: object, value: object) -> Predicate:
     if v is None and op not in ("==", "!="):
         raise QueryError(f"Constraint for property '{key}': null can only be used with == and !=")
     if isinstance(v, bool) and op not in ("==", "!="):
-        raise QueryError(f"Constraint for property '{key}': booleans can only be used with == and !=")
+        raise QueryError(
+            f"Constraint for property '{key}': booleans can only be used with == and !="
+        )
     return Compare(key, str(op), v)
 
 
@@ -137,12 +146,14 @@ def _family(code: int) -> ClassIn:
 
 def _uid(key: str, value: Any) -> tuple[int, int] | None:
     if not isinstance(value, str):
-        raise QueryError(f"Constraint for property '{key}': a _uniqueid is a string like \"2.0.17\"")
+        raise QueryError(
+            f"Constraint for property '{key}': a _uniqueid is a string like \"2.0.17\""
+        )
     return parse_uniqueid(value)
 
 
 def _scalar(key: str, value: Any) -> Scalar:
-    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
         return float(value)  # beyond 64 bits a number is stored, and compared, as a double
     if value is None or isinstance(value, bool | int | float | str):
         return value
@@ -156,12 +167,15 @@ def _expression(expr: list, what: str) -> Predicate:
         raise QueryError(f"'{what}': an empty expression array")
     head = expr[0]
     if head in ("all", "any"):
-        parts = tuple(_expression(e, what) if isinstance(e, list) else _bad(e, what)
-                      for e in expr[1:])
+        parts = tuple(
+            _expression(e, what) if isinstance(e, list) else _bad(e, what) for e in expr[1:]
+        )
         return AllOf(parts) if head == "all" else AnyOf(parts)
     if isinstance(head, str) and head.startswith("$") and not head.startswith("$$"):
         if len(expr) != 3:
-            raise QueryError(f"'{what}': a comparison is [\"$property\", operator, value], got {expr!r}")
+            raise QueryError(
+                f"'{what}': a comparison is [\"$property\", operator, value], got {expr!r}"
+            )
         key, op, value = head[1:], expr[1], _literal(expr[2], head[1:])
         if not key:
             raise QueryError(f"'{what}': a property reference needs a name after '$'")
@@ -170,8 +184,10 @@ def _expression(expr: list, what: str) -> Predicate:
 
 
 def _bad(expr: object, what: str) -> Predicate:
-    raise QueryError(f"'{what}': cannot read expression {expr!r}; use [\"all\"|\"any\", ...] or "
-                     "[\"$property\", operator, value]")
+    raise QueryError(
+        f'\'{what}\': cannot read expression {expr!r}; use ["all"|"any", ...] or '
+        '["$property", operator, value]'
+    )
 
 
 def _literal(value: Any, key: str) -> Any:
@@ -179,11 +195,13 @@ def _literal(value: Any, key: str) -> Any:
         if value.startswith("$$"):
             return value[1:]
         if value.startswith("$"):
-            raise QueryError(f"Constraint for property '{key}': comparing with another property "
-                             f"({value}) is not supported")
+            raise QueryError(
+                f"Constraint for property '{key}': comparing with another property "
+                f"({value}) is not supported"
+            )
         return value
     if isinstance(value, dict) and len(value) == 1:
-        (name, inner), = value.items()
+        ((name, inner),) = value.items()
         if name == "to_date":
             return {DATE_KEY: inner}
         if name == "array" and isinstance(inner, list):

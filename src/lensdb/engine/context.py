@@ -32,7 +32,9 @@ def takes_blob(name: str, body: object) -> bool:
         return False
     if name in _ADDS_WITH_BLOB:
         return "url" not in body
-    return name in ("AddDescriptor", "ClassifyDescriptor") or (name == "FindDescriptor" and "k_neighbors" in body)
+    return name in ("AddDescriptor", "ClassifyDescriptor") or (
+        name == "FindDescriptor" and "k_neighbors" in body
+    )
 
 
 @dataclass(slots=True)
@@ -80,7 +82,9 @@ class Context:
         if self.out_bytes > self.max_response_bytes:
             raise QueryError(
                 f"the blobs asked for exceed the response limit of {self.max_response_bytes} "
-                "bytes: ask for fewer (limit, batch) or smaller (operations) blobs", status=Status.RESPONSE_TOO_LARGE)
+                "bytes: ask for fewer (limit, batch) or smaller (operations) blobs",
+                status=Status.RESPONSE_TOO_LARGE,
+            )
         self.blobs_out.append(data)
         return len(self.blobs_out) - 1
 
@@ -91,7 +95,9 @@ class Context:
         if isinstance(ref, bool) or not isinstance(ref, int) or not 1 <= ref <= MAX_REF:
             raise QueryError(f"'_ref' must be an integer from 1 to {MAX_REF}, got {ref!r}")
         if ref in self.refs:
-            raise QueryError(f"_ref {ref} is already used by an earlier command (reuse of _ref value)")
+            raise QueryError(
+                f"_ref {ref} is already used by an earlier command (reuse of _ref value)"
+            )
         self.refs[ref] = refset
 
     def ref(self, value: object, *, param: str = "ref", kind: str | None = "object") -> RefSet:
@@ -99,8 +105,10 @@ class Context:
             raise QueryError(f"'{param}' must be an integer reference to an earlier _ref")
         found = self.refs.get(value)
         if found is None:
-            raise QueryError(f"reference {value} not defined (in '{param}'): set \"_ref\": {value} "
-                             "on an earlier command of the same query")
+            raise QueryError(
+                f"reference {value} not defined (in '{param}'): set \"_ref\": {value} "
+                "on an earlier command of the same query"
+            )
         if kind is not None and found.kind != kind:
             raise QueryError(f"reference {value} (in '{param}') names {found.kind}s, not {kind}s")
         return found
@@ -114,8 +122,10 @@ class Params:
             raise QueryError("parameters must be a JSON object")
         if not allowed.issuperset(body):
             unknown = sorted(k for k in body if k not in allowed)
-            raise QueryError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; "
-                             f"accepted: {', '.join(sorted(allowed))}")
+            raise QueryError(
+                f"unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                f"accepted: {', '.join(sorted(allowed))}"
+            )
         self.body: dict[str, Any] = body
 
     def __contains__(self, key: str) -> bool:

@@ -25,16 +25,23 @@ DEFAULT_MAX_RESPONSE_BYTES = 1 << 30
 def _family_handlers() -> dict[str, Handler]:
     table: dict[str, Handler] = {}
     for name, fam in objects.FAMILIES.items():
-        for verb, fn in (("Add", objects.add), ("Find", objects.find),
-                         ("Update", objects.update), ("Delete", objects.delete)):
+        for verb, fn in (
+            ("Add", objects.add),
+            ("Find", objects.find),
+            ("Update", objects.update),
+            ("Delete", objects.delete),
+        ):
             table[f"{verb}{name}"] = (lambda f, fm: lambda ctx, body: f(ctx, fm, body))(fn, fam)
     return table
 
 
 def _not_supported(name: str) -> Handler:
     def handler(ctx: Context, body: object) -> dict[str, Any]:
-        raise QueryError(f"{name} is not supported yet by lensdb (videos, clips, frames and "
-                         "descriptors are planned)")
+        raise QueryError(
+            f"{name} is not supported yet by lensdb (videos, clips, frames and "
+            "descriptors are planned)"
+        )
+
     return handler
 
 
@@ -82,7 +89,9 @@ READ_ONLY = {n for n in HANDLERS if n.startswith(("Find", "Get"))} | {"ClassifyD
 # pin the blob files their snapshot could see.
 # (A k-NN search may load a set's index from its stored vectors.)
 READS_BLOBS = {f"Find{f.name}" for f in objects.FAMILIES.values() if f.cls is not None} | {
-    "FindDescriptor", "ClassifyDescriptor"}
+    "FindDescriptor",
+    "ClassifyDescriptor",
+}
 # Commands whose blob is a vector: decoded before the transaction, stored only by AddDescriptor.
 VECTOR_INPUTS = frozenset({"AddDescriptor", "FindDescriptor", "ClassifyDescriptor"})
 
@@ -102,9 +111,15 @@ class Database:
     Thread-safe: readers run concurrently, writers one at a time.
     """
 
-    def __init__(self, path: str | Path, *, blobs: str | None = None, store: Store | None = None,
-                 durable: bool = False,
-                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        blobs: str | None = None,
+        store: Store | None = None,
+        durable: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
         self.path = path if isinstance(path, str) and "://" in path else Path(path)
         self.store: Store = store or open_store(path, blobs, durable=durable)
         self.max_response_bytes = max_response_bytes
@@ -131,14 +146,19 @@ class Database:
         self.vectors.save()
         self.store.close()
 
-    def query(self, commands: list | str | bytes, blobs: list[bytes] | None = None,
-              dialect: str = "aperturedb") -> tuple[list | dict, list[bytes]]:
+    def query(
+        self,
+        commands: list | str | bytes,
+        blobs: list[bytes] | None = None,
+        dialect: str = "aperturedb",
+    ) -> tuple[list | dict, list[bytes]]:
         if dialect == "vdms":
             return vdms.run(self._query, commands, blobs)
         return self._query(commands, blobs)
 
-    def _query(self, commands: list | str | bytes,
-               blobs: list[bytes] | None = None) -> tuple[list | dict, list[bytes]]:
+    def _query(
+        self, commands: list | str | bytes, blobs: list[bytes] | None = None
+    ) -> tuple[list | dict, list[bytes]]:
         try:
             parsed = parse_query(commands, blobs)
         except QueryError as e:
@@ -160,8 +180,10 @@ class Database:
                 ctx = Context(self.store, txn, inputs, self.max_response_bytes)
                 ctx.extra["vectors"] = self.vectors
                 ctx.extra["writes"] = writes
-                responses = [self._run(ctx, i, name, cmd[name], len(parsed))
-                             for i, (name, cmd) in enumerate(zip(names, parsed, strict=True))]
+                responses = [
+                    self._run(ctx, i, name, cmd[name], len(parsed))
+                    for i, (name, cmd) in enumerate(zip(names, parsed, strict=True))
+                ]
                 if writes:
                     descriptors.before_commit(ctx)
         except _Abort as a:
@@ -188,8 +210,9 @@ class Database:
             descriptors.after_commit(ctx, self.vectors)
         return responses, ctx.blobs_out
 
-    def _stage_inputs(self, parsed: list[dict], blobs: list[bytes]
-                      ) -> tuple[list[BlobInput], Staged]:
+    def _stage_inputs(
+        self, parsed: list[dict], blobs: list[bytes]
+    ) -> tuple[list[BlobInput], Staged]:
         """Prepare and write input blobs before the write lock, so writers overlap this work."""
         inputs = _prepare_inputs(parsed, blobs)
         ready = [i for i in inputs if i.data is not None]
@@ -212,9 +235,12 @@ class Database:
 
 def _prepare_inputs(parsed: list[dict], blobs: list[bytes]) -> list[BlobInput]:
     consumers = [(n, b) for c in parsed for n, b in c.items() if takes_blob(n, b)]
-    return [descriptors.prepare_input(data, keep=n == "AddDescriptor") if n in VECTOR_INPUTS
-            else objects.prepare_input(n, b, data)
-            for (n, b), data in zip(consumers, blobs, strict=True)]
+    return [
+        descriptors.prepare_input(data, keep=n == "AddDescriptor")
+        if n in VECTOR_INPUTS
+        else objects.prepare_input(n, b, data)
+        for (n, b), data in zip(consumers, blobs, strict=True)
+    ]
 
 
 def parse_query(commands: list | str | bytes, blobs: list[bytes] | None) -> list[dict]:
@@ -229,12 +255,14 @@ def parse_query(commands: list | str | bytes, blobs: list[bytes] | None) -> list
         except RecursionError:
             raise QueryError("Error parsing the query: JSON nested too deeply") from None
     if not isinstance(commands, list):
-        raise QueryError("a query is a JSON array of commands, e.g. [{\"GetStatus\": {}}]")
+        raise QueryError('a query is a JSON array of commands, e.g. [{"GetStatus": {}}]')
     needed = 0
     for i, cmd in enumerate(commands):
         if not isinstance(cmd, dict) or len(cmd) != 1:
-            raise QueryError(f"command {i + 1}: each element must be an object with exactly one "
-                             "key, the command name (only one command per element allowed)")
+            raise QueryError(
+                f"command {i + 1}: each element must be an object with exactly one "
+                "key, the command name (only one command per element allowed)"
+            )
         name, body = next(iter(cmd.items()))
         if name not in HANDLERS:
             raise QueryError(f"{name}: Command not found!")

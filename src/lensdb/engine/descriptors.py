@@ -54,8 +54,7 @@ SET_FLAGS = ("uniqueids", "metrics", "engines", "dimensions", "counts")
 DESCRIPTOR_FLAGS = ("uniqueids", "labels", "distances")
 KNN = frozenset({"set", "k_neighbors", "knn_first", "knnfirst", "metric", "engine"})
 FIND_SET = FIND_COMMON | {"with_name", *SET_FLAGS}
-FIND_DESCRIPTOR = FIND_COMMON | KNN | {"distances", "labels", "with_label",
-                                       "indexed_results_only"}
+FIND_DESCRIPTOR = FIND_COMMON | KNN | {"distances", "labels", "with_label", "indexed_results_only"}
 
 
 @dataclass(frozen=True)
@@ -70,8 +69,14 @@ class DescriptorSet:
     @classmethod
     def of(cls, row: ObjectRow) -> DescriptorSet:
         p = row.props
-        return cls(row.id, p["_name"], int(p["_dimensions"]), tuple(p["_metrics"]),
-                   tuple(p["_engines"]), int(p.get("_version", 0)))
+        return cls(
+            row.id,
+            p["_name"],
+            int(p["_dimensions"]),
+            tuple(p["_metrics"]),
+            tuple(p["_engines"]),
+            int(p.get("_version", 0)),
+        )
 
 
 @dataclass
@@ -117,8 +122,11 @@ def prepare_input(data: bytes, *, keep: bool) -> BlobInput:
     """Decode a vector blob before the transaction. `keep`: the bytes are stored (AddDescriptor);
     otherwise it is a query vector and only the decoded array is kept."""
     if len(data) % 4:
-        return BlobInput(None, error=f"a descriptor blob is float32 values, 4 bytes each; this "
-                                     f"one has {len(data)} bytes")
+        return BlobInput(
+            None,
+            error=f"a descriptor blob is float32 values, 4 bytes each; this "
+            f"one has {len(data)} bytes",
+        )
     vec = np.frombuffer(bytes(data), dtype="<f4").astype(np.float32)
     if not np.isfinite(vec).all():
         return BlobInput(None, error="the descriptor holds NaN or infinite values")
@@ -130,9 +138,11 @@ def _vector(blob: BlobInput, s: DescriptorSet) -> np.ndarray:
         raise QueryError(blob.error)
     vec: np.ndarray = blob.info
     if len(vec) != s.dimensions:
-        raise QueryError(f"Blob Dimensions Mismatch: set {s.name!r} has {s.dimensions} "
-                         f"dimensions ({s.dimensions * 4} bytes of float32); the blob has "
-                         f"{len(vec) * 4} bytes")
+        raise QueryError(
+            f"Blob Dimensions Mismatch: set {s.name!r} has {s.dimensions} "
+            f"dimensions ({s.dimensions * 4} bytes of float32); the blob has "
+            f"{len(vec) * 4} bytes"
+        )
     return vec
 
 
@@ -149,12 +159,15 @@ def _decode_stored(data: bytes, dims: int) -> np.ndarray:
 def _names(value: object, allowed: frozenset[str] | tuple[str, ...], what: str) -> list[str]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(v, str) for v in items):
-        raise QueryError(f"'{what}' must be a name or a non-empty list of names, "
-                         f"among {', '.join(sorted(allowed))}")
+        raise QueryError(
+            f"'{what}' must be a name or a non-empty list of names, "
+            f"among {', '.join(sorted(allowed))}"
+        )
     bad = [v for v in items if v not in allowed]
     if bad:
-        raise QueryError(f"unknown {what} {', '.join(map(repr, bad))}; "
-                         f"known: {', '.join(sorted(allowed))}")
+        raise QueryError(
+            f"unknown {what} {', '.join(map(repr, bad))}; known: {', '.join(sorted(allowed))}"
+        )
     return list(dict.fromkeys(items))
 
 
@@ -162,8 +175,9 @@ def _find_set(ctx: Context, name: str) -> DescriptorSet | None:
     st = _state(ctx)
     if name in st.sets:
         return st.sets[name]
-    rows = ctx.txn.find_objects(Selection(classes=[SET_CLASS], where=Compare("_name", "==", name),
-                                          limit=1))
+    rows = ctx.txn.find_objects(
+        Selection(classes=[SET_CLASS], where=Compare("_name", "==", name), limit=1)
+    )
     if not rows:
         return None
     s = st.sets[name] = DescriptorSet.of(rows[0])
@@ -173,8 +187,10 @@ def _find_set(ctx: Context, name: str) -> DescriptorSet | None:
 def _set(ctx: Context, name: str) -> DescriptorSet:
     s = _find_set(ctx, name)
     if s is None:
-        raise QueryError(f"DescriptorSet Not Found! (no descriptor set named {name!r}; "
-                         "add it first with AddDescriptorSet)")
+        raise QueryError(
+            f"DescriptorSet Not Found! (no descriptor set named {name!r}; "
+            "add it first with AddDescriptorSet)"
+        )
     return s
 
 
@@ -204,8 +220,15 @@ def add_set(ctx: Context, body: object) -> dict[str, Any]:
     for kind, cls, key in BUILTIN_INDEXES:
         if (kind, cls, key) not in ctx.txn.indexes():
             ctx.txn.create_index(kind, cls, key)
-    props.update({"_name": name, "_dimensions": dims, "_metrics": metrics, "_engines": engines,
-                  "_version": 0})
+    props.update(
+        {
+            "_name": name,
+            "_dimensions": dims,
+            "_metrics": metrics,
+            "_engines": engines,
+            "_version": 0,
+        }
+    )
     oid = ctx.txn.add_object(SET_CLASS, props)
     _state(ctx).sets[name] = DescriptorSet(oid, name, dims, tuple(metrics), tuple(engines), 0)
     if "connect" in p:
@@ -220,8 +243,10 @@ def find_set(ctx: Context, body: object) -> dict[str, Any]:
     if shape.all_properties and "_name" not in shape.keys:
         shape.keys.append("_name")  # clients key sets by _name after all_properties
     name = p.str("with_name")
-    where = combine(parse_constraints(p.get("constraints")),
-                    Compare("_name", "==", name) if name is not None else None)
+    where = combine(
+        parse_constraints(p.get("constraints")),
+        Compare("_name", "==", name) if name is not None else None,
+    )
     traversal = traverse(ctx, p.get("is_connected_to")) if "is_connected_to" in p else None
     counts = "_count" in shape.keys
 
@@ -232,13 +257,23 @@ def find_set(ctx: Context, body: object) -> dict[str, Any]:
                 r.props["_count"] = _count_in(ctx, r.props["_name"])
         return rows
 
-    return run_find(ctx, p, shape, classes=[SET_CLASS], where=where, traversal=traversal,
-                    fetch=fetch, count=ctx.txn.count_objects, blob_of=None)
+    return run_find(
+        ctx,
+        p,
+        shape,
+        classes=[SET_CLASS],
+        where=where,
+        traversal=traversal,
+        fetch=fetch,
+        count=ctx.txn.count_objects,
+        blob_of=None,
+    )
 
 
 def _count_in(ctx: Context, name: str) -> int:
-    return ctx.txn.count_objects(Selection(classes=[DESCRIPTOR_CLASS],
-                                           where=Compare("_set_name", "==", name)))
+    return ctx.txn.count_objects(
+        Selection(classes=[DESCRIPTOR_CLASS], where=Compare("_set_name", "==", name))
+    )
 
 
 def _targets(ctx: Context, p: Params, cls: str, scope: Predicate | None) -> list[int]:
@@ -283,8 +318,12 @@ def delete_sets(ctx: Context, ids: list[int]) -> None:
         return
     rows = ctx.txn.find_objects(Selection(classes=[SET_CLASS], ids=ids))
     names = tuple(r.props["_name"] for r in rows)
-    doomed = [r.id for r in ctx.txn.find_objects(
-        Selection(classes=[DESCRIPTOR_CLASS], where=OneOf("_set_name", names)))]
+    doomed = [
+        r.id
+        for r in ctx.txn.find_objects(
+            Selection(classes=[DESCRIPTOR_CLASS], where=OneOf("_set_name", names))
+        )
+    ]
     ctx.txn.delete_objects(list(ids) + doomed)
     st = _state(ctx)
     st.dropped.update(ids)
@@ -327,10 +366,13 @@ def add(ctx: Context, body: object) -> dict[str, Any]:
 def _existing(ctx: Context, s: DescriptorSet, spec: object) -> list[int]:
     if isinstance(spec, int) and not isinstance(spec, bool):
         return list(ctx.ref(spec, param="if_not_found").ids)
-    where = combine(Compare("_set_name", "==", s.name),
-                    parse_constraints(spec, what="if_not_found"))
-    return [r.id for r in ctx.txn.find_objects(
-        Selection(classes=[DESCRIPTOR_CLASS], where=where, limit=1))]
+    where = combine(
+        Compare("_set_name", "==", s.name), parse_constraints(spec, what="if_not_found")
+    )
+    return [
+        r.id
+        for r in ctx.txn.find_objects(Selection(classes=[DESCRIPTOR_CLASS], where=where, limit=1))
+    ]
 
 
 def _connect(ctx: Context, oid: int, spec: object) -> None:
@@ -441,24 +483,35 @@ def find(ctx: Context, body: object) -> dict[str, Any]:
     shape = parse_shape(p, DESCRIPTOR_FLAGS)
     for flag in ("knn_first", "knnfirst", "indexed_results_only"):
         p.bool(flag)  # checked even when no k-NN search uses them
-    filters = combine(parse_constraints(p.get("constraints")),
-                      Compare("_label", "==", p.str("with_label")) if "with_label" in p else None)
+    filters = combine(
+        parse_constraints(p.get("constraints")),
+        Compare("_label", "==", p.str("with_label")) if "with_label" in p else None,
+    )
     traversal = traverse(ctx, p.get("is_connected_to")) if "is_connected_to" in p else None
 
     def blob_of(row: Row) -> bytes:
         try:
             return ctx.store.get_blob(row.blob)  # type: ignore[union-attr, arg-type]
         except FileNotFoundError:
-            raise QueryError("a descriptor's vector is gone: a query running at the same time "
-                             "deleted it (retry)") from None
+            raise QueryError(
+                "a descriptor's vector is gone: a query running at the same time deleted it (retry)"
+            ) from None
 
     if "k_neighbors" not in p:
         if "_distance" in shape.keys:
             shape.keys.remove("_distance")  # no query vector, no distance
         where = combine(_scope(p), filters)
-        return run_find(ctx, p, shape, classes=[DESCRIPTOR_CLASS], where=where,
-                        traversal=traversal, fetch=ctx.txn.find_objects,
-                        count=ctx.txn.count_objects, blob_of=blob_of)
+        return run_find(
+            ctx,
+            p,
+            shape,
+            classes=[DESCRIPTOR_CLASS],
+            where=where,
+            traversal=traversal,
+            fetch=ctx.txn.find_objects,
+            count=ctx.txn.count_objects,
+            blob_of=blob_of,
+        )
 
     knn = _knn_params(ctx, p)
     ranked: list[ObjectRow] | None = None
@@ -473,14 +526,24 @@ def find(ctx: Context, body: object) -> dict[str, Any]:
     def fetch(sel: Selection) -> list:
         out = rows()
         end = None if sel.limit is None else sel.offset + sel.limit
-        return out[sel.offset:end]
+        return out[sel.offset : end]
 
-    return run_find(ctx, p, shape, classes=[DESCRIPTOR_CLASS], where=None, traversal=traversal,
-                    fetch=fetch, count=lambda sel: len(rows()), blob_of=blob_of)
+    return run_find(
+        ctx,
+        p,
+        shape,
+        classes=[DESCRIPTOR_CLASS],
+        where=None,
+        traversal=traversal,
+        fetch=fetch,
+        count=lambda sel: len(rows()),
+        blob_of=blob_of,
+    )
 
 
-def nearest(ctx: Context, knn: _Knn, filters: Predicate | None,
-            allowed: list[int] | None) -> list[ObjectRow]:
+def nearest(
+    ctx: Context, knn: _Knn, filters: Predicate | None, allowed: list[int] | None
+) -> list[ObjectRow]:
     """The k-NN answer as rows of the query's snapshot, best first, `_distance` in props.
 
     knn_first: the k nearest of the set, then those passing the filters (so possibly fewer
@@ -501,8 +564,9 @@ def nearest(ctx: Context, knn: _Knn, filters: Predicate | None,
     return _visible_top(ctx, vs, knn, filters, allowed)
 
 
-def _visible_top(ctx: Context, vs: VectorSet, knn: _Knn, filters: Predicate | None,
-                 allowed: list[int] | None) -> list[ObjectRow]:
+def _visible_top(
+    ctx: Context, vs: VectorSet, knn: _Knn, filters: Predicate | None, allowed: list[int] | None
+) -> list[ObjectRow]:
     """The k best index hits that the snapshot holds (and that pass `filters`), fetching more
     from the index until k are found or the index has no more."""
     allowed_set = set(allowed) if allowed is not None else None
@@ -513,13 +577,17 @@ def _visible_top(ctx: Context, vs: VectorSet, knn: _Knn, filters: Predicate | No
         ids = [h.id for h in hits if allowed_set is None or h.id in allowed_set]
         # The ids come from this set's index (ids are never reused), so no set condition: with
         # one, SQLite may pick the _set_name index and scan the whole set (0.65 ms at 100,000).
-        found = {r.id: r for r in ctx.txn.find_objects(
-            Selection(classes=[DESCRIPTOR_CLASS], where=filters, ids=ids))}
+        found = {
+            r.id: r
+            for r in ctx.txn.find_objects(
+                Selection(classes=[DESCRIPTOR_CLASS], where=filters, ids=ids)
+            )
+        }
         out = [_with_distance(found[h.id], h.distance) for h in hits if h.id in found]
         if filters is None and len(found) < len(ids):
             _forget_deleted(vs, knn.s, [i for i in ids if i not in found])
         if len(out) >= knn.k or len(hits) < want or want >= len(vs):
-            return out[:knn.k]
+            return out[: knn.k]
         want *= 4
 
 
@@ -531,15 +599,20 @@ def _forget_deleted(vs: VectorSet, s: DescriptorSet, ids: list[int]) -> None:
             vs.remove(ids)
 
 
-def _keep(ctx: Context, rows: list[ObjectRow], filters: Predicate | None,
-          allowed: list[int] | None) -> list[ObjectRow]:
+def _keep(
+    ctx: Context, rows: list[ObjectRow], filters: Predicate | None, allowed: list[int] | None
+) -> list[ObjectRow]:
     if allowed is not None:
         allowed_set = set(allowed)
         rows = [r for r in rows if r.id in allowed_set]
     if filters is None or not rows:
         return rows
-    ok = {r.id for r in ctx.txn.find_objects(Selection(
-        classes=[DESCRIPTOR_CLASS], where=filters, ids=[r.id for r in rows]))}
+    ok = {
+        r.id
+        for r in ctx.txn.find_objects(
+            Selection(classes=[DESCRIPTOR_CLASS], where=filters, ids=[r.id for r in rows])
+        )
+    }
     return [r for r in rows if r.id in ok]
 
 
@@ -601,9 +674,15 @@ def _rows_after(ctx: Context, s: DescriptorSet, max_id: int, page: int = 512) ->
     out: list[ObjectRow] = []
     offset = 0
     while True:
-        rows = ctx.txn.find_objects(Selection(
-            classes=[DESCRIPTOR_CLASS], where=Compare("_set_name", "==", s.name),
-            sort=[SortKey("_uniqueid", descending=True)], offset=offset, limit=page))
+        rows = ctx.txn.find_objects(
+            Selection(
+                classes=[DESCRIPTOR_CLASS],
+                where=Compare("_set_name", "==", s.name),
+                sort=[SortKey("_uniqueid", descending=True)],
+                offset=offset,
+                limit=page,
+            )
+        )
         newer = [r for r in rows if r.id > max_id]
         out += newer
         if len(newer) < len(rows) or len(rows) < page:
@@ -620,12 +699,14 @@ def load_all(ctx: Context) -> int:
 
 
 def _rows(ctx: Context, s: DescriptorSet) -> list[ObjectRow]:
-    return ctx.txn.find_objects(Selection(classes=[DESCRIPTOR_CLASS],
-                                          where=Compare("_set_name", "==", s.name)))
+    return ctx.txn.find_objects(
+        Selection(classes=[DESCRIPTOR_CLASS], where=Compare("_set_name", "==", s.name))
+    )
 
 
-def _stored(ctx: Context, s: DescriptorSet, rows: list[ObjectRow] | None
-            ) -> tuple[list[int], np.ndarray]:
+def _stored(
+    ctx: Context, s: DescriptorSet, rows: list[ObjectRow] | None
+) -> tuple[list[int], np.ndarray]:
     rows = _rows(ctx, s) if rows is None else rows
     ids = [r.id for r in rows if r.blob is not None]
     vectors = np.empty((len(ids), s.dimensions), dtype=np.float32)

@@ -20,19 +20,52 @@ from lensdb.store.base import (
     SortKey,
 )
 
-FIND_COMMON = frozenset({
-    "_ref", "constraints", "results", "uniqueids", "blobs", "limit", "offset", "sort", "batch",
-    "unique", "is_connected_to", "group_by_source",
-})
-RESULT_KEYS = frozenset({
-    "list", "all_properties", "count", "sum", "min", "max", "average", "limit", "sort",
-    "group_by_source", "blob", "group",
-})
+FIND_COMMON = frozenset(
+    {
+        "_ref",
+        "constraints",
+        "results",
+        "uniqueids",
+        "blobs",
+        "limit",
+        "offset",
+        "sort",
+        "batch",
+        "unique",
+        "is_connected_to",
+        "group_by_source",
+    }
+)
+RESULT_KEYS = frozenset(
+    {
+        "list",
+        "all_properties",
+        "count",
+        "sum",
+        "min",
+        "max",
+        "average",
+        "limit",
+        "sort",
+        "group_by_source",
+        "blob",
+        "group",
+    }
+)
 # Output switches of region finds and the system property each one adds.
-FLAG_KEYS = {"uniqueids": "_uniqueid", "coordinates": "_coordinates", "labels": "_label",
-             "areas": "_area", "vertices": "_vertices", "bounds": "_bounds",
-             "distances": "_distance", "metrics": "_metrics", "engines": "_engines",
-             "dimensions": "_dimensions", "counts": "_count"}
+FLAG_KEYS = {
+    "uniqueids": "_uniqueid",
+    "coordinates": "_coordinates",
+    "labels": "_label",
+    "areas": "_area",
+    "vertices": "_vertices",
+    "bounds": "_bounds",
+    "distances": "_distance",
+    "metrics": "_metrics",
+    "engines": "_engines",
+    "dimensions": "_dimensions",
+    "counts": "_count",
+}
 AGGREGATES = ("sum", "min", "max", "average")
 
 
@@ -46,7 +79,11 @@ def system_value(key: str, row: ObjectRow | ConnectionRow) -> Any:
     """The value of a listed key, system names included; None when absent."""
     props = row.props
     if key == "_uniqueid":
-        return connection_uid(row.id) if isinstance(row, ConnectionRow) else object_uid(row.cls, row.id)
+        return (
+            connection_uid(row.id)
+            if isinstance(row, ConnectionRow)
+            else object_uid(row.cls, row.id)
+        )
     if key == "_coordinates":
         return _coordinates(props)
     if isinstance(row, ConnectionRow):
@@ -106,28 +143,33 @@ def parse_shape(p: Params, flags: Sequence[str] = ("uniqueids",)) -> Shape:
             if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
                 raise QueryError(f"'results.{agg}' must be a property name or a list of them")
             s.aggregates[agg] = keys
-    s.group_by_source = (("group_by_source" in body and p.bool("group_by_source"))
-                         or _flag(results, "group_by_source"))
+    s.group_by_source = ("group_by_source" in body and p.bool("group_by_source")) or _flag(
+        results, "group_by_source"
+    )
     if s.group_by_source and (s.count or s.aggregates):
         raise QueryError("group_by_source cannot be combined with count, sum, min, max or average")
     sort = p.get("sort", results.get("sort"))
     if sort is not None:
         s.sort, s.sequence = _parse_sort(sort)
     if "limit" in body or "limit" in results:
-        limits = [as_int(name, v, 0) for name, v in (("limit", body.get("limit")),
-                                                     ("results.limit", results.get("limit")))
-                  if v is not None]
+        limits = [
+            as_int(name, v, 0)
+            for name, v in (("limit", body.get("limit")), ("results.limit", results.get("limit")))
+            if v is not None
+        ]
         s.limit = min(limits) if limits else None
     if "offset" in body:
         s.offset = p.int("offset", 0) or 0
     batch = body.get("batch")
     if batch is not None:
         if not isinstance(batch, dict):
-            raise QueryError("'batch' must be an object like {\"batch_size\": 100, \"batch_id\": 0}")
+            raise QueryError('\'batch\' must be an object like {"batch_size": 100, "batch_id": 0}')
         size = batch.get("batch_size")
         bid = batch.get("batch_id", 0)
-        s.batch = {"batch_size": as_int("batch.batch_size", size, 1) if size is not None else None,
-                   "batch_id": as_int("batch.batch_id", bid, 0)}
+        s.batch = {
+            "batch_size": as_int("batch.batch_size", size, 1) if size is not None else None,
+            "batch_id": as_int("batch.batch_id", bid, 0),
+        }
     return s
 
 
@@ -147,8 +189,10 @@ def _parse_sort(sort: object) -> tuple[list[SortKey], tuple[str, list[Any]] | No
             keys.append(SortKey(check_key_name(item, "sort")))
             continue
         if not isinstance(item, dict) or not isinstance(item.get("key"), str):
-            raise QueryError("'sort' must be a property name, {\"key\": ..., \"order\": "
-                             "\"ascending\"|\"descending\"} or a list of those")
+            raise QueryError(
+                '\'sort\' must be a property name, {"key": ..., "order": '
+                '"ascending"|"descending"} or a list of those'
+            )
         check_key_name(item["key"], "sort")
         if "sequence" in item:
             if not isinstance(item["sequence"], list):
@@ -157,7 +201,7 @@ def _parse_sort(sort: object) -> tuple[list[SortKey], tuple[str, list[Any]] | No
             continue
         order = item.get("order", "ascending")
         if order not in ("ascending", "descending"):
-            raise QueryError("'sort.order' must be \"ascending\" or \"descending\"")
+            raise QueryError('\'sort.order\' must be "ascending" or "descending"')
         keys.append(SortKey(item["key"], order == "descending"))
     return keys, sequence
 
@@ -190,12 +234,13 @@ def traverse(ctx: Context, spec: object) -> Traversal:
     refset = ctx.ref(spec.get("ref"), param="is_connected_to.ref")
     direction = spec.get("direction", "any")
     if direction not in ("any", "in", "out"):
-        raise QueryError("'is_connected_to.direction' must be \"in\", \"out\" or \"any\"")
+        raise QueryError('\'is_connected_to.direction\' must be "in", "out" or "any"')
     cls = spec.get("connection_class", spec.get("class"))
     if cls is not None and not isinstance(cls, str):
         raise QueryError("'is_connected_to.connection_class' must be a string")
-    where = parse_constraints(spec.get("constraints"), what="is_connected_to.constraints",
-                              connections=True)
+    where = parse_constraints(
+        spec.get("constraints"), what="is_connected_to.constraints", connections=True
+    )
     pairs = ctx.txn.neighbors(refset.ids, direction, cls, where) if refset.ids else []
     seen: dict[int, None] = {}
     for _, n in pairs:
@@ -211,9 +256,19 @@ Fetch = Callable[[Selection], list]
 Count = Callable[[Selection], int]
 
 
-def run_find(ctx: Context, p: Params, shape: Shape, *, classes: Sequence[str] | None,
-             where: Predicate | None, traversal: Traversal | None, fetch: Fetch, count: Count,
-             blob_of: BlobsOf | None, kind: str = "object") -> dict[str, Any]:
+def run_find(
+    ctx: Context,
+    p: Params,
+    shape: Shape,
+    *,
+    classes: Sequence[str] | None,
+    where: Predicate | None,
+    traversal: Traversal | None,
+    fetch: Fetch,
+    count: Count,
+    blob_of: BlobsOf | None,
+    kind: str = "object",
+) -> dict[str, Any]:
     """Select, page, bind `_ref`, and build the response of one Find command."""
     ids = traversal.ids if traversal is not None else None
     base = Selection(classes=classes, where=where, ids=ids, sort=shape.sort)
@@ -222,11 +277,18 @@ def run_find(ctx: Context, p: Params, shape: Shape, *, classes: Sequence[str] | 
     if "unique" in p and p.bool("unique"):
         first_two = fetch(_with(base, limit=2))
         if len(first_two) > 1:
-            raise QueryError("expecting 1 but got more than 1 (unique: true)", status=Status.NOT_UNIQUE)
+            raise QueryError(
+                "expecting 1 but got more than 1 (unique: true)", status=Status.NOT_UNIQUE
+            )
 
     needs_all = shape.sequence is not None or bool(shape.aggregates)
-    if first_two is not None and not shape.offset and (shape.limit is None or shape.limit >= 1) \
-            and shape.batch is None and not needs_all:
+    if (
+        first_two is not None
+        and not shape.offset
+        and (shape.limit is None or shape.limit >= 1)
+        and shape.batch is None
+        and not needs_all
+    ):
         rows, matched_all = first_two, None  # at most one match: it is the whole answer
     elif needs_all:
         rows = fetch(base)
@@ -237,8 +299,9 @@ def run_find(ctx: Context, p: Params, shape: Shape, *, classes: Sequence[str] | 
         rows = _page(rows, shape)
     else:
         offset, limit = _window(shape, lambda: count(base))
-        rows = fetch(_with(base, offset=offset, limit=limit) if offset or limit is not None
-                     else base)
+        rows = fetch(
+            _with(base, offset=offset, limit=limit) if offset or limit is not None else base
+        )
         matched_all = None
     if shape.count or shape.batch is not None:
         total = total if total is not None else count(base)
@@ -260,7 +323,7 @@ def run_find(ctx: Context, p: Params, shape: Shape, *, classes: Sequence[str] | 
         # Blobs are read a chunk of rows at a time: one batched read (parallel GETs from object
         # storage), and memory bounded by the chunk, not by the whole answer.
         for start in range(0, len(rows), BLOB_CHUNK):
-            chunk = rows[start:start + BLOB_CHUNK]
+            chunk = rows[start : start + BLOB_CHUNK]
             if shape.blobs:
                 if blob_of is None:
                     raise QueryError("these objects have no blobs")
@@ -284,8 +347,14 @@ def run_find(ctx: Context, p: Params, shape: Shape, *, classes: Sequence[str] | 
 
 
 def _with(sel: Selection, **kw: Any) -> Selection:
-    return Selection(classes=sel.classes, where=sel.where, ids=sel.ids, sort=sel.sort,
-                     offset=kw.get("offset", sel.offset), limit=kw.get("limit", sel.limit))
+    return Selection(
+        classes=sel.classes,
+        where=sel.where,
+        ids=sel.ids,
+        sort=sel.sort,
+        offset=kw.get("offset", sel.offset),
+        limit=kw.get("limit", sel.limit),
+    )
 
 
 def _window(shape: Shape, total: Callable[[], int]) -> tuple[int, int | None]:
@@ -300,7 +369,7 @@ def _window(shape: Shape, total: Callable[[], int]) -> tuple[int, int | None]:
 
 def _page(rows: list, shape: Shape) -> list:
     offset, limit = _window(shape, lambda: len(rows))
-    return rows[offset: None if limit is None else offset + limit]
+    return rows[offset : None if limit is None else offset + limit]
 
 
 def _batch_info(shape: Shape, total: int) -> dict[str, Any]:
@@ -308,8 +377,12 @@ def _batch_info(shape: Shape, total: int) -> dict[str, Any]:
     if b.get("batch_size") is None:
         return {"total_elements": total}
     size, bid = b["batch_size"], b["batch_id"]
-    return {"batch_id": bid, "batch_size": size, "total_elements": total,
-            "end": min((bid + 1) * size, total)}
+    return {
+        "batch_id": bid,
+        "batch_size": size,
+        "total_elements": total,
+        "end": min((bid + 1) * size, total),
+    }
 
 
 def _sequence_sort(rows: list, key: str, sequence: list[Any]) -> list:
@@ -317,12 +390,14 @@ def _sequence_sort(rows: list, key: str, sequence: list[Any]) -> list:
     return sorted(rows, key=lambda r: rank.get(repr(decode_value(r.props.get(key))), len(rank)))
 
 
-def _project(row: Row, shape: Shape, ctx: Context,
-             data: bytes | None) -> dict[str, Any]:
+def _project(row: Row, shape: Shape, ctx: Context, data: bytes | None) -> dict[str, Any]:
     if shape.all_properties:
         # Only dates need decoding; checking the type inline keeps this loop cheap.
-        ent = {k: (decode_value(v) if type(v) is dict else v)
-               for k, v in row.props.items() if k[0] != "_"}
+        ent = {
+            k: (decode_value(v) if type(v) is dict else v)
+            for k, v in row.props.items()
+            if k[0] != "_"
+        }
         ent["_uniqueid"] = system_value("_uniqueid", row)
         for k in shape.keys:
             if k.startswith("_"):
@@ -352,8 +427,11 @@ def _aggregates(aggs: dict[str, list[str]], rows: list) -> dict[str, Any]:
     for agg, keys in aggs.items():
         values = {}
         for k in keys:
-            nums = [v for v in (r.props.get(k) for r in rows)
-                    if isinstance(v, int | float) and not isinstance(v, bool)]
+            nums = [
+                v
+                for v in (r.props.get(k) for r in rows)
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            ]
             if agg == "sum":
                 values[k] = sum(nums)
             elif not nums:

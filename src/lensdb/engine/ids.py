@@ -5,8 +5,14 @@ from __future__ import annotations
 import re
 
 # The first number tells the object's family at a glance; the row id alone identifies it.
-FAMILY_CODES = {"_Image": 2, "_Blob": 3, "_BoundingBox": 4, "_Polygon": 5, "_Descriptor": 6,
-                "_DescriptorSet": 7}
+FAMILY_CODES = {
+    "_Image": 2,
+    "_Blob": 3,
+    "_BoundingBox": 4,
+    "_Polygon": 5,
+    "_Descriptor": 6,
+    "_DescriptorSet": 7,
+}
 ENTITY_CODE = 1
 CONNECTION_CODE = 9
 _UID = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")

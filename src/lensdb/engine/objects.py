@@ -44,22 +44,43 @@ class Family:
         return ADD_COMMON | self.add
 
 
-_REGION_FIND = frozenset({"image_ref", "labels", "areas", "with_label", "in_rectangle",
-                          "as_format", "operations"})
+_REGION_FIND = frozenset(
+    {"image_ref", "labels", "areas", "with_label", "in_rectangle", "as_format", "operations"}
+)
 FAMILIES = {
-    f.name: f for f in (
-        Family("Entity", None, frozenset({"class"}), frozenset({"with_class"}),
-               frozenset({"with_class"})),
-        Family("Image", "_Image", frozenset({"format", "operations", "url"}),
-               frozenset({"as_format", "operations"}), frozenset()),
+    f.name: f
+    for f in (
+        Family(
+            "Entity",
+            None,
+            frozenset({"class"}),
+            frozenset({"with_class"}),
+            frozenset({"with_class"}),
+        ),
+        Family(
+            "Image",
+            "_Image",
+            frozenset({"format", "operations", "url"}),
+            frozenset({"as_format", "operations"}),
+            frozenset(),
+        ),
         Family("Blob", "_Blob", frozenset({"url"}), frozenset(), frozenset()),
-        Family("BoundingBox", "_BoundingBox", frozenset({"image_ref", "rectangle", "label"}),
-               _REGION_FIND | {"coordinates"}, frozenset({"rectangle", "label"}),
-               ("uniqueids", "coordinates", "labels", "areas")),
-        Family("Polygon", "_Polygon", frozenset({"image_ref", "polygons", "label"}),
-               _REGION_FIND | {"vertices", "bounds", "hulls", "decompositions"},
-               frozenset({"polygons", "label"}),
-               ("uniqueids", "labels", "areas", "vertices", "bounds")),
+        Family(
+            "BoundingBox",
+            "_BoundingBox",
+            frozenset({"image_ref", "rectangle", "label"}),
+            _REGION_FIND | {"coordinates"},
+            frozenset({"rectangle", "label"}),
+            ("uniqueids", "coordinates", "labels", "areas"),
+        ),
+        Family(
+            "Polygon",
+            "_Polygon",
+            frozenset({"image_ref", "polygons", "label"}),
+            _REGION_FIND | {"vertices", "bounds", "hulls", "decompositions"},
+            frozenset({"polygons", "label"}),
+            ("uniqueids", "labels", "areas", "vertices", "bounds"),
+        ),
     )
 }
 
@@ -73,7 +94,9 @@ def add(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
     if "url" in p:
         raise QueryError("'url' is not supported: send the bytes as a blob")
     cls = fam.cls or _entity_class(p.str("class", required=True))
-    blob = ctx.next_blob() if takes_blob(f"Add{fam.name}", body) else None  # prepared by prepare_input
+    blob = (
+        ctx.next_blob() if takes_blob(f"Add{fam.name}", body) else None
+    )  # prepared by prepare_input
 
     if "if_not_found" in p:
         existing = _existing(ctx, fam, cls, p.get("if_not_found"))
@@ -107,8 +130,10 @@ def add(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
 def _entity_class(cls: str | None) -> str:
     assert cls is not None
     if not cls or cls.startswith("_"):
-        raise QueryError(f"entity class {cls!r} is invalid: classes starting with '_' are the "
-                         "system's (use AddImage, AddBlob, ... for those)")
+        raise QueryError(
+            f"entity class {cls!r} is invalid: classes starting with '_' are the "
+            "system's (use AddImage, AddBlob, ... for those)"
+        )
     return cls
 
 
@@ -139,7 +164,9 @@ def prepare_input(name: str, body: object, data: bytes) -> BlobInput:
         if ops or fmt:
             info = media.probe(blob)
             if ops or fmt != info.format:
-                blob = media.render(blob, ops, fmt)  # decodes all of it: a cut-short file fails here
+                blob = media.render(
+                    blob, ops, fmt
+                )  # decodes all of it: a cut-short file fails here
                 return BlobInput(blob, media.probe(blob))
         # Stored as given: check now that it is whole, not when it is first read.
         return BlobInput(blob, media.probe_complete(blob))
@@ -154,8 +181,10 @@ def _one_image(ctx: Context, p: Params) -> RefSet:
         raise QueryError("'image_ref' is required: find or add the image first with a _ref")
     ref = ctx.ref(p.get("image_ref"), param="image_ref")
     if len(ref.ids) != 1 or ref.classes[0] != "_Image":
-        raise QueryError(f"image_ref {p.get('image_ref')} must name exactly one image "
-                         f"(it names {len(ref.ids)} object(s))")
+        raise QueryError(
+            f"image_ref {p.get('image_ref')} must name exactly one image "
+            f"(it names {len(ref.ids)} object(s))"
+        )
     return ref
 
 
@@ -171,7 +200,7 @@ def _connect(ctx: Context, oid: int, spec: object) -> None:
         raise QueryError("'connect.class' is required and must be a string")
     direction = spec.get("direction", "out")
     if direction not in ("in", "out"):
-        raise QueryError("'connect.direction' must be \"in\" or \"out\"")
+        raise QueryError('\'connect.direction\' must be "in" or "out"')
     props = encode_properties(spec.get("properties"), what="connect.properties")
     for other in ref.ids:
         src, dst = (oid, other) if direction == "out" else (other, oid)
@@ -188,8 +217,17 @@ def find(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
     where = combine(parse_constraints(p.get("constraints")), *_region_filters(fam, p))
     traversal = _traversal(ctx, fam, p)
     blob_of = _blob_reader(ctx, fam, p) if shape.blobs else None
-    return run_find(ctx, p, shape, classes=classes, where=where, traversal=traversal,
-                    fetch=ctx.txn.find_objects, count=ctx.txn.count_objects, blob_of=blob_of)
+    return run_find(
+        ctx,
+        p,
+        shape,
+        classes=classes,
+        where=where,
+        traversal=traversal,
+        fetch=ctx.txn.find_objects,
+        count=ctx.txn.count_objects,
+        blob_of=blob_of,
+    )
 
 
 def _classes(fam: Family, p: Params) -> list[str] | None:
@@ -217,7 +255,11 @@ def _traversal(ctx: Context, fam: Family, p: Params) -> Traversal | None:
         if "is_connected_to" in p:
             raise QueryError("'image_ref' and 'is_connected_to' cannot be used together")
         assert fam.cls is not None
-        spec = {"ref": p.get("image_ref"), "direction": "in", "connection_class": REGION_LINKS[fam.cls]}
+        spec = {
+            "ref": p.get("image_ref"),
+            "direction": "in",
+            "connection_class": REGION_LINKS[fam.cls],
+        }
         return traverse(ctx, spec)
     if "is_connected_to" in p:
         return traverse(ctx, p.get("is_connected_to"))
@@ -231,11 +273,13 @@ def _blob_reader(ctx: Context, fam: Family, p: Params):  # noqa: ANN202 - a clos
     except media.MediaError as e:
         raise QueryError(str(e)) from None
     if fam.cls in ("_Image", "_Blob"):
+
         def read(rows: list[Row]) -> list[bytes]:
             datas = _stored_blobs(ctx, rows)  # type: ignore[arg-type]
             if fam.cls == "_Blob":
                 return datas
             return [_render(d, ops, fmt) for d in datas]
+
         return read
     if fam.is_region:
         assert fam.cls is not None
@@ -245,16 +289,21 @@ def _blob_reader(ctx: Context, fam: Family, p: Params):  # noqa: ANN202 - a clos
             # Two statements for the whole chunk, not two per region.
             image_of = dict(ctx.txn.neighbors([r.id for r in rows], "out", link, None))
             wanted = sorted(set(image_of.values()))
-            images = {i.id: i for i in ctx.txn.find_objects(Selection(ids=wanted))} if wanted else {}
+            images = (
+                {i.id: i for i in ctx.txn.find_objects(Selection(ids=wanted))} if wanted else {}
+            )
             for r in rows:
                 image = images.get(image_of.get(r.id, -1))
                 if image is None or image.blob is None:
                     raise QueryError(f"region {r.id} has no image")
-            distinct = list({images[image_of[r.id]].id: images[image_of[r.id]]
-                             for r in rows}.values())
+            distinct = list(
+                {images[image_of[r.id]].id: images[image_of[r.id]] for r in rows}.values()
+            )
             stored = dict(zip([i.id for i in distinct], _stored_blobs(ctx, distinct), strict=True))
-            return [_render(stored[image_of[r.id]], ops, fmt, regions.crop_box(r.props))
-                    for r in rows]
+            return [
+                _render(stored[image_of[r.id]], ops, fmt, regions.crop_box(r.props)) for r in rows
+            ]
+
         return crop
     return None
 
@@ -265,12 +314,15 @@ def _stored_blobs(ctx: Context, rows: list[ObjectRow]) -> list[bytes]:
     except BlobMissing as e:
         # A row is in this query's snapshot, but a delete committed since removed its bytes.
         row = next((r for r in rows if r.blob == e.key), rows[0])
-        raise QueryError(f"the blob of {object_uid(row.cls, row.id)} is gone: a query running "
-                         "at the same time deleted it (retry)") from None
+        raise QueryError(
+            f"the blob of {object_uid(row.cls, row.id)} is gone: a query running "
+            "at the same time deleted it (retry)"
+        ) from None
 
 
-def _render(data: bytes, ops: list | None, fmt: str | None,
-            crop: tuple[int, int, int, int] | None = None) -> bytes:
+def _render(
+    data: bytes, ops: list | None, fmt: str | None, crop: tuple[int, int, int, int] | None = None
+) -> bytes:
     try:
         return media.render(data, ops, fmt, crop)
     except media.MediaError as e:
@@ -285,8 +337,9 @@ def _targets(ctx: Context, fam: Family, p: Params) -> list[int]:
     classes = _classes(fam, p)
     if "ref" in p:
         ref = ctx.ref(p.get("ref"))
-        ids = [i for i, c in zip(ref.ids, ref.classes, strict=True)
-               if classes is None or c in classes]
+        ids = [
+            i for i, c in zip(ref.ids, ref.classes, strict=True) if classes is None or c in classes
+        ]
         if where is None:
             return ids
         sel = Selection(classes=classes, where=where, ids=ids)

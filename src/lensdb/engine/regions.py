@@ -29,15 +29,17 @@ def rectangle(obj: object, name: str = "rectangle") -> dict[str, float]:
     unknown = sorted(set(obj) - {"x", "y", "width", "height", "w", "h"})
     if unknown:
         raise QueryError(f"unknown key(s) in '{name}': {', '.join(unknown)}")
-    return {"x": _number(f"{name}.x", obj.get("x")), "y": _number(f"{name}.y", obj.get("y")),
-            "width": _number(f"{name}.width", width, positive=True),
-            "height": _number(f"{name}.height", height, positive=True)}
+    return {
+        "x": _number(f"{name}.x", obj.get("x")),
+        "y": _number(f"{name}.y", obj.get("y")),
+        "width": _number(f"{name}.width", width, positive=True),
+        "height": _number(f"{name}.height", height, positive=True),
+    }
 
 
 def box_props(rect: dict[str, float]) -> dict[str, Any]:
     x, y, w, h = rect["x"], rect["y"], rect["width"], rect["height"]
-    return {"_x": x, "_y": y, "_width": w, "_height": h, "_x2": x + w, "_y2": y + h,
-            "_area": w * h}
+    return {"_x": x, "_y": y, "_width": w, "_height": h, "_x2": x + w, "_y2": y + h, "_area": w * h}
 
 
 def polygons(obj: object) -> list[list[list[float]]]:
@@ -52,7 +54,9 @@ def polygons(obj: object) -> list[list[list[float]]]:
         for j, pt in enumerate(region):
             if not isinstance(pt, list | tuple) or len(pt) != 2:
                 raise QueryError(f"'polygons[{i}][{j}]' must be a point [x, y]")
-            pts.append([_number(f"polygons[{i}][{j}]", pt[0]), _number(f"polygons[{i}][{j}]", pt[1])])
+            pts.append(
+                [_number(f"polygons[{i}][{j}]", pt[0]), _number(f"polygons[{i}][{j}]", pt[1])]
+            )
         out.append(pts)
     return out
 
@@ -65,8 +69,17 @@ def polygon_props(regions: list[list[list[float]]]) -> dict[str, Any]:
     area = 0.0
     for r in regions:  # shoelace formula; regions are disjoint, so areas add up
         area += abs(sum(r[k][0] * r[k - 1][1] - r[k - 1][0] * r[k][1] for k in range(len(r)))) / 2
-    return {"_vertices": regions, "_bounds": {"x": x, "y": y, "width": w, "height": h},
-            "_x": x, "_y": y, "_width": w, "_height": h, "_x2": x + w, "_y2": y + h, "_area": area}
+    return {
+        "_vertices": regions,
+        "_bounds": {"x": x, "y": y, "width": w, "height": h},
+        "_x": x,
+        "_y": y,
+        "_width": w,
+        "_height": h,
+        "_x2": x + w,
+        "_y2": y + h,
+        "_area": area,
+    }
 
 
 def label(v: object) -> str:
@@ -77,9 +90,14 @@ def label(v: object) -> str:
 
 def in_rectangle(obj: object) -> Predicate:
     r = rectangle(obj, "in_rectangle")
-    return AllOf((Compare("_x", ">=", r["x"]), Compare("_y", ">=", r["y"]),
-                  Compare("_x2", "<=", r["x"] + r["width"]),
-                  Compare("_y2", "<=", r["y"] + r["height"])))
+    return AllOf(
+        (
+            Compare("_x", ">=", r["x"]),
+            Compare("_y", ">=", r["y"]),
+            Compare("_x2", "<=", r["x"] + r["width"]),
+            Compare("_y2", "<=", r["y"] + r["height"]),
+        )
+    )
 
 
 def crop_box(props: dict[str, Any]) -> tuple[int, int, int, int]:

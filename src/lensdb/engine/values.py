@@ -19,13 +19,30 @@ TS_KEY = "_ts"
 
 # Timezone abbreviations seen in ApertureDB's documentation examples ("Mon Aug 7 10:59:24 PDT 2017").
 _TZ_ABBREV = {
-    "UTC": 0, "GMT": 0, "Z": 0,
-    "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7,
-    "CET": 1, "CEST": 2, "BST": 1, "IST": 5.5, "JST": 9,
+    "UTC": 0,
+    "GMT": 0,
+    "Z": 0,
+    "EST": -5,
+    "EDT": -4,
+    "CST": -6,
+    "CDT": -5,
+    "MST": -7,
+    "MDT": -6,
+    "PST": -8,
+    "PDT": -7,
+    "CET": 1,
+    "CEST": 2,
+    "BST": 1,
+    "IST": 5.5,
+    "JST": 9,
 }
 _CTIME_TZ = re.compile(r"^\w{3} (\w{3}) +(\d{1,2}) (\d{1,2}):(\d{2}):(\d{2}) ([A-Za-z]+) (\d{4})$")
-_MONTHS = {m: i + 1 for i, m in enumerate(
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"])}
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    )
+}
 
 
 def parse_date(text: object) -> float:
@@ -47,7 +64,8 @@ def _parse_ctime(s: str) -> datetime:
     if not m or m.group(1) not in _MONTHS or m.group(6).upper() not in _TZ_ABBREV:
         raise QueryError(
             f"cannot parse date {s!r}: use ISO 8601 (2024-05-01T12:00:00+02:00) "
-            "or 'Mon Aug 7 10:59:24 PDT 2017'")
+            "or 'Mon Aug 7 10:59:24 PDT 2017'"
+        )
     mon, day, hh, mm, ss, tz, year = m.groups()
     offset = timezone(timedelta(hours=_TZ_ABBREV[tz.upper()]))
     return datetime(int(year), _MONTHS[mon], int(day), int(hh), int(mm), int(ss), tzinfo=offset)
@@ -64,13 +82,15 @@ def encode_value(key: str, value: Any) -> Any:
     if isinstance(value, dict):
         if DATE_KEY in value:
             if len(value) != 1:
-                raise QueryError(f"property '{key}': a date is written {{\"_date\": \"...\"}} alone")
+                raise QueryError(f'property \'{key}\': a date is written {{"_date": "..."}} alone')
             return {DATE_KEY: value[DATE_KEY], TS_KEY: parse_date(value[DATE_KEY])}
         return value  # a JSON document
     if isinstance(value, list):
         return value
-    raise QueryError(f"property '{key}': unsupported value {value!r} (use a number, string, "
-                     "boolean, {\"_date\": ...} or JSON)")
+    raise QueryError(
+        f"property '{key}': unsupported value {value!r} (use a number, string, "
+        'boolean, {"_date": ...} or JSON)'
+    )
 
 
 def encode_properties(props: object, *, what: str = "properties") -> dict[str, Any]:
@@ -101,8 +121,10 @@ def check_user_key(key: object) -> str:
 def check_key_name(key: object, what: str) -> str:
     """A name to look properties up by (system names included), spelled as storable names are."""
     if not isinstance(key, str) or not key or '"' in key or "\\" in key:
-        raise QueryError(f"{what}: '{key}' cannot name a property (names are non-empty strings "
-                         "without quotes or backslashes)")
+        raise QueryError(
+            f"{what}: '{key}' cannot name a property (names are non-empty strings "
+            "without quotes or backslashes)"
+        )
     return key
 
 

@@ -17,8 +17,9 @@ from lensdb.errors import Status, answer, failure
 Runner = Callable[[Any, Any], tuple[list | dict, list[bytes]]]
 
 
-def run(query: Runner, commands: list | str | bytes, blobs: list[bytes] | None
-        ) -> tuple[list | dict, list[bytes]]:
+def run(
+    query: Runner, commands: list | str | bytes, blobs: list[bytes] | None
+) -> tuple[list | dict, list[bytes]]:
     if isinstance(commands, bytes | bytearray):
         commands = commands.decode("utf-8", errors="replace")
     if isinstance(commands, str):
@@ -44,8 +45,12 @@ def run(query: Runner, commands: list | str | bytes, blobs: list[bytes] | None
         body = r[name]
         if name == "AddEntity" and body.get("status") == Status.EXISTS:
             r[name] = answer()
-        if name.startswith("Find") and body.get("returned", 1) == 0 and "entities" not in body \
-                and "count" not in body:
+        if (
+            name.startswith("Find")
+            and body.get("returned", 1) == 0
+            and "entities" not in body
+            and "count" not in body
+        ):
             body["info"] = "No entities found"
     return response, out
 

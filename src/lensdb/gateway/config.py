@@ -67,12 +67,19 @@ class GatewayConfig:
         data_dir = Path(data_dir)
         hook = settings.webhook_secret or read_or_create_secret(data_dir / WEBHOOK_SECRET_FILE)
         public = settings.public_url
-        cfg = cls(data_dir=data_dir, cors_origins=list(settings.cors_origins), dev=settings.dev,
-                  public_url=public.rstrip("/") if public else None, webhook_secret=hook,
-                  shared_signing_secret=settings.signing_secret or "")
+        cfg = cls(
+            data_dir=data_dir,
+            cors_origins=list(settings.cors_origins),
+            dev=settings.dev,
+            public_url=public.rstrip("/") if public else None,
+            webhook_secret=hook,
+            shared_signing_secret=settings.signing_secret or "",
+        )
         if cfg.dev:
-            log.warning("gateway in development mode: CORS allows every origin (*); "
-                        "do not use --dev in production")
+            log.warning(
+                "gateway in development mode: CORS allows every origin (*); "
+                "do not use --dev in production"
+            )
         elif cfg.cors_origins:
             log.info("gateway: CORS allowed for %s", ", ".join(cfg.cors_origins))
         else:

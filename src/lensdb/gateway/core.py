@@ -43,10 +43,14 @@ class Gateway:
         self.config = config
         self.signer = Signer(config.signing_secret)
 
-    async def query(self, commands: list[dict], blobs: list[bytes] | None = None) -> tuple[list, list[bytes]]:
+    async def query(
+        self, commands: list[dict], blobs: list[bytes] | None = None
+    ) -> tuple[list, list[bytes]]:
         """Run one transaction on the engine in the server's worker pool; QueryFailed when refused."""
         loop = asyncio.get_running_loop()
-        response, out = await loop.run_in_executor(self.ctx.executor, self.ctx.db.query, commands, blobs or [])
+        response, out = await loop.run_in_executor(
+            self.ctx.executor, self.ctx.db.query, commands, blobs or []
+        )
         if not isinstance(response, list) or response_status(response) < Status.OK:
             raise QueryFailed(response)
         return response, out
@@ -67,22 +71,35 @@ class Gateway:
             return None
         return self.ctx.auth.principal(token.strip())
 
-    def authorize(self, request: Request, commands: list[str], allow_signed: bool = True) -> Access | Response:
+    def authorize(
+        self, request: Request, commands: list[str], allow_signed: bool = True
+    ) -> Access | Response:
         """A session allowed to run `commands`, or (for media) a valid signed link to this very URL."""
         if allow_signed and any(k == SIGNATURE for k, _ in request.query_params.multi_items()):
             items = request.query_params.multi_items()
             why = self.signer.check(request.url.path, items)
             if why:
-                return error(403, f"Signed link refused ({why}). Ask for a new link, e.g. a fresh task "
-                                  "list from /labelstudio/tasks.")
+                return error(
+                    403,
+                    f"Signed link refused ({why}). Ask for a new link, e.g. a fresh task "
+                    "list from /labelstudio/tasks.",
+                )
             return Access(None, self.signer.remaining(items))
         if not request.headers.get("authorization"):
-            return error(401, "Send 'Authorization: Bearer <session token>' (from Authenticate) "
-                              "or use a signed link.", **{"WWW-Authenticate": "Bearer"})
+            return error(
+                401,
+                "Send 'Authorization: Bearer <session token>' (from Authenticate) "
+                "or use a signed link.",
+                **{"WWW-Authenticate": "Bearer"},
+            )
         principal = self.session(request)
         if principal is None:
-            return error(401, "The session token is unknown or expired: log in again (Authenticate) "
-                              "or refresh it (RefreshToken).", **{"WWW-Authenticate": "Bearer"})
+            return error(
+                401,
+                "The session token is unknown or expired: log in again (Authenticate) "
+                "or refresh it (RefreshToken).",
+                **{"WWW-Authenticate": "Bearer"},
+            )
         denied = self.ctx.auth.denied(principal, commands)
         if denied:
             return error(403, denied)

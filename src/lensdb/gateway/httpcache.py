@@ -30,8 +30,9 @@ def not_modified(request: Request, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-def media_response(request: Request, data: bytes, content_type: str, etag: str,
-                   cache_control: str) -> Response:
+def media_response(
+    request: Request, data: bytes, content_type: str, etag: str, cache_control: str
+) -> Response:
     """200, 206 or 416 for `data`, honouring Range and If-Range."""
     headers = {"ETag": etag, "Cache-Control": cache_control, "Accept-Ranges": "bytes"}
     size = len(data)
@@ -46,4 +47,4 @@ def media_response(request: Request, data: bytes, content_type: str, etag: str,
         return Response(data, 200, headers=headers, media_type=content_type)
     first, last = wanted
     headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    return Response(data[first:last + 1], 206, headers=headers, media_type=content_type)
+    return Response(data[first : last + 1], 206, headers=headers, media_type=content_type)

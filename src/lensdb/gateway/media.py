@@ -36,7 +36,9 @@ class Variant:
                 raise media.MediaError("crop applies to images; a region is already cropped")
             parts = q["crop"].split(",")
             if len(parts) != 4:
-                raise media.MediaError("crop must be x,y,width,height in pixels, e.g. crop=10,20,100,80")
+                raise media.MediaError(
+                    "crop must be x,y,width,height in pixels, e.g. crop=10,20,100,80"
+                )
             x, y = (_non_negative(p, "crop") for p in parts[:2])
             w, h = (_positive(p, "crop") for p in parts[2:])
             self.crop = (x, y, w, h)
@@ -83,22 +85,35 @@ def _lookup_values(value: str) -> list[Any]:
 
 
 async def _fetch(gw: Gateway, command: str, constraints: dict, what: str) -> bytes | Response:
-    find = {"constraints": constraints, "blobs": True, "uniqueids": True, "limit": 1,
-            "results": {"count": True}}
+    find = {
+        "constraints": constraints,
+        "blobs": True,
+        "uniqueids": True,
+        "limit": 1,
+        "results": {"count": True},
+    }
     try:
         response, blobs = await gw.query([{command: find}])
     except QueryFailed as exc:
         return error(400, f"could not look up the {what}: {exc}")
     found = response[0][command]
     if found.get("count", 0) > 1:
-        return error(409, f"{found['count']} objects match this {what}; use a property whose values are unique, "
-                          "or the _uniqueid")
+        return error(
+            409,
+            f"{found['count']} objects match this {what}; use a property whose values are unique, "
+            "or the _uniqueid",
+        )
     if not blobs:
-        return error(404, f"no {what} here: check the id (lensdb _uniqueid, e.g. 2.0.17) or the property value")
+        return error(
+            404,
+            f"no {what} here: check the id (lensdb _uniqueid, e.g. 2.0.17) or the property value",
+        )
     return blobs[0]
 
 
-async def _serve_image(gw: Gateway, request: Request, access: Access, constraints: dict) -> Response:
+async def _serve_image(
+    gw: Gateway, request: Request, access: Access, constraints: dict
+) -> Response:
     try:
         variant = Variant(request, allow_crop=True)
     except media.MediaError as exc:
@@ -128,8 +143,11 @@ async def _serve_region(gw: Gateway, request: Request, command: str, what: str) 
     except media.MediaError as exc:
         return error(400, str(exc))
     # The engine cuts the region out of its image (and applies the resize / format).
-    find: dict[str, Any] = {"constraints": {"_uniqueid": ["==", request.path_params["uniqueid"]]},
-                            "blobs": True, "limit": 1}
+    find: dict[str, Any] = {
+        "constraints": {"_uniqueid": ["==", request.path_params["uniqueid"]]},
+        "blobs": True,
+        "limit": 1,
+    }
     if variant.ops:
         find["operations"] = variant.ops
     if variant.format:
@@ -166,7 +184,9 @@ def routes(gw: Gateway) -> list[BaseRoute]:
             return access
         prop = request.path_params["prop"]
         if not _PROPERTY.match(prop):
-            return error(400, "the property name must be letters, digits and _ (not starting with _)")
+            return error(
+                400, "the property name must be letters, digits and _ (not starting with _)"
+            )
         values = _lookup_values(request.path_params["value"])
         return await _serve_image(gw, request, access, {prop: ["in", values]})
 
@@ -175,13 +195,16 @@ def routes(gw: Gateway) -> list[BaseRoute]:
 
         async def region(request: Request) -> Response:
             return await _serve_region(gw, request, command, what)
+
         return region
 
     async def blob(request: Request) -> Response:
         access = gw.authorize(request, ["FindBlob"])
         if isinstance(access, Response):
             return access
-        data = await _fetch(gw, "FindBlob", {"_uniqueid": ["==", request.path_params["uniqueid"]]}, "blob")
+        data = await _fetch(
+            gw, "FindBlob", {"_uniqueid": ["==", request.path_params["uniqueid"]]}, "blob"
+        )
         if isinstance(data, Response):
             return data
         return _answer(request, access, data, strong_etag(data))

@@ -19,7 +19,13 @@ def _cors(gw: Gateway, routes: list[BaseRoute], methods: list[str]) -> CORSMiddl
         allow_origins=gw.config.allow_origins,
         allow_methods=methods,
         allow_headers=["Authorization", "Range", "If-None-Match", "If-Range", "Content-Type"],
-        expose_headers=["ETag", "Content-Range", "Content-Length", "Accept-Ranges", "X-Lensdb-Warnings"],
+        expose_headers=[
+            "ETag",
+            "Content-Range",
+            "Content-Length",
+            "Accept-Ranges",
+            "X-Lensdb-Warnings",
+        ],
         max_age=600,
     )
 

@@ -31,15 +31,22 @@ class Signer:
         digest = hmac.new(self._secret, _canonical(path, params), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
-    def sign(self, path: str, ttl: int, params: Mapping[str, object] | None = None,
-             now: float | None = None) -> str:
+    def sign(
+        self,
+        path: str,
+        ttl: int,
+        params: Mapping[str, object] | None = None,
+        now: float | None = None,
+    ) -> str:
         """`path?params&exp=..&sig=..`, valid for `ttl` seconds."""
         expires = int((now if now is not None else time.time()) + ttl)
         items = [(k, str(v)) for k, v in (params or {}).items()] + [(EXPIRES, str(expires))]
         items.append((SIGNATURE, self._mac(path, items)))
         return f"{path}?{urlencode(items)}"
 
-    def check(self, path: str, params: Iterable[tuple[str, str]], now: float | None = None) -> str | None:
+    def check(
+        self, path: str, params: Iterable[tuple[str, str]], now: float | None = None
+    ) -> str | None:
         """None when the signature is valid and unexpired, otherwise why not."""
         items = list(params)
         given = [v for k, v in items if k == SIGNATURE]

@@ -67,7 +67,9 @@ def _int(value: Any, name: str, low: int, high: int | None = None) -> int | None
     except (TypeError, ValueError):
         raise BadParameter(f"{name} must be a whole number") from None
     if n < low or (high is not None and n > high):
-        raise BadParameter(f"{name} must be between {low} and {high}" if high else f"{name} must be >= {low}")
+        raise BadParameter(
+            f"{name} must be between {low} and {high}" if high else f"{name} must be >= {low}"
+        )
     return n
 
 
@@ -81,7 +83,9 @@ def parse(params: dict[str, Any], default_ttl: int) -> tuple[tasklist.TaskOption
     if label_config is not None and not isinstance(label_config, str):
         raise BadParameter("label_config must be the project's labeling config, as XML text")
     uids = params.get("uniqueids")
-    if uids is not None and (not isinstance(uids, list) or not all(isinstance(u, str) for u in uids)):
+    if uids is not None and (
+        not isinstance(uids, list) or not all(isinstance(u, str) for u in uids)
+    ):
         raise BadParameter("uniqueids must be a list of _uniqueid strings")
     select = None
     if params.get("select") not in (None, ""):
@@ -162,7 +166,11 @@ def routes(gw: Gateway) -> list[BaseRoute]:
                 warnings.append("CSV carries no predictions: ask for format=json to import them")
             body, media_type, name = tasklist.to_csv(result.tasks), "text/csv", "tasks.csv"
         else:
-            body, media_type, name = tasklist.to_json(result.tasks), "application/json", "tasks.json"
+            body, media_type, name = (
+                tasklist.to_json(result.tasks),
+                "application/json",
+                "tasks.json",
+            )
         if warnings:
             headers["X-Lensdb-Warnings"] = " | ".join(warnings)
         headers["Content-Disposition"] = f'attachment; filename="{name}"'

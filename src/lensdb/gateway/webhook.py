@@ -23,15 +23,27 @@ log = logging.getLogger("lensdb.gateway.webhook")
 SECRET_HEADER = "x-lensdb-webhook-secret"
 SAVES = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}
 DELETES = "ANNOTATIONS_DELETED"
-TASKS_DELETED = "TASKS_DELETED"  # their annotations go with them, and Label Studio sends no event for those
+TASKS_DELETED = (
+    "TASKS_DELETED"  # their annotations go with them, and Label Studio sends no event for those
+)
 
 
 async def _newer_stored(gw: Gateway, ann: dict, project_id: int) -> bool:
     """True when lensdb already holds a later version of this annotation (a pull got there first)."""
-    response, _ = await gw.query([{"FindEntity": {
-        "with_class": Q.ANNOTATION_CLASS,
-        "constraints": {"LS_id": ["==", str(ann["id"])], **Q.annotation_scope(project_id)},
-        "results": {"list": ["LS_updated_at"], "limit": 1}}}])
+    response, _ = await gw.query(
+        [
+            {
+                "FindEntity": {
+                    "with_class": Q.ANNOTATION_CLASS,
+                    "constraints": {
+                        "LS_id": ["==", str(ann["id"])],
+                        **Q.annotation_scope(project_id),
+                    },
+                    "results": {"list": ["LS_updated_at"], "limit": 1},
+                }
+            }
+        ]
+    )
     entities = Q.entities(response, "FindEntity")
     stored = A.parse_time(entities[0].get("LS_updated_at")) if entities else None
     incoming = A.parse_time(ann.get("updated_at"))
@@ -42,8 +54,11 @@ def routes(gw: Gateway) -> list[BaseRoute]:
     async def receive(request: Request) -> Response:
         given = request.headers.get(SECRET_HEADER, "")
         if not given or not hmac.compare_digest(given.encode(), gw.config.webhook_secret.encode()):
-            return error(403, "wrong or missing X-Lensdb-Webhook-Secret header: register the webhook again with "
-                              "`lensdb labelstudio webhook register --secret ...`")
+            return error(
+                403,
+                "wrong or missing X-Lensdb-Webhook-Secret header: register the webhook again with "
+                "`lensdb labelstudio webhook register --secret ...`",
+            )
         try:
             event = await request.json()
             action = event.get("action")
@@ -57,7 +72,9 @@ def routes(gw: Gateway) -> list[BaseRoute]:
                 if "id" not in ann or "id" not in task:
                     return error(400, f"{action} without annotation or task")
                 if await _newer_stored(gw, ann, project_id):
-                    return JSONResponse({"status": "ignored", "reason": "lensdb has a newer version"})
+                    return JSONResponse(
+                        {"status": "ignored", "reason": "lensdb has a newer version"}
+                    )
                 await gw.query(A.save_query(ann, task, project))
             elif action in (DELETES, TASKS_DELETED):
                 key = "annotations" if action == DELETES else "tasks"

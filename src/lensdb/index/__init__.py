@@ -123,9 +123,9 @@ class VectorSet:
                 ids_grown = np.empty(cap, dtype=np.int64)
                 ids_grown[: self._n] = self._ids[: self._n]
                 self._ids = ids_grown
-            self._vectors[self._n: need] = new
+            self._vectors[self._n : need] = new
             new_ids = [i for i, _ in fresh]
-            self._ids[self._n: need] = new_ids
+            self._ids[self._n : need] = new_ids
             for pos, i in enumerate(new_ids, self._n):
                 self._row[i] = pos
             self.max_id = max(self.max_id, *new_ids)
@@ -155,8 +155,15 @@ class VectorSet:
             pos = self._row.get(i)
             return None if pos is None else self._vectors[pos].copy()
 
-    def search(self, query: np.ndarray, k: int, metric: str, *, approximate: bool,
-               among: Sequence[int] | None = None) -> list[Hit]:
+    def search(
+        self,
+        query: np.ndarray,
+        k: int,
+        metric: str,
+        *,
+        approximate: bool,
+        among: Sequence[int] | None = None,
+    ) -> list[Hit]:
         """The k nearest ids, best first, with exact distances.
 
         `among` restricts the search to those ids (exact over them: the filter-first plan).
@@ -183,7 +190,11 @@ class VectorSet:
             # candidates exactly; the margin covers the expansion's rounding.
             rough = np.einsum("ij,ij->i", vecs, vecs) - 2 * (vecs @ query)
             take = min(len(rough), max(4 * k, k + 64))
-            cand = np.argpartition(rough, take - 1)[:take] if take < len(rough) else np.arange(len(rough))
+            cand = (
+                np.argpartition(rough, take - 1)[:take]
+                if take < len(rough)
+                else np.arange(len(rough))
+            )
             scale = float(np.abs(rough[cand]).max()) + float(query @ query)
             bound = float(rough[cand].max())
             extra = np.flatnonzero(rough <= bound + 1e-4 * scale)
@@ -196,8 +207,9 @@ class VectorSet:
     def _search_graph(self, query: np.ndarray, k: int, metric: str) -> list[Hit]:
         graph = self._graphs.get(metric)
         if graph is None:
-            graph = self._graphs[metric] = _build_graph(metric, self._ids[: self._n],
-                                                        self._vectors[: self._n])
+            graph = self._graphs[metric] = _build_graph(
+                metric, self._ids[: self._n], self._vectors[: self._n]
+            )
         k = min(k, self._n)
         graph.set_ef(max(HNSW_EF_SEARCH, k))  # type: ignore[attr-defined]
         try:
@@ -220,8 +232,12 @@ def _save(vs: VectorSet, folder: Path) -> None:
         np.save(folder / "vectors.npy", vs._vectors[: vs._n])
         for metric, graph in vs._graphs.items():
             graph.save_index(str(folder / f"{metric}.hnsw"))  # type: ignore[attr-defined]
-        meta = {"version": vs.version, "dimensions": vs.dimensions, "count": vs._n,
-                "graphs": sorted(vs._graphs)}
+        meta = {
+            "version": vs.version,
+            "dimensions": vs.dimensions,
+            "count": vs._n,
+            "graphs": sorted(vs._graphs),
+        }
     (folder / "meta.json").write_text(json.dumps(meta))
 
 
@@ -248,8 +264,9 @@ def _load(folder: Path, dimensions: int) -> VectorSet | None:
         vs.saved_version = vs.version
         return vs
     except (OSError, ValueError, KeyError, RuntimeError) as e:
-        log.warning("vector index in %s unreadable (%s); rebuilding it from the stored rows",
-                    folder, e)
+        log.warning(
+            "vector index in %s unreadable (%s); rebuilding it from the stored rows", folder, e
+        )
         return None
 
 
@@ -257,8 +274,9 @@ def _build_graph(metric: str, ids: np.ndarray, vectors: np.ndarray) -> object:
     import hnswlib
 
     graph = hnswlib.Index(space=_SPACES[metric], dim=vectors.shape[1])
-    graph.init_index(max_elements=max(1024, 2 * len(ids)), M=HNSW_M,
-                     ef_construction=HNSW_EF_CONSTRUCTION)
+    graph.init_index(
+        max_elements=max(1024, 2 * len(ids)), M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION
+    )
     graph.set_num_threads(1)
     if len(ids):
         graph.add_items(vectors, ids)
@@ -290,8 +308,13 @@ class VectorIndexes:
     def get(self, set_id: int) -> VectorSet | None:
         return self._sets.get(set_id)
 
-    def load(self, set_id: int, dimensions: int, version: int,
-             rows: Callable[[], tuple[list[int], np.ndarray]]) -> VectorSet:
+    def load(
+        self,
+        set_id: int,
+        dimensions: int,
+        version: int,
+        rows: Callable[[], tuple[list[int], np.ndarray]],
+    ) -> VectorSet:
         """The set's index: loaded, read from its saved copy, or built from `rows()`."""
         with self._lock:
             vs = self._sets.get(set_id)

@@ -38,12 +38,14 @@ class Choice:
             try:
                 obj = json.loads(obj)
             except ValueError:
-                raise ValueError("select must be a JSON object like {\"set\": \"clip\", "
-                                 "\"mode\": \"diverse\", \"n\": 100}") from None
+                raise ValueError(
+                    'select must be a JSON object like {"set": "clip", "mode": "diverse", "n": 100}'
+                ) from None
         if not isinstance(obj, dict):
             raise ValueError("select must be an object {set, mode, n, threshold, like}")
-        unknown = sorted(set(obj) - {"set", "mode", "n", "threshold", "like", "label_property",
-                                     "k"})
+        unknown = sorted(
+            set(obj) - {"set", "mode", "n", "threshold", "like", "label_property", "k"}
+        )
         if unknown:
             raise ValueError(f"unknown key(s) in select: {', '.join(unknown)}")
         name, mode = obj.get("set"), obj.get("mode", "diverse")
@@ -78,20 +80,41 @@ class Embeddings:
     labels: list[str | None]
 
 
-def embeddings(query: QueryFn, set_name: str, constraints: dict | None = None,
-               label_property: str | None = None) -> Embeddings:
+def embeddings(
+    query: QueryFn,
+    set_name: str,
+    constraints: dict | None = None,
+    label_property: str | None = None,
+) -> Embeddings:
     """The images (matching `constraints`) that have a descriptor in the set, with it."""
     find_image: dict = {"_ref": 1, "uniqueids": True}
     if constraints:
         find_image["constraints"] = constraints
-    r, blobs = query([
-        {"FindDescriptorSet": {"with_name": set_name, "metrics": True, "dimensions": True}},
-        {"FindImage": find_image},
-        {"FindDescriptor": {"set": set_name, "is_connected_to": {"ref": 1}, "blobs": True,
-                            "uniqueids": True, "labels": True, "_ref": 2}},
-        {"FindImage": {"is_connected_to": {"ref": 2}, "group_by_source": True, "uniqueids": True,
-                       "results": {"list": [label_property] if label_property else []}}},
-    ], [])
+    r, blobs = query(
+        [
+            {"FindDescriptorSet": {"with_name": set_name, "metrics": True, "dimensions": True}},
+            {"FindImage": find_image},
+            {
+                "FindDescriptor": {
+                    "set": set_name,
+                    "is_connected_to": {"ref": 1},
+                    "blobs": True,
+                    "uniqueids": True,
+                    "labels": True,
+                    "_ref": 2,
+                }
+            },
+            {
+                "FindImage": {
+                    "is_connected_to": {"ref": 2},
+                    "group_by_source": True,
+                    "uniqueids": True,
+                    "results": {"list": [label_property] if label_property else []},
+                }
+            },
+        ],
+        [],
+    )
     if not isinstance(r, list):
         raise ValueError(r.get("info", str(r)) if isinstance(r, dict) else str(r))
     sets = r[0]["FindDescriptorSet"].get("entities") or []
@@ -121,22 +144,37 @@ def choose(query: QueryFn, c: Choice, constraints: dict | None = None) -> list[d
     rows, vectors = e.uniqueids, e.vectors
     count = c.count if c.count is not None else len(rows)
     if c.mode == "diverse":
-        return [{"_uniqueid": rows[i], "rank": n + 1}
-                for n, i in enumerate(selection.diverse(vectors, count, e.metric))]
+        return [
+            {"_uniqueid": rows[i], "rank": n + 1}
+            for n, i in enumerate(selection.diverse(vectors, count, e.metric))
+        ]
     if c.mode == "dedup":
         kept, dup_of = selection.dedup(vectors, c.threshold, e.metric)
-        return [{"_uniqueid": rows[i], "duplicates": [rows[d] for d, k in dup_of.items() if k == i]}
-                for i in kept][:count]
+        return [
+            {"_uniqueid": rows[i], "duplicates": [rows[d] for d, k in dup_of.items() if k == i]}
+            for i in kept
+        ][:count]
     if c.mode == "disagree":
         found = selection.disagreements(vectors, e.labels, c.neighbours, e.metric)
-        return [{"_uniqueid": rows[i], "label": e.labels[i], "neighbours_say": other,
-                 "share": round(share, 3)} for i, other, share in found][:count]
+        return [
+            {
+                "_uniqueid": rows[i],
+                "label": e.labels[i],
+                "neighbours_say": other,
+                "share": round(share, 3),
+            }
+            for i, other, share in found
+        ][:count]
     pos = {u: i for i, u in enumerate(rows)}
     missing = [u for u in c.like if u not in pos]
     if not c.like or missing:
-        raise ValueError(f"similar needs example images that have a descriptor in {c.set!r}"
-                         + (f"; not found: {', '.join(missing)}" if missing else ""))
+        raise ValueError(
+            f"similar needs example images that have a descriptor in {c.set!r}"
+            + (f"; not found: {', '.join(missing)}" if missing else "")
+        )
     examples = vectors[[pos[u] for u in c.like]]
-    return [{"_uniqueid": rows[i]}
-            for i in selection.similar(vectors, examples, count + len(c.like), e.metric)
-            if rows[i] not in c.like][:count]
+    return [
+        {"_uniqueid": rows[i]}
+        for i in selection.similar(vectors, examples, count + len(c.like), e.metric)
+        if rows[i] not in c.like
+    ][:count]

@@ -35,7 +35,9 @@ def diverse(vectors: np.ndarray, n: int, metric: str = "L2", first: int = 0) -> 
     return picked
 
 
-def dedup(vectors: np.ndarray, threshold: float, metric: str = "L2") -> tuple[list[int], dict[int, int]]:
+def dedup(
+    vectors: np.ndarray, threshold: float, metric: str = "L2"
+) -> tuple[list[int], dict[int, int]]:
     """Rows in order, skipping any within `threshold` (dissimilarity) of a row already kept.
     Returns the kept rows and, for each skipped row, the kept row it duplicates."""
     kept: list[int] = []
@@ -59,8 +61,13 @@ def similar(vectors: np.ndarray, examples: np.ndarray, n: int, metric: str = "L2
     return [int(i) for i in np.argsort(best, kind="stable")[:n]]
 
 
-def disagreements(vectors: np.ndarray, labels: list[str | None], k: int = 5,
-                  metric: str = "L2", share: float = 0.5) -> list[tuple[int, str, float]]:
+def disagreements(
+    vectors: np.ndarray,
+    labels: list[str | None],
+    k: int = 5,
+    metric: str = "L2",
+    share: float = 0.5,
+) -> list[tuple[int, str, float]]:
     """Labelled rows whose k nearest labelled neighbours mostly (more than `share`) carry one
     other label: (row, that label, its share), most confident first. Candidates for review.
     Exact, O(n^2) distance evaluations in blocks: meant for the labelled part of a project."""

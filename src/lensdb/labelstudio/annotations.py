@@ -88,8 +88,9 @@ def _user(value: Any, emails: dict[int, str]) -> str:
     return str(value or "")
 
 
-def save_query(ann: dict, task: dict, project: dict, emails: dict[int, str] | None = None,
-               instance: str = "") -> list[dict]:
+def save_query(
+    ann: dict, task: dict, project: dict, emails: dict[int, str] | None = None, instance: str = ""
+) -> list[dict]:
     """The transaction that makes lensdb match one Label Studio annotation.
 
     `ann`, `task` and `project` are Label Studio's API JSON (the plugin converts its models to the
@@ -102,39 +103,73 @@ def save_query(ann: dict, task: dict, project: dict, emails: dict[int, str] | No
     task_id = int(ann.get("task") or task.get("id"))
     project_id = int(ann.get("project") or project.get("id"))
     doc = {
-        "id": ann["id"], "task": task_id, "project": project_id, "result": result,
-        "completed_by": _user(ann.get("completed_by"), emails), "updated_by": _user(ann.get("updated_by"), emails),
-        "was_cancelled": bool(ann.get("was_cancelled", False)), "ground_truth": bool(ann.get("ground_truth", False)),
-        "lead_time": ann.get("lead_time"), "created_at": ann.get("created_at"), "updated_at": ann.get("updated_at"),
+        "id": ann["id"],
+        "task": task_id,
+        "project": project_id,
+        "result": result,
+        "completed_by": _user(ann.get("completed_by"), emails),
+        "updated_by": _user(ann.get("updated_by"), emails),
+        "was_cancelled": bool(ann.get("was_cancelled", False)),
+        "ground_truth": bool(ann.get("ground_truth", False)),
+        "lead_time": ann.get("lead_time"),
+        "created_at": ann.get("created_at"),
+        "updated_at": ann.get("updated_at"),
     }
     record = Q.AnnotationRecord(
-        id=int(ann["id"]), project_id=project_id, task_id=task_id, result=result,
-        project_title=str(project.get("title") or ""), completed_by=doc["completed_by"],
-        updated_by=doc["updated_by"], created_at=doc["created_at"], updated_at=doc["updated_at"],
-        was_cancelled=doc["was_cancelled"], ground_truth=doc["ground_truth"], lead_time=doc["lead_time"],
-        document=doc, instance=instance,
+        id=int(ann["id"]),
+        project_id=project_id,
+        task_id=task_id,
+        result=result,
+        project_title=str(project.get("title") or ""),
+        completed_by=doc["completed_by"],
+        updated_by=doc["updated_by"],
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        was_cancelled=doc["was_cancelled"],
+        ground_truth=doc["ground_truth"],
+        lead_time=doc["lead_time"],
+        document=doc,
+        instance=instance,
     )
-    return Q.save_annotation_query(record, parse_results(result), uid, size,
-                                   removable_properties(project.get("label_config")))
+    return Q.save_annotation_query(
+        record, parse_results(result), uid, size, removable_properties(project.get("label_config"))
+    )
 
 
 def delete_query(annotation_id: int, project_id: int, instance: str = "") -> list[dict]:
     return Q.delete_annotation_query(annotation_id, project_id, instance)
 
 
-def task_annotations_query(project_id: int, op: str, task_ids: Iterable[int], instance: str = "") -> list[dict]:
+def task_annotations_query(
+    project_id: int, op: str, task_ids: Iterable[int], instance: str = ""
+) -> list[dict]:
     """Find the annotations lensdb holds for tasks of a project whose id is ("in") or is not
     ("not in") among these; `annotation_ids` reads the answer."""
-    return [{"FindEntity": {
-        "with_class": Q.ANNOTATION_CLASS,
-        "constraints": {**Q.annotation_scope(project_id, instance), "LS_task_id": [op, sorted(task_ids)]},
-        "results": {"list": ["LS_id"]}}}]
+    return [
+        {
+            "FindEntity": {
+                "with_class": Q.ANNOTATION_CLASS,
+                "constraints": {
+                    **Q.annotation_scope(project_id, instance),
+                    "LS_task_id": [op, sorted(task_ids)],
+                },
+                "results": {"list": ["LS_id"]},
+            }
+        }
+    ]
 
 
 def stored_versions_query(project_id: int, instance: str = "") -> list[dict]:
     """The annotations lensdb holds for a project, with their versions; `stored_versions` reads it."""
-    return [{"FindEntity": {"with_class": Q.ANNOTATION_CLASS, "constraints": Q.annotation_scope(project_id, instance),
-                            "results": {"list": ["LS_id", "LS_updated_at"]}}}]
+    return [
+        {
+            "FindEntity": {
+                "with_class": Q.ANNOTATION_CLASS,
+                "constraints": Q.annotation_scope(project_id, instance),
+                "results": {"list": ["LS_id", "LS_updated_at"]},
+            }
+        }
+    ]
 
 
 def annotation_ids(response: list[dict]) -> list[int]:
@@ -143,7 +178,10 @@ def annotation_ids(response: list[dict]) -> list[int]:
 
 def stored_versions(response: list[dict]) -> dict[str, str | None]:
     """LS_id -> LS_updated_at (ISO text) from `stored_versions_query`."""
-    return {str(e.get("LS_id")): (e.get("LS_updated_at") or {}).get("_date") for e in Q.entities(response, "FindEntity")}
+    return {
+        str(e.get("LS_id")): (e.get("LS_updated_at") or {}).get("_date")
+        for e in Q.entities(response, "FindEntity")
+    }
 
 
 def _max_ref(commands: Iterable[dict]) -> int:

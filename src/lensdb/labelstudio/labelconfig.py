@@ -61,7 +61,9 @@ class LabelConfig:
 
 
 def _labels_for(elem: ET.Element) -> list[str]:
-    own = [child.get("value", "") for child in elem.iter() if child.tag.lower() in ("label", "choice")]
+    own = [
+        child.get("value", "") for child in elem.iter() if child.tag.lower() in ("label", "choice")
+    ]
     return [x for x in own if x]
 
 
@@ -85,7 +87,9 @@ def parse_label_config(xml: str | None) -> LabelConfig:
             cfg.objects[name] = (tag, elem.get("value", ""))
         elif elem.get("toName") is not None:
             labels = _labels_for(elem)
-            cfg.controls.append(Control(name=name, type=tag, to_name=elem.get("toName", ""), labels=labels))
+            cfg.controls.append(
+                Control(name=name, type=tag, to_name=elem.get("toName", ""), labels=labels)
+            )
             if tag == "labels":
                 plain_labels.setdefault(elem.get("toName", ""), []).extend(labels)
     for c in cfg.controls:

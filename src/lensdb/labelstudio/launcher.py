@@ -69,8 +69,11 @@ def label_studio_env(opts: LabelStudioOptions) -> dict[str, str]:
     env.setdefault("ADB_LOG_FILE", str(Path(opts.data_dir).absolute() / "aperturedb-errors.log"))
     if opts.username and opts.password:
         # A user is made at start, so nobody else may sign up without an invitation link.
-        env.update(LABEL_STUDIO_USERNAME=opts.username, LABEL_STUDIO_PASSWORD=opts.password,
-                   LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true")
+        env.update(
+            LABEL_STUDIO_USERNAME=opts.username,
+            LABEL_STUDIO_PASSWORD=opts.password,
+            LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
+        )
     if opts.token:
         env["LABEL_STUDIO_USER_TOKEN"] = opts.token
     if opts.verbose:
@@ -80,25 +83,42 @@ def label_studio_env(opts: LabelStudioOptions) -> dict[str, str]:
 
 
 def label_studio_command(opts: LabelStudioOptions) -> list[str]:
-    return [sys.executable, "-c", "from label_studio.server import main; main()", "start",
-            "--no-browser", "--internal-host", opts.host, "--port", str(opts.port)]
+    return [
+        sys.executable,
+        "-c",
+        "from label_studio.server import main; main()",
+        "start",
+        "--no-browser",
+        "--internal-host",
+        opts.host,
+        "--port",
+        str(opts.port),
+    ]
 
 
 def start_label_studio(opts: LabelStudioOptions, log_file=None) -> subprocess.Popen:
     """Start Label Studio; its output goes to `log_file`, or (None) to this process's output."""
     if port_in_use(opts.host, opts.port):
         # Label Studio would silently move to the next port; say so instead.
-        raise RuntimeError(f"port {opts.port} on {opts.host} is already in use; pick another with --port")
+        raise RuntimeError(
+            f"port {opts.port} on {opts.host} is already in use; pick another with --port"
+        )
     Path(opts.data_dir).mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(label_studio_command(opts), env=label_studio_env(opts),
-                            stdout=log_file, stderr=subprocess.STDOUT if log_file else None)
+    return subprocess.Popen(
+        label_studio_command(opts),
+        env=label_studio_env(opts),
+        stdout=log_file,
+        stderr=subprocess.STDOUT if log_file else None,
+    )
 
 
 # A console line worth showing: Label Studio's log format with a level of WARNING or worse.
 _PROBLEM = re.compile(rb"\] \[(WARNING|ERROR|CRITICAL)\] ")
 
 
-def relay_output(proc: subprocess.Popen, log_path: Path, verbose: bool, out=None) -> threading.Thread:
+def relay_output(
+    proc: subprocess.Popen, log_path: Path, verbose: bool, out=None
+) -> threading.Thread:
     """Copy a child's output into `log_path`; show problems (everything when verbose) on `out`.
 
     Label Studio prints its start-up chatter, Python warnings and each logged problem's traceback;
@@ -150,12 +170,27 @@ def admin_password_for(data_dir: Path, given: str | None = None) -> str:
     return pw
 
 
-def start_lensdb(data_dir: Path, host: str, port: int, http_port: int, password: str,
-                 log_file=None) -> subprocess.Popen:
+def start_lensdb(
+    data_dir: Path, host: str, port: int, http_port: int, password: str, log_file=None
+) -> subprocess.Popen:
     env = {**os.environ, "LENSDB_ADMIN_PASSWORD": password}
-    cmd = [sys.executable, "-c", "from lensdb.cli import main; main()", "serve", "--data", str(data_dir / "db"),
-           "--host", host, "--port", str(port), "--http-port", str(http_port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT if log_file else None)
+    cmd = [
+        sys.executable,
+        "-c",
+        "from lensdb.cli import main; main()",
+        "serve",
+        "--data",
+        str(data_dir / "db"),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--http-port",
+        str(http_port),
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT if log_file else None
+    )
     deadline = time.monotonic() + 60
     while not port_in_use(host, port):
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -15,7 +15,12 @@ from typing import Any
 from lensdb.labelstudio.labelconfig import REGION_CONTROLS, Control
 
 # Per-control values that become properties of the annotation (or of a region, when per-region).
-SCALAR_TYPES = {"choices": "LS_choices_", "textarea": "LS_text_", "rating": "LS_rating_", "number": "LS_number_"}
+SCALAR_TYPES = {
+    "choices": "LS_choices_",
+    "textarea": "LS_text_",
+    "rating": "LS_rating_",
+    "number": "LS_number_",
+}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -97,7 +102,9 @@ class AnnotationContent:
 
     regions: list[Region] = field(default_factory=list)
     properties: dict[str, Any] = field(default_factory=dict)  # scalar controls not tied to a region
-    ignored: list[dict] = field(default_factory=list)  # results with no database form (kept in LS_data)
+    ignored: list[dict] = field(
+        default_factory=list
+    )  # results with no database form (kept in LS_data)
 
 
 def _labels_of(item: dict) -> list[str]:
@@ -147,7 +154,9 @@ def parse_results(result: list[dict] | dict | None) -> AnnotationContent:
             region.labels.extend(x for x in _labels_of(item) if x not in region.labels)
         elif rtype in SCALAR_TYPES:
             target = region.properties if region is not None else content.properties
-            target[property_name(rtype, str(item.get("from_name", "")))] = scalar_value(rtype, value)
+            target[property_name(rtype, str(item.get("from_name", "")))] = scalar_value(
+                rtype, value
+            )
         else:
             content.ignored.append(item)
     return content
@@ -176,7 +185,9 @@ def box_result(box: dict, width: float, height: float, control: Control, readonl
     return _result(box, control, "rectangle", value, width, height, readonly)
 
 
-def polygon_results(poly: dict, width: float, height: float, control: Control, readonly: bool) -> list[dict]:
+def polygon_results(
+    poly: dict, width: float, height: float, control: Control, readonly: bool
+) -> list[dict]:
     """A FindPolygon entity (with `_vertices`) as prediction results, one per polygon ring."""
     rings = poly.get("_vertices") or []
     out = []
@@ -195,7 +206,9 @@ def polygon_results(poly: dict, width: float, height: float, control: Control, r
     return out
 
 
-def _result(obj: dict, control: Control, base_type: str, value: dict, w: float, h: float, readonly: bool) -> dict:
+def _result(
+    obj: dict, control: Control, base_type: str, value: dict, w: float, h: float, readonly: bool
+) -> dict:
     out = {
         "id": str(obj.get("_uniqueid")),
         "from_name": control.name,

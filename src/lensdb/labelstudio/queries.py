@@ -91,7 +91,12 @@ def list_images_query(
     constraints: dict | None, key_property: str, limit: int, offset: int
 ) -> list[dict]:
     """One page of the images a source storage selects, with their keys."""
-    find = {**_image_selection(constraints, key_property), "uniqueids": True, "limit": limit, "offset": offset}
+    find = {
+        **_image_selection(constraints, key_property),
+        "uniqueids": True,
+        "limit": limit,
+        "offset": offset,
+    }
     if key_property != UNIQUEID:
         find["results"] = {"list": [key_property]}
     return [{"FindImage": find}]
@@ -114,11 +119,22 @@ def selection_count_query(
     constraints: dict | None, key_property: str, predictions: bool, pred_constraints: dict | None
 ) -> list[dict]:
     """Count what a sync of these settings would bring: images, and model boxes and polygons on them."""
-    query: list[dict] = [{"FindImage": {**_image_selection(constraints, key_property), "_ref": 1,
-                                        "results": {"count": True}}}]
+    query: list[dict] = [
+        {
+            "FindImage": {
+                **_image_selection(constraints, key_property),
+                "_ref": 1,
+                "results": {"count": True},
+            }
+        }
+    ]
     if predictions:
-        regions = {"image_ref": 1, "blobs": False, "results": {"count": True},
-                   "constraints": {**(pred_constraints or {}), "LS_annotation": ["==", None]}}
+        regions = {
+            "image_ref": 1,
+            "blobs": False,
+            "results": {"count": True},
+            "constraints": {**(pred_constraints or {}), "LS_annotation": ["==", None]},
+        }
         query += [{"FindBoundingBox": dict(regions)}, {"FindPolygon": dict(regions)}]
     return query
 
@@ -129,8 +145,11 @@ def parse_selection_count(response: list[dict]) -> SelectionCount:
     for item in response:
         for name, body in item.items():
             counts[name] = int((body or {}).get("count") or 0)
-    return SelectionCount(images=counts.get("FindImage", 0), boxes=counts.get("FindBoundingBox", 0),
-                          polygons=counts.get("FindPolygon", 0))
+    return SelectionCount(
+        images=counts.get("FindImage", 0),
+        boxes=counts.get("FindBoundingBox", 0),
+        polygons=counts.get("FindPolygon", 0),
+    )
 
 
 def image_details_query(
@@ -155,15 +174,17 @@ def image_details_query(
         },
     ]
     if annotations_scope is not None:
-        query.append({
-            "FindEntity": {
-                "with_class": ANNOTATION_CLASS,
-                "is_connected_to": {"ref": 1, "connection_class": ANNOTATION_IMAGE},
-                "constraints": annotations_scope,
-                "results": {"list": ["LS_id", "LS_data"]},
-                "group_by_source": True,
+        query.append(
+            {
+                "FindEntity": {
+                    "with_class": ANNOTATION_CLASS,
+                    "is_connected_to": {"ref": 1, "connection_class": ANNOTATION_IMAGE},
+                    "constraints": annotations_scope,
+                    "results": {"list": ["LS_id", "LS_data"]},
+                    "group_by_source": True,
+                }
             }
-        })
+        )
     if predictions:
         # Regions written for annotations come back as annotations, not as predictions.
         region_constraints = {**(pred_constraints or {}), "LS_annotation": ["==", None]}
@@ -200,13 +221,25 @@ def parse_image_details(response: list[dict]) -> ImageDetails:
         return entities if isinstance(entities, dict) else {}
 
     images = {e[UNIQUEID]: e for e in (found.get("FindImage") or {}).get("entities") or []}
-    return ImageDetails(images=images, boxes=grouped("FindBoundingBox"), polygons=grouped("FindPolygon"),
-                        annotations=grouped("FindEntity"))
+    return ImageDetails(
+        images=images,
+        boxes=grouped("FindBoundingBox"),
+        polygons=grouped("FindPolygon"),
+        annotations=grouped("FindEntity"),
+    )
 
 
 def image_sizes_query(uniqueids: list[str]) -> list[dict]:
     """The blobs of images whose width/height properties are missing, to read their headers."""
-    return [{"FindImage": {"constraints": {UNIQUEID: ["in", list(uniqueids)]}, "blobs": True, "uniqueids": True}}]
+    return [
+        {
+            "FindImage": {
+                "constraints": {UNIQUEID: ["in", list(uniqueids)]},
+                "blobs": True,
+                "uniqueids": True,
+            }
+        }
+    ]
 
 
 def store_sizes_query(sizes: dict[str, tuple[int, int]]) -> list[dict]:
@@ -214,13 +247,19 @@ def store_sizes_query(sizes: dict[str, tuple[int, int]]) -> list[dict]:
     query: list[dict] = []
     for uid, (w, h) in sizes.items():
         ref = len(query) // 2 + 1
-        query.append({"FindImage": {"_ref": ref, "blobs": False, "constraints": {UNIQUEID: ["==", uid]}}})
+        query.append(
+            {"FindImage": {"_ref": ref, "blobs": False, "constraints": {UNIQUEID: ["==", uid]}}}
+        )
         query.append({"UpdateImage": {"ref": ref, "properties": {"width": w, "height": h}}})
     return query
 
 
 def image_blob_query(uniqueid: str, as_jpeg: bool) -> list[dict]:
-    find: dict[str, Any] = {"blobs": True, "constraints": {UNIQUEID: ["==", uniqueid]}, "results": {"limit": 1}}
+    find: dict[str, Any] = {
+        "blobs": True,
+        "constraints": {UNIQUEID: ["==", uniqueid]},
+        "results": {"limit": 1},
+    }
     if as_jpeg:
         find["as_format"] = "jpg"
     return [{"FindImage": find}]
@@ -243,20 +282,35 @@ def _region_props(region: Region, ann: AnnotationRecord) -> dict[str, Any]:
     return _clean(props)
 
 
-def _box_commands(region: Region, ann: AnnotationRecord, ref: int, size: tuple | None) -> list[dict]:
+def _box_commands(
+    region: Region, ann: AnnotationRecord, ref: int, size: tuple | None
+) -> list[dict]:
     p = region.box_pixels(size)
     rect = {k: round(v) for k, v in p.items()}
     rect["width"], rect["height"] = max(1, rect["width"]), max(1, rect["height"])
     v = region.value
     props = _region_props(region, ann)
     # Exact percent geometry and rotation ride along: the integer rectangle alone loses precision.
-    props.update(LS_x=float(v.get("x", 0)), LS_y=float(v.get("y", 0)), LS_width=float(v.get("width", 0)),
-                 LS_height=float(v.get("height", 0)), LS_rotation=region.rotation)
+    props.update(
+        LS_x=float(v.get("x", 0)),
+        LS_y=float(v.get("y", 0)),
+        LS_width=float(v.get("width", 0)),
+        LS_height=float(v.get("height", 0)),
+        LS_rotation=region.rotation,
+    )
     label = region.labels[0] if region.labels else ""
     key = {"LS_id": ["==", region.id], "LS_annotation": ["==", str(ann.id)]}
     return [
-        {"AddBoundingBox": {"_ref": ref, "image_ref": 1, "rectangle": rect, "label": label,
-                            "properties": props, "if_not_found": key}},
+        {
+            "AddBoundingBox": {
+                "_ref": ref,
+                "image_ref": 1,
+                "rectangle": rect,
+                "label": label,
+                "properties": props,
+                "if_not_found": key,
+            }
+        },
         {"UpdateBoundingBox": {"ref": ref, "rectangle": rect, "label": label, "properties": props}},
         {"AddConnection": {"class": ANNOTATION_REGION, "src": 2, "dst": ref, "if_not_found": {}}},
     ]
@@ -272,7 +326,9 @@ def polygon_key(region: Region) -> str:
     return f"{region.id}:{hashlib.sha1(points.encode()).hexdigest()[:16]}"
 
 
-def _polygon_commands(region: Region, ann: AnnotationRecord, ref: int, size: tuple | None) -> list[dict]:
+def _polygon_commands(
+    region: Region, ann: AnnotationRecord, ref: int, size: tuple | None
+) -> list[dict]:
     points = region.polygon_pixels(size)
     props = _region_props(region, ann)
     props["LS_points"] = json.dumps(region.value.get("points") or [])
@@ -280,24 +336,47 @@ def _polygon_commands(region: Region, ann: AnnotationRecord, ref: int, size: tup
     label = region.labels[0] if region.labels else ""
     key = {"LS_shape": ["==", props["LS_shape"]], "LS_annotation": ["==", str(ann.id)]}
     return [
-        {"AddPolygon": {"_ref": ref, "image_ref": 1, "polygons": [points], "label": label, "properties": props,
-                        "if_not_found": key}},
+        {
+            "AddPolygon": {
+                "_ref": ref,
+                "image_ref": 1,
+                "polygons": [points],
+                "label": label,
+                "properties": props,
+                "if_not_found": key,
+            }
+        },
         {"UpdatePolygon": {"ref": ref, "label": label, "properties": props}},
         {"AddConnection": {"class": ANNOTATION_REGION, "src": 2, "dst": ref, "if_not_found": {}}},
     ]
 
 
-def _keypoint_commands(region: Region, ann: AnnotationRecord, ref: int, size: tuple | None) -> list[dict]:
+def _keypoint_commands(
+    region: Region, ann: AnnotationRecord, ref: int, size: tuple | None
+) -> list[dict]:
     x, y = region.point_pixels(size)
     v = region.value
     props = _region_props(region, ann)
-    props.update(x=x, y=y, label=region.labels[0] if region.labels else "",
-                 LS_x=float(v.get("x", 0)), LS_y=float(v.get("y", 0)), LS_width=v.get("width"))
+    props.update(
+        x=x,
+        y=y,
+        label=region.labels[0] if region.labels else "",
+        LS_x=float(v.get("x", 0)),
+        LS_y=float(v.get("y", 0)),
+        LS_width=v.get("width"),
+    )
     props = _clean(props)
     key = {"LS_id": ["==", region.id], "LS_annotation": ["==", str(ann.id)]}
     return [
-        {"AddEntity": {"_ref": ref, "class": KEYPOINT_CLASS, "properties": props, "if_not_found": key,
-                       "connect": {"ref": 1, "class": KEYPOINT_IMAGE}}},
+        {
+            "AddEntity": {
+                "_ref": ref,
+                "class": KEYPOINT_CLASS,
+                "properties": props,
+                "if_not_found": key,
+                "connect": {"ref": 1, "class": KEYPOINT_IMAGE},
+            }
+        },
         {"UpdateEntity": {"ref": ref, "properties": props}},
         {"AddConnection": {"class": ANNOTATION_REGION, "src": 2, "dst": ref, "if_not_found": {}}},
     ]
@@ -319,25 +398,33 @@ def save_annotation_query(
     from this result are removed from the annotation entity.
     """
     ann_key = {"LS_id": ["==", str(ann.id)], **annotation_scope(ann.project_id, ann.instance)}
-    identity = _clean({"LS_id": str(ann.id), "LS_project_id": ann.project_id, "LS_instance": ann.instance or None})
-    props = _clean({
-        **identity,
-        "LS_project_title": ann.project_title,
-        "LS_task_id": ann.task_id,
-        "LS_completed_by": ann.completed_by,
-        "LS_updated_by": ann.updated_by,
-        "LS_created_at": _date(ann.created_at),
-        "LS_updated_at": _date(ann.updated_at),
-        "LS_was_cancelled": ann.was_cancelled,
-        "LS_ground_truth": ann.ground_truth,
-        "LS_lead_time": ann.lead_time,
-        "LS_result_count": len(ann.result or []),
-        "LS_data": json.dumps(ann.document or {"id": ann.id, "result": ann.result}),
-        **content.properties,
-    })
+    identity = _clean(
+        {"LS_id": str(ann.id), "LS_project_id": ann.project_id, "LS_instance": ann.instance or None}
+    )
+    props = _clean(
+        {
+            **identity,
+            "LS_project_title": ann.project_title,
+            "LS_task_id": ann.task_id,
+            "LS_completed_by": ann.completed_by,
+            "LS_updated_by": ann.updated_by,
+            "LS_created_at": _date(ann.created_at),
+            "LS_updated_at": _date(ann.updated_at),
+            "LS_was_cancelled": ann.was_cancelled,
+            "LS_ground_truth": ann.ground_truth,
+            "LS_lead_time": ann.lead_time,
+            "LS_result_count": len(ann.result or []),
+            "LS_data": json.dumps(ann.document or {"id": ann.id, "result": ann.result}),
+            **content.properties,
+        }
+    )
     if image_uniqueid:
-        find_image: dict = {"_ref": 1, "blobs": False, "constraints": {UNIQUEID: ["==", image_uniqueid]},
-                            "results": {"count": True}}
+        find_image: dict = {
+            "_ref": 1,
+            "blobs": False,
+            "constraints": {UNIQUEID: ["==", image_uniqueid]},
+            "results": {"count": True},
+        }
     else:
         find_image = {"_ref": 1, "blobs": False, "constraints": {UNIQUEID: ["==", "0.0.0"]}}
     update: dict[str, Any] = {"ref": 2, "properties": props}
@@ -351,21 +438,52 @@ def save_annotation_query(
     via_ann = {"ref": 2, "connection_class": ANNOTATION_REGION, "direction": "out"}
     q: list[dict] = [
         {"FindImage": find_image},
-        {"AddEntity": {"_ref": 2, "class": ANNOTATION_CLASS, "properties": identity, "if_not_found": ann_key,
-                       "connect": {"ref": 1, "class": ANNOTATION_IMAGE}}},
+        {
+            "AddEntity": {
+                "_ref": 2,
+                "class": ANNOTATION_CLASS,
+                "properties": identity,
+                "if_not_found": ann_key,
+                "connect": {"ref": 1, "class": ANNOTATION_IMAGE},
+            }
+        },
         {"UpdateEntity": update},
-        {"FindBoundingBox": {"_ref": 3, "blobs": False, "is_connected_to": via_ann,
-                             "constraints": {"LS_id": ["not in", keep_boxes]}}},
+        {
+            "FindBoundingBox": {
+                "_ref": 3,
+                "blobs": False,
+                "is_connected_to": via_ann,
+                "constraints": {"LS_id": ["not in", keep_boxes]},
+            }
+        },
         {"DeleteBoundingBox": {"ref": 3}},
-        {"FindPolygon": {"_ref": 4, "blobs": False, "is_connected_to": via_ann,
-                         "constraints": {"LS_shape": ["not in", keep_shapes]}}},
+        {
+            "FindPolygon": {
+                "_ref": 4,
+                "blobs": False,
+                "is_connected_to": via_ann,
+                "constraints": {"LS_shape": ["not in", keep_shapes]},
+            }
+        },
         {"DeletePolygon": {"ref": 4}},
-        {"FindEntity": {"_ref": 5, "with_class": KEYPOINT_CLASS, "is_connected_to": via_ann,
-                        "constraints": {"LS_id": ["not in", keep_points]}}},
+        {
+            "FindEntity": {
+                "_ref": 5,
+                "with_class": KEYPOINT_CLASS,
+                "is_connected_to": via_ann,
+                "constraints": {"LS_id": ["not in", keep_points]},
+            }
+        },
         {"DeleteEntity": {"ref": 5}},
         # Polygons saved before LS_shape existed match no comparison on it: replace them once.
-        {"FindPolygon": {"_ref": 6, "blobs": False, "is_connected_to": via_ann,
-                         "constraints": {"LS_shape": ["==", None]}}},
+        {
+            "FindPolygon": {
+                "_ref": 6,
+                "blobs": False,
+                "is_connected_to": via_ann,
+                "constraints": {"LS_shape": ["==", None]},
+            }
+        },
         {"DeletePolygon": {"ref": 6}},
     ]
     builders = {"box": _box_commands, "polygon": _polygon_commands, "keypoint": _keypoint_commands}
@@ -382,8 +500,16 @@ def delete_annotation_query(annotation_id: int, project_id: int, instance: str =
     """Delete an annotation entity and every region it owns, in one transaction."""
     via_ann = {"ref": 1, "connection_class": ANNOTATION_REGION, "direction": "out"}
     return [
-        {"FindEntity": {"_ref": 1, "with_class": ANNOTATION_CLASS,
-                        "constraints": {"LS_id": ["==", str(annotation_id)], **annotation_scope(project_id, instance)}}},
+        {
+            "FindEntity": {
+                "_ref": 1,
+                "with_class": ANNOTATION_CLASS,
+                "constraints": {
+                    "LS_id": ["==", str(annotation_id)],
+                    **annotation_scope(project_id, instance),
+                },
+            }
+        },
         {"FindBoundingBox": {"_ref": 2, "blobs": False, "is_connected_to": via_ann}},
         {"DeleteBoundingBox": {"ref": 2}},
         {"FindPolygon": {"_ref": 3, "blobs": False, "is_connected_to": via_ann}},

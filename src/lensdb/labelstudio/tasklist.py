@@ -48,14 +48,20 @@ class TaskReport:
         out = []
         if self.unknown_labels:
             labels = ", ".join(f"{k} ({v})" for k, v in self.unknown_labels.most_common())
-            out.append(f"Regions whose label is not in the labeling config were left out of predictions: "
-                       f"{labels}. Add these labels to the config to see them.")
+            out.append(
+                f"Regions whose label is not in the labeling config were left out of predictions: "
+                f"{labels}. Add these labels to the config to see them."
+            )
         for kind, n in self.no_control.items():
-            out.append(f"{n} {kind}(s) not shown as predictions: the labeling config has no "
-                       f"{'RectangleLabels' if kind == 'box' else 'PolygonLabels'} control.")
+            out.append(
+                f"{n} {kind}(s) not shown as predictions: the labeling config has no "
+                f"{'RectangleLabels' if kind == 'box' else 'PolygonLabels'} control."
+            )
         if self.no_size:
-            out.append(f"{self.no_size} image(s) have no readable size, so their regions could not be turned "
-                       "into predictions.")
+            out.append(
+                f"{self.no_size} image(s) have no readable size, so their regions could not be turned "
+                "into predictions."
+            )
         if self.bad_annotations:
             out.append(f"{self.bad_annotations} exported annotation(s) could not be read back.")
         return out
@@ -65,10 +71,14 @@ class TaskReport:
         problems = []
         if self.unknown_labels:
             labels = ", ".join(f"{k} ({v} region(s))" for k, v in self.unknown_labels.most_common())
-            problems.append(f"the project's labeling config lacks these labels of predicted regions: {labels}")
+            problems.append(
+                f"the project's labeling config lacks these labels of predicted regions: {labels}"
+            )
         for kind, n in self.no_control.items():
             tag = "RectangleLabels" if kind == "box" else "PolygonLabels"
-            problems.append(f"{n} {kind}(s) cannot be predictions: the labeling config has no {tag} control")
+            problems.append(
+                f"{n} {kind}(s) cannot be predictions: the labeling config has no {tag} control"
+            )
         return "; ".join(problems) if problems else None
 
 
@@ -80,7 +90,9 @@ class TaskDraft:
     data: dict[str, Any]
     meta: dict[str, Any]
     result: list[dict]  # the model's regions, as one prediction's result
-    annotations: list[dict] = field(default_factory=list)  # {"old_id", "result", "doc"} held by lensdb
+    annotations: list[dict] = field(
+        default_factory=list
+    )  # {"old_id", "result", "doc"} held by lensdb
 
     def as_import(self, model_version: str = MODEL_VERSION) -> dict:
         """The task as Label Studio's import API takes it."""
@@ -93,15 +105,21 @@ class TaskDraft:
 @dataclass
 class TaskOptions:
     constraints: dict | None = None
-    uniqueids: list[str] | None = None  # instead of constraints: exactly these images, in this order
-    select: Choice | None = None  # images chosen by their embeddings (among those constraints select)
+    uniqueids: list[str] | None = (
+        None  # instead of constraints: exactly these images, in this order
+    )
+    select: Choice | None = (
+        None  # images chosen by their embeddings (among those constraints select)
+    )
     predictions: bool = False
     pred_constraints: dict | None = None
     properties: list[str] = field(default_factory=list)
     label_config: str | None = None
     limit: int | None = None
     offset: int = 0
-    strict_labels: bool = False  # refuse (instead of leave out) regions whose label the config lacks
+    strict_labels: bool = (
+        False  # refuse (instead of leave out) regions whose label the config lacks
+    )
     model_version: str = MODEL_VERSION
     readonly: bool = False
 
@@ -118,7 +136,10 @@ class TaskList:
 def default_config() -> LabelConfig:
     """Without a labeling config: `$image`, boxes on control `label`, polygons on control `polygon`."""
     return LabelConfig(
-        controls=[Control("label", "rectanglelabels", "image"), Control("polygon", "polygonlabels", "image")],
+        controls=[
+            Control("label", "rectanglelabels", "image"),
+            Control("polygon", "polygonlabels", "image"),
+        ],
         objects={"image": ("image", "$image")},
     )
 
@@ -128,8 +149,10 @@ def config_of(label_config: str | None) -> LabelConfig:
         return default_config()
     cfg = parse_label_config(label_config)
     if not cfg.objects:
-        raise TaskListError("the labeling config could not be read (no object tag such as <Image name=... "
-                            "value=\"$image\"/>)")
+        raise TaskListError(
+            "the labeling config could not be read (no object tag such as <Image name=... "
+            'value="$image"/>)'
+        )
     return cfg
 
 
@@ -159,7 +182,7 @@ def select_images(query: QueryFn, opts: TaskOptions) -> list[str]:
         except ValueError as e:
             raise TaskListError(f"select: {e}") from None
         end = None if opts.limit is None else opts.offset + opts.limit
-        return chosen[opts.offset:end]
+        return chosen[opts.offset : end]
     out: list[str] = []
     offset = opts.offset
     while opts.limit is None or len(out) < opts.limit:
@@ -199,13 +222,21 @@ def read_sizes(query: QueryFn, uids: list[str]) -> dict[str, tuple[int, int]]:
         try:
             _check(query(Q.store_sizes_query(sizes), None)[0])
         except Exception as exc:  # noqa: BLE001 - any refusal (permissions, a client's own error type)
-            logger.info("could not store the sizes read from %d image header(s): %s", len(sizes), exc)
+            logger.info(
+                "could not store the sizes read from %d image header(s): %s", len(sizes), exc
+            )
     return sizes
 
 
-def _predictions(boxes: list[dict], polys: list[dict], size: tuple[float, float],
-                 box_ctrl: Control | None, poly_ctrl: Control | None, readonly: bool,
-                 report: TaskReport) -> list[dict]:
+def _predictions(
+    boxes: list[dict],
+    polys: list[dict],
+    size: tuple[float, float],
+    box_ctrl: Control | None,
+    poly_ctrl: Control | None,
+    readonly: bool,
+    report: TaskReport,
+) -> list[dict]:
     w, h = size
     result: list[dict] = []
     for kind, regions, ctrl in (("box", boxes, box_ctrl), ("polygon", polys, poly_ctrl)):
@@ -237,20 +268,35 @@ def _restored(annotations: list[dict], report: TaskReport) -> list[dict]:
     return out
 
 
-def build_page(query: QueryFn, uids: list[str], cfg: LabelConfig, image_url: Callable[[str], str], *,
-               properties: list[str] = (), predictions: bool = False, pred_constraints: dict | None = None,
-               readonly: bool = False, annotations_scope: dict | None = None,
-               report: TaskReport | None = None) -> list[TaskDraft]:
+def build_page(
+    query: QueryFn,
+    uids: list[str],
+    cfg: LabelConfig,
+    image_url: Callable[[str], str],
+    *,
+    properties: list[str] = (),
+    predictions: bool = False,
+    pred_constraints: dict | None = None,
+    readonly: bool = False,
+    annotations_scope: dict | None = None,
+    report: TaskReport | None = None,
+) -> list[TaskDraft]:
     """Drafts for these images (at most PAGE), in their order; images gone meanwhile are skipped."""
     report = report if report is not None else TaskReport()
     props = list(properties)
-    response, _ = query(Q.image_details_query(uids, props, predictions, pred_constraints, annotations_scope),
-                        None)
+    response, _ = query(
+        Q.image_details_query(uids, props, predictions, pred_constraints, annotations_scope), None
+    )
     details = Q.parse_image_details(_check(response))
     data_key = cfg.image_data_key()
     box_ctrl, poly_ctrl = cfg.box_control(), cfg.polygon_control()
-    sizeless = [u for u in uids if u in details.images and not _size(details.images[u])
-                and (details.boxes.get(u) or details.polygons.get(u))]
+    sizeless = [
+        u
+        for u in uids
+        if u in details.images
+        and not _size(details.images[u])
+        and (details.boxes.get(u) or details.polygons.get(u))
+    ]
     probed = read_sizes(query, sizeless) if sizeless else {}
     drafts = []
     for uid in uids:
@@ -268,9 +314,18 @@ def build_page(query: QueryFn, uids: list[str], cfg: LabelConfig, image_url: Cal
             result = _predictions(boxes, polys, size, box_ctrl, poly_ctrl, readonly, report)
         elif boxes or polys:
             report.no_size += 1
-        meta = {"lensdb": {"uniqueid": uid, "width": size[0] if size else None,
-                           "height": size[1] if size else None}}
-        drafts.append(TaskDraft(uid, data, meta, result, _restored(details.annotations.get(uid) or [], report)))
+        meta = {
+            "lensdb": {
+                "uniqueid": uid,
+                "width": size[0] if size else None,
+                "height": size[1] if size else None,
+            }
+        }
+        drafts.append(
+            TaskDraft(
+                uid, data, meta, result, _restored(details.annotations.get(uid) or [], report)
+            )
+        )
     return drafts
 
 
@@ -280,14 +335,24 @@ def build(query: QueryFn, image_url: Callable[[str], str], opts: TaskOptions) ->
     out = TaskList(tasks=[])
     uids = select_images(query, opts)
     for start in range(0, len(uids), PAGE):
-        drafts = build_page(query, uids[start:start + PAGE], cfg, image_url, properties=opts.properties,
-                            predictions=opts.predictions, pred_constraints=opts.pred_constraints,
-                            readonly=opts.readonly, report=out.report)
+        drafts = build_page(
+            query,
+            uids[start : start + PAGE],
+            cfg,
+            image_url,
+            properties=opts.properties,
+            predictions=opts.predictions,
+            pred_constraints=opts.pred_constraints,
+            readonly=opts.readonly,
+            report=out.report,
+        )
         out.tasks += [d.as_import(opts.model_version) for d in drafts]
     problem = out.report.strict_problem() if opts.strict_labels else None
     if problem:
-        raise TaskListError(problem + ". Add them to the labeling config, narrow the regions with "
-                            "pred_constraints, or leave predictions out. Nothing was sent for this batch.")
+        raise TaskListError(
+            problem + ". Add them to the labeling config, narrow the regions with "
+            "pred_constraints, or leave predictions out. Nothing was sent for this batch."
+        )
     return out
 
 
@@ -304,5 +369,10 @@ def to_csv(tasks: list[dict]) -> str:
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for t in tasks:
-        writer.writerow({k: v if not isinstance(v, dict | list) else json.dumps(v) for k, v in t["data"].items()})
+        writer.writerow(
+            {
+                k: v if not isinstance(v, dict | list) else json.dumps(v)
+                for k, v in t["data"].items()
+            }
+        )
     return buf.getvalue()

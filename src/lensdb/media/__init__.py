@@ -12,5 +12,14 @@ from lensdb.media.images import (
 from lensdb.media.ranges import parse_range
 from lensdb.media.sniff import content_type
 
-__all__ = ["ImageInfo", "MediaError", "content_type", "encode_format", "parse_range", "probe", "probe_complete", "render",
-           "validate_operations"]
+__all__ = [
+    "ImageInfo",
+    "MediaError",
+    "content_type",
+    "encode_format",
+    "parse_range",
+    "probe",
+    "probe_complete",
+    "render",
+    "validate_operations",
+]

@@ -129,7 +129,9 @@ def probe_complete(data: bytes) -> ImageInfo:
         if img.format in ("JPEG", "MPO"):
             problem = _jpeg_incomplete(data)
             if problem:
-                raise MediaError(f"the JPEG data is incomplete: {problem} (was the file cut short?)")
+                raise MediaError(
+                    f"the JPEG data is incomplete: {problem} (was the file cut short?)"
+                )
         elif img.format == "PNG":
             img.verify()
         else:
@@ -139,7 +141,9 @@ def probe_complete(data: bytes) -> ImageInfo:
     except Image.DecompressionBombError as exc:
         raise MediaError("image is too large to decode") from exc
     except _DECODE_ERRORS as exc:
-        raise MediaError(f"the image data is incomplete or corrupt: it does not decode to its end ({exc})") from exc
+        raise MediaError(
+            f"the image data is incomplete or corrupt: it does not decode to its end ({exc})"
+        ) from exc
     return info
 
 
@@ -165,7 +169,7 @@ def _jpeg_incomplete(data: bytes) -> str | None:
             continue
         if pos + 4 > end:
             break
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
         if length < 2:
             return f"a segment at byte {pos} has a bad length"
         pos += 2 + length

@@ -22,7 +22,9 @@ PROBE_MAX_BYTES = 512
 
 
 class QueryEngine(Protocol):
-    def query(self, commands: Any, blobs: list[bytes] = ..., dialect: str = ...) -> tuple[Any, list[bytes]]: ...
+    def query(
+        self, commands: Any, blobs: list[bytes] = ..., dialect: str = ...
+    ) -> tuple[Any, list[bytes]]: ...
 
 
 class QueryHandler:
@@ -32,7 +34,9 @@ class QueryHandler:
 
     # -- dialects ----------------------------------------------------------------------
 
-    def aperturedb(self, json_text: str, blobs: list[bytes], token: str | None) -> tuple[Any, list[bytes]]:
+    def aperturedb(
+        self, json_text: str, blobs: list[bytes], token: str | None
+    ) -> tuple[Any, list[bytes]]:
         """ApertureDB dialect: session required except for Authenticate/RefreshToken."""
         try:
             commands = json.loads(json_text)
@@ -41,7 +45,9 @@ class QueryHandler:
         names = access.command_names(commands) if isinstance(commands, list) else None
         if names and any(n in access.COMMANDS for n in names):
             if not all(n in access.COMMANDS for n in names):
-                return failure("User, role and token commands cannot share a query with data commands"), []
+                return failure(
+                    "User, role and token commands cannot share a query with data commands"
+                ), []
             principal = None
             if access.needs_session(names):
                 principal = self.auth.principal(token)
@@ -97,7 +103,9 @@ class QueryHandler:
             msg = message.decode(payload)
         except message.MalformedMessage:
             err = failure("Malformed message: not a queryMessage protobuf")
-            return message.encode(_dumps([dict(err, FailedCommand="Transaction")] if vdms else err, vdms))
+            return message.encode(
+                _dumps([dict(err, FailedCommand="Transaction")] if vdms else err, vdms)
+            )
         if vdms:
             response, blobs = self.vdms(msg.json, msg.blobs)
         else:

@@ -39,7 +39,9 @@ def create_app(context: ServerContext) -> Starlette:
         query_text, blobs = parsed
         token = _bearer(request.headers.get("authorization"))
         loop = asyncio.get_running_loop()
-        body = await loop.run_in_executor(context.executor, context.handler.http_body, query_text, blobs, token)
+        body = await loop.run_in_executor(
+            context.executor, context.handler.http_body, query_text, blobs, token
+        )
         return Response(body, media_type="application/json")
 
     routes: list[BaseRoute] = [
@@ -75,7 +77,9 @@ async def _read_query(request: Request, limit: int) -> tuple[str, list[bytes]] |
         # Convenience for scripts: the JSON command array as the whole body, no blobs.
         return (await request.body()).decode("utf-8", "replace"), []
     if not ctype.startswith("multipart/form-data"):
-        return _bad_request("send multipart/form-data with a 'query' part and optional 'blobs' parts")
+        return _bad_request(
+            "send multipart/form-data with a 'query' part and optional 'blobs' parts"
+        )
     try:
         form = await request.form(max_files=MAX_PARTS, max_fields=MAX_PARTS, max_part_size=limit)
     except Exception as e:  # malformed multipart bodies raise various parser errors
@@ -88,7 +92,9 @@ async def _read_query(request: Request, limit: int) -> tuple[str, list[bytes]] |
             query = (await query.read()).decode("utf-8", "replace")
         blobs = []
         for part in form.getlist("blobs"):
-            blobs.append(await part.read() if isinstance(part, UploadFile) else part.encode("utf-8"))
+            blobs.append(
+                await part.read() if isinstance(part, UploadFile) else part.encode("utf-8")
+            )
     finally:
         await form.close()
     return query, blobs

@@ -24,7 +24,9 @@ def _build_message_class() -> type:
     # A private pool: the aperturedb SDK registers the same full name in the default pool.
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("VDMS.protobufs.queryMessage"))
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("VDMS.protobufs.queryMessage")
+    )
 
 
 QueryMessage = _build_message_class()

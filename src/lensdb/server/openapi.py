@@ -59,7 +59,10 @@ _API = {
                             "properties": {
                                 "json": {
                                     "description": "One {Command: {status, ...}} per command, or an error object",
-                                    "oneOf": [{"type": "array", "items": {"type": "object"}}, _ERROR],
+                                    "oneOf": [
+                                        {"type": "array", "items": {"type": "object"}},
+                                        _ERROR,
+                                    ],
                                 },
                                 "blobs": {
                                     "type": "array",

@@ -85,23 +85,30 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
     data_dir.mkdir(parents=True, exist_ok=True)
     cert, key = _certificate(config, data_dir)
     tls_ctx = tls.server_context(cert, key)
-    vdms_ctx = tls.server_context(cert, key, config.vdms_client_ca) if config.vdms_client_ca else tls_ctx
+    vdms_ctx = (
+        tls.server_context(cert, key, config.vdms_client_ca) if config.vdms_client_ca else tls_ctx
+    )
 
     location = config.data or data_dir
     store = open_auth_store(location)
     generated = store.bootstrap(config.settings.admin_password)
     if generated:
         # Shown once; only its hash is stored.
-        print(f"Created user 'admin' with password: {generated}\n"
-              f"(shown only this once; set {ADMIN_PASSWORD_ENV} to choose it)", file=sys.stderr, flush=True)
+        print(
+            f"Created user 'admin' with password: {generated}\n"
+            f"(shown only this once; set {ADMIN_PASSWORD_ENV} to choose it)",
+            file=sys.stderr,
+            flush=True,
+        )
     auth = AuthService(store, config.session_ttl, config.refresh_ttl)
     db = Database(location, blobs=config.blobs)
     settings = config.settings
     if config.data:  # every server on one database signs media links and webhooks alike
         settings = settings.with_options(
             signing_secret=store.shared_secret("gateway", secrets.token_hex(32)),
-            webhook_secret=settings.webhook_secret or store.shared_secret(
-                "webhook", secrets.token_hex(32)))
+            webhook_secret=settings.webhook_secret
+            or store.shared_secret("webhook", secrets.token_hex(32)),
+        )
     # Descriptor indexes load in the background, so the first searches need not wait for them.
     threading.Thread(target=_load_vectors, args=(db,), name="lensdb-vectors", daemon=True).start()
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="lensdb-query")
@@ -131,9 +138,13 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
         loop.add_signal_handler(sig, stop.set)
     try:
         for host, port in await tcp.start():
-            log.info("TCP (ApertureDB protocol, TLS %s; VDMS %s) listening on %s:%d",
-                     "required" if config.require_tls else "optional",
-                     "allowed, unauthenticated" if config.allow_vdms else "refused", host, port)
+            log.info(
+                "TCP (ApertureDB protocol, TLS %s; VDMS %s) listening on %s:%d",
+                "required" if config.require_tls else "optional",
+                "allowed, unauthenticated" if config.allow_vdms else "refused",
+                host,
+                port,
+            )
         if config.http_port is not None:
             uv = _EmbeddedUvicorn(
                 uvicorn.Config(
@@ -153,12 +164,21 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
             while not uv.started and not uv_task.done():
                 await asyncio.sleep(0.02)
             if uv_task.done():
-                raise RuntimeError(f"the HTTP server could not start on {config.host}:{config.http_port}")
-            log.info("HTTP%s (REST /api/, /openapi.json) listening on %s://%s:%d",
-                     "S" if config.http_tls else "", "https" if config.http_tls else "http",
-                     config.host, config.http_port)
-        log.info("TLS certificate %s; lensdb ready (data in %s)", cert,
-                 redact(config.data) if config.data else data_dir)
+                raise RuntimeError(
+                    f"the HTTP server could not start on {config.host}:{config.http_port}"
+                )
+            log.info(
+                "HTTP%s (REST /api/, /openapi.json) listening on %s://%s:%d",
+                "S" if config.http_tls else "",
+                "https" if config.http_tls else "http",
+                config.host,
+                config.http_port,
+            )
+        log.info(
+            "TLS certificate %s; lensdb ready (data in %s)",
+            cert,
+            redact(config.data) if config.data else data_dir,
+        )
         if ready is not None:
             ready(context)
         waiters = [asyncio.create_task(stop.wait())]

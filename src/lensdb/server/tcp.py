@@ -36,7 +36,9 @@ class TcpOptions:
 
 
 class _Connection:
-    def __init__(self, server: TcpServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, server: TcpServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
@@ -64,8 +66,11 @@ class _Connection:
             if framing.looks_like_hello(payload):
                 await self._aperturedb(channel, payload)
             elif opts.require_tls or not opts.allow_vdms:
-                log.info("%s: refused a plain VDMS client (%s)", self.peer,
-                         "TLS required" if opts.require_tls else "VDMS disabled")
+                log.info(
+                    "%s: refused a plain VDMS client (%s)",
+                    self.peer,
+                    "TLS required" if opts.require_tls else "VDMS disabled",
+                )
             else:
                 log.debug("%s: VDMS client (plain)", self.peer)
                 await self._serve(channel, vdms=True, first=payload)
@@ -92,7 +97,9 @@ class _Connection:
 
     async def _aperturedb(self, channel: PlainChannel, hello: bytes) -> None:
         version, requested = framing.parse_hello(hello)
-        reply_version, granted = framing.negotiate(version, requested, self.server.allowed_protocols)
+        reply_version, granted = framing.negotiate(
+            version, requested, self.server.allowed_protocols
+        )
         await channel.write(framing.hello_reply(reply_version, granted))
         if reply_version == 0:
             return
@@ -103,7 +110,11 @@ class _Connection:
         elif not granted & framing.PROTO_TCP:
             log.info("%s: hello asked for protocol %d; not allowed here", self.peer, requested)
             return
-        log.debug("%s: ApertureDB client (%s)", self.peer, "TLS" if granted & framing.PROTO_TLS else "plain")
+        log.debug(
+            "%s: ApertureDB client (%s)",
+            self.peer,
+            "TLS" if granted & framing.PROTO_TLS else "plain",
+        )
         await self._serve(channel, vdms=False)
 
     async def _serve(self, channel: PlainChannel, vdms: bool, first: bytes | None = None) -> None:
@@ -128,7 +139,9 @@ class _Connection:
                 if handler.is_probe(payload):
                     answer = handler.tcp_payload(payload, vdms)
                 else:
-                    answer = await loop.run_in_executor(self.server.executor, handler.tcp_payload, payload, vdms)
+                    answer = await loop.run_in_executor(
+                        self.server.executor, handler.tcp_payload, payload, vdms
+                    )
                 payload = None
                 await channel.write(framing.frame(answer))
             finally:
@@ -136,7 +149,9 @@ class _Connection:
 
     async def _refuse_oversize(self, channel: PlainChannel, length: int, vdms: bool) -> None:
         limit = self.server.options.max_message_bytes
-        log.warning("%s: message of %d bytes exceeds the %d-byte limit; closing", self.peer, length, limit)
+        log.warning(
+            "%s: message of %d bytes exceeds the %d-byte limit; closing", self.peer, length, limit
+        )
         err: dict = failure(f"Message of {length} bytes exceeds the server limit of {limit} bytes")
         body = [dict(err, FailedCommand="Transaction")] if vdms else err
         with contextlib.suppress(ChannelClosed, ConnectionError):
@@ -167,7 +182,11 @@ class TcpServer:
 
     async def start(self) -> list[tuple[str, int]]:
         self._server = await asyncio.start_server(
-            self._accept, self.options.host, self.options.port, reuse_address=True, backlog=512,
+            self._accept,
+            self.options.host,
+            self.options.port,
+            reuse_address=True,
+            backlog=512,
             # The reader pauses the socket past 2x this; the 64 KiB default makes big
             # uploads ping-pong between pause and resume.
             limit=STREAM_LIMIT,

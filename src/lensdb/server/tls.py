@@ -37,7 +37,11 @@ def ensure_certificate(data_dir: Path, hostnames: tuple[str, ...] = ()) -> tuple
     fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(key_pem)
-    log.info("generated a self-signed TLS certificate in %s (clients: ca_cert=%s)", folder, folder / "ca.crt")
+    log.info(
+        "generated a self-signed TLS certificate in %s (clients: ca_cert=%s)",
+        folder,
+        folder / "ca.crt",
+    )
     return cert, key
 
 
@@ -82,11 +86,15 @@ def generate(hostnames: tuple[str, ...] = ()) -> tuple[bytes, bytes, bytes]:
         .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
-    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return ca.public_bytes(pem), cert.public_bytes(pem), key_pem
 
 

@@ -157,32 +157,41 @@ class Txn(Protocol):
     """One transaction. Reads see the transaction's own writes."""
 
     # objects
-    def add_object(self, cls: str, props: dict[str, Any], blob: str | None = None,
-                   id: int | None = None) -> int:
+    def add_object(
+        self, cls: str, props: dict[str, Any], blob: str | None = None, id: int | None = None
+    ) -> int:
         """A new object; `id` keeps a given id (copying a dataset), else the next one."""
         ...
+
     def find_objects(self, sel: Selection) -> list[ObjectRow]: ...
     def count_objects(self, sel: Selection) -> int: ...
-    def update_objects(self, ids: Sequence[int], set_props: dict[str, Any],
-                       remove_props: Sequence[str]) -> None: ...
+    def update_objects(
+        self, ids: Sequence[int], set_props: dict[str, Any], remove_props: Sequence[str]
+    ) -> None: ...
     def delete_objects(self, ids: Sequence[int]) -> None:
         """Delete objects, their connections and their blobs (blobs after commit)."""
         ...
 
     # connections
-    def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any],
-                       id: int | None = None) -> int: ...
-    def find_connections(self, sel: Selection, src: Sequence[int] | None = None,
-                         dst: Sequence[int] | None = None) -> list[ConnectionRow]: ...
-    def count_connections(self, sel: Selection, src: Sequence[int] | None = None,
-                          dst: Sequence[int] | None = None) -> int: ...
-    def neighbors(self, ref_ids: Sequence[int], direction: str, cls: str | None,
-                  where: Predicate | None) -> list[tuple[int, int]]:
+    def add_connection(
+        self, cls: str, src: int, dst: int, props: dict[str, Any], id: int | None = None
+    ) -> int: ...
+    def find_connections(
+        self, sel: Selection, src: Sequence[int] | None = None, dst: Sequence[int] | None = None
+    ) -> list[ConnectionRow]: ...
+    def count_connections(
+        self, sel: Selection, src: Sequence[int] | None = None, dst: Sequence[int] | None = None
+    ) -> int: ...
+    def neighbors(
+        self, ref_ids: Sequence[int], direction: str, cls: str | None, where: Predicate | None
+    ) -> list[tuple[int, int]]:
         """(ref id, neighbour id) pairs. direction "out": ref → neighbour; "in": neighbour → ref;
         "any": either."""
         ...
-    def update_connections(self, ids: Sequence[int], set_props: dict[str, Any],
-                           remove_props: Sequence[str]) -> None: ...
+
+    def update_connections(
+        self, ids: Sequence[int], set_props: dict[str, Any], remove_props: Sequence[str]
+    ) -> None: ...
     def delete_connections(self, ids: Sequence[int]) -> None: ...
 
     # indexes and schema
@@ -224,23 +233,29 @@ class Store(Protocol):
         """A read-only transaction: every statement in it sees the same commit (one snapshot).
         blobs=False promises no `get_blob` inside it, so it need not keep blob files alive."""
         ...
+
     def write(self, staged: Staged | None = None) -> AbstractContextManager[Txn]:
         """The write transaction; `staged` are the blobs its rows may reference (a backend
         whose intents live in the database settles them in this same transaction)."""
         ...
+
     def get_blob(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         """The blob's bytes, or `length` of them from `offset` (None: to the end); a range
         reads only those bytes from storage. Raises `BlobMissing` when they are gone."""
         ...
+
     def get_blobs(self, keys: Sequence[str]) -> list[bytes]:
         """Several whole blobs, in order (object storage fetches them in parallel)."""
         ...
+
     def blob_size(self, key: str) -> int:
         """The blob's length in bytes, without reading it."""
         ...
+
     def check(self, repair: bool = False) -> BlobCheck:
         """Compare blob rows with the stored bytes (see `BlobCheck`)."""
         ...
+
     def close(self) -> None: ...
 
 
@@ -263,12 +278,15 @@ class BlobBackend(Protocol):
     def put(self, pack: str, blobs: list[bytes]) -> None:
         """Store these blobs back to back as one pack."""
         ...
+
     def read_pack(self, pack: str, offset: int, length: int) -> bytes:
         """`length` bytes of a pack from `offset`; raises `BlobMissing` if the pack is gone."""
         ...
+
     def delete(self, packs: Iterable[str]) -> None: ...
     def list_packs(self) -> dict[str, int]:
         """Every pack stored, with its size."""
         ...
+
     def describe(self) -> str: ...
     def close(self) -> None: ...

@@ -36,9 +36,15 @@ _BUFFER = 1 << 20  # small blobs are coalesced into writes of this size
 class StagedBlobs:
     """A pack written ahead of the transaction that will reference its blobs."""
 
-    def __init__(self, folder: BlobFolder, keys: list[str], pack: str | None,
-                 intent: Path | None, fd: int | None,
-                 on_thin: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        folder: BlobFolder,
+        keys: list[str],
+        pack: str | None,
+        intent: Path | None,
+        fd: int | None,
+        on_thin: Callable[[str], None] | None = None,
+    ) -> None:
         self.folder = folder
         self.keys = keys
         self._pack = pack
@@ -57,7 +63,8 @@ class StagedBlobs:
         if not kept:
             self.folder.unlink([pack])
         elif self._on_thin is not None and (
-                2 * sum(map(length_of, kept)) < sum(map(length_of, self.keys))):
+            2 * sum(map(length_of, kept)) < sum(map(length_of, self.keys))
+        ):
             self._on_thin(pack)  # most of it went unused (objects that already existed)
 
     def abort(self) -> None:
@@ -136,8 +143,9 @@ class BlobFolder:
     def path(self, pack: str) -> Path:
         return self.root / pack[:2] / pack
 
-    def stage(self, blobs: list[bytes],
-              on_thin: Callable[[str], None] | None = None) -> StagedBlobs:
+    def stage(
+        self, blobs: list[bytes], on_thin: Callable[[str], None] | None = None
+    ) -> StagedBlobs:
         """Write a query's blobs as one pack; they are garbage until its transaction commits.
 
         `on_thin(pack)` is called after `finish` if the rows kept less than half its bytes.

@@ -40,8 +40,9 @@ class CopyReport:
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
-def copy_dataset(src: Store, dst: Store, *, batch: int = BATCH,
-                 progress: Progress | None = None) -> CopyReport:
+def copy_dataset(
+    src: Store, dst: Store, *, batch: int = BATCH, progress: Progress | None = None
+) -> CopyReport:
     report = CopyReport()
     with src.read() as s:
         totals = (s.count_objects(Selection()), s.count_connections(Selection()))
@@ -67,12 +68,17 @@ def _check_prefix(src: Store, dst: Store, have: tuple[int, int]) -> None:
         sel = Selection(sort=_BY_ID, offset=n - 1, limit=1)
         last = Selection(sort=(SortKey("_uniqueid", descending=True),), limit=1)
         with src.read() as s, dst.read() as d:
-            fetch = (lambda t, q: t.find_objects(q)) if what == "objects" else \
-                (lambda t, q: t.find_connections(q))
+            fetch = (
+                (lambda t, q: t.find_objects(q))
+                if what == "objects"
+                else (lambda t, q: t.find_connections(q))
+            )
             theirs, ours = fetch(s, sel), fetch(d, last)
         if not theirs or not ours or theirs[0].id != ours[0].id:
-            raise CopyError(f"the destination already holds {n} {what} that are not the "
-                            f"source's first {n}: copy into an empty destination")
+            raise CopyError(
+                f"the destination already holds {n} {what} that are not the "
+                f"source's first {n}: copy into an empty destination"
+            )
 
 
 def _pages(store: Store, what: str, start: int, batch: int) -> Iterator[list]:
@@ -81,16 +87,20 @@ def _pages(store: Store, what: str, start: int, batch: int) -> Iterator[list]:
         sel = Selection(sort=_BY_ID, offset=offset, limit=batch)
         with store.read() as t:
             rows = t.find_objects(sel) if what == "objects" else t.find_connections(sel)
-            blobs = (store.get_blobs([r.blob for r in rows if r.blob is not None])
-                     if what == "objects" else [])
+            blobs = (
+                store.get_blobs([r.blob for r in rows if r.blob is not None])
+                if what == "objects"
+                else []
+            )
         if not rows:
             return
         yield rows, blobs
         offset += len(rows)
 
 
-def _copy_objects(src: Store, dst: Store, start: int, total: int, batch: int,
-                  progress: Progress | None) -> int:
+def _copy_objects(
+    src: Store, dst: Store, start: int, total: int, batch: int, progress: Progress | None
+) -> int:
     done = 0
     for rows, blobs in _pages(src, "objects", start, batch):
         staged = dst.stage_blobs(blobs)
@@ -98,8 +108,9 @@ def _copy_objects(src: Store, dst: Store, start: int, total: int, batch: int,
         try:
             with dst.write(staged) as d:
                 for r in rows:
-                    d.add_object(r.cls, r.props, next(keys) if r.blob is not None else None,
-                                 id=r.id)
+                    d.add_object(
+                        r.cls, r.props, next(keys) if r.blob is not None else None, id=r.id
+                    )
         except BaseException:
             staged.abort()
             raise
@@ -110,8 +121,9 @@ def _copy_objects(src: Store, dst: Store, start: int, total: int, batch: int,
     return done
 
 
-def _copy_connections(src: Store, dst: Store, start: int, total: int, batch: int,
-                      progress: Progress | None) -> int:
+def _copy_connections(
+    src: Store, dst: Store, start: int, total: int, batch: int, progress: Progress | None
+) -> int:
     done = 0
     for rows, _ in _pages(src, "connections", start, batch):
         with dst.write() as d:
@@ -132,17 +144,20 @@ def verify(src: Store, dst: Store, progress: Progress | None = None) -> list[str
             b = {c: st.matched for c, st in d.schema(kind).items()}
             for cls in sorted(a.keys() | b.keys()):
                 if a.get(cls, 0) != b.get(cls, 0):
-                    out.append(f"{kind} class {cls}: {a.get(cls, 0)} in the source, "
-                               f"{b.get(cls, 0)} in the destination")
+                    out.append(
+                        f"{kind} class {cls}: {a.get(cls, 0)} in the source, "
+                        f"{b.get(cls, 0)} in the destination"
+                    )
     checked = 0
-    for (rows_a, blobs_a), (rows_b, blobs_b) in zip(_pages(src, "objects", 0, BATCH),
-                                                    _pages(dst, "objects", 0, BATCH),
-                                                    strict=False):  # counts compared above
+    for (rows_a, blobs_a), (rows_b, blobs_b) in zip(
+        _pages(src, "objects", 0, BATCH), _pages(dst, "objects", 0, BATCH), strict=False
+    ):  # counts compared above
         if [(r.id, r.blob is None) for r in rows_a] != [(r.id, r.blob is None) for r in rows_b]:
             out.append("the objects differ (ids or blobs): was the source written to?")
             break
-        for r, x, y in zip([r for r in rows_a if r.blob is not None], blobs_a, blobs_b,
-                           strict=True):
+        for r, x, y in zip(
+            [r for r in rows_a if r.blob is not None], blobs_a, blobs_b, strict=True
+        ):
             if hashlib.sha256(x).digest() != hashlib.sha256(y).digest():
                 out.append(f"blob of object {r.id}: checksums differ")
         checked += len(rows_a)

@@ -60,11 +60,15 @@ def check_location(data: str | Path, blobs: str | None, *, need_blobs: bool = Tr
 
         probe(str(data))
         if not blobs and need_blobs:
-            raise ConfigError("with --data postgresql://... give --blobs s3://BUCKET/PREFIX or "
-                              "file:///shared/path (env LENSDB_BLOBS): where the bytes go")
+            raise ConfigError(
+                "with --data postgresql://... give --blobs s3://BUCKET/PREFIX or "
+                "file:///shared/path (env LENSDB_BLOBS): where the bytes go"
+            )
     elif blobs:
-        raise ConfigError(f"--blobs {blobs} needs --data postgresql://...: a data folder "
-                          "keeps its blobs inside itself")
+        raise ConfigError(
+            f"--blobs {blobs} needs --data postgresql://...: a data folder "
+            "keeps its blobs inside itself"
+        )
 
 
 def open_store(data: str | Path, blobs: str | None = None, *, durable: bool = False) -> Store:
@@ -72,14 +76,18 @@ def open_store(data: str | Path, blobs: str | None = None, *, durable: bool = Fa
     opened as given."""
     if not is_postgres_url(data):
         if blobs:
-            raise ConfigError(f"--blobs {blobs} needs --data postgresql://...: a data folder "
-                              "keeps its blobs inside itself")
+            raise ConfigError(
+                f"--blobs {blobs} needs --data postgresql://...: a data folder "
+                "keeps its blobs inside itself"
+            )
         from lensdb.store.sqlite import SQLiteStore
 
         return SQLiteStore(Path(data), durable=durable)
     if not blobs:
-        raise ConfigError("with --data postgresql://... give --blobs s3://BUCKET/PREFIX or "
-                          "file:///shared/path (env LENSDB_BLOBS): where the bytes go")
+        raise ConfigError(
+            "with --data postgresql://... give --blobs s3://BUCKET/PREFIX or "
+            "file:///shared/path (env LENSDB_BLOBS): where the bytes go"
+        )
     from lensdb.store.postgres import PostgresStore
 
     return PostgresStore(str(data), open_blobs(blobs))

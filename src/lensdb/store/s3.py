@@ -33,20 +33,26 @@ class S3Blobs:
         from botocore.config import Config
 
         # botocore logs where it found credentials at INFO on every start: not news.
-        logging.getLogger("botocore").setLevel(max(logging.WARNING,
-                                                   logging.getLogger("botocore").level))
+        logging.getLogger("botocore").setLevel(
+            max(logging.WARNING, logging.getLogger("botocore").level)
+        )
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        config = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 3},
-                        connect_timeout=5, read_timeout=60)
+        config = Config(
+            max_pool_connections=64,
+            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=5,
+            read_timeout=60,
+        )
         from lensdb.store.factory import ConfigError
 
         try:
             self.client = boto3.session.Session().client("s3", region_name=region, config=config)
         except Exception as e:  # partial credentials, unknown profile, bad endpoint URL
-            raise ConfigError(f"cannot use {self.describe()}: {_first_line(e)} (check the "
-                              "AWS_* variables)") from None
+            raise ConfigError(
+                f"cannot use {self.describe()}: {_first_line(e)} (check the AWS_* variables)"
+            ) from None
         from boto3.s3.transfer import TransferConfig
 
         self.transfer = TransferConfig(multipart_threshold=MULTIPART, multipart_chunksize=MULTIPART)
@@ -64,8 +70,10 @@ class S3Blobs:
             if code in ("404", "NoSuchBucket"):
                 hint = f"create the bucket {self.bucket} first, or fix its name in --blobs"
             elif code in ("403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
-                hint = ("check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE): they "
-                        "are refused for this bucket")
+                hint = (
+                    "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE): they "
+                    "are refused for this bucket"
+                )
             else:
                 hint = "check AWS_ENDPOINT_URL and AWS_REGION: the endpoint did not answer"
             raise ConfigError(f"cannot use {self.describe()}: {_first_line(e)} ({hint})") from None
@@ -80,8 +88,9 @@ class S3Blobs:
             if len(data) < MULTIPART:
                 self.client.put_object(Bucket=self.bucket, Key=self.key(pack), Body=data)
             else:
-                self.client.upload_fileobj(io.BytesIO(data), self.bucket, self.key(pack),
-                                           Config=self.transfer)
+                self.client.upload_fileobj(
+                    io.BytesIO(data), self.bucket, self.key(pack), Config=self.transfer
+                )
         except Exception as e:
             raise StoreError(f"could not upload to {self.describe()}: {_first_line(e)}") from e
 
@@ -89,8 +98,11 @@ class S3Blobs:
         if length <= 0:
             return b""
         try:
-            answer = self.client.get_object(Bucket=self.bucket, Key=self.key(pack),
-                                            Range=f"bytes={offset}-{offset + length - 1}")
+            answer = self.client.get_object(
+                Bucket=self.bucket,
+                Key=self.key(pack),
+                Range=f"bytes={offset}-{offset + length - 1}",
+            )
             data = answer["Body"].read()
         except Exception as e:
             if _code(e) in ("NoSuchKey", "404"):
@@ -104,16 +116,18 @@ class S3Blobs:
         keys = [{"Key": self.key(p)} for p in packs]
         try:
             for start in range(0, len(keys), 1000):
-                self.client.delete_objects(Bucket=self.bucket,
-                                           Delete={"Objects": keys[start:start + 1000],
-                                                   "Quiet": True})
+                self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": keys[start : start + 1000], "Quiet": True},
+                )
         except Exception as e:
             raise StoreError(f"could not delete from {self.describe()}: {_first_line(e)}") from e
 
     def list_packs(self) -> dict[str, int]:
         out = {}
         pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=f"{self.prefix}/" if self.prefix else "")
+            Bucket=self.bucket, Prefix=f"{self.prefix}/" if self.prefix else ""
+        )
         for page in pages:
             for item in page.get("Contents", []):
                 name = item["Key"].rsplit("/", 1)[-1]

@@ -95,9 +95,13 @@ class _Compiler:
 
     def compile(self, pred: Predicate) -> str:
         if isinstance(pred, AllOf):
-            return "(" + " AND ".join(self.compile(p) for p in pred.parts) + ")" if pred.parts else "1"
+            return (
+                "(" + " AND ".join(self.compile(p) for p in pred.parts) + ")" if pred.parts else "1"
+            )
         if isinstance(pred, AnyOf):
-            return "(" + " OR ".join(self.compile(p) for p in pred.parts) + ")" if pred.parts else "0"
+            return (
+                "(" + " OR ".join(self.compile(p) for p in pred.parts) + ")" if pred.parts else "0"
+            )
         if isinstance(pred, Not):
             return f"NOT coalesce({self.compile(pred.part)}, 0)"
         if isinstance(pred, ClassIn):
@@ -137,11 +141,15 @@ class _Compiler:
         bools = {("true" if v else "false") for v in values if isinstance(v, bool)}
         parts = []
         if nums:
-            parts.append(f"({_in_list(f'json_extract(props, {p})', nums, self.params)}"
-                         f" AND json_type(props, {p}) IN {_NUMERIC})")
+            parts.append(
+                f"({_in_list(f'json_extract(props, {p})', nums, self.params)}"
+                f" AND json_type(props, {p}) IN {_NUMERIC})"
+            )
         if strs:
-            parts.append(f"({_in_list(f'json_extract(props, {p})', strs, self.params)}"
-                         f" AND json_type(props, {p}) = 'text')")
+            parts.append(
+                f"({_in_list(f'json_extract(props, {p})', strs, self.params)}"
+                f" AND json_type(props, {p}) = 'text')"
+            )
         if dates:
             parts.append(_in_list(f"json_extract(props, {_path(key, '._ts')})", dates, self.params))
         if bools:
@@ -159,8 +167,10 @@ def _order_by(sel: Selection) -> str:
             terms.append(f"id {direction}")
         else:
             p = _path(s.key)
-            terms.append(f"coalesce(json_extract(props, {_path(s.key, '._ts')}), "
-                         f"json_extract(props, {p})) {direction}")
+            terms.append(
+                f"coalesce(json_extract(props, {_path(s.key, '._ts')}), "
+                f"json_extract(props, {p})) {direction}"
+            )
     terms.append("id ASC")  # stable order for paging
     return " ORDER BY " + ", ".join(terms)
 
@@ -198,8 +208,12 @@ def _pack_in_use(conn: sqlite3.Connection, pack: str) -> bool:
     """Whether any row keeps a blob in this pack: a range scan of the blob index, since every
     such key is `<pack>.<offset>.<length>` or, from before packs, `<pack>` alone (pack names all
     have 32 characters, and "/" sorts right after ".")."""
-    return conn.execute("SELECT 1 FROM objects WHERE blob >= ? AND blob < ? LIMIT 1",
-                        (pack, pack + "/")).fetchone() is not None
+    return (
+        conn.execute(
+            "SELECT 1 FROM objects WHERE blob >= ? AND blob < ? LIMIT 1", (pack, pack + "/")
+        ).fetchone()
+        is not None
+    )
 
 
 def _loads(text: str) -> dict[str, Any]:
@@ -215,17 +229,23 @@ class SQLiteTxn(Txn):
         self.thinned: set[str] = set()  # packs that lost blobs but keep some
 
     # objects -------------------------------------------------------------------------------
-    def add_object(self, cls: str, props: dict[str, Any], blob: str | None = None,
-                   id: int | None = None) -> int:
+    def add_object(
+        self, cls: str, props: dict[str, Any], blob: str | None = None, id: int | None = None
+    ) -> int:
         cur = self.conn.execute(
             "INSERT INTO objects(id, class, props, blob) VALUES (?, ?, ?, ?)",
-            (id, cls, _dumps(props) if props else "{}", blob))
+            (id, cls, _dumps(props) if props else "{}", blob),
+        )
         return cur.lastrowid  # type: ignore[return-value]
 
     def find_objects(self, sel: Selection) -> list[ObjectRow]:
         params: list[Any] = []
-        sql = ("SELECT id, class, props, blob FROM objects" + _where(sel, params)
-               + _order_by(sel) + _limit(sel, params))
+        sql = (
+            "SELECT id, class, props, blob FROM objects"
+            + _where(sel, params)
+            + _order_by(sel)
+            + _limit(sel, params)
+        )
         loads = json.loads
         return [ObjectRow(i, c, loads(p), b) for i, c, p, b in self.conn.execute(sql, params)]
 
@@ -234,12 +254,14 @@ class SQLiteTxn(Txn):
         sql = "SELECT count(*) FROM objects" + _where(sel, params)
         return self.conn.execute(sql, params).fetchone()[0]
 
-    def update_objects(self, ids: Sequence[int], set_props: dict[str, Any],
-                       remove_props: Sequence[str]) -> None:
+    def update_objects(
+        self, ids: Sequence[int], set_props: dict[str, Any], remove_props: Sequence[str]
+    ) -> None:
         self._update("objects", ids, set_props, remove_props)
 
-    def _update(self, table: str, ids: Sequence[int], set_props: dict[str, Any],
-                remove_props: Sequence[str]) -> None:
+    def _update(
+        self, table: str, ids: Sequence[int], set_props: dict[str, Any], remove_props: Sequence[str]
+    ) -> None:
         if not ids or not (set_props or remove_props):
             return
         expr = "props"
@@ -260,8 +282,12 @@ class SQLiteTxn(Txn):
             return
         params: list[Any] = []
         where = _in_list("id", list(ids), params)
-        packs = {pack_of(r[0]) for r in self.conn.execute(
-            f"SELECT blob FROM objects WHERE {where} AND blob IS NOT NULL", params)}
+        packs = {
+            pack_of(r[0])
+            for r in self.conn.execute(
+                f"SELECT blob FROM objects WHERE {where} AND blob IS NOT NULL", params
+            )
+        }
         p2: list[Any] = []
         self.conn.execute(f"DELETE FROM connections WHERE {_in_list('src', list(ids), p2)}", p2)
         p3: list[Any] = []
@@ -280,15 +306,22 @@ class SQLiteTxn(Txn):
         self.trashed.append(pack)
 
     # connections ---------------------------------------------------------------------------
-    def add_connection(self, cls: str, src: int, dst: int, props: dict[str, Any],
-                       id: int | None = None) -> int:
+    def add_connection(
+        self, cls: str, src: int, dst: int, props: dict[str, Any], id: int | None = None
+    ) -> int:
         cur = self.conn.execute(
             "INSERT INTO connections(id, class, src, dst, props) VALUES (?, ?, ?, ?, ?)",
-            (id, cls, src, dst, _dumps(props) if props else "{}"))
+            (id, cls, src, dst, _dumps(props) if props else "{}"),
+        )
         return cur.lastrowid  # type: ignore[return-value]
 
-    def _connection_where(self, sel: Selection, src: Sequence[int] | None,
-                          dst: Sequence[int] | None, params: list[Any]) -> str:
+    def _connection_where(
+        self,
+        sel: Selection,
+        src: Sequence[int] | None,
+        dst: Sequence[int] | None,
+        params: list[Any],
+    ) -> str:
         extra = []
         if src is not None:
             extra.append(_in_list("src", list(src), params) if src else "0")
@@ -296,28 +329,40 @@ class SQLiteTxn(Txn):
             extra.append(_in_list("dst", list(dst), params) if dst else "0")
         return _where(sel, params, extra)
 
-    def find_connections(self, sel: Selection, src: Sequence[int] | None = None,
-                         dst: Sequence[int] | None = None) -> list[ConnectionRow]:
+    def find_connections(
+        self, sel: Selection, src: Sequence[int] | None = None, dst: Sequence[int] | None = None
+    ) -> list[ConnectionRow]:
         params: list[Any] = []
         where = self._connection_where(sel, src, dst, params)
         # The ends' classes come from the same statement (primary-key lookups per row).
-        sql = ("SELECT id, class, src, dst, props, (SELECT class FROM objects WHERE id = src), "
-               "(SELECT class FROM objects WHERE id = dst) FROM connections" + where
-               + _order_by(sel) + _limit(sel, params))
-        return [ConnectionRow(i, c, s, d, _loads(p), sc or "", dc or "")
-                for i, c, s, d, p, sc, dc in self.conn.execute(sql, params)]
+        sql = (
+            "SELECT id, class, src, dst, props, (SELECT class FROM objects WHERE id = src), "
+            "(SELECT class FROM objects WHERE id = dst) FROM connections"
+            + where
+            + _order_by(sel)
+            + _limit(sel, params)
+        )
+        return [
+            ConnectionRow(i, c, s, d, _loads(p), sc or "", dc or "")
+            for i, c, s, d, p, sc, dc in self.conn.execute(sql, params)
+        ]
 
-    def count_connections(self, sel: Selection, src: Sequence[int] | None = None,
-                          dst: Sequence[int] | None = None) -> int:
+    def count_connections(
+        self, sel: Selection, src: Sequence[int] | None = None, dst: Sequence[int] | None = None
+    ) -> int:
         params: list[Any] = []
         sql = "SELECT count(*) FROM connections" + self._connection_where(sel, src, dst, params)
         return self.conn.execute(sql, params).fetchone()[0]
 
-    def neighbors(self, ref_ids: Sequence[int], direction: str, cls: str | None,
-                  where: Predicate | None) -> list[tuple[int, int]]:
+    def neighbors(
+        self, ref_ids: Sequence[int], direction: str, cls: str | None, where: Predicate | None
+    ) -> list[tuple[int, int]]:
         pairs: list[tuple[int, int]] = []
-        ends = {"out": [("src", "dst")], "in": [("dst", "src")],
-                "any": [("src", "dst"), ("dst", "src")]}[direction]
+        ends = {
+            "out": [("src", "dst")],
+            "in": [("dst", "src")],
+            "any": [("src", "dst"), ("dst", "src")],
+        }[direction]
         for near, far in ends:
             params: list[Any] = []
             clauses = [_in_list(near, list(ref_ids), params)]
@@ -332,15 +377,17 @@ class SQLiteTxn(Txn):
             pairs.extend(self.conn.execute(sql, params))
         return pairs
 
-    def update_connections(self, ids: Sequence[int], set_props: dict[str, Any],
-                           remove_props: Sequence[str]) -> None:
+    def update_connections(
+        self, ids: Sequence[int], set_props: dict[str, Any], remove_props: Sequence[str]
+    ) -> None:
         self._update("connections", ids, set_props, remove_props)
 
     def delete_connections(self, ids: Sequence[int]) -> None:
         if ids:
             params: list[Any] = []
-            self.conn.execute(f"DELETE FROM connections WHERE {_in_list('id', list(ids), params)}",
-                              params)
+            self.conn.execute(
+                f"DELETE FROM connections WHERE {_in_list('id', list(ids), params)}", params
+            )
 
     # indexes and schema --------------------------------------------------------------------
     def create_index(self, kind: str, cls: str, key: str) -> bool:
@@ -351,9 +398,12 @@ class SQLiteTxn(Txn):
             name = _index_name(kind, cls, key, member)
             self.conn.execute(
                 f"CREATE INDEX IF NOT EXISTS {name} ON {table}"
-                f"(class, json_extract(props, {_path(key, member)}))")
-        self.conn.execute("INSERT INTO property_indexes(kind, class, key, name) VALUES (?,?,?,?)",
-                          (kind, cls, key, _index_name(kind, cls, key, "")))
+                f"(class, json_extract(props, {_path(key, member)}))"
+            )
+        self.conn.execute(
+            "INSERT INTO property_indexes(kind, class, key, name) VALUES (?,?,?,?)",
+            (kind, cls, key, _index_name(kind, cls, key, "")),
+        )
         return True
 
     def remove_index(self, kind: str, cls: str, key: str) -> bool:
@@ -361,26 +411,32 @@ class SQLiteTxn(Txn):
             return False
         for member in ("", "._ts"):
             self.conn.execute(f"DROP INDEX IF EXISTS {_index_name(kind, cls, key, member)}")
-        self.conn.execute("DELETE FROM property_indexes WHERE kind=? AND class=? AND key=?",
-                          (kind, cls, key))
+        self.conn.execute(
+            "DELETE FROM property_indexes WHERE kind=? AND class=? AND key=?", (kind, cls, key)
+        )
         return True
 
     def indexes(self) -> set[tuple[str, str, str]]:
-        return {tuple(r) for r in self.conn.execute("SELECT kind, class, key FROM property_indexes")}  # type: ignore[misc]
+        return {
+            tuple(r) for r in self.conn.execute("SELECT kind, class, key FROM property_indexes")
+        }  # type: ignore[misc]
 
     def schema(self, kind: str) -> dict[str, ClassStats]:
         table = "objects" if kind == "entity" else "connections"
         out: dict[str, ClassStats] = {}
         for cls, n in self.conn.execute(f"SELECT class, count(*) FROM {table} GROUP BY class"):
             out[cls] = ClassStats(n, {})
-        type_sql = ("CASE WHEN j.type IN ('integer','real') THEN 'Number' "
-                    "WHEN j.type = 'text' THEN 'String' "
-                    "WHEN j.type IN ('true','false') THEN 'Boolean' "
-                    "WHEN j.type = 'object' AND json_extract(j.value, '$._date') IS NOT NULL "
-                    "THEN 'DateTime' ELSE 'JSON' END")
+        type_sql = (
+            "CASE WHEN j.type IN ('integer','real') THEN 'Number' "
+            "WHEN j.type = 'text' THEN 'String' "
+            "WHEN j.type IN ('true','false') THEN 'Boolean' "
+            "WHEN j.type = 'object' AND json_extract(j.value, '$._date') IS NOT NULL "
+            "THEN 'DateTime' ELSE 'JSON' END"
+        )
         rows = self.conn.execute(
             f"SELECT t.class, j.key, {type_sql} AS ty, count(*) FROM {table} t, json_each(t.props) j "
-            "WHERE substr(j.key, 1, 1) != '_' GROUP BY t.class, j.key, ty ORDER BY count(*)")
+            "WHERE substr(j.key, 1, 1) != '_' GROUP BY t.class, j.key, ty ORDER BY count(*)"
+        )
         for cls, key, ty, n in rows:
             props = out[cls].properties
             total = n + (props[key][0] if key in props else 0)
@@ -389,7 +445,8 @@ class SQLiteTxn(Txn):
             ends = self.conn.execute(
                 "SELECT c.class, s.class, d.class, count(*) FROM connections c "
                 "JOIN objects s ON s.id = c.src JOIN objects d ON d.id = c.dst "
-                "GROUP BY c.class, s.class, d.class")
+                "GROUP BY c.class, s.class, d.class"
+            )
             for cls, s, d, n in ends:
                 out[cls].ends[(s, d)] = n
         return out
@@ -441,8 +498,13 @@ class SQLiteStore:
         self._recover()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                               timeout=60, cached_statements=512)
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=60,
+            cached_statements=512,
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
         conn.execute("PRAGMA cache_size=-65536")
@@ -467,8 +529,12 @@ class SQLiteStore:
             self._writer.execute("ROLLBACK")
             raise
         if discarded or trash:
-            log.info("recovery: %d pack file(s) of unfinished transactions removed, %d pack "
-                     "file(s) of committed deletes cleaned up", discarded, len(trash))
+            log.info(
+                "recovery: %d pack file(s) of unfinished transactions removed, %d pack "
+                "file(s) of committed deletes cleaned up",
+                discarded,
+                len(trash),
+            )
 
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -493,8 +559,9 @@ class SQLiteStore:
             unlinked = self.reclaimer.drain_done()
             if unlinked:
                 params: list[Any] = []
-                conn.execute(f"DELETE FROM blob_trash WHERE {_in_list('key', unlinked, params)}",
-                             params)
+                conn.execute(
+                    f"DELETE FROM blob_trash WHERE {_in_list('key', unlinked, params)}", params
+                )
             txn = SQLiteTxn(self, conn, writable=True)
             try:
                 yield txn
@@ -520,8 +587,10 @@ class SQLiteStore:
 
     def _compact_pack(self, pack: str) -> None:
         with self.read() as txn:
-            live = txn.conn.execute("SELECT id, blob FROM objects WHERE blob >= ? AND blob < ?",
-                                    (pack + ".", pack + "/")).fetchall()
+            live = txn.conn.execute(
+                "SELECT id, blob FROM objects WHERE blob >= ? AND blob < ?",
+                (pack + ".", pack + "/"),
+            ).fetchall()
             size = self.blobs.size(pack) if live else 0
             if not live or 2 * sum(length_of(key) for _, key in live) >= size:
                 return
@@ -531,8 +600,9 @@ class SQLiteStore:
         try:
             with self.write() as wtxn:
                 for (oid, old), new in zip(live, staged.keys, strict=True):
-                    if wtxn.conn.execute("UPDATE objects SET blob = ? WHERE id = ? AND blob = ?",
-                                         (new, oid, old)).rowcount:
+                    if wtxn.conn.execute(
+                        "UPDATE objects SET blob = ? WHERE id = ? AND blob = ?", (new, oid, old)
+                    ).rowcount:
                         moved.append(new)
                 if not _pack_in_use(wtxn.conn, pack):
                     wtxn.trash(pack)
@@ -540,8 +610,12 @@ class SQLiteStore:
             staged.abort()
             raise
         staged.finish(moved)
-        log.info("compacted pack %s (%d bytes): its %d live blob(s) moved to a new pack",
-                 pack, size, len(moved))
+        log.info(
+            "compacted pack %s (%d bytes): its %d live blob(s) moved to a new pack",
+            pack,
+            size,
+            len(moved),
+        )
 
     def get_blob(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         return self.blobs.read(key, offset, length)

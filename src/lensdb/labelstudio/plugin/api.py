@@ -108,5 +108,12 @@ def get_storage_list() -> list[dict]:
     """Label Studio's storage types plus lensdb (settings.GET_STORAGE_LIST points here)."""
     from io_storages.functions import get_storage_list as stock
 
-    return [*stock(), {"name": NAME, "title": TITLE, "import_list_api": LensdbImportStorageListAPI,
-                       "export_list_api": LensdbExportStorageListAPI}]
+    return [
+        *stock(),
+        {
+            "name": NAME,
+            "title": TITLE,
+            "import_list_api": LensdbImportStorageListAPI,
+            "export_list_api": LensdbExportStorageListAPI,
+        },
+    ]

@@ -34,7 +34,10 @@ class OneLinePerProblem(logging.Filter):
         # DRF's exceptions carry their status; Django's Http404 and PermissionDenied do not.
         code = getattr(exc, "status_code", None) or _DJANGO_CODES.get(type(exc).__name__)
         if exc is not None and code in CLIENT_ERROR:
-            record.msg, record.args = "%s %s: %s", (code, type(exc).__name__, _words(getattr(exc, "detail", exc)))
+            record.msg, record.args = (
+                "%s %s: %s",
+                (code, type(exc).__name__, _words(getattr(exc, "detail", exc))),
+            )
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True

@@ -52,9 +52,13 @@ class TargetWriter(Protocol):
 
     def enqueue_save(self, storage: LensdbExportStorage, annotation: Any) -> None: ...
 
-    def enqueue_delete(self, storage: LensdbExportStorage, annotation_id: int, project_id: int) -> None: ...
+    def enqueue_delete(
+        self, storage: LensdbExportStorage, annotation_id: int, project_id: int
+    ) -> None: ...
 
-    def flush(self, storage: LensdbExportStorage, include_rejected: bool = False, from_save: bool = False) -> int: ...
+    def flush(
+        self, storage: LensdbExportStorage, include_rejected: bool = False, from_save: bool = False
+    ) -> int: ...
 
     def export_missing(self, storage: LensdbExportStorage) -> None: ...
 
@@ -75,9 +79,12 @@ def wire(services_: Services) -> None:
 
 def services() -> Services:
     if not _services:
-        raise RuntimeError("the lensdb plugin is not set up: its app config "
-                           "(lensdb.labelstudio.plugin.apps.LensdbLabelStudioConfig) must be in INSTALLED_APPS")
+        raise RuntimeError(
+            "the lensdb plugin is not set up: its app config "
+            "(lensdb.labelstudio.plugin.apps.LensdbLabelStudioConfig) must be in INSTALLED_APPS"
+        )
     return _services[0]
+
 
 SCHEME = IMAGE_URI_SCHEME
 
@@ -89,15 +96,19 @@ def parse_json_field(text: str | None, what: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") from None
+        raise ValueError(
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
     if not isinstance(value, dict):
         raise ValueError(f'{what} must be a JSON object such as {{"width": [">", 0]}}.')
     for key, pred in value.items():
         if key in ("any", "all") and isinstance(pred, dict):
             continue
         if not isinstance(pred, list) or len(pred) not in (2, 4):
-            raise ValueError(f"{what}: the condition for '{key}' must be a list like [\"==\", value] "
-                             f"or [\">=\", low, \"<\", high].")
+            raise ValueError(
+                f"{what}: the condition for '{key}' must be a list like [\"==\", value] "
+                f'or [">=", low, "<", high].'
+            )
     return value
 
 
@@ -123,32 +134,56 @@ class StorageFieldError(APIException):
         self.display_context = {"field": field, "errors": {field: [message]}}
 
 
-FIELD_LABELS = {"hostname": "Host", "port": "Port", "username": "User Name", "password": "Password",
-                "token": "Token", "use_ssl": "Use TLS", "constraints": "Image constraints",
-                "pred_constraints": "Prediction constraints", "limit": "Limit"}
+FIELD_LABELS = {
+    "hostname": "Host",
+    "port": "Port",
+    "username": "User Name",
+    "password": "Password",
+    "token": "Token",
+    "use_ssl": "Use TLS",
+    "constraints": "Image constraints",
+    "pred_constraints": "Prediction constraints",
+    "limit": "Limit",
+}
 
 
 class LensdbStorageMixin(models.Model):
     """Connection fields; names follow the ApertureDB fork of Label Studio where it has them."""
 
-    hostname = models.TextField(_("hostname"), null=True, blank=True, help_text="lensdb / ApertureDB host name")
-    port = models.PositiveIntegerField(_("port"), null=True, blank=True, default=55555, help_text="TCP port")
-    username = models.TextField(_("username"), null=True, blank=True, default="admin", help_text="User name")
+    hostname = models.TextField(
+        _("hostname"), null=True, blank=True, help_text="lensdb / ApertureDB host name"
+    )
+    port = models.PositiveIntegerField(
+        _("port"), null=True, blank=True, default=55555, help_text="TCP port"
+    )
+    username = models.TextField(
+        _("username"), null=True, blank=True, default="admin", help_text="User name"
+    )
     password = models.TextField(_("password"), null=True, blank=True, help_text="User password")
-    token = models.TextField(_("token"), null=True, blank=True, help_text="User token (instead of a password)")
-    use_ssl = models.BooleanField(_("use_ssl"), default=False,
-                                  help_text="Encrypt the connection with TLS (lensdb serve accepts it on its TCP port)")
+    token = models.TextField(
+        _("token"), null=True, blank=True, help_text="User token (instead of a password)"
+    )
+    use_ssl = models.BooleanField(
+        _("use_ssl"),
+        default=False,
+        help_text="Encrypt the connection with TLS (lensdb serve accepts it on its TCP port)",
+    )
     verify_certificate = models.BooleanField(
-        _("verify_certificate"), default=True, help_text="Check the server's TLS certificate and host name"
+        _("verify_certificate"),
+        default=True,
+        help_text="Check the server's TLS certificate and host name",
     )
 
     secure_fields = ("password", "token")
 
     def connection_settings(self) -> ConnectionSettings:
         return ConnectionSettings(
-            host=str(self.hostname or "").strip(), port=int(self.port or 55555),
-            username=str(self.username or ""), password=str(self.password or ""),
-            token=str(self.token or ""), use_ssl=bool(self.use_ssl),
+            host=str(self.hostname or "").strip(),
+            port=int(self.port or 55555),
+            username=str(self.username or ""),
+            password=str(self.password or ""),
+            token=str(self.token or ""),
+            use_ssl=bool(self.use_ssl),
             verify_certificate=bool(self.verify_certificate),
         )
 
@@ -158,7 +193,9 @@ class LensdbStorageMixin(models.Model):
     def validate_connection(self, client: Any = None) -> None:
         """Check Connection: raise a StorageFieldError that says what is wrong and which field it concerns."""
         if not str(self.hostname or "").strip():
-            raise StorageFieldError("hostname", "Give the host name of the lensdb server (e.g. 127.0.0.1).")
+            raise StorageFieldError(
+                "hostname", "Give the host name of the lensdb server (e.g. 127.0.0.1)."
+            )
         if not self.password and not self.token:
             raise StorageFieldError("password", "Give a password or a token for the database user.")
         self.check_fields()
@@ -191,7 +228,7 @@ class _BytesStream:
 
     def iter_chunks(self, chunk_size: int = 1 << 16):
         for i in range(0, len(self._data), chunk_size):
-            yield self._data[i:i + chunk_size]
+            yield self._data[i : i + chunk_size]
 
     def close(self) -> None:
         self._data = b""
@@ -204,31 +241,56 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
     presign_ttl = 1
     use_blob_urls = True
 
-    constraints = models.TextField(_("constraints"), null=True, blank=True,
-                                   help_text='FindImage constraints as JSON, e.g. {"dataset": ["==", "train"]}')
-    limit = models.PositiveIntegerField(_("limit"), null=True, blank=True,
-                                        help_text="Import at most this many images (empty: all)")
-    predictions = models.BooleanField(_("predictions"), default=True,
-                                      help_text="Include existing boxes and polygons as predictions")
-    pred_constraints = models.TextField(_("pred_constraints"), null=True, blank=True,
-                                        help_text="Constraints on the boxes and polygons used as predictions (JSON)")
+    constraints = models.TextField(
+        _("constraints"),
+        null=True,
+        blank=True,
+        help_text='FindImage constraints as JSON, e.g. {"dataset": ["==", "train"]}',
+    )
+    limit = models.PositiveIntegerField(
+        _("limit"), null=True, blank=True, help_text="Import at most this many images (empty: all)"
+    )
+    predictions = models.BooleanField(
+        _("predictions"),
+        default=True,
+        help_text="Include existing boxes and polygons as predictions",
+    )
+    pred_constraints = models.TextField(
+        _("pred_constraints"),
+        null=True,
+        blank=True,
+        help_text="Constraints on the boxes and polygons used as predictions (JSON)",
+    )
     predictions_readonly = models.BooleanField(
-        _("predictions_readonly"), default=False,
-        help_text="Annotators see predicted regions but cannot move, resize or delete them (default: they can)")
-    as_format_jpg = models.BooleanField(_("as_format_jpg"), default=False,
-                                        help_text="Convert images to JPEG on the fly")
-    guid_property = models.TextField(_("guid_property"), null=True, blank=True,
-                                     help_text="Image property that identifies an image across databases "
-                                               "(empty: _uniqueid)")
-    task_data_properties = models.TextField(_("task_data_properties"), null=True, blank=True,
-                                            help_text="Image properties copied into task data, comma-separated")
+        _("predictions_readonly"),
+        default=False,
+        help_text="Annotators see predicted regions but cannot move, resize or delete them (default: they can)",
+    )
+    as_format_jpg = models.BooleanField(
+        _("as_format_jpg"), default=False, help_text="Convert images to JPEG on the fly"
+    )
+    guid_property = models.TextField(
+        _("guid_property"),
+        null=True,
+        blank=True,
+        help_text="Image property that identifies an image across databases (empty: _uniqueid)",
+    )
+    task_data_properties = models.TextField(
+        _("task_data_properties"),
+        null=True,
+        blank=True,
+        help_text="Image properties copied into task data, comma-separated",
+    )
 
     @property
     def key_property(self) -> str:
         return str(self.guid_property or "").strip() or UNIQUEID
 
     def check_fields(self) -> None:
-        for name, what in (("constraints", "Image constraints"), ("pred_constraints", "Prediction constraints")):
+        for name, what in (
+            ("constraints", "Image constraints"),
+            ("pred_constraints", "Prediction constraints"),
+        ):
             try:
                 parse_json_field(getattr(self, name), what)
             except ValueError as exc:
@@ -241,17 +303,29 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
         except DatabaseUnavailable:
             raise
         except DatabaseError as exc:
-            raise StorageFieldError("constraints", f"The server refused the image constraints: {exc}") from None
+            raise StorageFieldError(
+                "constraints", f"The server refused the image constraints: {exc}"
+            ) from None
         pred = parse_json_field(self.pred_constraints, "Prediction constraints")
         if pred and self.predictions:
             try:
-                self.get_client().query([{"FindBoundingBox": {"constraints": pred, "blobs": False,
-                                                              "results": {"limit": 1}}}])
+                self.get_client().query(
+                    [
+                        {
+                            "FindBoundingBox": {
+                                "constraints": pred,
+                                "blobs": False,
+                                "results": {"limit": 1},
+                            }
+                        }
+                    ]
+                )
             except DatabaseUnavailable:
                 raise
             except DatabaseError as exc:
-                raise StorageFieldError("pred_constraints", f"The server refused these constraints: {exc}") \
-                    from None
+                raise StorageFieldError(
+                    "pred_constraints", f"The server refused these constraints: {exc}"
+                ) from None
 
     def selection_report(self) -> dict:
         """What a sync would bring, for Check Connection; a StorageFieldError when that is no image."""
@@ -259,25 +333,40 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
         pred = parse_json_field(self.pred_constraints, "Prediction constraints")
         try:
             response, _ = self.get_client().query(
-                Q.selection_count_query(constraints, self.key_property, bool(self.predictions), pred))
+                Q.selection_count_query(
+                    constraints, self.key_property, bool(self.predictions), pred
+                )
+            )
         except DatabaseError as exc:
-            raise StorageFieldError("constraints", f"The server refused the image constraints: {exc}") from None
+            raise StorageFieldError(
+                "constraints", f"The server refused the image constraints: {exc}"
+            ) from None
         count = Q.parse_selection_count(response)
         images = min(count.images, self.limit) if self.limit else count.images
         where = f"{self.hostname}:{self.port}"
         if images == 0:
             what = "these image constraints select" if constraints else "the database holds"
             keyed = f" with the property {self.key_property}" if self.guid_property else ""
-            raise StorageFieldError("constraints", f"Connected to {where}, but {what} no image{keyed}: a sync "
-                                                   "would create no tasks. Check the constraints, or add images first.")
+            raise StorageFieldError(
+                "constraints",
+                f"Connected to {where}, but {what} no image{keyed}: a sync "
+                "would create no tasks. Check the constraints, or add images first.",
+            )
         detail = f"Connected to {where}: a sync would bring {images} image(s)"
         if self.predictions:
-            detail += (f" with {count.predictions} model region(s) as predictions ({count.boxes} boxes, "
-                       f"{count.polygons} polygons{', on all selected images' if self.limit else ''})")
+            detail += (
+                f" with {count.predictions} model region(s) as predictions ({count.boxes} boxes, "
+                f"{count.polygons} polygons{', on all selected images' if self.limit else ''})"
+            )
         logger.info("lensdb storage check: %s", detail)
-        return {"detail": detail + ".", "images": images, "images_matching": count.images,
-                "predictions": count.predictions if self.predictions else 0,
-                "boxes": count.boxes, "polygons": count.polygons}
+        return {
+            "detail": detail + ".",
+            "images": images,
+            "images_matching": count.images,
+            "predictions": count.predictions if self.predictions else 0,
+            "boxes": count.boxes,
+            "polygons": count.polygons,
+        }
 
     # ---- listing (used by Label Studio's "preview files" endpoint) ----
     def iter_objects(self):
@@ -292,7 +381,9 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
         return {"key": obj["key"], "last_modified": None, "size": None}
 
     def get_data(self, key: str):
-        raise NotImplementedError("lensdb storages create tasks in batches: see scan_and_create_links")
+        raise NotImplementedError(
+            "lensdb storages create tasks in batches: see scan_and_create_links"
+        )
 
     def scan_and_create_links(self) -> None:
         services().source.sync_source(self)
@@ -311,7 +402,9 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
             return None, None, {}
         uniqueid = parsed[1]
         try:
-            response, blobs = self.get_client().query(image_blob_query(uniqueid, bool(self.as_format_jpg)))
+            response, blobs = self.get_client().query(
+                image_blob_query(uniqueid, bool(self.as_format_jpg))
+            )
         except DatabaseError as exc:
             logger.warning("lensdb image %s: %s", uniqueid, exc)
             return None, None, {}
@@ -319,13 +412,18 @@ class LensdbImportStorageBase(LensdbStorageMixin, ImportStorage):
             return None, None, {}
         data = blobs[0]
         size = len(data)
-        meta: dict[str, Any] = {"ETag": f"{uniqueid}-{'jpg' if self.as_format_jpg else 'raw'}-{size}",
-                                "StatusCode": 200, "ContentLength": size}
+        meta: dict[str, Any] = {
+            "ETag": f"{uniqueid}-{'jpg' if self.as_format_jpg else 'raw'}-{size}",
+            "StatusCode": 200,
+            "ContentLength": size,
+        }
         rng = parse_range(range_header, size)  # the gateway's parser: bytes=-500 is the last 500
         if rng and rng != (0, size - 1):
             start, end = rng
-            data = data[start:end + 1]
-            meta.update(StatusCode=206, ContentLength=len(data), ContentRange=f"bytes {start}-{end}/{size}")
+            data = data[start : end + 1]
+            meta.update(
+                StatusCode=206, ContentLength=len(data), ContentRange=f"bytes {start}-{end}/{size}"
+            )
         return _BytesStream(data), content_type(blobs[0][:16]), meta
 
     class Meta:
@@ -339,8 +437,9 @@ class LensdbImportStorage(ProjectStorageMixin, LensdbImportStorageBase):
 
 class LensdbImportStorageLink(ImportStorageLink):
     # The related name must start with io_storages_ for Task.get_storage_link() to find it.
-    task = models.OneToOneField("tasks.Task", on_delete=models.CASCADE,
-                                related_name="io_storages_lensdbimportstoragelink")
+    task = models.OneToOneField(
+        "tasks.Task", on_delete=models.CASCADE, related_name="io_storages_lensdbimportstoragelink"
+    )
     storage = models.ForeignKey(LensdbImportStorage, on_delete=models.CASCADE, related_name="links")
 
 
@@ -381,7 +480,9 @@ class LensdbOutbox(models.Model):
 
     SAVE, DELETE = "save", "delete"
 
-    storage = models.ForeignKey(LensdbExportStorage, on_delete=models.CASCADE, related_name="outbox")
+    storage = models.ForeignKey(
+        LensdbExportStorage, on_delete=models.CASCADE, related_name="outbox"
+    )
     action = models.CharField(max_length=16)
     annotation_id = models.IntegerField(db_index=True)
     query = models.JSONField(help_text="The transaction to send, built when the change happened")
@@ -389,7 +490,9 @@ class LensdbOutbox(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(null=True, blank=True)
-    rejected = models.BooleanField(default=False, help_text="The database refused it; retried only on Sync")
+    rejected = models.BooleanField(
+        default=False, help_text="The database refused it; retried only on Sync"
+    )
 
     class Meta:
         ordering = ["id"]
@@ -419,6 +522,8 @@ def installation_id() -> str:
         return settings.LENSDB.ls_instance
     if "id" not in _instance_cache:
         # A fixed primary key: concurrent first calls in several processes agree on one row.
-        row, _ = LensdbInstallation.objects.get_or_create(pk=1, defaults={"instance": uuid.uuid4().hex})
+        row, _ = LensdbInstallation.objects.get_or_create(
+            pk=1, defaults={"instance": uuid.uuid4().hex}
+        )
         _instance_cache["id"] = row.instance
     return _instance_cache["id"]

@@ -50,24 +50,43 @@ def _iso(when) -> str | None:
 def save_query(annotation) -> list[dict]:
     """The transaction for one annotation, built by the shared domain layer from plain data."""
     task, project = annotation.task, annotation.project
-    ann = {"id": annotation.id, "task": task.id, "project": project.id, "result": annotation.result,
-           "completed_by": _email(annotation.completed_by), "updated_by": _email(annotation.updated_by),
-           "was_cancelled": annotation.was_cancelled, "ground_truth": annotation.ground_truth,
-           "lead_time": annotation.lead_time, "created_at": _iso(annotation.created_at),
-           "updated_at": _iso(annotation.updated_at)}
-    return A.save_query(ann, {"id": task.id, "meta": task.meta, "data": task.data},
-                        {"id": project.id, "title": project.title, "label_config": project.label_config},
-                        instance=installation_id())
+    ann = {
+        "id": annotation.id,
+        "task": task.id,
+        "project": project.id,
+        "result": annotation.result,
+        "completed_by": _email(annotation.completed_by),
+        "updated_by": _email(annotation.updated_by),
+        "was_cancelled": annotation.was_cancelled,
+        "ground_truth": annotation.ground_truth,
+        "lead_time": annotation.lead_time,
+        "created_at": _iso(annotation.created_at),
+        "updated_at": _iso(annotation.updated_at),
+    }
+    return A.save_query(
+        ann,
+        {"id": task.id, "meta": task.meta, "data": task.data},
+        {"id": project.id, "title": project.title, "label_config": project.label_config},
+        instance=installation_id(),
+    )
 
 
 def enqueue_save(storage: LensdbExportStorage, annotation) -> None:
-    LensdbOutbox.objects.create(storage=storage, action=LensdbOutbox.SAVE, annotation_id=annotation.id,
-                                query=save_query(annotation))
+    LensdbOutbox.objects.create(
+        storage=storage,
+        action=LensdbOutbox.SAVE,
+        annotation_id=annotation.id,
+        query=save_query(annotation),
+    )
 
 
 def enqueue_delete(storage: LensdbExportStorage, annotation_id: int, project_id: int) -> None:
-    LensdbOutbox.objects.create(storage=storage, action=LensdbOutbox.DELETE, annotation_id=annotation_id,
-                                query=A.delete_query(annotation_id, project_id, installation_id()))
+    LensdbOutbox.objects.create(
+        storage=storage,
+        action=LensdbOutbox.DELETE,
+        annotation_id=annotation_id,
+        query=A.delete_query(annotation_id, project_id, installation_id()),
+    )
 
 
 # ---- sending ---------------------------------------------------------------------------------------
@@ -76,15 +95,18 @@ def enqueue_delete(storage: LensdbExportStorage, annotation_id: int, project_id:
 def _take_lease(storage_id: int) -> str | None:
     now = timezone.now()
     token = uuid.uuid4().hex
-    taken = LensdbExportStorage.objects.filter(pk=storage_id).filter(
-        DQ(outbox_lease_until__isnull=True) | DQ(outbox_lease_until__lt=now)
-    ).update(outbox_lease_until=now + timedelta(seconds=LEASE_SECONDS), outbox_lease_owner=token)
+    taken = (
+        LensdbExportStorage.objects.filter(pk=storage_id)
+        .filter(DQ(outbox_lease_until__isnull=True) | DQ(outbox_lease_until__lt=now))
+        .update(outbox_lease_until=now + timedelta(seconds=LEASE_SECONDS), outbox_lease_owner=token)
+    )
     return token if taken else None
 
 
 def _release_lease(storage_id: int, token: str) -> None:
     LensdbExportStorage.objects.filter(pk=storage_id, outbox_lease_owner=token).update(
-        outbox_lease_until=None, outbox_lease_owner=None)
+        outbox_lease_until=None, outbox_lease_owner=None
+    )
 
 
 def _send(storage: LensdbExportStorage, row: LensdbOutbox) -> bool:
@@ -111,7 +133,9 @@ def _send(storage: LensdbExportStorage, row: LensdbOutbox) -> bool:
         from tasks.models import Annotation
 
         if Annotation.objects.filter(pk=row.annotation_id).exists():
-            LensdbExportStorageLink.objects.get_or_create(annotation_id=row.annotation_id, storage=storage)
+            LensdbExportStorageLink.objects.get_or_create(
+                annotation_id=row.annotation_id, storage=storage
+            )
     row.delete()
     return True
 
@@ -119,11 +143,17 @@ def _send(storage: LensdbExportStorage, row: LensdbOutbox) -> bool:
 def _recently_unreachable(storage: LensdbExportStorage) -> bool:
     """True while the oldest waiting row failed to reach the database less than a retry period ago."""
     head = LensdbOutbox.objects.filter(storage=storage, rejected=False).order_by("id").first()
-    return bool(head and head.last_attempt_at and head.last_error and
-                timezone.now() - head.last_attempt_at < timedelta(seconds=max(RETRY_SECONDS, 1)))
+    return bool(
+        head
+        and head.last_attempt_at
+        and head.last_error
+        and timezone.now() - head.last_attempt_at < timedelta(seconds=max(RETRY_SECONDS, 1))
+    )
 
 
-def flush(storage: LensdbExportStorage, include_rejected: bool = False, from_save: bool = False) -> int:
+def flush(
+    storage: LensdbExportStorage, include_rejected: bool = False, from_save: bool = False
+) -> int:
     """Send this storage's waiting rows in order; returns how many were confirmed.
 
     From a save, a database that just failed is not tried again (an unreachable host could stall
@@ -141,7 +171,9 @@ def flush(storage: LensdbExportStorage, include_rejected: bool = False, from_sav
         if include_rejected:
             LensdbOutbox.objects.filter(storage=storage, rejected=True).update(rejected=False)
         while True:
-            rows = list(LensdbOutbox.objects.filter(storage=storage, rejected=False).order_by("id")[:200])
+            rows = list(
+                LensdbOutbox.objects.filter(storage=storage, rejected=False).order_by("id")[:200]
+            )
             if not rows:
                 break
             for row in rows:
@@ -150,7 +182,8 @@ def flush(storage: LensdbExportStorage, include_rejected: bool = False, from_sav
                 if not row.rejected:
                     sent += 1
             LensdbExportStorage.objects.filter(pk=storage.id, outbox_lease_owner=token).update(
-                outbox_lease_until=timezone.now() + timedelta(seconds=LEASE_SECONDS))
+                outbox_lease_until=timezone.now() + timedelta(seconds=LEASE_SECONDS)
+            )
     finally:
         _release_lease(storage.id, token)
         report(storage)
@@ -162,7 +195,12 @@ def report(storage: LensdbExportStorage) -> None:
     waiting = LensdbOutbox.objects.filter(storage=storage)
     pending = waiting.filter(rejected=False).count()
     rejected = waiting.filter(rejected=True).count()
-    last = waiting.exclude(last_error=None).order_by("-id").values_list("last_error", flat=True).first()
+    last = (
+        waiting.exclude(last_error=None)
+        .order_by("-id")
+        .values_list("last_error", flat=True)
+        .first()
+    )
     fresh = LensdbExportStorage.objects.filter(pk=storage.pk).first()
     if fresh is None:
         return
@@ -174,10 +212,14 @@ def report(storage: LensdbExportStorage) -> None:
     if (pending or rejected) and not busy:
         lines = []
         if pending:
-            lines.append(f"{pending} annotation change(s) are waiting to be written to lensdb and will be "
-                         "sent automatically when it answers.")
+            lines.append(
+                f"{pending} annotation change(s) are waiting to be written to lensdb and will be "
+                "sent automatically when it answers."
+            )
         if rejected:
-            lines.append(f"{rejected} change(s) were refused by the database; press Sync to retry them.")
+            lines.append(
+                f"{rejected} change(s) were refused by the database; press Sync to retry them."
+            )
         if last:
             lines.append(f"Last error: {last}")
         fresh.status, fresh.traceback = fresh.Status.FAILED, "\n".join(lines)
@@ -212,8 +254,15 @@ def export_missing(storage: LensdbExportStorage) -> None:
     storage.info_set_in_progress()
     flush(storage, include_rejected=True)
     if LensdbOutbox.objects.filter(storage=storage, rejected=False).exists():
-        raise ValidationError("lensdb: " + (LensdbOutbox.objects.filter(storage=storage).values_list(
-            "last_error", flat=True).first() or "unreachable"))
+        raise ValidationError(
+            "lensdb: "
+            + (
+                LensdbOutbox.objects.filter(storage=storage)
+                .values_list("last_error", flat=True)
+                .first()
+                or "unreachable"
+            )
+        )
     project = storage.project
     try:
         stored = _stored_versions(storage, project.id)
@@ -221,7 +270,9 @@ def export_missing(storage: LensdbExportStorage) -> None:
         raise ValidationError(f"lensdb: {exc}") from exc
     ids: set[str] = set()
     exported = 0
-    for ann in Annotation.objects.filter(project=project).select_related("task", "completed_by", "updated_by"):
+    for ann in Annotation.objects.filter(project=project).select_related(
+        "task", "completed_by", "updated_by"
+    ):
         ids.add(str(ann.id))
         updated = ann.updated_at.isoformat() if ann.updated_at else None
         if str(ann.id) in stored and stored[str(ann.id)] == updated:
@@ -236,9 +287,15 @@ def export_missing(storage: LensdbExportStorage) -> None:
         try:
             held = len(ids & set(_stored_versions(storage, project.id))) if exported else len(ids)
         except DatabaseError:
-            held = len(ids) - exported  # the database went away after the flush; count what was there
-        storage.info_set_completed(last_sync_count=held, total_annotations=len(ids), sent_this_sync=exported,
-                                   already_in_database=len(ids) - exported)
+            held = (
+                len(ids) - exported
+            )  # the database went away after the flush; count what was there
+        storage.info_set_completed(
+            last_sync_count=held,
+            total_annotations=len(ids),
+            sent_this_sync=exported,
+            already_in_database=len(ids) - exported,
+        )
 
 
 def _stored_versions(storage: LensdbExportStorage, project_id: int) -> dict[str, str | None]:
@@ -260,7 +317,9 @@ def _retry_forever() -> None:
         time.sleep(RETRY_SECONDS)
         try:
             close_old_connections()
-            ids = set(LensdbOutbox.objects.filter(rejected=False).values_list("storage_id", flat=True))
+            ids = set(
+                LensdbOutbox.objects.filter(rejected=False).values_list("storage_id", flat=True)
+            )
             for storage in LensdbExportStorage.objects.filter(pk__in=ids):
                 flush(storage)
         except Exception:  # noqa: BLE001 - keep the loop alive; the next round tries again
@@ -282,4 +341,6 @@ def ensure_retry_loop() -> None:
 def should_start_loop_at_boot() -> bool:
     # Management commands such as migrate should not start a sender; servers and workers should.
     args = " ".join(sys.argv[1:3])
-    return not any(cmd in args for cmd in ("makemigrations", "migrate", "collectstatic", "shell", "test"))
+    return not any(
+        cmd in args for cmd in ("makemigrations", "migrate", "collectstatic", "shell", "test")
+    )

@@ -30,7 +30,11 @@ def _candidate(serializer: serializers.ModelSerializer, data: dict):
                 if not data.get(attr):
                     setattr(storage, attr, getattr(saved, attr))
     for key, value in data.items():
-        if key in LensdbStorageMixin.secure_fields and not value and serializer.instance is not None:
+        if (
+            key in LensdbStorageMixin.secure_fields
+            and not value
+            and serializer.instance is not None
+        ):
             continue  # an empty secret in an edit means "keep the saved one"
         if key != "project":
             setattr(storage, key, value)
@@ -41,9 +45,11 @@ def connection_defaults() -> dict[str, object]:
     """What an empty Host, Port or User Name means: the server `lensdb labelstudio start` uses."""
     from django.conf import settings
 
-    return {"hostname": getattr(settings, "LENSDB_DEFAULT_HOST", "") or "127.0.0.1",
-            "port": int(getattr(settings, "LENSDB_DEFAULT_PORT", 0) or 55555),
-            "username": "admin"}
+    return {
+        "hostname": getattr(settings, "LENSDB_DEFAULT_HOST", "") or "127.0.0.1",
+        "port": int(getattr(settings, "LENSDB_DEFAULT_PORT", 0) or 55555),
+        "username": "admin",
+    }
 
 
 class _Secrets:
@@ -57,7 +63,9 @@ class _Secrets:
             # edit, a field left out of the request keeps its saved value.
             for name, value in connection_defaults().items():
                 given = data.get(name)
-                if (given is None and self.instance is None) or (isinstance(given, str) and not given.strip()):
+                if (given is None and self.instance is None) or (
+                    isinstance(given, str) and not given.strip()
+                ):
                     data[name] = value
         return super().to_internal_value(data)
 
@@ -87,8 +95,12 @@ class LensdbImportStorageSerializer(_Secrets, ImportStorageSerializer):
 
 class LensdbExportStorageSerializer(_Secrets, ExportStorageSerializer):
     type = serializers.ReadOnlyField(default="lensdb")
-    backlog = serializers.SerializerMethodField(help_text="Changes waiting to be written to the database")
-    last_error = serializers.SerializerMethodField(help_text="Last error while writing to the database")
+    backlog = serializers.SerializerMethodField(
+        help_text="Changes waiting to be written to the database"
+    )
+    last_error = serializers.SerializerMethodField(
+        help_text="Last error while writing to the database"
+    )
 
     class Meta:
         model = LensdbExportStorage
@@ -100,5 +112,10 @@ class LensdbExportStorageSerializer(_Secrets, ExportStorageSerializer):
     def get_last_error(self, obj: LensdbExportStorage) -> str | None:
         if not obj.pk:
             return None
-        return (LensdbOutbox.objects.filter(storage=obj).exclude(last_error=None).order_by("-id")
-                .values_list("last_error", flat=True).first())
+        return (
+            LensdbOutbox.objects.filter(storage=obj)
+            .exclude(last_error=None)
+            .order_by("-id")
+            .values_list("last_error", flat=True)
+            .first()
+        )

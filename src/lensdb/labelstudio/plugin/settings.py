@@ -48,7 +48,10 @@ finally:
 INSTALLED_APPS = [*INSTALLED_APPS, "lensdb.labelstudio.plugin.apps.LensdbLabelStudioConfig"]
 GET_STORAGE_LIST = "lensdb.labelstudio.plugin.api.get_storage_list"
 ROOT_URLCONF = "lensdb.labelstudio.plugin.urls"
-IO_STORAGES_IMPORT_LINK_NAMES = [*IO_STORAGES_IMPORT_LINK_NAMES, "io_storages_lensdbimportstoragelink"]
+IO_STORAGES_IMPORT_LINK_NAMES = [
+    *IO_STORAGES_IMPORT_LINK_NAMES,
+    "io_storages_lensdbimportstoragelink",
+]
 
 # Label Studio 1.23 shows its new storage wizard (whose provider list is fixed) when this is "opensource";
 # any other value brings back the dialog that lists types from /api/storages/types, lensdb among them.
@@ -74,5 +77,7 @@ if _redis_url:
     from label_studio.core.settings.label_studio import RQ_QUEUES  # noqa: E402
 
     REDIS_ENABLED = True
-    RQ_QUEUES = {name: {"URL": _redis_url, "DEFAULT_TIMEOUT": q.get("DEFAULT_TIMEOUT", 180)}
-                 for name, q in RQ_QUEUES.items()}
+    RQ_QUEUES = {
+        name: {"URL": _redis_url, "DEFAULT_TIMEOUT": q.get("DEFAULT_TIMEOUT", 180)}
+        for name, q in RQ_QUEUES.items()
+    }

@@ -51,7 +51,9 @@ def iter_image_pages(storage: LensdbImportStorage) -> Iterator[list[dict]]:
     limit = storage.limit or None
     while limit is None or offset < limit:
         n = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - offset)
-        response, _ = client.query(Q.list_images_query(constraints, storage.key_property, n, offset))
+        response, _ = client.query(
+            Q.list_images_query(constraints, storage.key_property, n, offset)
+        )
         entities = Q.entities(response, "FindImage")
         page = []
         for e in entities:
@@ -65,20 +67,30 @@ def iter_image_pages(storage: LensdbImportStorage) -> Iterator[list[dict]]:
             return
 
 
-def _task_payloads(storage: LensdbImportStorage, project: Project, cfg: LabelConfig,
-                   page: list[dict], report: T.TaskReport) -> list[dict]:
+def _task_payloads(
+    storage: LensdbImportStorage,
+    project: Project,
+    cfg: LabelConfig,
+    page: list[dict],
+    report: T.TaskReport,
+) -> list[dict]:
     """Task data, predictions and earlier exported annotations for new images of one page.
 
     The shared task builder (labelstudio/tasklist.py) makes the drafts; this adds the storage's key.
     """
     extra = [storage.key_property] if storage.key_property != Q.UNIQUEID else []
     drafts = T.build_page(
-        storage.get_client().query, [p["uniqueid"] for p in page], cfg,
+        storage.get_client().query,
+        [p["uniqueid"] for p in page],
+        cfg,
         lambda uid: image_uri(storage.hostname, storage.port, uid),
-        properties=split_names(storage.task_data_properties) + extra, predictions=bool(storage.predictions),
+        properties=split_names(storage.task_data_properties) + extra,
+        predictions=bool(storage.predictions),
         pred_constraints=parse_json_field(storage.pred_constraints, "Prediction constraints"),
         readonly=bool(storage.predictions_readonly),
-        annotations_scope=Q.annotation_scope(project.id, installation_id()), report=report)
+        annotations_scope=Q.annotation_scope(project.id, installation_id()),
+        report=report,
+    )
     by_uid = {d.uniqueid: d for d in drafts}
     props = set(split_names(storage.task_data_properties))
     out = []
@@ -87,8 +99,15 @@ def _task_payloads(storage: LensdbImportStorage, project: Project, cfg: LabelCon
         if d is None:  # deleted between listing and details
             continue
         data = {k: v for k, v in d.data.items() if k in props or k == cfg.image_data_key()}
-        out.append({"key": p["key"], "data": data, "meta": d.meta, "result": d.result,
-                    "annotations": d.annotations})
+        out.append(
+            {
+                "key": p["key"],
+                "data": data,
+                "meta": d.meta,
+                "result": d.result,
+                "annotations": d.annotations,
+            }
+        )
     return out
 
 
@@ -101,25 +120,39 @@ def _assign_ids(objs: list, model: type) -> None:
         o.id = start + i
 
 
-def _create_tasks(storage: LensdbImportStorage, project: Project, payloads: list[dict]) -> list[Task]:
+def _create_tasks(
+    storage: LensdbImportStorage, project: Project, payloads: list[dict]
+) -> list[Task]:
     members = dict(project.organization.members.values_list("user__email", "user__id"))
     with transaction.atomic():
         last = Task.objects.filter(project=project).aggregate(m=Max("inner_id"))["m"] or 0
         tasks = [
-            Task(project=project, data=p["data"], meta=p["meta"], overlap=project.maximum_annotations,
-                 inner_id=last + 1 + i, total_predictions=1 if p["result"] else 0,
-                 total_annotations=len(p["annotations"]),
-                 is_labeled=len(p["annotations"]) >= project.maximum_annotations)
+            Task(
+                project=project,
+                data=p["data"],
+                meta=p["meta"],
+                overlap=project.maximum_annotations,
+                inner_id=last + 1 + i,
+                total_predictions=1 if p["result"] else 0,
+                total_annotations=len(p["annotations"]),
+                is_labeled=len(p["annotations"]) >= project.maximum_annotations,
+            )
             for i, p in enumerate(payloads)
         ]
         _assign_ids(tasks, Task)
         tasks = Task.objects.bulk_create(tasks, batch_size=settings.BATCH_SIZE)
         LensdbImportStorageLink.objects.bulk_create(
-            [LensdbImportStorageLink(task=t, key=p["key"], storage=storage) for t, p in zip(tasks, payloads,
-                                                                                             strict=True)],
-            batch_size=settings.BATCH_SIZE)
-        preds = [Prediction(task=t, project=project, result=p["result"], model_version=MODEL_VERSION)
-                 for t, p in zip(tasks, payloads, strict=True) if p["result"]]
+            [
+                LensdbImportStorageLink(task=t, key=p["key"], storage=storage)
+                for t, p in zip(tasks, payloads, strict=True)
+            ],
+            batch_size=settings.BATCH_SIZE,
+        )
+        preds = [
+            Prediction(task=t, project=project, result=p["result"], model_version=MODEL_VERSION)
+            for t, p in zip(tasks, payloads, strict=True)
+            if p["result"]
+        ]
         Prediction.objects.bulk_create(preds, batch_size=settings.BATCH_SIZE)
         if preds and not project.model_version:
             project.model_version = MODEL_VERSION
@@ -128,8 +161,13 @@ def _create_tasks(storage: LensdbImportStorage, project: Project, payloads: list
     return tasks
 
 
-def _restore_annotations(storage: LensdbImportStorage, project: Project, tasks: list[Task],
-                         payloads: list[dict], members: dict[str, int]) -> None:
+def _restore_annotations(
+    storage: LensdbImportStorage,
+    project: Project,
+    tasks: list[Task],
+    payloads: list[dict],
+    members: dict[str, int],
+) -> None:
     """Bring back annotations this plugin exported for this project, unless Label Studio still has them."""
     wanted = [(t, a) for t, p in zip(tasks, payloads, strict=True) for a in p["annotations"]]
     if not wanted:
@@ -143,11 +181,20 @@ def _restore_annotations(storage: LensdbImportStorage, project: Project, tasks: 
         doc = a["doc"]
         by = doc.get("completed_by")
         email = by.get("email") if isinstance(by, dict) else by if isinstance(by, str) else None
-        fresh.append((a, Annotation(task=task, project=project, result=a["result"],
-                                    completed_by_id=members.get(email, project.created_by_id),
-                                    was_cancelled=bool(doc.get("was_cancelled", False)),
-                                    ground_truth=bool(doc.get("ground_truth", False)),
-                                    lead_time=doc.get("lead_time"))))
+        fresh.append(
+            (
+                a,
+                Annotation(
+                    task=task,
+                    project=project,
+                    result=a["result"],
+                    completed_by_id=members.get(email, project.created_by_id),
+                    was_cancelled=bool(doc.get("was_cancelled", False)),
+                    ground_truth=bool(doc.get("ground_truth", False)),
+                    lead_time=doc.get("lead_time"),
+                ),
+            )
+        )
     if not fresh:
         return
     objs = [o for _, o in fresh]
@@ -156,17 +203,29 @@ def _restore_annotations(storage: LensdbImportStorage, project: Project, tasks: 
     # bulk_create sends no post_save, so nothing is re-exported; re-key the stored copies instead.
     commands: list[dict] = []
     for (a, _), new in zip(fresh, objs, strict=True):
-        commands += _rekey_commands(len(commands), str(a["old_id"]), new.id, new.task_id, project.id)
+        commands += _rekey_commands(
+            len(commands), str(a["old_id"]), new.id, new.task_id, project.id
+        )
     storage.get_client().query(commands)
 
 
-def _rekey_commands(base: int, old_id: str, new_id: int, task_id: int, project_id: int) -> list[dict]:
+def _rekey_commands(
+    base: int, old_id: str, new_id: int, task_id: int, project_id: int
+) -> list[dict]:
     r = base + 1
     via = {"ref": r, "connection_class": Q.ANNOTATION_REGION, "direction": "out"}
     owner = {"LS_annotation": str(new_id)}
     return [
-        {"FindEntity": {"_ref": r, "with_class": Q.ANNOTATION_CLASS,
-                        "constraints": {"LS_id": ["==", old_id], **Q.annotation_scope(project_id, installation_id())}}},
+        {
+            "FindEntity": {
+                "_ref": r,
+                "with_class": Q.ANNOTATION_CLASS,
+                "constraints": {
+                    "LS_id": ["==", old_id],
+                    **Q.annotation_scope(project_id, installation_id()),
+                },
+            }
+        },
         {"UpdateEntity": {"ref": r, "properties": {"LS_id": str(new_id), "LS_task_id": task_id}}},
         {"FindBoundingBox": {"_ref": r + 2, "blobs": False, "is_connected_to": via}},
         {"UpdateBoundingBox": {"ref": r + 2, "properties": owner}},
@@ -198,8 +257,11 @@ def _sync_source(storage: LensdbImportStorage) -> None:
     created = existed = 0
     for page in iter_image_pages(storage):
         keys = list(dict.fromkeys(p["key"] for p in page))
-        linked = set(LensdbImportStorageLink.objects.filter(storage=storage, key__in=keys)
-                     .values_list("key", flat=True))
+        linked = set(
+            LensdbImportStorageLink.objects.filter(storage=storage, key__in=keys).values_list(
+                "key", flat=True
+            )
+        )
         seen: set[str] = set()
         new = []
         for p in page:
@@ -209,20 +271,27 @@ def _sync_source(storage: LensdbImportStorage) -> None:
             new.append(p)
         existed += len(page) - len(new)
         if new:
-            tasks = _create_tasks(storage, project, _task_payloads(storage, project, cfg, new, report))
+            tasks = _create_tasks(
+                storage, project, _task_payloads(storage, project, cfg, new, report)
+            )
             created += len(tasks)
-            emit_webhooks_for_instance(project.organization, project, WebhookAction.TASKS_CREATED,
-                                       [t.id for t in tasks])
+            emit_webhooks_for_instance(
+                project.organization, project, WebhookAction.TASKS_CREATED, [t.id for t in tasks]
+            )
         storage.info_update_progress(last_sync_count=created, tasks_existed=existed)
     backfill_fsm_states_for_tasks(storage.id, created, LensdbImportStorageLink)
-    project.update_tasks_states(maximum_annotations_changed=False, overlap_cohort_percentage_changed=False,
-                                tasks_number_changed=True)
+    project.update_tasks_states(
+        maximum_annotations_changed=False,
+        overlap_cohort_percentage_changed=False,
+        tasks_number_changed=True,
+    )
     problems = report.lines()
     extra = {"unknown_labels": dict(report.unknown_labels)} if report.unknown_labels else {}
     if problems:
         for line in problems:
             logger.warning("lensdb storage %s: %s", storage.id, line)
-        storage.info_set_completed_with_errors(last_sync_count=created, validation_errors=problems,
-                                               tasks_existed=existed, **extra)
+        storage.info_set_completed_with_errors(
+            last_sync_count=created, validation_errors=problems, tasks_existed=existed, **extra
+        )
     else:
         storage.info_set_completed(last_sync_count=created, tasks_existed=existed)

@@ -8,10 +8,24 @@ from django.urls import path
 from lensdb.labelstudio.plugin import api
 
 _routes = [
-    ("", "", api.LensdbImportStorageListAPI, api.LensdbImportStorageDetailAPI, api.LensdbImportStorageSyncAPI,
-     api.LensdbImportStorageValidateAPI, api.LensdbImportStorageFormLayoutAPI),
-    ("export/", "export-", api.LensdbExportStorageListAPI, api.LensdbExportStorageDetailAPI,
-     api.LensdbExportStorageSyncAPI, api.LensdbExportStorageValidateAPI, api.LensdbExportStorageFormLayoutAPI),
+    (
+        "",
+        "",
+        api.LensdbImportStorageListAPI,
+        api.LensdbImportStorageDetailAPI,
+        api.LensdbImportStorageSyncAPI,
+        api.LensdbImportStorageValidateAPI,
+        api.LensdbImportStorageFormLayoutAPI,
+    ),
+    (
+        "export/",
+        "export-",
+        api.LensdbExportStorageListAPI,
+        api.LensdbExportStorageDetailAPI,
+        api.LensdbExportStorageSyncAPI,
+        api.LensdbExportStorageValidateAPI,
+        api.LensdbExportStorageFormLayoutAPI,
+    ),
 ]
 
 urlpatterns = []

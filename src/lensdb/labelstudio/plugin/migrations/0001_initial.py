@@ -5,126 +5,586 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('projects', '0034_project_annotator_evaluation_enabled'),
-        ('tasks', '0060_add_allow_skip_to_task'),
+        ("projects", "0034_project_annotator_evaluation_enabled"),
+        ("tasks", "0060_add_allow_skip_to_task"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='LensdbExportStorage',
+            name="LensdbExportStorage",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('last_sync', models.DateTimeField(blank=True, help_text='Last sync finished time', null=True, verbose_name='last sync')),
-                ('last_sync_count', models.PositiveIntegerField(blank=True, help_text='Count of tasks synced last time', null=True, verbose_name='last sync count')),
-                ('last_sync_job', models.CharField(blank=True, help_text='Last sync job ID', max_length=256, null=True, verbose_name='last_sync_job')),
-                ('status', models.CharField(choices=[('initialized', 'Initialized'), ('queued', 'Queued'), ('in_progress', 'In progress'), ('failed', 'Failed'), ('completed', 'Completed'), ('completed_with_errors', 'Completed with errors')], default='initialized', max_length=64)),
-                ('traceback', models.TextField(blank=True, help_text='Traceback report for the last failed sync', null=True)),
-                ('meta', models.JSONField(default=dict, help_text='Meta and debug information about storage processes', null=True, verbose_name='meta')),
-                ('title', models.CharField(blank=True, help_text='Cloud storage title', max_length=256, null=True, verbose_name='title')),
-                ('description', models.TextField(blank=True, help_text='Cloud storage description', null=True, verbose_name='description')),
-                ('created_at', models.DateTimeField(auto_now_add=True, help_text='Creation time', verbose_name='created at')),
-                ('synchronizable', models.BooleanField(default=True, help_text='If storage can be synced', verbose_name='synchronizable')),
-                ('can_delete_objects', models.BooleanField(blank=True, help_text='Deletion from storage enabled', null=True, verbose_name='can_delete_objects')),
-                ('hostname', models.TextField(blank=True, help_text='lensdb / ApertureDB host name', null=True, verbose_name='hostname')),
-                ('port', models.PositiveIntegerField(blank=True, default=55555, help_text='TCP port', null=True, verbose_name='port')),
-                ('username', models.TextField(blank=True, default='admin', help_text='User name', null=True, verbose_name='username')),
-                ('password', models.TextField(blank=True, help_text='User password', null=True, verbose_name='password')),
-                ('token', models.TextField(blank=True, help_text='User token (instead of a password)', null=True, verbose_name='token')),
-                ('use_ssl', models.BooleanField(default=False, help_text='Talk TLS to the server', verbose_name='use_ssl')),
-                ('verify_certificate', models.BooleanField(default=True, help_text="Check the server's TLS certificate and host name", verbose_name='verify_certificate')),
-                ('outbox_lease_until', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('outbox_lease_owner', models.CharField(blank=True, editable=False, max_length=64, null=True)),
-                ('project', models.ForeignKey(help_text='A unique integer value identifying this project.', on_delete=django.db.models.deletion.CASCADE, related_name='%(app_label)s_%(class)ss', to='projects.project')),
+                (
+                    "id",
+                    models.AutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "last_sync",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Last sync finished time",
+                        null=True,
+                        verbose_name="last sync",
+                    ),
+                ),
+                (
+                    "last_sync_count",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Count of tasks synced last time",
+                        null=True,
+                        verbose_name="last sync count",
+                    ),
+                ),
+                (
+                    "last_sync_job",
+                    models.CharField(
+                        blank=True,
+                        help_text="Last sync job ID",
+                        max_length=256,
+                        null=True,
+                        verbose_name="last_sync_job",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("initialized", "Initialized"),
+                            ("queued", "Queued"),
+                            ("in_progress", "In progress"),
+                            ("failed", "Failed"),
+                            ("completed", "Completed"),
+                            ("completed_with_errors", "Completed with errors"),
+                        ],
+                        default="initialized",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "traceback",
+                    models.TextField(
+                        blank=True, help_text="Traceback report for the last failed sync", null=True
+                    ),
+                ),
+                (
+                    "meta",
+                    models.JSONField(
+                        default=dict,
+                        help_text="Meta and debug information about storage processes",
+                        null=True,
+                        verbose_name="meta",
+                    ),
+                ),
+                (
+                    "title",
+                    models.CharField(
+                        blank=True,
+                        help_text="Cloud storage title",
+                        max_length=256,
+                        null=True,
+                        verbose_name="title",
+                    ),
+                ),
+                (
+                    "description",
+                    models.TextField(
+                        blank=True,
+                        help_text="Cloud storage description",
+                        null=True,
+                        verbose_name="description",
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        auto_now_add=True, help_text="Creation time", verbose_name="created at"
+                    ),
+                ),
+                (
+                    "synchronizable",
+                    models.BooleanField(
+                        default=True,
+                        help_text="If storage can be synced",
+                        verbose_name="synchronizable",
+                    ),
+                ),
+                (
+                    "can_delete_objects",
+                    models.BooleanField(
+                        blank=True,
+                        help_text="Deletion from storage enabled",
+                        null=True,
+                        verbose_name="can_delete_objects",
+                    ),
+                ),
+                (
+                    "hostname",
+                    models.TextField(
+                        blank=True,
+                        help_text="lensdb / ApertureDB host name",
+                        null=True,
+                        verbose_name="hostname",
+                    ),
+                ),
+                (
+                    "port",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        default=55555,
+                        help_text="TCP port",
+                        null=True,
+                        verbose_name="port",
+                    ),
+                ),
+                (
+                    "username",
+                    models.TextField(
+                        blank=True,
+                        default="admin",
+                        help_text="User name",
+                        null=True,
+                        verbose_name="username",
+                    ),
+                ),
+                (
+                    "password",
+                    models.TextField(
+                        blank=True, help_text="User password", null=True, verbose_name="password"
+                    ),
+                ),
+                (
+                    "token",
+                    models.TextField(
+                        blank=True,
+                        help_text="User token (instead of a password)",
+                        null=True,
+                        verbose_name="token",
+                    ),
+                ),
+                (
+                    "use_ssl",
+                    models.BooleanField(
+                        default=False, help_text="Talk TLS to the server", verbose_name="use_ssl"
+                    ),
+                ),
+                (
+                    "verify_certificate",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Check the server's TLS certificate and host name",
+                        verbose_name="verify_certificate",
+                    ),
+                ),
+                ("outbox_lease_until", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "outbox_lease_owner",
+                    models.CharField(blank=True, editable=False, max_length=64, null=True),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        help_text="A unique integer value identifying this project.",
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="%(app_label)s_%(class)ss",
+                        to="projects.project",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='LensdbExportStorageLink',
+            name="LensdbExportStorageLink",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('object_exists', models.BooleanField(default=True, help_text='Whether object under external link still exists', verbose_name='object exists')),
-                ('created_at', models.DateTimeField(auto_now_add=True, help_text='Creation time', verbose_name='created at')),
-                ('updated_at', models.DateTimeField(auto_now=True, help_text='Update time', verbose_name='updated at')),
-                ('annotation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='%(app_label)s_%(class)s', to='tasks.annotation')),
-                ('storage', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='links', to='lensdb_labelstudio.lensdbexportstorage')),
+                (
+                    "id",
+                    models.AutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "object_exists",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Whether object under external link still exists",
+                        verbose_name="object exists",
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        auto_now_add=True, help_text="Creation time", verbose_name="created at"
+                    ),
+                ),
+                (
+                    "updated_at",
+                    models.DateTimeField(
+                        auto_now=True, help_text="Update time", verbose_name="updated at"
+                    ),
+                ),
+                (
+                    "annotation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="%(app_label)s_%(class)s",
+                        to="tasks.annotation",
+                    ),
+                ),
+                (
+                    "storage",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="links",
+                        to="lensdb_labelstudio.lensdbexportstorage",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='LensdbImportStorage',
+            name="LensdbImportStorage",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('last_sync', models.DateTimeField(blank=True, help_text='Last sync finished time', null=True, verbose_name='last sync')),
-                ('last_sync_count', models.PositiveIntegerField(blank=True, help_text='Count of tasks synced last time', null=True, verbose_name='last sync count')),
-                ('last_sync_job', models.CharField(blank=True, help_text='Last sync job ID', max_length=256, null=True, verbose_name='last_sync_job')),
-                ('status', models.CharField(choices=[('initialized', 'Initialized'), ('queued', 'Queued'), ('in_progress', 'In progress'), ('failed', 'Failed'), ('completed', 'Completed'), ('completed_with_errors', 'Completed with errors')], default='initialized', max_length=64)),
-                ('traceback', models.TextField(blank=True, help_text='Traceback report for the last failed sync', null=True)),
-                ('meta', models.JSONField(default=dict, help_text='Meta and debug information about storage processes', null=True, verbose_name='meta')),
-                ('title', models.CharField(blank=True, help_text='Cloud storage title', max_length=256, null=True, verbose_name='title')),
-                ('description', models.TextField(blank=True, help_text='Cloud storage description', null=True, verbose_name='description')),
-                ('created_at', models.DateTimeField(auto_now_add=True, help_text='Creation time', verbose_name='created at')),
-                ('synchronizable', models.BooleanField(default=True, help_text='If storage can be synced', verbose_name='synchronizable')),
-                ('hostname', models.TextField(blank=True, help_text='lensdb / ApertureDB host name', null=True, verbose_name='hostname')),
-                ('port', models.PositiveIntegerField(blank=True, default=55555, help_text='TCP port', null=True, verbose_name='port')),
-                ('username', models.TextField(blank=True, default='admin', help_text='User name', null=True, verbose_name='username')),
-                ('password', models.TextField(blank=True, help_text='User password', null=True, verbose_name='password')),
-                ('token', models.TextField(blank=True, help_text='User token (instead of a password)', null=True, verbose_name='token')),
-                ('use_ssl', models.BooleanField(default=False, help_text='Talk TLS to the server', verbose_name='use_ssl')),
-                ('verify_certificate', models.BooleanField(default=True, help_text="Check the server's TLS certificate and host name", verbose_name='verify_certificate')),
-                ('constraints', models.TextField(blank=True, help_text='FindImage constraints as JSON, e.g. {"dataset": ["==", "train"]}', null=True, verbose_name='constraints')),
-                ('limit', models.PositiveIntegerField(blank=True, help_text='Import at most this many images (empty: all)', null=True, verbose_name='limit')),
-                ('predictions', models.BooleanField(default=True, help_text='Include existing boxes and polygons as predictions', verbose_name='predictions')),
-                ('pred_constraints', models.TextField(blank=True, help_text='Constraints on the boxes and polygons used as predictions (JSON)', null=True, verbose_name='pred_constraints')),
-                ('predictions_readonly', models.BooleanField(default=True, help_text='Annotators cannot move or delete predicted regions', verbose_name='predictions_readonly')),
-                ('as_format_jpg', models.BooleanField(default=False, help_text='Convert images to JPEG on the fly', verbose_name='as_format_jpg')),
-                ('guid_property', models.TextField(blank=True, help_text='Image property that identifies an image across databases (empty: _uniqueid)', null=True, verbose_name='guid_property')),
-                ('task_data_properties', models.TextField(blank=True, help_text='Image properties copied into task data, comma-separated', null=True, verbose_name='task_data_properties')),
-                ('project', models.ForeignKey(help_text='A unique integer value identifying this project.', on_delete=django.db.models.deletion.CASCADE, related_name='%(app_label)s_%(class)ss', to='projects.project')),
+                (
+                    "id",
+                    models.AutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "last_sync",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Last sync finished time",
+                        null=True,
+                        verbose_name="last sync",
+                    ),
+                ),
+                (
+                    "last_sync_count",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Count of tasks synced last time",
+                        null=True,
+                        verbose_name="last sync count",
+                    ),
+                ),
+                (
+                    "last_sync_job",
+                    models.CharField(
+                        blank=True,
+                        help_text="Last sync job ID",
+                        max_length=256,
+                        null=True,
+                        verbose_name="last_sync_job",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("initialized", "Initialized"),
+                            ("queued", "Queued"),
+                            ("in_progress", "In progress"),
+                            ("failed", "Failed"),
+                            ("completed", "Completed"),
+                            ("completed_with_errors", "Completed with errors"),
+                        ],
+                        default="initialized",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "traceback",
+                    models.TextField(
+                        blank=True, help_text="Traceback report for the last failed sync", null=True
+                    ),
+                ),
+                (
+                    "meta",
+                    models.JSONField(
+                        default=dict,
+                        help_text="Meta and debug information about storage processes",
+                        null=True,
+                        verbose_name="meta",
+                    ),
+                ),
+                (
+                    "title",
+                    models.CharField(
+                        blank=True,
+                        help_text="Cloud storage title",
+                        max_length=256,
+                        null=True,
+                        verbose_name="title",
+                    ),
+                ),
+                (
+                    "description",
+                    models.TextField(
+                        blank=True,
+                        help_text="Cloud storage description",
+                        null=True,
+                        verbose_name="description",
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        auto_now_add=True, help_text="Creation time", verbose_name="created at"
+                    ),
+                ),
+                (
+                    "synchronizable",
+                    models.BooleanField(
+                        default=True,
+                        help_text="If storage can be synced",
+                        verbose_name="synchronizable",
+                    ),
+                ),
+                (
+                    "hostname",
+                    models.TextField(
+                        blank=True,
+                        help_text="lensdb / ApertureDB host name",
+                        null=True,
+                        verbose_name="hostname",
+                    ),
+                ),
+                (
+                    "port",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        default=55555,
+                        help_text="TCP port",
+                        null=True,
+                        verbose_name="port",
+                    ),
+                ),
+                (
+                    "username",
+                    models.TextField(
+                        blank=True,
+                        default="admin",
+                        help_text="User name",
+                        null=True,
+                        verbose_name="username",
+                    ),
+                ),
+                (
+                    "password",
+                    models.TextField(
+                        blank=True, help_text="User password", null=True, verbose_name="password"
+                    ),
+                ),
+                (
+                    "token",
+                    models.TextField(
+                        blank=True,
+                        help_text="User token (instead of a password)",
+                        null=True,
+                        verbose_name="token",
+                    ),
+                ),
+                (
+                    "use_ssl",
+                    models.BooleanField(
+                        default=False, help_text="Talk TLS to the server", verbose_name="use_ssl"
+                    ),
+                ),
+                (
+                    "verify_certificate",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Check the server's TLS certificate and host name",
+                        verbose_name="verify_certificate",
+                    ),
+                ),
+                (
+                    "constraints",
+                    models.TextField(
+                        blank=True,
+                        help_text='FindImage constraints as JSON, e.g. {"dataset": ["==", "train"]}',
+                        null=True,
+                        verbose_name="constraints",
+                    ),
+                ),
+                (
+                    "limit",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Import at most this many images (empty: all)",
+                        null=True,
+                        verbose_name="limit",
+                    ),
+                ),
+                (
+                    "predictions",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Include existing boxes and polygons as predictions",
+                        verbose_name="predictions",
+                    ),
+                ),
+                (
+                    "pred_constraints",
+                    models.TextField(
+                        blank=True,
+                        help_text="Constraints on the boxes and polygons used as predictions (JSON)",
+                        null=True,
+                        verbose_name="pred_constraints",
+                    ),
+                ),
+                (
+                    "predictions_readonly",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Annotators cannot move or delete predicted regions",
+                        verbose_name="predictions_readonly",
+                    ),
+                ),
+                (
+                    "as_format_jpg",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Convert images to JPEG on the fly",
+                        verbose_name="as_format_jpg",
+                    ),
+                ),
+                (
+                    "guid_property",
+                    models.TextField(
+                        blank=True,
+                        help_text="Image property that identifies an image across databases (empty: _uniqueid)",
+                        null=True,
+                        verbose_name="guid_property",
+                    ),
+                ),
+                (
+                    "task_data_properties",
+                    models.TextField(
+                        blank=True,
+                        help_text="Image properties copied into task data, comma-separated",
+                        null=True,
+                        verbose_name="task_data_properties",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        help_text="A unique integer value identifying this project.",
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="%(app_label)s_%(class)ss",
+                        to="projects.project",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='LensdbImportStorageLink',
+            name="LensdbImportStorageLink",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.TextField(help_text='External link key', verbose_name='key')),
-                ('object_exists', models.BooleanField(default=True, help_text='Whether object under external link still exists', verbose_name='object exists')),
-                ('created_at', models.DateTimeField(auto_now_add=True, help_text='Creation time', verbose_name='created at')),
-                ('row_group', models.IntegerField(blank=True, help_text='Parquet row group', null=True)),
-                ('row_index', models.IntegerField(blank=True, help_text='Parquet row index, or JSON[L] object index', null=True)),
-                ('storage', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='links', to='lensdb_labelstudio.lensdbimportstorage')),
-                ('task', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='io_storages_lensdbimportstoragelink', to='tasks.task')),
+                (
+                    "id",
+                    models.AutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.TextField(help_text="External link key", verbose_name="key")),
+                (
+                    "object_exists",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Whether object under external link still exists",
+                        verbose_name="object exists",
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        auto_now_add=True, help_text="Creation time", verbose_name="created at"
+                    ),
+                ),
+                (
+                    "row_group",
+                    models.IntegerField(blank=True, help_text="Parquet row group", null=True),
+                ),
+                (
+                    "row_index",
+                    models.IntegerField(
+                        blank=True,
+                        help_text="Parquet row index, or JSON[L] object index",
+                        null=True,
+                    ),
+                ),
+                (
+                    "storage",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="links",
+                        to="lensdb_labelstudio.lensdbimportstorage",
+                    ),
+                ),
+                (
+                    "task",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="io_storages_lensdbimportstoragelink",
+                        to="tasks.task",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='LensdbOutbox',
+            name="LensdbOutbox",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(max_length=16)),
-                ('annotation_id', models.IntegerField(db_index=True)),
-                ('query', models.JSONField(help_text='The transaction to send, built when the change happened')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True, null=True)),
-                ('rejected', models.BooleanField(default=False, help_text='The database refused it; retried only on Sync')),
-                ('storage', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='outbox', to='lensdb_labelstudio.lensdbexportstorage')),
+                (
+                    "id",
+                    models.AutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("action", models.CharField(max_length=16)),
+                ("annotation_id", models.IntegerField(db_index=True)),
+                (
+                    "query",
+                    models.JSONField(
+                        help_text="The transaction to send, built when the change happened"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True, null=True)),
+                (
+                    "rejected",
+                    models.BooleanField(
+                        default=False, help_text="The database refused it; retried only on Sync"
+                    ),
+                ),
+                (
+                    "storage",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="outbox",
+                        to="lensdb_labelstudio.lensdbexportstorage",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
     ]

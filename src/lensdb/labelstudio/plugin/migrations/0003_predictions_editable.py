@@ -4,25 +4,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('lensdb_labelstudio', '0002_installation'),
+        ("lensdb_labelstudio", "0002_installation"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='lensdbexportstorage',
-            name='use_ssl',
-            field=models.BooleanField(default=False, help_text='Encrypt the connection with TLS (lensdb serve accepts it on its TCP port)', verbose_name='use_ssl'),
+            model_name="lensdbexportstorage",
+            name="use_ssl",
+            field=models.BooleanField(
+                default=False,
+                help_text="Encrypt the connection with TLS (lensdb serve accepts it on its TCP port)",
+                verbose_name="use_ssl",
+            ),
         ),
         migrations.AlterField(
-            model_name='lensdbimportstorage',
-            name='predictions_readonly',
-            field=models.BooleanField(default=False, help_text='Annotators see predicted regions but cannot move, resize or delete them (default: they can)', verbose_name='predictions_readonly'),
+            model_name="lensdbimportstorage",
+            name="predictions_readonly",
+            field=models.BooleanField(
+                default=False,
+                help_text="Annotators see predicted regions but cannot move, resize or delete them (default: they can)",
+                verbose_name="predictions_readonly",
+            ),
         ),
         migrations.AlterField(
-            model_name='lensdbimportstorage',
-            name='use_ssl',
-            field=models.BooleanField(default=False, help_text='Encrypt the connection with TLS (lensdb serve accepts it on its TCP port)', verbose_name='use_ssl'),
+            model_name="lensdbimportstorage",
+            name="use_ssl",
+            field=models.BooleanField(
+                default=False,
+                help_text="Encrypt the connection with TLS (lensdb serve accepts it on its TCP port)",
+                verbose_name="use_ssl",
+            ),
         ),
     ]
