@@ -8,7 +8,7 @@ import pytest
 from lensdb import Database
 from lensdb.index import APPROXIMATE_ENGINES, ENGINES, EXACT_BELOW, EXACT_ENGINES
 
-from .helpers import body, fail, jpeg, ok, one
+from .helpers import body, fail, jpeg, ok, one, open_db
 
 
 def vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -572,10 +572,10 @@ def test_a_rolled_back_query_leaves_the_index_unchanged(db):
 
 def test_reopen_and_a_second_process_catch_up(folder):
     data = vectors(50, 4, seed=8)
-    with Database(folder) as first:
+    with open_db(folder) as first:
         add_set(first, "s", data)
         assert knn(first, "s", data[9], 1)[0]["n"] == 9
-        with Database(folder) as second:  # another process on the same folder
+        with open_db(folder) as second:  # another process on the same folder
             assert knn(second, "s", data[9], 1)[0]["n"] == 9
             ok(
                 second,
@@ -589,7 +589,7 @@ def test_reopen_and_a_second_process_catch_up(folder):
         # (new rows by id); the deleted vector leaves the index when the search meets it.
         assert knn(first, "s", data[9], 1)[0]["n"] == 500
         assert len(first.vectors.get(_set_id(first, "s"))) == 50
-    with Database(folder) as again:
+    with open_db(folder) as again:
         got = knn(again, "s", data[9], 2)
         assert [e["n"] for e in got][0] == 500 and 9 not in [e["n"] for e in got]
 
@@ -633,6 +633,7 @@ def test_engines_cover_the_documented_names():
     assert not EXACT_ENGINES & APPROXIMATE_ENGINES
 
 
+@pytest.mark.sqlite_only  # the saved index is a file beside an embedded database
 def test_saved_index_is_read_back_caught_up_or_rebuilt(folder):
     data = vectors(40, 4, seed=9)
     far = np.full(4, 50, np.float32)
@@ -665,9 +666,9 @@ def test_saved_index_is_read_back_caught_up_or_rebuilt(folder):
 def test_a_rolled_back_search_in_a_write_query_leaves_no_vector_behind(folder):
     data = vectors(20, 4, seed=10)
     far = np.full(4, 77, np.float32)
-    with Database(folder) as db:
+    with open_db(folder) as db:
         add_set(db, "s", data)
-    with Database(folder) as db:  # the index is loaded by a k-NN inside a failing write query
+    with open_db(folder) as db:  # the index is loaded by a k-NN inside a failing write query
         fail(
             db,
             [

@@ -25,7 +25,15 @@ import numpy as np
 
 from lensdb.engine.constraints import parse_constraints
 from lensdb.engine.context import BlobInput, Context, Params, RefSet
-from lensdb.engine.find import FIND_COMMON, Row, combine, parse_shape, run_find, traverse
+from lensdb.engine.find import (
+    FIND_COMMON,
+    Row,
+    combine,
+    parse_shape,
+    run_find,
+    stored_blobs,
+    traverse,
+)
 from lensdb.engine.values import check_user_key, encode_properties
 from lensdb.errors import QueryError, Status, answer, failure
 from lensdb.index import APPROXIMATE_ENGINES, ENGINES, METRICS, VectorIndexes, VectorSet
@@ -489,13 +497,8 @@ def find(ctx: Context, body: object) -> dict[str, Any]:
     )
     traversal = traverse(ctx, p.get("is_connected_to")) if "is_connected_to" in p else None
 
-    def blob_of(row: Row) -> bytes:
-        try:
-            return ctx.store.get_blob(row.blob)  # type: ignore[union-attr, arg-type]
-        except FileNotFoundError:
-            raise QueryError(
-                "a descriptor's vector is gone: a query running at the same time deleted it (retry)"
-            ) from None
+    def blob_of(rows: list[Row]) -> list[bytes]:
+        return stored_blobs(ctx, rows)  # type: ignore[arg-type]
 
     if "k_neighbors" not in p:
         if "_distance" in shape.keys:
@@ -708,10 +711,15 @@ def _stored(
     ctx: Context, s: DescriptorSet, rows: list[ObjectRow] | None
 ) -> tuple[list[int], np.ndarray]:
     rows = _rows(ctx, s) if rows is None else rows
-    ids = [r.id for r in rows if r.blob is not None]
+    with_blob = [r for r in rows if r.blob is not None]
+    ids = [r.id for r in with_blob]
     vectors = np.empty((len(ids), s.dimensions), dtype=np.float32)
-    for n, r in enumerate(r for r in rows if r.blob is not None):
-        vectors[n] = _decode_stored(ctx.store.get_blob(r.blob), s.dimensions)  # type: ignore[arg-type]
+    for start in range(
+        0, len(with_blob), 1024
+    ):  # a batch of reads per page (one pack, or parallel S3 GETs)
+        chunk = with_blob[start : start + 1024]
+        for n, data in enumerate(stored_blobs(ctx, chunk), start):  # type: ignore[arg-type]
+            vectors[n] = _decode_stored(data, s.dimensions)
     return ids, vectors
 
 

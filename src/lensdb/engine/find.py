@@ -13,6 +13,7 @@ from lensdb.engine.values import check_key_name, decode_value
 from lensdb.errors import QueryError, Status, answer
 from lensdb.store.base import (
     AllOf,
+    BlobMissing,
     ConnectionRow,
     ObjectRow,
     Predicate,
@@ -451,3 +452,16 @@ def combine(*preds: Predicate | None) -> Predicate | None:
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else AllOf(parts)
+
+
+def stored_blobs(ctx: Context, rows: list[ObjectRow]) -> list[bytes]:
+    """The stored bytes of rows, in order; a clear retry error when a delete removed them."""
+    try:
+        return ctx.store.get_blobs([row.blob for row in rows])  # type: ignore[misc]
+    except BlobMissing as e:
+        # A row is in this query's snapshot, but a delete committed since removed its bytes.
+        row = next((r for r in rows if r.blob == e.key), rows[0])
+        raise QueryError(
+            f"the blob of {object_uid(row.cls, row.id)} is gone: a query running "
+            "at the same time deleted it (retry)"
+        ) from None

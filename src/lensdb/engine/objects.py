@@ -10,11 +10,19 @@ from lensdb import media
 from lensdb.engine import descriptors, regions
 from lensdb.engine.constraints import parse_constraints
 from lensdb.engine.context import BlobInput, Context, Params, RefSet, takes_blob
-from lensdb.engine.find import FIND_COMMON, Row, Traversal, combine, parse_shape, run_find, traverse
-from lensdb.engine.ids import object_uid
+from lensdb.engine.find import (
+    FIND_COMMON,
+    Row,
+    Traversal,
+    combine,
+    parse_shape,
+    run_find,
+    stored_blobs,
+    traverse,
+)
 from lensdb.engine.values import check_user_key, encode_properties
 from lensdb.errors import QueryError, Status, answer
-from lensdb.store.base import BlobMissing, Compare, ObjectRow, Predicate, Selection
+from lensdb.store.base import Compare, ObjectRow, Predicate, Selection
 
 ADD_COMMON = frozenset({"_ref", "properties", "if_not_found", "connect"})
 UPDATE_COMMON = frozenset({"ref", "constraints", "properties", "remove_props"})
@@ -275,7 +283,7 @@ def _blob_reader(ctx: Context, fam: Family, p: Params):  # noqa: ANN202 - a clos
     if fam.cls in ("_Image", "_Blob"):
 
         def read(rows: list[Row]) -> list[bytes]:
-            datas = _stored_blobs(ctx, rows)  # type: ignore[arg-type]
+            datas = stored_blobs(ctx, rows)  # type: ignore[arg-type]
             if fam.cls == "_Blob":
                 return datas
             return [_render(d, ops, fmt) for d in datas]
@@ -299,25 +307,13 @@ def _blob_reader(ctx: Context, fam: Family, p: Params):  # noqa: ANN202 - a clos
             distinct = list(
                 {images[image_of[r.id]].id: images[image_of[r.id]] for r in rows}.values()
             )
-            stored = dict(zip([i.id for i in distinct], _stored_blobs(ctx, distinct), strict=True))
+            stored = dict(zip([i.id for i in distinct], stored_blobs(ctx, distinct), strict=True))
             return [
                 _render(stored[image_of[r.id]], ops, fmt, regions.crop_box(r.props)) for r in rows
             ]
 
         return crop
     return None
-
-
-def _stored_blobs(ctx: Context, rows: list[ObjectRow]) -> list[bytes]:
-    try:
-        return ctx.store.get_blobs([row.blob for row in rows])  # type: ignore[misc]
-    except BlobMissing as e:
-        # A row is in this query's snapshot, but a delete committed since removed its bytes.
-        row = next((r for r in rows if r.blob == e.key), rows[0])
-        raise QueryError(
-            f"the blob of {object_uid(row.cls, row.id)} is gone: a query running "
-            "at the same time deleted it (retry)"
-        ) from None
 
 
 def _render(
