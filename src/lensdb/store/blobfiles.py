@@ -28,7 +28,7 @@ import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from lensdb.store.base import BlobMissing
+from lensdb.store.base import BlobCheck, BlobMissing
 
 _BUFFER = 1 << 20  # small blobs are coalesced into writes of this size
 
@@ -110,6 +110,28 @@ def place(key: str) -> tuple[str, int, int | None]:
         return pack, 0, None
     offset, length = where.split(".")
     return pack, int(offset), int(length)
+
+
+def compare_packs(stored: dict[str, int], keys: Iterable[str], keep: set[str]) -> BlobCheck:
+    """`lensdb check` on any backend: blob keys of rows against the packs that exist.
+
+    `stored` maps each pack to its size; `keep` are packs no row uses yet that must stay (staged
+    by a running query, or waiting in the trash for readers). Missing bytes, orphans and the
+    bytes rows use come back in a BlobCheck.
+    """
+    report = BlobCheck(packs=len(stored), pack_bytes=sum(stored.values()))
+    used: set[str] = set()
+    for key in keys:
+        pack, offset, length = place(key)
+        size = stored.get(pack, -1)
+        length = size if length is None else length
+        used.add(pack)
+        report.rows += 1
+        report.live_bytes += max(length, 0)
+        if size < 0 or offset + length > size:
+            report.missing.append(key)
+    report.orphans = sorted(set(stored) - used - keep)
+    return report
 
 
 def read_range(fd: int, offset: int, length: int, key: str) -> bytes:

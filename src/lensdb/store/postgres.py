@@ -71,7 +71,7 @@ from lensdb.store.base import (
     Selection,
     StoreError,
 )
-from lensdb.store.blobfiles import length_of, new_name, place
+from lensdb.store.blobfiles import compare_packs, length_of, new_name, place
 from lensdb.store.factory import ConfigError, redact
 
 log = logging.getLogger(__name__)
@@ -848,21 +848,11 @@ class PostgresStore:
 
     def check(self, repair: bool = False) -> BlobCheck:
         stored = self.blobs.list_packs()
-        report = BlobCheck(packs=len(stored), pack_bytes=sum(stored.values()))
-        used: set[str] = set()
         with self.read() as txn:
             staged = {r[0] for r in txn._rows("SELECT pack FROM blob_intents")}
             retired = {r[0] for r in txn._rows("SELECT pack FROM blob_trash")}
-            for (key,) in txn._rows("SELECT blob FROM objects WHERE blob IS NOT NULL"):
-                pack, offset, length = place(key)
-                size = stored.get(pack, -1)
-                length = size if length is None else length
-                used.add(pack)
-                report.rows += 1
-                report.live_bytes += max(length, 0)
-                if size < 0 or offset + length > size:
-                    report.missing.append(key)
-        report.orphans = sorted(set(stored) - used - staged - retired)
+            keys = (k for (k,) in txn._rows("SELECT blob FROM objects WHERE blob IS NOT NULL"))
+            report = compare_packs(stored, keys, staged | retired)
         if repair and report.orphans:
             self.blobs.delete(report.orphans)
             log.info("check: removed %d pack(s) that no row uses", len(report.orphans))

@@ -36,7 +36,7 @@ from lensdb.store.base import (
     Selection,
     Txn,
 )
-from lensdb.store.blobfiles import BlobFolder, StagedBlobs, length_of, pack_of, place
+from lensdb.store.blobfiles import BlobFolder, StagedBlobs, compare_packs, length_of, pack_of
 from lensdb.store.reclaim import Reclaimer
 
 log = logging.getLogger(__name__)
@@ -634,20 +634,12 @@ class SQLiteStore:
         # snapshot below.
         disk = self.blobs.on_disk()
         staged = self.blobs.staged()
-        report = BlobCheck(packs=len(disk), pack_bytes=sum(disk.values()))
-        used: set[str] = set()
         with self.read() as txn:
             retired = {r[0] for r in txn.conn.execute("SELECT key FROM blob_trash")}
-            for (key,) in txn.conn.execute("SELECT blob FROM objects WHERE blob IS NOT NULL"):
-                pack, offset, length = place(key)
-                size = disk.get(pack, -1)
-                length = size if length is None else length
-                used.add(pack)
-                report.rows += 1
-                report.live_bytes += max(length, 0)
-                if size < 0 or offset + length > size:
-                    report.missing.append(key)
-        report.orphans = sorted(set(disk) - used - staged - retired)
+            keys = (
+                k for (k,) in txn.conn.execute("SELECT blob FROM objects WHERE blob IS NOT NULL")
+            )
+            report = compare_packs(disk, keys, staged | retired)
         if repair and report.orphans:
             self.blobs.unlink(report.orphans)
             log.info("check: removed %d pack file(s) that no row uses", len(report.orphans))
