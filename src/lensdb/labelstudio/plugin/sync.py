@@ -76,15 +76,15 @@ def _task_payloads(
 ) -> list[dict]:
     """Task data, predictions and earlier exported annotations for new images of one page.
 
-    The shared task builder (labelstudio/tasklist.py) makes the drafts; this adds the storage's key.
+    The shared task builder (labelstudio/tasklist.py) makes the drafts; this adds the storage's key,
+    which the listing already read (iter_image_pages).
     """
-    extra = [storage.key_property] if storage.key_property != Q.UNIQUEID else []
     drafts = T.build_page(
         storage.get_client().query,
         [p["uniqueid"] for p in page],
         cfg,
         lambda uid: image_uri(storage.hostname, storage.port, uid),
-        properties=split_names(storage.task_data_properties) + extra,
+        properties=split_names(storage.task_data_properties),
         predictions=bool(storage.predictions),
         pred_constraints=parse_json_field(storage.pred_constraints, "Prediction constraints"),
         readonly=bool(storage.predictions_readonly),
@@ -92,17 +92,15 @@ def _task_payloads(
         report=report,
     )
     by_uid = {d.uniqueid: d for d in drafts}
-    props = set(split_names(storage.task_data_properties))
     out = []
     for p in page:
         d = by_uid.get(p["uniqueid"])
         if d is None:  # deleted between listing and details
             continue
-        data = {k: v for k, v in d.data.items() if k in props or k == cfg.image_data_key()}
         out.append(
             {
                 "key": p["key"],
-                "data": data,
+                "data": d.data,
                 "meta": d.meta,
                 "result": d.result,
                 "annotations": d.annotations,
