@@ -232,6 +232,9 @@ def bench_pull(s: Servers, ls: LabelStudio, n: int, changes: int) -> dict:
         t["annotations"] = [{"result": _annotation(i, 10)}]
     pid = ls.create_project("connector pull", CONFIG)["id"]
     ls.import_tasks(pid, tasks)
+    # Label Studio's export, timed before and after the pulls (the first request of a kind warms
+    # Label Studio up): the ratio uses the faster of the two.
+    t_export_before, _ = timed(ls.export_json, pid)
     t_full, full = timed(pull, ls, db, pid, True)
     assert full.saved == n, full
     t_idle, idle = timed(pull, ls, db, pid, False)
@@ -240,8 +243,9 @@ def bench_pull(s: Servers, ls: LabelStudio, n: int, changes: int) -> dict:
         ls.update_annotation(aid, _annotation(k, 40))
     t_incr, incr = timed(pull, ls, db, pid, False)
     assert incr.saved == changes, incr
-    t_export, exported = timed(ls.export_json, pid)
+    t_export_after, exported = timed(ls.export_json, pid)
     assert len(exported) == n
+    t_export = min(t_export_before, t_export_after)
     return {
         "tasks": n,
         "full_pull_s": round(t_full, 2),

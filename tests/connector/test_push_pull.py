@@ -93,7 +93,7 @@ def test_push_sends_only_new_images(lensdb_for_ls, label_studio, ls_api) -> None
     assert "created 0 task(s)" in out and "skipped 500" in out
     assert project_counts(ls_api, pid) == (500, 500)
     # What Label Studio got: signed gateway links, chosen properties, a box and a polygon per task.
-    task = ls_api.changed_tasks(pid, None, 1)[0]
+    task = ls_api.task(ls_api.changed_tasks(pid, None, 1)[0]["id"])  # with its predictions
     assert "/media/images/" in task["data"]["image"] and "sig=" in task["data"]["image"]
     assert task["data"]["guid"].startswith("push-")
     (pred,) = task["predictions"]

@@ -53,6 +53,7 @@ class LabelStudio:
         self.server_time: datetime | None = (
             None  # Label Studio's clock (Date header) at the last answer
         )
+        self.listed_at: datetime | None = None  # its clock when the last task page was listed
 
     def close(self) -> None:
         self.http.close()
@@ -157,8 +158,20 @@ class LabelStudio:
             )
         return [int(i) for i in ids]
 
+    # Tasks with their annotations are read in two steps: the ids and times of one page, through the
+    # Data Manager's task list with only those two fields (`include`), then those tasks through the
+    # export API (`ids[]`). The task list with `fields=all` costs about 4x the export per task (2.3 s
+    # against 0.55 s per 500 tasks, measured with bench/connector.py's Label Studio), and the id page
+    # costs about a quarter of the export. Django refuses more than 1,000 query fields, so an export
+    # asks for at most EXPORT_IDS tasks.
+    EXPORT_IDS = 500
+
     def changed_tasks(self, project_id: int, since: str | None, page_size: int) -> list[dict]:
-        """The first `page_size` tasks updated after `since` (all tasks when None), oldest change first."""
+        """The first `page_size` tasks updated after `since` (all tasks when None), oldest change first.
+
+        Each task is as Label Studio's JSON export gives it (data, annotations, predictions, drafts),
+        with the `updated_at` the page was ordered by.
+        """
         items = []
         if since:
             items.append(
@@ -169,7 +182,8 @@ class LabelStudio:
                     "value": ls_time(since),
                 }
             )
-        return self._tasks(project_id, items, "tasks:updated_at", page_size, 1)[0]
+        page, _ = self._task_times(project_id, items, "tasks:updated_at", page_size, 1)
+        return self.export_tasks(project_id, page)
 
     def tasks_changed_at(
         self, project_id: int, at: str, page_size: int, page: int
@@ -187,11 +201,41 @@ class LabelStudio:
                 "value": {"min": ls_time(at), "max": ls_time(at)},
             }
         ]
-        return self._tasks(project_id, items, "tasks:id", page_size, page)
+        times, total = self._task_times(project_id, items, "tasks:id", page_size, page)
+        return self.export_tasks(project_id, times), total
 
-    def _tasks(
+    def export_tasks(self, project_id: int, times: list[dict]) -> list[dict]:
+        """These tasks ({"id", "updated_at"} each) through the JSON export, in the order given.
+
+        A task deleted in between is left out. Its `updated_at` stays the one given, so a save that
+        lands between the two reads is read again by the next pull instead of skipped.
+        """
+        got: dict[int, dict] = {}
+        for start in range(0, len(times), self.EXPORT_IDS):
+            chunk = [int(t["id"]) for t in times[start : start + self.EXPORT_IDS]]
+            body = self.request(
+                "GET",
+                f"/api/projects/{int(project_id)}/export",
+                f"export {len(chunk)} task(s) of project {project_id}",
+                params={
+                    "exportType": "JSON",
+                    "download_all_tasks": "true",
+                    "download_resources": "false",
+                    "ids[]": chunk,
+                },
+            )
+            got.update((int(t["id"]), t) for t in body or [])
+        out = []
+        for t in times:
+            task = got.get(int(t["id"]))
+            if task is not None:
+                out.append({**task, "updated_at": t["updated_at"]})
+        return out
+
+    def _task_times(
         self, project_id: int, items: list[dict], ordering: str, page_size: int, page: int
     ) -> tuple[list[dict], int]:
+        """One page of {"id", "updated_at"} of the tasks matching `items`, and how many match."""
         query = {"filters": {"conjunction": "and", "items": items}, "ordering": [ordering]}
         body = self.request(
             "GET",
@@ -199,12 +243,14 @@ class LabelStudio:
             f"list the tasks of project {project_id}",
             params={
                 "project": int(project_id),
-                "fields": "all",
+                "include": "id,updated_at",
                 "page": int(page),
                 "page_size": int(page_size),
                 "query": json.dumps(query),
             },
         )
+        # What a pull's cursor records as "read at": the listing's time, not a later export's.
+        self.listed_at = self.server_time
         if isinstance(body, dict):
             tasks = list(body.get("tasks") or [])
             return tasks, int(body.get("total", len(tasks)))

@@ -8,10 +8,12 @@ writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from lensdb.client import Client, DatabaseError
 from lensdb.connector import state
@@ -102,7 +104,7 @@ def changes_for(
             ):
                 report.unchanged += 1
                 continue
-            queries.append(A.save_query(ann, task, project, emails))
+            queries.append(A.save_query(ann, task, project, emails, new=aid not in have))
             report.saved += 1
         for aid in have.keys() - current.keys():
             queries.append(A.delete_query(int(aid), int(project["id"])))
@@ -131,14 +133,14 @@ def pull(
     emails = ls.users()
     seen: dict[int, str] = {}  # task id -> the updated_at it was processed at
     newest = stored_cursor
-    for tasks in _changed(ls, project_id, since, page_size, seen):
+    for tasks, listed_at in read_ahead(_changed(ls, project_id, since, page_size, seen)):
         last = tasks[-1]["updated_at"]
         report.tasks += len(tasks)
         try:
             stored = _stored(db, project_id, [int(t["id"]) for t in tasks])
             queries = changes_for(tasks, stored, project, emails, report)
             newest = max(filter(None, [newest, last]), key=lambda v: A.parse_time(v))
-            seen_at = ls.server_time.isoformat() if ls.server_time else None
+            seen_at = listed_at.isoformat() if listed_at else None
             cursor_cmds = (
                 state.set_cursor_commands(ls.url, project_id, ls_time(newest), seen_at, 1)
                 if ls_time(newest) != stored_cursor
@@ -158,10 +160,59 @@ def pull(
     return report
 
 
+_END = object()
+T = TypeVar("T")
+
+
+def read_ahead(pages: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """The pages of `pages`, read by a thread up to `depth` pages ahead of the consumer.
+
+    Label Studio exports the next page while lensdb writes this one: they are two processes, so
+    the two waits overlap instead of adding up (a full pull of 10,000 tasks spent about a third of
+    its time in lensdb's writes). An error in the reader is raised in the consumer; a consumer that
+    stops early (an error of its own) stops the reader after the page it is reading.
+    """
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for page in pages:
+                if not put(("page", page)):
+                    return
+            put(("end", _END))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(("error", exc))
+
+    reader = threading.Thread(target=read, name="lensdb-pull-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, item = box.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item  # type: ignore[misc]
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        reader.join(timeout=60)
+
+
 def _changed(
     ls: LabelStudio, project_id: int, since: str | None, page_size: int, seen: dict[int, str]
-) -> Iterator[list[dict]]:
-    """Pages of tasks changed after `since`, oldest change first, each task once per change."""
+) -> Iterator[tuple[list[dict], datetime | None]]:
+    """Pages of tasks changed after `since`, oldest change first, each task once per change, with
+    Label Studio's clock when the page was listed."""
 
     def fresh(tasks: list[dict]) -> list[dict]:
         new = [t for t in tasks if seen.get(int(t["id"])) != t["updated_at"]]
@@ -175,7 +226,7 @@ def _changed(
         last = page[-1]["updated_at"]
         new = fresh(page)
         if new:
-            yield new
+            yield new, ls.listed_at
             # Tasks sharing the page's last timestamp may continue on the next page: read them again there.
             since = ls_time(A.parse_time(last) - timedelta(microseconds=1))
             continue
@@ -189,7 +240,7 @@ def _changed(
             pages = -(-total // page_size)
             new = fresh(group)
             if new:
-                yield new
+                yield new, ls.listed_at
             number += 1
         since = ls_time(last)
 

@@ -89,13 +89,19 @@ def _user(value: Any, emails: dict[int, str]) -> str:
 
 
 def save_query(
-    ann: dict, task: dict, project: dict, emails: dict[int, str] | None = None, instance: str = ""
+    ann: dict,
+    task: dict,
+    project: dict,
+    emails: dict[int, str] | None = None,
+    instance: str = "",
+    new: bool = False,
 ) -> list[dict]:
     """The transaction that makes lensdb match one Label Studio annotation.
 
     `ann`, `task` and `project` are Label Studio's API JSON (the plugin converts its models to the
     same shape); `emails` turns user ids into e-mails; `instance` names the Label Studio installation
-    (see `queries.annotation_scope`).
+    (see `queries.annotation_scope`); `new` says lensdb was seen without this annotation (see
+    `queries.save_annotation_query`).
     """
     emails = emails or {}
     uid, size = image_of_task(task)
@@ -132,7 +138,12 @@ def save_query(
         instance=instance,
     )
     return Q.save_annotation_query(
-        record, parse_results(result), uid, size, removable_properties(project.get("label_config"))
+        record,
+        parse_results(result),
+        uid,
+        size,
+        removable_properties(project.get("label_config")),
+        new=new,
     )
 
 

@@ -283,7 +283,7 @@ def _region_props(region: Region, ann: AnnotationRecord) -> dict[str, Any]:
 
 
 def _box_commands(
-    region: Region, ann: AnnotationRecord, ref: int, size: tuple | None
+    region: Region, ann: AnnotationRecord, ref: int, size: tuple | None, new: bool = False
 ) -> list[dict]:
     p = region.box_pixels(size)
     rect = {k: round(v) for k, v in p.items()}
@@ -311,7 +311,17 @@ def _box_commands(
                 "if_not_found": key,
             }
         },
-        {"UpdateBoundingBox": {"ref": ref, "rectangle": rect, "label": label, "properties": props}},
+        *_updated(
+            new,
+            {
+                "UpdateBoundingBox": {
+                    "ref": ref,
+                    "rectangle": rect,
+                    "label": label,
+                    "properties": props,
+                }
+            },
+        ),
         {"AddConnection": {"class": ANNOTATION_REGION, "src": 2, "dst": ref, "if_not_found": {}}},
     ]
 
@@ -327,7 +337,7 @@ def polygon_key(region: Region) -> str:
 
 
 def _polygon_commands(
-    region: Region, ann: AnnotationRecord, ref: int, size: tuple | None
+    region: Region, ann: AnnotationRecord, ref: int, size: tuple | None, new: bool = False
 ) -> list[dict]:
     points = region.polygon_pixels(size)
     props = _region_props(region, ann)
@@ -346,13 +356,13 @@ def _polygon_commands(
                 "if_not_found": key,
             }
         },
-        {"UpdatePolygon": {"ref": ref, "label": label, "properties": props}},
+        *_updated(new, {"UpdatePolygon": {"ref": ref, "label": label, "properties": props}}),
         {"AddConnection": {"class": ANNOTATION_REGION, "src": 2, "dst": ref, "if_not_found": {}}},
     ]
 
 
 def _keypoint_commands(
-    region: Region, ann: AnnotationRecord, ref: int, size: tuple | None
+    region: Region, ann: AnnotationRecord, ref: int, size: tuple | None, new: bool = False
 ) -> list[dict]:
     x, y = region.point_pixels(size)
     v = region.value
@@ -377,9 +387,14 @@ def _keypoint_commands(
                 "connect": {"ref": 1, "class": KEYPOINT_IMAGE},
             }
         },
-        {"UpdateEntity": {"ref": ref, "properties": props}},
+        *_updated(new, {"UpdateEntity": {"ref": ref, "properties": props}}),
         {"AddConnection": {"class": ANNOTATION_REGION, "src": 2, "dst": ref, "if_not_found": {}}},
     ]
+
+
+def _updated(new: bool, update: dict) -> list[dict]:
+    """The update that brings a region found by its key up to date; not needed for a new annotation."""
+    return [] if new else [update]
 
 
 def save_annotation_query(
@@ -388,8 +403,14 @@ def save_annotation_query(
     image_uniqueid: str | None,
     image_size: tuple[float, float] | None = None,
     removable_properties: list[str] | tuple[str, ...] = (),
+    new: bool = False,
 ) -> list[dict]:
     """One transaction that makes the database match the annotation: upsert it, its regions and values.
+
+    `new` says the caller found no version of this annotation in the database: the steps that update
+    or remove what an earlier version left are skipped, 14 commands become 6 for a box and a choice,
+    and a full pull writes about twice as fast (bench/connector.py). The adds keep their keys, so
+    a version written meanwhile by another path (a webhook) is neither duplicated nor overwritten.
 
     Regions keep their Label Studio id: boxes and keypoints are updated in place, and so are polygons
     whose points did not change (a reshaped one is replaced: see `polygon_key`); regions no longer in
@@ -436,7 +457,21 @@ def save_annotation_query(
     keep_points = [r.id for r in regions if r.kind == "keypoint"]
     keep_shapes = [polygon_key(r) for r in regions if r.kind == "polygon"]
     via_ann = {"ref": 2, "connection_class": ANNOTATION_REGION, "direction": "out"}
-    q: list[dict] = [
+    if new:
+        q: list[dict] = [
+            {"FindImage": find_image},
+            {
+                "AddEntity": {
+                    "_ref": 2,
+                    "class": ANNOTATION_CLASS,
+                    "properties": props,
+                    "if_not_found": ann_key,
+                    "connect": {"ref": 1, "class": ANNOTATION_IMAGE},
+                }
+            },
+        ]
+        return q + _region_commands(regions, ann, image_size, new=True)
+    q = [
         {"FindImage": find_image},
         {
             "AddEntity": {
@@ -486,12 +521,19 @@ def save_annotation_query(
         },
         {"DeletePolygon": {"ref": 6}},
     ]
+    return q + _region_commands(regions, ann, image_size, new=False)
+
+
+def _region_commands(
+    regions: list[Region], ann: AnnotationRecord, size: tuple | None, new: bool
+) -> list[dict]:
     builders = {"box": _box_commands, "polygon": _polygon_commands, "keypoint": _keypoint_commands}
-    ref = 7
+    q: list[dict] = []
+    ref = 7  # after the save's own references (1-6)
     for region in regions:
         if region.kind == "polygon" and len(region.value.get("points") or []) < 3:
             continue  # not a polygon yet; still kept in LS_data
-        q.extend(builders[region.kind](region, ann, ref, image_size))
+        q.extend(builders[region.kind](region, ann, ref, size, new))
         ref += 1
     return q
 
