@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,6 +28,22 @@ class QueryFailed(LensdbError):
     def __init__(self, response: Any) -> None:
         super().__init__(error_info(response), response_status(response))
         self.response = response
+
+
+@runtime_checkable
+class MediaSources(Protocol):
+    """What the engine offers the gateway beside queries: an object's blob found by one lookup
+    (`lensdb.engine.database.MediaSource`: key, length, and the local file range or None)."""
+
+    local_lookups: bool
+
+    def media_source(self, cls: str, uniqueid: str) -> Any: ...
+    def read_blob(self, key: str, offset: int = 0, length: int | None = None) -> bytes: ...
+
+
+# Parts up to this size are read on the event loop: a pread of a cached 64 KB range takes about
+# 10 us, less than handing it to a thread. Larger ones are read in the worker pool.
+INLINE_READ = 256 * 1024
 
 
 @dataclass
@@ -54,6 +71,34 @@ class Gateway:
         if not isinstance(response, list) or response_status(response) < Status.OK:
             raise QueryFailed(response)
         return response, out
+
+    async def media_source(self, cls: str, uniqueid: str) -> Any:
+        """The blob of an `_Image` / `_Blob` by _uniqueid (None: not found); None also when the
+        engine offers no lookups, and the caller falls back to a query (`has_sources`)."""
+        sources = self.ctx.db
+        if not isinstance(sources, MediaSources):
+            return None
+        if sources.local_lookups:
+            return sources.media_source(cls, uniqueid)
+        return await self.run(sources.media_source, cls, uniqueid)
+
+    @property
+    def has_sources(self) -> bool:
+        return isinstance(self.ctx.db, MediaSources)
+
+    async def read_part(self, source: Any, offset: int, length: int) -> bytes:
+        """`length` bytes from `offset` within the blob: straight from its pack file's range when
+        it lies on a local disk, else a ranged read from the store (object storage)."""
+        if length <= 0:
+            return b""
+        if source.file is not None:
+            path, start = source.file.path, source.file.offset + offset
+            if length <= INLINE_READ:
+                return _pread(path, start, length)
+            return await self.run(_pread, path, start, length)
+        sources = self.ctx.db
+        assert isinstance(sources, MediaSources)
+        return await self.run(sources.read_blob, source.key, offset, length)
 
     async def run(self, fn: Any, *args: Any) -> Any:
         """Run CPU-bound work (image rendering) off the event loop."""
@@ -104,3 +149,18 @@ class Gateway:
         if denied:
             return error(403, denied)
         return Access(principal)
+
+
+def _pread(path: str, offset: int, length: int) -> bytes:
+    """The range of a pack file; FileNotFoundError when the pack went away (deleted, compacted)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.pread(fd, length, offset)
+        while len(data) < length:  # reads of over 2 GB come back in parts
+            more = os.pread(fd, length - len(data), offset + len(data))
+            if not more:
+                raise FileNotFoundError(path)  # shorter than the row says: treat as gone
+            data += more
+        return data
+    finally:
+        os.close(fd)

@@ -15,7 +15,13 @@ from starlette.routing import BaseRoute, Route
 
 from lensdb import media
 from lensdb.gateway.core import Access, Gateway, QueryFailed, error
-from lensdb.gateway.httpcache import media_response, not_modified, strong_etag
+from lensdb.gateway.httpcache import (
+    media_response,
+    not_modified,
+    ranged_response,
+    strong_etag,
+    wanted_range,
+)
 from lensdb.media import content_type
 
 _PROPERTY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
@@ -50,6 +56,12 @@ class Variant:
     @property
     def identity(self) -> bool:
         return not self.ops and self.crop is None and self.format is None
+
+
+def _transformed(request: Request) -> bool:
+    """A resize, crop or format is asked for: the engine renders it (and checks the values)."""
+    q = request.query_params
+    return any(k in q for k in ("width", "height", "crop", "format"))
 
 
 def _positive(text: str, name: str) -> int:
@@ -134,6 +146,40 @@ async def _serve_image(
     return media_response(request, data, content_type(data[:16]), etag, cache)
 
 
+_NOT_FOUND = "no {what} here: check the id (lensdb _uniqueid, e.g. 2.0.17) or the property value"
+
+
+async def _serve_stored(
+    gw: Gateway, request: Request, access: Access, cls: str, uid: str, what: str
+) -> Response:
+    """The stored bytes as they are, found by one lookup and read only for the range sent.
+
+    This is the gateway's hot path (every image Label Studio shows): no query is parsed and the
+    blob is never read whole for a Range request. A pack that went away between the lookup and
+    the read (a delete, or compaction moving the blob) is looked up once more.
+    """
+    cache = _cache_control(access)
+    for _ in range(2):
+        source = await gw.media_source(cls, uid)
+        if source is None:
+            return error(404, _NOT_FOUND.format(what=what))
+        etag = strong_etag(source.key)
+        if not_modified(request, etag):
+            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
+        size = source.length
+        wanted = wanted_range(request, size, etag)
+        if wanted is False:
+            return ranged_response(request, b"", size, "", etag, cache)
+        first, last = wanted or (0, size - 1)
+        try:
+            part = await gw.read_part(source, first, last - first + 1)
+            head = part[:16] if first == 0 else await gw.read_part(source, 0, min(16, size))
+        except (OSError, LookupError):
+            continue
+        return ranged_response(request, part, size, content_type(head), etag, cache)
+    return error(404, _NOT_FOUND.format(what=what))
+
+
 async def _serve_region(gw: Gateway, request: Request, command: str, what: str) -> Response:
     access = gw.authorize(request, [command, "FindImage"])
     if isinstance(access, Response):
@@ -176,6 +222,8 @@ def routes(gw: Gateway) -> list[BaseRoute]:
         if isinstance(access, Response):
             return access
         uid = request.path_params["uniqueid"]
+        if gw.has_sources and not _transformed(request):
+            return await _serve_stored(gw, request, access, "_Image", uid, "image")
         return await _serve_image(gw, request, access, {"_uniqueid": ["==", uid]})
 
     async def image_by(request: Request) -> Response:
@@ -202,6 +250,9 @@ def routes(gw: Gateway) -> list[BaseRoute]:
         access = gw.authorize(request, ["FindBlob"])
         if isinstance(access, Response):
             return access
+        if gw.has_sources:
+            uid = request.path_params["uniqueid"]
+            return await _serve_stored(gw, request, access, "_Blob", uid, "blob")
         data = await _fetch(
             gw, "FindBlob", {"_uniqueid": ["==", request.path_params["uniqueid"]]}, "blob"
         )

@@ -150,6 +150,16 @@ class Selection:
     limit: int | None = None
 
 
+@dataclass(frozen=True)
+class FileRange:
+    """Where a blob's bytes lie in a local file, so a server can read just the range it sends
+    instead of asking for the whole blob through a query (the media gateway's fast path)."""
+
+    path: str
+    offset: int
+    length: int
+
+
 # --- the interface ----------------------------------------------------------------------------
 
 
@@ -226,6 +236,9 @@ class Store(Protocol):
     # (one writer, one id sequence: SQLite). PostgreSQL servers take ids in blocks, so a row
     # committed later by one server may have a lower id than another server's rows.
     ids_in_commit_order: bool
+    # True when `blob_key` is a read of a local file (SQLite: about 10 us), cheap enough to run
+    # on a server's event loop; False when it is a network round trip (PostgreSQL).
+    local_lookups: bool
 
     def stage_blobs(self, blobs: list[bytes]) -> Staged: ...
 
@@ -250,6 +263,17 @@ class Store(Protocol):
 
     def blob_size(self, key: str) -> int:
         """The blob's length in bytes, without reading it."""
+        ...
+
+    def blob_key(self, cls: str, object_id: int) -> str | None:
+        """The blob key of object `object_id` if it is of class `cls`, as last committed; None
+        when there is no such object or it has no blob. One indexed lookup, outside any
+        transaction: what the media gateway asks per request."""
+        ...
+
+    def locate_blob(self, key: str) -> FileRange | None:
+        """Where the blob's bytes lie in a local file; None when they are not in one (object
+        storage: read them with `get_blob`, which reads only the range asked for)."""
         ...
 
     def check(self, repair: bool = False) -> BlobCheck:
@@ -289,4 +313,8 @@ class BlobBackend(Protocol):
         ...
 
     def describe(self) -> str: ...
+    def locate(self, key: str) -> FileRange | None:
+        """Where the blob's bytes lie in a local file (a shared file system); None otherwise."""
+        ...
+
     def close(self) -> None: ...

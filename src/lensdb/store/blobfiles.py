@@ -28,7 +28,7 @@ import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from lensdb.store.base import BlobCheck, BlobMissing
+from lensdb.store.base import BlobCheck, BlobMissing, FileRange
 
 _BUFFER = 1 << 20  # small blobs are coalesced into writes of this size
 
@@ -255,6 +255,16 @@ class BlobFolder:
             return read_range(fd, start + offset, want, key)
         finally:
             os.close(fd)
+
+    def locate(self, key: str) -> FileRange | None:
+        pack, start, size = place(key)
+        path = self.path(pack)
+        if size is None:  # a whole file (folders from before packs)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                return None
+        return FileRange(str(path), start, size)
 
     def blob_size(self, key: str) -> int:
         pack, _, size = place(key)

@@ -63,6 +63,7 @@ from lensdb.store.base import (
     Compare,
     ConnectionRow,
     DateValue,
+    FileRange,
     IdIn,
     Not,
     ObjectRow,
@@ -595,6 +596,7 @@ class PostgresStore:
     """Rows in PostgreSQL (psycopg 3 with its connection pool), packs in a `BlobBackend`."""
 
     ids_in_commit_order = False  # each server takes ids from the sequence in blocks
+    local_lookups = False
 
     def __init__(
         self, url: str, blobs: BlobBackend, *, pool_size: int = 16, timeout: float = 10.0
@@ -792,6 +794,16 @@ class PostgresStore:
 
     def blob_size(self, key: str) -> int:
         return length_of(key)
+
+    def blob_key(self, cls: str, object_id: int) -> str | None:
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT blob FROM objects WHERE id = %s AND class = %s", (object_id, cls)
+            ).fetchone()
+        return row[0] if row else None
+
+    def locate_blob(self, key: str) -> FileRange | None:
+        return self.blobs.locate(key)
 
     def sweep(self) -> tuple[int, int]:
         """Remove packs of writers that died before committing, and deleted packs no running

@@ -28,6 +28,10 @@ MULTIPART = 16 << 20
 
 
 class S3Blobs:
+    def locate(self, key: str) -> None:
+        """Not in a local file: the gateway reads ranges with `get_blob` (a ranged GET)."""
+        return None
+
     def __init__(self, bucket: str, prefix: str = "", *, check: bool = True) -> None:
         import boto3
         from botocore.config import Config

@@ -28,6 +28,7 @@ from lensdb.store.base import (
     Compare,
     ConnectionRow,
     DateValue,
+    FileRange,
     IdIn,
     Not,
     ObjectRow,
@@ -480,6 +481,7 @@ class SQLiteStore:
     """SQLite database file `lensdb.sqlite3` plus a `blobs/` folder, both in one data folder."""
 
     ids_in_commit_order = True  # one writer at a time, ids from one counter
+    local_lookups = True
 
     def __init__(self, folder: str | Path, *, durable: bool = False) -> None:
         self.folder = Path(folder)
@@ -622,6 +624,18 @@ class SQLiteStore:
 
     def get_blobs(self, keys: Sequence[str]) -> list[bytes]:
         return [self.blobs.read(key) for key in keys]
+
+    def blob_key(self, cls: str, object_id: int) -> str | None:
+        # Autocommit read on this thread's reader: the last commit, no BEGIN/COMMIT round.
+        row = (
+            self._reader()
+            .execute("SELECT blob FROM objects WHERE id = ? AND class = ?", (object_id, cls))
+            .fetchone()
+        )
+        return row[0] if row else None
+
+    def locate_blob(self, key: str) -> FileRange | None:
+        return self.blobs.locate(key)
 
     def blob_size(self, key: str) -> int:
         return self.blobs.blob_size(key)
