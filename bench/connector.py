@@ -80,7 +80,7 @@ class Servers:
         self.lensdb_http = f"http://127.0.0.1:{self.http_port}"
         self.procs: list[subprocess.Popen] = []
 
-    def start_lensdb(self) -> None:
+    def start_lensdb(self, workers: int = 1) -> None:
         env = {**os.environ, "LENSDB_ADMIN_PASSWORD": PASSWORD, "LENSDB_CORS_ORIGINS": self.ls_url}
         log = open(self.root / "lensdb.log", "ab")  # noqa: SIM115 - handed to the child
         self.procs.append(
@@ -96,6 +96,8 @@ class Servers:
                     str(self.tcp),
                     "--http-port",
                     str(self.http_port),
+                    "--workers",
+                    str(workers),
                 ],
                 env=env,
                 stdout=log,
@@ -328,7 +330,7 @@ def wrk(url: str, paths: list[str], root: Path, seconds: int, name: str) -> dict
     return {"requests_per_s": round(rps), "p99": p99, "errors": errors}
 
 
-def bench_gateway(s: Servers, seconds: int, images: int = 1000) -> dict:
+def bench_gateway(s: Servers, seconds: int, processes: int, images: int = 1000) -> dict:
     if not shutil.which("wrk") or not shutil.which("nginx"):
         return {"skipped": "apt-get install wrk nginx"}
     db, http = s.db(), HttpClient(s.lensdb_http, "admin", PASSWORD)
@@ -351,7 +353,7 @@ def bench_gateway(s: Servers, seconds: int, images: int = 1000) -> dict:
         nginx_paths.append(f"/{t['data']['guid']}.jpg")
     port = free_port()
     conf = s.root / "nginx.conf"
-    conf.write_text(f"""worker_processes 1; daemon off; pid {s.root}/nginx.pid; error_log {s.root}/nginx.err;
+    conf.write_text(f"""worker_processes {processes}; daemon off; pid {s.root}/nginx.pid; error_log {s.root}/nginx.err;
 events {{ worker_connections 1024; }}
 http {{ access_log off; sendfile on; keepalive_requests 100000;
   types {{ image/jpeg jpg; }}
@@ -375,6 +377,7 @@ http {{ access_log off; sendfile on; keepalive_requests 100000;
         "images": images,
         "mean_bytes": round(sum(sizes) / len(sizes)),
         "wrk": f"2 threads, 32 keep-alive connections, {seconds} s",
+        "processes": processes,
         "gateway": gateway,
         "nginx": static,
         "gateway_vs_nginx": round(gateway["requests_per_s"] / static["requests_per_s"], 3),
@@ -389,13 +392,19 @@ def main() -> None:
     ap.add_argument("--changes", type=int, default=100)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--only", default="push,pull,gateway")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="processes for lensdb's HTTP port (serve --workers) and for nginx alike",
+    )
     args = ap.parse_args()
     parts = set(args.only.split(","))
     root = Path(tempfile.mkdtemp(prefix="lensdb-bench-connector-"))
     s = Servers(root)
     results: dict = {}
     try:
-        s.start_lensdb()
+        s.start_lensdb(args.workers)
         if parts & {"push", "pull"}:
             s.start_label_studio()
             ls = LabelStudio(s.ls_url, LS_TOKEN)
@@ -406,7 +415,7 @@ def main() -> None:
                 results["pull"] = bench_pull(s, ls, args.tasks, args.changes)
                 print(json.dumps({"pull": results["pull"]}), flush=True)
         if "gateway" in parts:
-            results["gateway"] = bench_gateway(s, args.seconds)
+            results["gateway"] = bench_gateway(s, args.seconds, args.workers)
             print(json.dumps({"gateway": results["gateway"]}), flush=True)
     finally:
         s.stop()

@@ -77,11 +77,19 @@ from lensdb.cli.common import config_error, data_option
     help="Largest message accepted; a larger frame gets an error and the connection is closed.",
 )
 @click.option(
-    "--workers",
+    "--threads",
     default=32,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Threads running queries.",
+    help="Threads running queries, per process.",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1, max=64),
+    help="Processes answering the HTTP port (REST API and media gateway); about one per core "
+    "serves the most images a second. The TCP port stays in the first process.",
 )
 @click.option(
     "--vdms/--no-vdms",
@@ -129,6 +137,7 @@ def serve(
     session_ttl: int,
     refresh_ttl: int,
     max_message_mb: int,
+    threads: int,
     workers: int,
     allow_vdms: bool,
     vdms_client_ca: Path | None,
@@ -175,7 +184,8 @@ def serve(
         session_ttl=session_ttl,
         refresh_ttl=refresh_ttl,
         max_message_mb=max_message_mb,
-        workers=workers,
+        workers=threads,
+        http_processes=workers,
         allow_vdms=allow_vdms,
         vdms_client_ca=vdms_client_ca,
         idle_timeout=idle_timeout or None,

@@ -23,7 +23,7 @@ import uvicorn
 
 from lensdb.auth.service import DEFAULT_REFRESH_TTL, DEFAULT_SESSION_TTL, AuthService
 from lensdb.auth.store import open_auth_store
-from lensdb.server import tls
+from lensdb.server import tls, workers
 from lensdb.server.context import ServerContext
 from lensdb.server.dispatch import QueryHandler
 from lensdb.server.http import create_app
@@ -51,7 +51,10 @@ class ServeConfig:
     session_ttl: int = DEFAULT_SESSION_TTL
     refresh_ttl: int = DEFAULT_REFRESH_TTL
     max_message_mb: int = 256
-    workers: int = 32
+    workers: int = 32  # threads running queries (`--threads`)
+    http_processes: int = (
+        1  # processes answering the HTTP port (`--workers`): see server/workers.py
+    )
     allow_vdms: bool = True
     vdms_client_ca: Path | None = None
     idle_timeout: float | None = 600.0
@@ -78,17 +81,12 @@ def run(config: ServeConfig) -> None:
         runner.run(serve(config))
 
 
-async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | None = None) -> None:
+def open_context(config: ServeConfig) -> ServerContext:
+    """The database, the users and the thread pool one server process shares between its
+    transports (and between the HTTP worker processes, each of which opens its own)."""
     from lensdb import Database
 
     data_dir = Path(config.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    cert, key = _certificate(config, data_dir)
-    tls_ctx = tls.server_context(cert, key)
-    vdms_ctx = (
-        tls.server_context(cert, key, config.vdms_client_ca) if config.vdms_client_ca else tls_ctx
-    )
-
     location = config.data or data_dir
     store = open_auth_store(location)
     generated = store.bootstrap(config.settings.admin_password)
@@ -114,7 +112,39 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="lensdb-query")
     max_bytes = config.max_message_mb * 2**20
     handler = QueryHandler(db, auth)
-    context = ServerContext(db, auth, handler, executor, data_dir, max_bytes, settings)
+    return ServerContext(db, auth, handler, executor, data_dir, max_bytes, settings)
+
+
+def http_server(
+    config: ServeConfig, context: ServerContext, cert: Path, key: Path
+) -> uvicorn.Server:
+    return _EmbeddedUvicorn(
+        uvicorn.Config(
+            create_app(context),
+            host=config.host,
+            port=config.http_port or 0,
+            ssl_certfile=str(cert) if config.http_tls else None,
+            ssl_keyfile=str(key) if config.http_tls else None,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=config.shutdown_grace,
+        )
+    )
+
+
+async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | None = None) -> None:
+    data_dir = Path(config.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cert, key = _certificate(config, data_dir)
+    tls_ctx = tls.server_context(cert, key)
+    vdms_ctx = (
+        tls.server_context(cert, key, config.vdms_client_ca) if config.vdms_client_ca else tls_ctx
+    )
+    context = open_context(config)
+    db, store, executor, handler = context.db, context.auth.store, context.executor, context.handler
+    max_bytes = context.max_message_bytes
 
     tcp = TcpServer(
         handler,
@@ -130,8 +160,9 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
         tls_context=tls_ctx,
         vdms_tls_context=vdms_ctx,
     )
-    uv: _EmbeddedUvicorn | None = None
+    uv: uvicorn.Server | None = None
     uv_task: asyncio.Task | None = None
+    children: workers.Children | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -146,21 +177,13 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
                 port,
             )
         if config.http_port is not None:
-            uv = _EmbeddedUvicorn(
-                uvicorn.Config(
-                    create_app(context),
-                    host=config.host,
-                    port=config.http_port,
-                    ssl_certfile=str(cert) if config.http_tls else None,
-                    ssl_keyfile=str(key) if config.http_tls else None,
-                    log_config=None,
-                    log_level="warning",
-                    access_log=False,
-                    lifespan="off",
-                    timeout_graceful_shutdown=config.shutdown_grace,
-                )
-            )
-            uv_task = asyncio.create_task(uv.serve())
+            uv = http_server(config, context, cert, key)
+            sockets = None
+            if config.http_processes > 1:
+                sock = workers.listen(config.host, config.http_port)
+                sockets = [sock]
+                children = workers.start(config, sock, config.http_processes - 1)
+            uv_task = asyncio.create_task(uv.serve(sockets=sockets))
             while not uv.started and not uv_task.done():
                 await asyncio.sleep(0.02)
             if uv_task.done():
@@ -168,11 +191,12 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
                     f"the HTTP server could not start on {config.host}:{config.http_port}"
                 )
             log.info(
-                "HTTP%s (REST /api/, /openapi.json) listening on %s://%s:%d",
+                "HTTP%s (REST /api/, /openapi.json) listening on %s://%s:%d%s",
                 "S" if config.http_tls else "",
                 "https" if config.http_tls else "http",
                 config.host,
                 config.http_port,
+                f" ({config.http_processes} processes)" if config.http_processes > 1 else "",
             )
         log.info(
             "TLS certificate %s; lensdb ready (data in %s)",
@@ -191,6 +215,8 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
             loop.remove_signal_handler(sig)
         if uv is not None:
             uv.should_exit = True
+        if children is not None:
+            children.stop()
         await tcp.close(config.shutdown_grace)
         if uv_task is not None:
             with contextlib.suppress(BaseException):
