@@ -67,25 +67,32 @@ def visible(db, annotation_id: int) -> bool:
     return r[0]["FindBoundingBox"]["count"] == 3 and r[1]["FindPolygon"]["count"] == 1
 
 
-def run(s, project: int, saves: int, db=None) -> tuple[list[float], list[float]]:
-    tasks = [
-        t["id"]
-        for t in s.api("GET", f"/api/tasks/?project={project}&page_size=1000").json()["tasks"]
-    ]
-    post_ms, visible_ms = [], []
+def run(s, projects: list[int], saves: int, db) -> dict[int, tuple[list[float], list[float]]]:
+    """`saves` saves in each project, interleaved (one here, one there), so both see the same
+    machine: project -> (save request ms, save -> regions visible in lensdb ms)."""
+    tasks = {
+        p: [
+            t["id"] for t in s.api("GET", f"/api/tasks/?project={p}&page_size=1000").json()["tasks"]
+        ]
+        for p in projects
+    }
+    out: dict[int, tuple[list[float], list[float]]] = {p: ([], []) for p in projects}
     for i in range(saves):
-        t0 = time.perf_counter()
-        ann = s.api(
-            "POST", f"/api/tasks/{tasks[i % len(tasks)]}/annotations/", json={"result": result(i)}
-        ).json()
-        post_ms.append(1000 * (time.perf_counter() - t0))
-        if db is not None:
+        for p, (post_ms, visible_ms) in out.items():
+            t0 = time.perf_counter()
+            ann = s.api(
+                "POST", f"/api/tasks/{tasks[p][i % len(tasks[p])]}/annotations/",
+                json={"result": result(i)},
+            ).json()  # fmt: skip
+            post_ms.append(1000 * (time.perf_counter() - t0))
+            if p != projects[0]:
+                continue  # the baseline project has no target storage
             while not visible(db, ann["id"]):
                 if time.perf_counter() - t0 > 60:
                     raise RuntimeError(f"annotation {ann['id']} not in lensdb after 60 s")
                 time.sleep(0.002)
             visible_ms.append(1000 * (time.perf_counter() - t0))
-    return post_ms, visible_ms
+    return out
 
 
 def main() -> None:
@@ -103,18 +110,24 @@ def main() -> None:
             if target:
                 s.lensdb_storage(p, target=True)
             projects.append(p)
-        run(s, projects[0], 10, db)  # warm up
-        post_ms, visible_ms = run(s, projects[0], args.saves, db)
-        base_ms, _ = run(s, projects[1], args.saves)
+        run(s, projects, 10, db)  # warm up
+        got = run(s, projects, args.saves, db)
+    post_ms, visible_ms = got[projects[0]]
+    base_ms, _ = got[projects[1]]
     p50, p95 = percentiles(visible_ms)
     q50, q95 = percentiles(post_ms)
     b50, b95 = percentiles(base_ms)
     print(
-        f"\n{args.saves} annotation saves (3 boxes + 1 polygon each), Label Studio dev server, no Redis:"
+        f"\n{args.saves} annotation saves per project (3 boxes + 1 polygon each), interleaved, "
+        "Label Studio dev server, no Redis:"
     )
     print(f"  save -> regions visible in lensdb   p50 {p50:6.1f} ms   p95 {p95:6.1f} ms")
     print(f"  save request with lensdb target     p50 {q50:6.1f} ms   p95 {q95:6.1f} ms")
     print(f"  save request without target storage p50 {b50:6.1f} ms   p95 {b95:6.1f} ms")
+    print(
+        f"  added by the plugin                 p50 {q50 - b50:6.1f} ms   p95 {q95 - b95:6.1f} ms"
+        "   (target: <= 10 ms at p95)"
+    )
 
 
 if __name__ == "__main__":
