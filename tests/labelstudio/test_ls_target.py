@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from lensdb.labelstudio.annotations import parse_time
+
 from .conftest import USER, LabelStudio, wait_until
 from .datasets import LABEL_CONFIG, load_images
 
@@ -83,6 +85,31 @@ def text(value: str):
         "to_name": "image",
         "value": {"text": [value]},
     }
+
+
+def sent(db, ann: dict, project_id: int, timeout: float = 30.0) -> dict:
+    """What the database holds once the plugin's sender wrote this version of the annotation (a
+    save returns before it is sent: the outbox row is committed with it, the send follows)."""
+    want = parse_time(ann["updated_at"])
+
+    def written() -> dict | None:
+        s = stored(db, ann["id"], project_id)
+        a = s["annotation"]
+        return s if a is not None and parse_time(a.get("LS_updated_at")) == want else None
+
+    got = wait_until(written, timeout=timeout)
+    assert got, f"annotation {ann['id']} at {ann['updated_at']} never reached lensdb"
+    return got
+
+
+def removed(db, annotation_id: int, project_id: int, timeout: float = 30.0) -> dict:
+    """What the database holds once the plugin's sender removed the annotation."""
+    got = wait_until(
+        lambda: (s := stored(db, annotation_id, project_id))["annotation"] is None and s,
+        timeout=timeout,
+    )
+    assert got, f"annotation {annotation_id} still in lensdb"
+    return got
 
 
 def stored(db, annotation_id: int, project_id: int) -> dict:
@@ -187,7 +214,7 @@ def test_create_update_delete_reach_the_database(label_studio: LabelStudio, proj
         "POST", f"/api/tasks/{task['id']}/annotations/", 201, json={"result": result}
     ).json()
 
-    s = stored(db, ann["id"], project["id"])
+    s = sent(db, ann, project["id"])
     a = s["annotation"]
     assert a is not None
     assert a["LS_project_id"] == project["id"] and a["LS_task_id"] == task["id"]
@@ -224,8 +251,10 @@ def test_create_update_delete_reach_the_database(label_studio: LabelStudio, proj
         choice("Sunny"),
         text("two dogs, maybe"),
     ]
-    label_studio.api("PATCH", f"/api/annotations/{ann['id']}/", 200, json={"result": result})
-    s = stored(db, ann["id"], project["id"])
+    ann = label_studio.api(
+        "PATCH", f"/api/annotations/{ann['id']}/", 200, json={"result": result}
+    ).json()
+    s = sent(db, ann, project["id"])
     assert (
         set(s["boxes"]) == {"r1"}
         and set(s["polygons"]) == {"p1", "p2"}
@@ -248,17 +277,19 @@ def test_create_update_delete_reach_the_database(label_studio: LabelStudio, proj
         r if r["id"] != "p1" else polygon("p1", [[12, 10], [40, 10], [25, 40]], size=size)
         for r in result
     ]
-    label_studio.api("PATCH", f"/api/annotations/{ann['id']}/", 200, json={"result": reshaped})
-    s = stored(db, ann["id"], project["id"])
+    ann = label_studio.api(
+        "PATCH", f"/api/annotations/{ann['id']}/", 200, json={"result": reshaped}
+    ).json()
+    s = sent(db, ann, project["id"])
     assert set(s["polygons"]) == {"p1", "p2"} and s["polygons"]["p2"]["_uniqueid"] == p2_uid
     assert s["polygons"]["p1"]["_uniqueid"] != p1_uid
     assert abs(s["polygons"]["p1"]["_vertices"][0][0][0] - 0.12 * img.width) < 1e-6
 
     # Removing the choice removes its property; the rest stays.
-    label_studio.api(
+    ann = label_studio.api(
         "PATCH", f"/api/annotations/{ann['id']}/", 200, json={"result": result[:-2] + [text("x")]}
-    )
-    s = stored(db, ann["id"], project["id"])
+    ).json()
+    s = sent(db, ann, project["id"])
     assert "LS_choices_weather" not in s["annotation"] and s["annotation"]["LS_text_note"] == "x"
 
     # Model boxes (the predictions) are never touched by annotation writes.
@@ -277,7 +308,7 @@ def test_create_update_delete_reach_the_database(label_studio: LabelStudio, proj
     assert models[1]["FindBoundingBox"]["count"] == 2
 
     label_studio.api("DELETE", f"/api/annotations/{ann['id']}/", 204)
-    s = stored(db, ann["id"], project["id"])
+    s = removed(db, ann["id"], project["id"])
     assert s["annotation"] is None and not s["boxes"] and not s["polygons"] and not s["keypoints"]
     mine = {"LS_annotation": ["==", str(ann["id"])], "LS_project_id": ["==", project["id"]]}
     left, _ = db.query(
@@ -309,9 +340,10 @@ def test_annotations_saved_while_lensdb_is_down_arrive_when_it_is_back(
                 json={"result": [box("down", 5, 5, 10, 10, size=_size(img)), choice("Rainy")]},
             )
             ids.append(r.json()["id"])
-        card = _target(label_studio, project)
-        assert card["backlog"] == 3
-        assert card["status"] == "failed" and "waiting" in card["traceback"]
+        card = wait_until(  # the sender tries, fails, and says so on the card
+            lambda: (c := _target(label_studio, project))["status"] == "failed" and c, timeout=30
+        )
+        assert card and card["backlog"] == 3 and "waiting" in card["traceback"]
         assert "Nothing is listening" in (card["last_error"] or "")
     finally:
         ls_lensdb.start()
@@ -338,7 +370,7 @@ def test_target_sync_reexports_what_the_database_lacks(label_studio, project, db
         201,
         json={"result": [box("gone", 1, 2, 3, 4, size=_size(img))]},
     ).json()
-    assert stored(db, ann["id"], project["id"])["annotation"] is not None
+    assert sent(db, ann, project["id"])["annotation"] is not None
     from lensdb.labelstudio.queries import delete_annotation_query
 
     db.query(delete_annotation_query(ann["id"], project["id"]))
@@ -365,6 +397,7 @@ def test_exported_annotations_come_back_on_resync(label_studio: LabelStudio, ls_
     ann = label_studio.api(
         "POST", f"/api/tasks/{task['id']}/annotations/", 201, json={"result": result}
     ).json()
+    sent(db, ann, pid)
     # Without the target storage, deleting the task leaves the database alone; a re-sync brings it back.
     label_studio.api("DELETE", f"/api/storages/export/lensdb/{target['id']}", 204)
     label_studio.api("DELETE", f"/api/tasks/{task['id']}/", 204)
