@@ -401,6 +401,15 @@ def test_pull_brings_exactly_the_changes(
     out = run(lensdb_for_ls, label_studio, *pull, "--full")
     assert "wrote 2 annotation(s)" in out
     assert snapshot(db, pid) == incremental
+    # The same in pages of one task: ids listed 4 at a time (after the last id seen), then exported.
+    for row in incremental["annotations"]:
+        db.query(Q.delete_annotation_query(int(dict(row)["LS_id"]), pid))
+    out = run(lensdb_for_ls, label_studio, *pull, "--full", "--page-size", "1")
+    assert "read 6 changed task(s); wrote 2 annotation(s)" in out
+    assert snapshot(db, pid) == incremental
+    # A full pull's cursor is its start: a change made right after it is the next pull's.
+    ls_api.update_annotation(a1["id"], _result(box_x=44, with_polygon=False, choice="good"))
+    assert "wrote 1 annotation(s), deleted 0" in run(lensdb_for_ls, label_studio, *pull)
 
 
 def test_pull_pages_through_a_bulk_update_larger_than_a_page(

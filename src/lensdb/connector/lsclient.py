@@ -204,6 +204,23 @@ class LabelStudio:
         times, total = self._task_times(project_id, items, "tasks:id", page_size, page)
         return self.export_tasks(project_id, times), total
 
+    def task_times_after(self, project_id: int, after_id: int, limit: int) -> list[dict]:
+        """{"id", "updated_at"} of up to `limit` tasks with ids above `after_id`, by id.
+
+        A full pull lists the project this way: one request per `limit` tasks, and a task deleted
+        meanwhile cannot shift a page and hide another (as page numbers could).
+        """
+        items = [
+            {
+                "filter": "filter:tasks:id",
+                "operator": "greater",
+                "type": "Number",
+                "value": after_id,
+            }
+        ]
+        times, _ = self._task_times(project_id, items, "tasks:id", limit, 1)
+        return times
+
     def export_tasks(self, project_id: int, times: list[dict]) -> list[dict]:
         """These tasks ({"id", "updated_at"} each) through the JSON export, in the order given.
 

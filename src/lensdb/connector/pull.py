@@ -133,9 +133,16 @@ def pull(
     emails = ls.users()
     seen: dict[int, str] = {}  # task id -> the updated_at it was processed at
     newest = stored_cursor
-    for tasks, listed_at in read_ahead(_changed(ls, project_id, since, page_size, seen)):
-        last = tasks[-1]["updated_at"]
+    started: datetime | None = None  # Label Studio's clock when a full pull listed its first tasks
+    pages = (
+        _every_task(ls, project_id, page_size, seen)
+        if full
+        else _changed(ls, project_id, since, page_size, seen)
+    )
+    for tasks, listed_at in read_ahead(pages):
+        last = max((t["updated_at"] for t in tasks), key=A.parse_time)
         report.tasks += len(tasks)
+        started = started or listed_at
         try:
             stored = _stored(db, project_id, [int(t["id"]) for t in tasks])
             queries = changes_for(tasks, stored, project, emails, report)
@@ -143,7 +150,7 @@ def pull(
             seen_at = listed_at.isoformat() if listed_at else None
             cursor_cmds = (
                 state.set_cursor_commands(ls.url, project_id, ls_time(newest), seen_at, 1)
-                if ls_time(newest) != stored_cursor
+                if ls_time(newest) != stored_cursor and not full
                 else []
             )
             if queries or cursor_cmds:
@@ -157,7 +164,27 @@ def pull(
             ) from None
     if full:
         report.deleted += _delete_vanished(db, project_id, set(seen))
+        _set_full_cursor(db, ls, project_id, started, newest)
     return report
+
+
+def _set_full_cursor(
+    db: Client, ls: LabelStudio, project_id: int, started: datetime | None, newest: str | None
+) -> None:
+    """After a full pull: the next pull reads what changed since this one began.
+
+    A full pull reads tasks by id, not in the order they changed, so the newest change it saw
+    says nothing about the tasks it read earlier: one changed after its page was read could be
+    older than a change seen later. The pull's start is a safe cursor instead (Label Studio's
+    Date header, whole seconds: one second earlier than the true start at most).
+    """
+    cursor = ls_time(started - timedelta(seconds=1)) if started else newest
+    if cursor is None:
+        return
+    if newest is not None and A.parse_time(newest) < A.parse_time(cursor):
+        cursor = newest  # nothing changed since the newest change seen: start from there
+    seen_at = started.isoformat() if started else None
+    db.query(state.set_cursor_commands(ls.url, project_id, cursor, seen_at, 1))
 
 
 _END = object()
@@ -206,6 +233,30 @@ def read_ahead(pages: Iterable[T], depth: int = 2) -> Iterator[T]:
     finally:
         stop.set()
         reader.join(timeout=60)
+
+
+LIST_PAGES = (
+    4  # a full pull lists the ids of this many pages per request (the cost is mostly fixed)
+)
+
+
+def _every_task(
+    ls: LabelStudio, project_id: int, page_size: int, seen: dict[int, str]
+) -> Iterator[tuple[list[dict], datetime | None]]:
+    """Every task of the project, by id, in pages of `page_size`, with Label Studio's clock when
+    their ids were listed: the listing is the cheap part, the export of each page the costly one."""
+    after, listing = 0, page_size * LIST_PAGES
+    while True:
+        times = ls.task_times_after(project_id, after, listing)
+        listed_at = ls.listed_at
+        for start in range(0, len(times), page_size):
+            tasks = ls.export_tasks(project_id, times[start : start + page_size])
+            seen.update((int(t["id"]), t["updated_at"]) for t in tasks)
+            if tasks:
+                yield tasks, listed_at
+        if len(times) < listing:
+            return
+        after = int(times[-1]["id"])
 
 
 def _changed(
