@@ -724,3 +724,19 @@ def test_deletes_and_adds_reach_a_built_graph_at_once(db):
     ok(db, [{"AddDescriptor": {"set": "s", "properties": {"n": -1}}}], [(q + 1e-4).tobytes()])
     assert knn(db, "s", q, 1)[0]["n"] == -1
     assert len(db.vectors.get(_set_id(db, "s"))) == n - 1
+
+
+def test_find_descriptor_batch_is_refused_clearly_and_adds_nothing(db):
+    add_set(db, "s", vectors(5, 4))
+    two = vectors(2, 4, seed=3)
+    err = fail(
+        db,
+        [
+            {"AddDescriptor": {"set": "s", "properties": {"n": 99}}},
+            {"FindDescriptorBatch": {"set": "s", "k_neighbors": 2, "n_descriptors": 2}},
+        ],
+        [two[0].tobytes(), two.tobytes()],
+    )
+    assert "FindDescriptorBatch is not supported" in err["info"]
+    assert "one FindDescriptor" in err["info"]
+    assert len(knn(db, "s", two[0], 10)) == 5
