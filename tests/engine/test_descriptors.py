@@ -594,6 +594,35 @@ def test_reopen_and_a_second_process_catch_up(folder):
         assert [e["n"] for e in got][0] == 500 and 9 not in [e["n"] for e in got]
 
 
+def test_servers_on_a_shared_backend_replay_its_change_log(folder, backend):
+    if backend == "sqlite":
+        pytest.skip("the change log is the shared (PostgreSQL) backend's")
+    data = vectors(40, 4, seed=11)
+    with open_db(folder) as first, open_db(folder) as second:  # two servers on one database
+        add_set(first, "s", data)
+        sid = _set_id(first, "s")
+        assert knn(second, "s", data[3], 1)[0]["n"] == 3  # second loads the index
+        far = np.full(4, 50, np.float32)
+        ok(
+            first,
+            [
+                {"AddDescriptor": {"set": "s", "properties": {"n": 100}}},
+                {"DeleteDescriptor": {"set": "s", "constraints": {"n": ["in", [20, 21]]}}},
+            ],
+            [far.tobytes()],
+        )
+        with first.store.read() as txn:
+            last = txn.last_change(sid)
+        assert knn(second, "s", far, 1)[0]["n"] == 100
+        vs = second.vectors.get(sid)
+        # Caught up from the log's entries: both deletions applied at once (not when a search
+        # meets them), and the index remembers where in the log it stands.
+        assert vs.seq == last and len(vs) == 39
+        ok(second, [{"DeleteDescriptor": {"set": "s", "constraints": {"n": ["==", 100]}}}])
+        assert knn(first, "s", far, 1)[0]["n"] != 100
+        assert len(first.vectors.get(sid)) == 38
+
+
 def test_classify_descriptor(db):
     one(db, {"AddDescriptorSet": {"name": "s", "dimensions": 2}})
     pts = [
@@ -695,3 +724,19 @@ def test_deletes_and_adds_reach_a_built_graph_at_once(db):
     ok(db, [{"AddDescriptor": {"set": "s", "properties": {"n": -1}}}], [(q + 1e-4).tobytes()])
     assert knn(db, "s", q, 1)[0]["n"] == -1
     assert len(db.vectors.get(_set_id(db, "s"))) == n - 1
+
+
+def test_find_descriptor_batch_is_refused_clearly_and_adds_nothing(db):
+    add_set(db, "s", vectors(5, 4))
+    two = vectors(2, 4, seed=3)
+    err = fail(
+        db,
+        [
+            {"AddDescriptor": {"set": "s", "properties": {"n": 99}}},
+            {"FindDescriptorBatch": {"set": "s", "k_neighbors": 2, "n_descriptors": 2}},
+        ],
+        [two[0].tobytes(), two.tobytes()],
+    )
+    assert "FindDescriptorBatch is not supported" in err["info"]
+    assert "one FindDescriptor" in err["info"]
+    assert len(knn(db, "s", two[0], 10)) == 5

@@ -86,6 +86,16 @@ for _fam in ("Video", "Clip", "Frame"):
 for _name in ("FindFrames", "RegionIoU"):
     HANDLERS[_name] = _not_supported(_name)
 
+# Commands of the query language that lensdb answers with a clear refusal, checked before the
+# blob count (their blob layout is not known, so a count error would hide the reason).
+UNSUPPORTED = {
+    "FindDescriptorBatch": (
+        "FindDescriptorBatch is not supported by lensdb (the ApertureDB docs call it "
+        "experimental and the aperturedb SDK 0.5.3 never sends it): send one FindDescriptor "
+        "with k_neighbors per query vector, several in one query if you like"
+    ),
+}
+
 READ_ONLY = {n for n in HANDLERS if n.startswith(("Find", "Get"))} | {"ClassifyDescriptor"}
 # Finds that may return stored bytes (images, blobs, crops of regions); the others need not
 # pin the blob files their snapshot could see.
@@ -305,6 +315,8 @@ def parse_query(commands: list | str | bytes, blobs: list[bytes] | None) -> list
                 "key, the command name (only one command per element allowed)"
             )
         name, body = next(iter(cmd.items()))
+        if name in UNSUPPORTED:
+            raise QueryError(UNSUPPORTED[name])
         if name not in HANDLERS:
             raise QueryError(f"{name}: Command not found!")
         needed += int(takes_blob(name, body))

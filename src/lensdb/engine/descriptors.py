@@ -4,14 +4,17 @@ A set is an object of class `_DescriptorSet` (`_name`, `_dimensions`, `_metrics`
 and `_version`, its change counter); a descriptor is an object of class `_Descriptor` whose blob
 is its vector (little-endian float32, exactly as the client sent it), with `_label` and
 `_set_name`, linked from its set by a `_DescriptorSetToDescriptor` connection. So vectors obey
-the same transaction and crash rules as every blob, on every backend, with no new store method.
+the same transaction and crash rules as every blob, on every backend.
 
 The in-memory index (lensdb.index) is derived from those rows. Every query that adds or
 removes a set's vectors bumps the set's `_version` in its own transaction; after the commit
 the process applies its changes to the loaded index. A search whose snapshot shows a newer
 version than the index holds (another process wrote, or the index was never loaded) catches
-the index up from the stored rows first. Candidates from the index are always re-read from
-the query's snapshot, so a deleted or rolled-back vector never shows, and their distances are
+the index up first: on a backend shared by several servers (PostgreSQL), from the change log
+the same transactions wrote (store.base.ChangeLog), so a descriptor added or deleted through
+one server is found or gone through another at its next query, reading only what changed; on
+SQLite from the rows with higher ids. Candidates from the index are always re-read from the
+query's snapshot, so a deleted or rolled-back vector never shows, and their distances are
 recomputed exactly.
 """
 
@@ -37,7 +40,15 @@ from lensdb.engine.find import (
 from lensdb.engine.values import check_user_key, encode_properties
 from lensdb.errors import QueryError, Status, answer, failure
 from lensdb.index import APPROXIMATE_ENGINES, ENGINES, METRICS, VectorIndexes, VectorSet
-from lensdb.store.base import Compare, ObjectRow, OneOf, Predicate, Selection, SortKey
+from lensdb.store.base import (
+    ChangeLog,
+    Compare,
+    ObjectRow,
+    OneOf,
+    Predicate,
+    Selection,
+    SortKey,
+)
 
 SET_CLASS = "_DescriptorSet"
 DESCRIPTOR_CLASS = "_Descriptor"
@@ -645,15 +656,22 @@ def index_of(ctx: Context, s: DescriptorSet) -> VectorSet:
     """The set's in-memory index, loaded from the stored rows or caught up with them."""
     indexes = _indexes(ctx)
     vs = indexes.get(s.id)
-    if ctx.extra.get("writes") and (vs is None or vs.version < s.version):
+    if vs is not None and vs.version >= s.version:
+        return vs  # the common case: current
+    if ctx.extra.get("writes"):
         _state(ctx).read_in_write.add(s.id)
+    log = ctx.txn if isinstance(ctx.txn, ChangeLog) else None
     fresh = vs is None
     if vs is None:  # read back from its saved copy (maybe older: caught up below) or built
-        vs = indexes.load(s.id, s.dimensions, s.version, lambda: _stored(ctx, s, None))
+        seq = log.last_change(s.id) if log is not None else None  # same snapshot as the rows
+        vs = indexes.load(s.id, s.dimensions, s.version, lambda: _stored(ctx, s, None), seq)
     if vs.version < s.version:
         with vs.lock:
             if vs.version < s.version:
-                if fresh or not ctx.store.ids_in_commit_order:
+                if log is not None and vs.seq is not None:
+                    # Another server's commits: replay the change log's entries since ours.
+                    _replay(ctx, s, vs, log)
+                elif fresh or not ctx.store.ids_in_commit_order:
                     # A saved copy from before a crash or another process's writes, or another
                     # server's commits whose ids need not be above ours: compare every id once
                     # (vectors are read only for the rows the index lacks).
@@ -661,15 +679,31 @@ def index_of(ctx: Context, s: DescriptorSet) -> VectorSet:
                     stored = {r.id: r for r in _rows(ctx, s)}
                     vs.remove(have - stored.keys())
                     new = [r for i, r in stored.items() if i not in have]
+                    vs.add(*_stored(ctx, s, new))
                 else:
                     # Loaded and kept current here, so only another process's (or server's)
                     # commits are missing: their new rows have higher ids. The vectors they
                     # deleted leave the index when a search meets them (_visible_top).
-                    new = _rows_after(ctx, s, vs.max_id)
-                ids, vectors = _stored(ctx, s, new)
-                vs.add(ids, vectors)
+                    vs.add(*_stored(ctx, s, _rows_after(ctx, s, vs.max_id)))
                 vs.version = s.version
     return vs
+
+
+def _replay(ctx: Context, s: DescriptorSet, vs: VectorSet, log: ChangeLog) -> None:
+    """Apply the change log's entries after `vs.seq`: removals, and the added rows' vectors
+    (read only for ids the index lacks; entries this server applied itself are skipped)."""
+    changes = log.changes_since(s.id, vs.seq or 0)
+    if not changes:
+        return
+    last: dict[int, bool] = {}
+    for c in changes:
+        last[c.object_id] = c.removed  # ids are never reused: the last entry is the state
+    vs.remove([i for i, gone in last.items() if gone])
+    added = [i for i, gone in last.items() if not gone and i not in vs]
+    if added:
+        rows = ctx.txn.find_objects(Selection(classes=[DESCRIPTOR_CLASS], ids=added))
+        vs.add(*_stored(ctx, s, rows))
+    vs.seq = changes[-1].seq
 
 
 def _rows_after(ctx: Context, s: DescriptorSet, max_id: int, page: int = 512) -> list[ObjectRow]:
@@ -728,9 +762,15 @@ def before_commit(ctx: Context) -> None:
     st = ctx.extra.get("descriptors")
     if st is None:
         return
+    log = ctx.txn if isinstance(ctx.txn, ChangeLog) else None
     for set_id, ch in st.changes.items():
         if set_id not in st.dropped:
             ctx.txn.update_objects([set_id], {"_version": ch.base + 1}, [])
+            if log is not None:
+                log.log_changes(set_id, ch.ids, sorted(ch.removed))
+    if log is not None:
+        for set_id in st.dropped:
+            log.drop_changes(set_id)
 
 
 def after_rollback(ctx: Context, indexes: VectorIndexes) -> None:

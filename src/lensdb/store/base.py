@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class StoreError(Exception):
@@ -209,6 +209,42 @@ class Txn(Protocol):
     def remove_index(self, kind: str, cls: str, key: str) -> bool: ...
     def indexes(self) -> set[tuple[str, str, str]]: ...
     def schema(self, kind: str) -> dict[str, ClassStats]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of a change log: `object_id` was added to (or removed from) a topic."""
+
+    seq: int
+    object_id: int
+    removed: bool
+
+
+@runtime_checkable
+class ChangeLog(Protocol):
+    """A transaction of a backend shared by several servers that logs changes per topic (a
+    descriptor set's id), so each server catches its in-memory index up by reading only what
+    changed since it last looked, instead of comparing every id of the set.
+
+    Sequence numbers grow in commit order: entries are written under the backend's one-writer
+    lock, so a snapshot that shows an entry shows every entry with a lower number.
+    """
+
+    def log_changes(self, topic: int, added: Sequence[int], removed: Sequence[int]) -> None:
+        """Record this transaction's additions, then its removals (replayed in that order)."""
+        ...
+
+    def changes_since(self, topic: int, after: int) -> list[Change]:
+        """The topic's entries with a sequence number above `after`, oldest first."""
+        ...
+
+    def last_change(self, topic: int) -> int:
+        """The topic's highest sequence number in this snapshot (0 when none)."""
+        ...
+
+    def drop_changes(self, topic: int) -> None:
+        """Forget a topic's entries (its set was deleted; set ids are never reused)."""
+        ...
 
 
 class Staged(Protocol):

@@ -58,6 +58,7 @@ from lensdb.store.base import (
     BlobBackend,
     BlobCheck,
     BlobMissing,
+    Change,
     ClassIn,
     ClassStats,
     Compare,
@@ -77,7 +78,7 @@ from lensdb.store.factory import ConfigError, redact
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SWEEP_EVERY = 60.0  # seconds between sweeps a writing server makes of the whole database
 # Advisory lock keys (two int4 halves): the first is lensdb's namespace.
 _NS = 0x6C6E7364  # "lnsd"
@@ -123,6 +124,20 @@ CREATE TABLE blob_trash (
     pack text PRIMARY KEY,
     xid xid8 NOT NULL DEFAULT pg_current_xact_id()
 );
+""",
+    ),
+    (
+        2,
+        # The change log (base.ChangeLog): one row per descriptor added or removed, numbered in
+        # commit order, which each server reads to keep its in-memory vector index current.
+        """
+CREATE TABLE changes (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    topic bigint NOT NULL,
+    object_id bigint NOT NULL,
+    removed boolean NOT NULL
+);
+CREATE INDEX changes_by_topic ON changes(topic, seq);
 """,
     ),
 ]
@@ -428,6 +443,36 @@ class PostgresTxn:
                     "INSERT INTO blob_trash(pack) VALUES (%s) ON CONFLICT DO NOTHING", (pack,)
                 )
                 self.trashed.append(pack)
+
+    # the change log (base.ChangeLog) -------------------------------------------------------
+    def log_changes(self, topic: int, added: Sequence[int], removed: Sequence[int]) -> None:
+        # Inside the write transaction, so under the writer lock: numbers in commit order.
+        for ids, gone in ((added, False), (removed, True)):
+            if ids:
+                self._exec(
+                    "INSERT INTO changes(topic, object_id, removed) "
+                    "SELECT %s, i, %s FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(i, n) "
+                    "ORDER BY n",
+                    (topic, gone, list(ids)),
+                )
+
+    def changes_since(self, topic: int, after: int) -> list[Change]:
+        return [
+            Change(seq, oid, gone)
+            for seq, oid, gone in self._rows(
+                "SELECT seq, object_id, removed FROM changes WHERE topic = %s AND seq > %s "
+                "ORDER BY seq",
+                (topic, after),
+            )
+        ]
+
+    def last_change(self, topic: int) -> int:
+        return self._rows("SELECT coalesce(max(seq), 0) FROM changes WHERE topic = %s", (topic,))[
+            0
+        ][0]
+
+    def drop_changes(self, topic: int) -> None:
+        self._exec("DELETE FROM changes WHERE topic = %s", (topic,))
 
     # connections ---------------------------------------------------------------------------
     def add_connection(
