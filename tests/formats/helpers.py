@@ -40,7 +40,7 @@ def coco_dataset(root: Path, n: int = 4, predictions: bool = False) -> Path:
     keypoints; image 0 also an RLE mask; with `predictions`, scored annotations instead."""
     images = write_images(root / "images", n)
     anns = []
-    for i, (_name, w, h) in enumerate(images):
+    for i in range(len(images)):
         iid = 100 + i
         base = {"image_id": iid, "iscrowd": 0}
         if predictions:
@@ -75,16 +75,27 @@ def coco_dataset(root: Path, n: int = 4, predictions: bool = False) -> Path:
                      "segmentation": {"size": [12, 10], "counts": [120]}})  # fmt: skip
     doc = {
         "images": [
-            {"id": 100 + i, "file_name": name, "width": w, "height": h, "license": 1,
-             "date_captured": "2024-01-02"}
+            {
+                "id": 100 + i,
+                "file_name": name,
+                "width": w,
+                "height": h,
+                "license": 1,
+                "date_captured": "2024-01-02",
+            }
             for i, (name, w, h) in enumerate(images)
         ],  # fmt: skip
         "annotations": anns,
         "categories": [
             {"id": 1, "name": "cat", "supercategory": "animal"},
             {"id": 2, "name": "dog", "supercategory": "animal"},
-            {"id": 3, "name": "person", "supercategory": "person",
-             "keypoints": ["nose", "left_eye", "right_eye"], "skeleton": [[1, 2], [1, 3]]},
+            {
+                "id": 3,
+                "name": "person",
+                "supercategory": "person",
+                "keypoints": ["nose", "left_eye", "right_eye"],
+                "skeleton": [[1, 2], [1, 3]],
+            },
         ],  # fmt: skip
     }
     path = root / ("results.json" if predictions else "instances.json")

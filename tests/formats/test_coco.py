@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from helpers import assert_same_boxes, boxes_by_file, coco_dataset, count, query, run_cli
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-
-from helpers import assert_same_boxes, boxes_by_file, coco_dataset, count, query, run_cli
 
 
 def test_coco_round_trip_through_the_cli(tmp_path: Path) -> None:

@@ -25,14 +25,28 @@ def server_options(fn: Callable) -> Callable:
             metavar="HOST:PORT",
             help="Go through a running lensdb server (its TCP port) instead of opening --data.",
         ),
-        click.option("--lensdb-user", default=setting("user"), show_default="admin",
-                     help="lensdb user. Env: LENSDB_USER."),  # fmt: skip
-        click.option("--lensdb-password", default=setting("password"),
-                     help="Password of that user. Env: LENSDB_PASSWORD."),  # fmt: skip
-        click.option("--lensdb-token", default=setting("token"),
-                     help="API token instead of a password. Env: LENSDB_TOKEN."),  # fmt: skip
-        click.option("--lensdb-tls/--no-lensdb-tls", default=True, show_default=True,
-                     help="Talk TLS to the server (lensdb serve does by default)."),  # fmt: skip
+        click.option(
+            "--lensdb-user",
+            default=setting("user"),
+            show_default="admin",
+            help="lensdb user. Env: LENSDB_USER.",
+        ),  # fmt: skip
+        click.option(
+            "--lensdb-password",
+            default=setting("password"),
+            help="Password of that user. Env: LENSDB_PASSWORD.",
+        ),  # fmt: skip
+        click.option(
+            "--lensdb-token",
+            default=setting("token"),
+            help="API token instead of a password. Env: LENSDB_TOKEN.",
+        ),  # fmt: skip
+        click.option(
+            "--lensdb-tls/--no-lensdb-tls",
+            default=True,
+            show_default=True,
+            help="Talk TLS to the server (lensdb serve does by default).",
+        ),  # fmt: skip
         click.option(
             "--lensdb-ca-cert",
             default=setting("ca_cert"),
@@ -41,8 +55,11 @@ def server_options(fn: Callable) -> Callable:
             help="Check the server's certificate against this CA (lensdb's own: DATA/tls/ca.crt). "
             "Env: LENSDB_CA_CERT.",
         ),
-        click.option("--lensdb-insecure", is_flag=True,
-                     help="Do not check the server's TLS certificate at all."),  # fmt: skip
+        click.option(
+            "--lensdb-insecure",
+            is_flag=True,
+            help="Do not check the server's TLS certificate at all.",
+        ),  # fmt: skip
     ]
     for opt in reversed(opts):
         fn = opt(fn)

@@ -188,7 +188,9 @@ def _labelings(boxes: list[dict], polys: list[dict], kps: list[dict]) -> tuple[L
     for p in polys:
         rings = tuple(tuple((x, y) for x, y in ring) for ring in p.get("_vertices") or [])
         groups[_owner(p)]["polygons"].append(
-            Polygon(p.get("_label") or "", rings, p.get("score"), p.get("instance"), _region_extra(p))
+            Polygon(
+                p.get("_label") or "", rings, p.get("score"), p.get("instance"), _region_extra(p)
+            )
         )
     for k in kps:
         if not isinstance(k.get("x"), int | float) or not isinstance(k.get("y"), int | float):
@@ -371,7 +373,9 @@ def export(fmt: str, client: Client, out: Path, opts: ExportOptions) -> ExportSu
             summary.keypoints += len(lab.keypoints)
     summary.images = len(records)
     if opts.media == "link":
-        records = [replace(r, url=Writer(client, opts, summary).link(str(r.uniqueid))) for r in records]
+        records = [
+            replace(r, url=Writer(client, opts, summary).link(str(r.uniqueid))) for r in records
+        ]
     splits: dict[str, list[ImageRecord]] = defaultdict(list)
     for r in records:
         splits[_split_of(r, opts.split_by)].append(r)
@@ -401,7 +405,9 @@ def _coco(client, out: Path, opts, splits, cats, summary) -> None:  # noqa: ANN0
         names = _names(records, keep_folders=True)
         img_dir = base / "images" / split if split else base / "images"
         names = writer.place(records, lambda r, d=img_dir: d, names)
-        pairs = [(r, names[str(r.uniqueid)] if opts.media != "link" else (r.url or "")) for r in records]
+        pairs = [
+            (r, names[str(r.uniqueid)] if opts.media != "link" else (r.url or "")) for r in records
+        ]
         doc = coco.build(pairs, cats, set(opts.kinds))
         target = out if as_file else base / f"{split or 'annotations'}.json"
         body: Any = coco.results(doc) if predictions_only else doc
@@ -476,4 +482,6 @@ def _labelstudio(client, out: Path, opts, splits, cats, summary) -> None:  # noq
         _write(target, json.dumps(tasks, indent=1), summary)
     kp_names = sorted({k.label for rs in splits.values() for r in rs for lab in r.labelings
                        for k in lab.keypoints})  # fmt: skip
-    _write(base / "label_config.xml", lsjson.label_config([c.name for c in cats], kp_names), summary)
+    _write(
+        base / "label_config.xml", lsjson.label_config([c.name for c in cats], kp_names), summary
+    )

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from lensdb import media
-
 from lensdb.client import Client
 from lensdb.formats.model import (
     ANNOTATIONS,
@@ -78,7 +77,9 @@ class ImageSizes:
             try:
                 raw = path.read_bytes()
             except OSError as e:
-                raise FormatError(self.source, where or path.name, f"image {path}: {e.strerror}") from None
+                raise FormatError(
+                    self.source, where or path.name, f"image {path}: {e.strerror}"
+                ) from None
             try:
                 info = media.probe(raw)
             except Exception as e:
@@ -194,7 +195,9 @@ def image_commands(
                                 "LS_instance": IMPORT_INSTANCE,
                                 "LS_completed_by": lab.author or source,
                                 "LS_created_at": _date(lab.created_at or imported_at),
-                                "LS_updated_at": _date(lab.updated_at or lab.created_at or imported_at),
+                                "LS_updated_at": _date(
+                                    lab.updated_at or lab.created_at or imported_at
+                                ),
                                 "LS_result_count": len(results),
                                 "LS_data": json.dumps({"id": ann_id, "result": results}),
                                 **common,
@@ -208,28 +211,21 @@ def image_commands(
         elif lab.name:
             common["model_version"] = lab.name
 
-        def region_props(
-            region_id: str, ls_type: str, label: str, extra: dict, score: float | None
-        ) -> dict[str, Any]:
-            p = {**extra, **common, "score": score}
-            if ann_ref is not None:
-                p.update(
-                    LS_id=region_id,
-                    LS_annotation=ann_id,
-                    LS_project_id=0,
-                    LS_type=ls_type,
-                    LS_labels=json.dumps([label]),
-                    LS_score=score,
-                )
-            return _clean(p)
-
         link = (
             {"connect": {"ref": ann_ref, "class": Q.ANNOTATION_REGION, "direction": "in"}}
             if ann_ref is not None
             else {}
         )
         for k, b in enumerate(lab.boxes):
-            p = region_props(f"b{k}", "rectanglelabels", b.label, b.properties, b.score)
+            p = _region_props(
+                common,
+                ann_id if ann_ref is not None else None,
+                f"b{k}",
+                "rectanglelabels",
+                b.label,
+                b.properties,
+                b.score,
+            )
             if b.instance is not None:
                 p["instance"] = b.instance
             q.append(
@@ -244,7 +240,15 @@ def image_commands(
                 }
             )
         for k, poly in enumerate(lab.polygons):
-            p = region_props(f"p{k}", "polygonlabels", poly.label, poly.properties, poly.score)
+            p = _region_props(
+                common,
+                ann_id if ann_ref is not None else None,
+                f"p{k}",
+                "polygonlabels",
+                poly.label,
+                poly.properties,
+                poly.score,
+            )
             if poly.instance is not None:
                 p["instance"] = poly.instance
             q.append(
@@ -259,7 +263,15 @@ def image_commands(
                 }
             )
         for k, kp in enumerate(lab.keypoints):
-            p = region_props(f"k{k}", "keypointlabels", kp.label, {}, kp.score)
+            p = _region_props(
+                common,
+                ann_id if ann_ref is not None else None,
+                f"k{k}",
+                "keypointlabels",
+                kp.label,
+                {},
+                kp.score,
+            )
             p.update(
                 _clean(
                     {
@@ -292,6 +304,29 @@ def image_commands(
         summary.polygons += len(lab.polygons)
         summary.keypoints += len(lab.keypoints)
     return q
+
+
+def _region_props(
+    common: dict[str, Any],
+    ann_id: str | None,
+    region_id: str,
+    ls_type: str,
+    label: str,
+    extra: dict,
+    score: float | None,
+) -> dict[str, Any]:
+    """A region's properties; with an annotation id, the LS_* keys Label Studio writes too."""
+    p = {**extra, **common, "score": score}
+    if ann_id is not None:
+        p.update(
+            LS_id=region_id,
+            LS_annotation=ann_id,
+            LS_project_id=0,
+            LS_type=ls_type,
+            LS_labels=json.dumps([label]),
+            LS_score=score,
+        )
+    return _clean(p)
 
 
 def existing_guids(client: Client, guids: list[str]) -> set[str]:

@@ -175,9 +175,7 @@ def read(path: Path, images_dir: Path | None, sizes: Any) -> Dataset:
     return data
 
 
-def _labeling(
-    path: Path, where: str, kind: str, item: dict, size: tuple[float, float]
-) -> Labeling:
+def _labeling(path: Path, where: str, kind: str, item: dict, size: tuple[float, float]) -> Labeling:
     try:
         content = parse_results(item.get("result") or [])
     except (TypeError, AttributeError) as e:
@@ -228,7 +226,10 @@ def task(rec: ImageRecord, image_ref: str, kinds: set[str]) -> dict[str, Any]:
     """One image as a task Label Studio's import takes as is."""
     w, h = float(rec.width or 0), float(rec.height or 0)
     out: dict[str, Any] = {
-        "data": {IMAGE_KEY: image_ref, **{k: v for k, v in rec.properties.items() if k != IMAGE_KEY}},
+        "data": {
+            IMAGE_KEY: image_ref,
+            **{k: v for k, v in rec.properties.items() if k != IMAGE_KEY},
+        },
         "meta": {"lensdb": {"uniqueid": rec.uniqueid}},
     }
     anns, preds = [], []
