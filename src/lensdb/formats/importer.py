@@ -306,6 +306,14 @@ def image_commands(
     return q
 
 
+def index_commands() -> list[dict]:
+    """Indexes on the keys the import looks objects up by (status 2 when they exist already)."""
+    return [
+        {"CreateIndex": {"index_type": "entity", "class": cls, "property_key": key}}
+        for cls, key in (("_Image", "guid"), (CATEGORY_CLASS, "name"))
+    ]
+
+
 def _region_props(
     common: dict[str, Any],
     ann_id: str | None,
@@ -367,6 +375,10 @@ def run_import(
     only asked which images exist already).
     """
     summary = ImportSummary(notes=list(data.notes))
+    if client is not None and not dry_run:
+        # The guid lookups (the pre-check and AddImage's if_not_found) would scan every image
+        # without an index: 1,000 images took 1.7 s of 7 s before it (bench/formats_import.py).
+        client.query(index_commands())
     imported_at = datetime.now(UTC).isoformat()
     first = True
     for chunk in batches(data.images, batch_size):
