@@ -130,6 +130,7 @@ def read(path: Path, images_dir: Path | None, sizes: Any) -> Dataset:
     folder = images_dir if images_dir is not None else path.parent
     data = Dataset(source=str(path))
     labels: dict[str, None] = {}
+    skipped_ids = 0
     for i, task in enumerate(tasks):
         where = f"[{i}]"
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
@@ -151,6 +152,9 @@ def read(path: Path, images_dir: Path | None, sizes: Any) -> Dataset:
             if not isinstance(items, list):
                 raise FormatError(path, f"{where}.{key}", "expected a list")
             for j, item in enumerate(items):
+                if isinstance(item, int) and not isinstance(item, bool):
+                    skipped_ids += 1  # Label Studio's JSON export lists predictions by id
+                    continue
                 if not isinstance(item, dict) or not isinstance(item.get("result", []), list):
                     raise FormatError(path, f"{where}.{key}[{j}].result", "expected a list")
                 if item.get("was_cancelled"):
@@ -172,6 +176,11 @@ def read(path: Path, images_dir: Path | None, sizes: Any) -> Dataset:
             )
         )
     data.categories = [Category(name, n + 1) for n, name in enumerate(labels)]
+    if skipped_ids:
+        data.notes.append(
+            f"{skipped_ids} prediction(s) listed only by id (Label Studio's JSON export does so) "
+            "were not imported; their regions are in Label Studio's task API"
+        )
     return data
 
 
