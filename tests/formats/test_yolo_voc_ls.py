@@ -231,3 +231,32 @@ def test_malformed_source_imports_nothing_and_names_file_and_field(
     for part in expect:
         assert part in result.output, result.output
     assert not data.exists() or count(data, "FindImage") == 0
+
+
+def test_export_since_split_by_and_links(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    first = coco_dataset(tmp_path / "a", n=2)
+    data = tmp_path / "db"
+    cli("import", "coco", str(first), "--images", str(tmp_path / "a/images"), "--dataset", "a",
+        "--data", str(data))  # fmt: skip
+    since = datetime.now(UTC).isoformat()
+    second = coco_dataset(tmp_path / "b", n=3)
+    cli("import", "coco", str(second), "--images", str(tmp_path / "b/images"), "--dataset", "b",
+        "--data", str(data))  # fmt: skip
+
+    out = tmp_path / "since"
+    cli("export", "coco", str(out), "--data", str(data), "--since", since, "--split-by", "dataset",
+        "--media", "link", "--link-base", "http://lensdb:55556")  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["b.json"]  # links: no image files
+    doc = json.loads((out / "b.json").read_text())
+    assert len(doc["images"]) == 3
+    assert all(i["coco_url"].startswith("http://lensdb:55556/media/images/") for i in doc["images"])
+
+    everything = tmp_path / "all"
+    cli("export", "coco", str(everything), "--data", str(data), "--split-by", "dataset")
+    assert sorted(p.name for p in everything.iterdir()) == ["a.json", "b.json", "images"]
+    assert len(list((everything / "images" / "a").iterdir())) == 2
+    result = cli("export", "coco", str(tmp_path / "x.json"), "--data", str(data),
+                 "--split-by", "dataset", ok=False)  # fmt: skip
+    assert result.exit_code == 1 and "OUT must be a folder" in result.output
