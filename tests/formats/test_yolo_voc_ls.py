@@ -260,3 +260,23 @@ def test_export_since_split_by_and_links(tmp_path: Path) -> None:
     result = cli("export", "coco", str(tmp_path / "x.json"), "--data", str(data),
                  "--split-by", "dataset", ok=False)  # fmt: skip
     assert result.exit_code == 1 and "OUT must be a folder" in result.output
+
+
+def test_a_failed_batch_keeps_earlier_batches_and_a_rerun_continues(tmp_path: Path) -> None:
+    src = coco_dataset(tmp_path / "src", n=4)
+    images = tmp_path / "src/images"
+    good = (images / "img002.jpg").read_bytes()
+    # Its header reads (so the check before writing passes), but its pixels are cut short:
+    # lensdb refuses the image when it is added, in the third batch.
+    (images / "img002.jpg").write_bytes(good[:-40])
+    data = tmp_path / "db"
+    args = ["import", "coco", str(src), "--images", str(images), "--batch", "1",
+            "--data", str(data)]  # fmt: skip
+    failed = cli(*args, ok=False)
+    assert failed.exit_code == 1
+    assert "2 image(s) of earlier batches are stored" in failed.output
+    assert count(data, "FindImage") == 2
+    (images / "img002.jpg").write_bytes(good)
+    result = cli(*args)
+    assert "images added: 2, already there: 2" in result.output
+    assert count(data, "FindImage") == 4

@@ -136,9 +136,9 @@ def import_(
     """
     from tqdm import tqdm
 
-    from lensdb.client import DatabaseError
+    from lensdb.client import DatabaseError, DatabaseUnavailable
     from lensdb.formats import FormatError, read_source
-    from lensdb.formats.importer import ImageSizes, check_images, run_import
+    from lensdb.formats.importer import ImageSizes, ImportSummary, check_images, run_import
     from lensdb.formats.lsjson import results
 
     sizes = ImageSizes(str(source))
@@ -148,9 +148,10 @@ def import_(
     except FormatError as e:
         raise click.ClickException(f"nothing imported: {e}") from None
     client = _client(data, blobs, kw)
+    summary = ImportSummary()
     try:
         with tqdm(total=len(parsed.images), unit="img", desc="import", disable=None) as bar:
-            summary = run_import(
+            run_import(
                 client,
                 parsed,
                 dataset=dataset,
@@ -160,12 +161,17 @@ def import_(
                 batch_size=batch_size,
                 dry_run=dry_run,
                 progress=bar.update,
+                summary=summary,
             )
     except DatabaseError as e:
-        raise click.ClickException(
-            f"lensdb refused a batch: {e}. Earlier batches are stored; run the same command "
-            "again to continue (images already there are skipped)."
-        ) from None
+        what = "could not be reached" if isinstance(e, DatabaseUnavailable) else "refused a batch"
+        kept = (
+            f"{summary.stored} image(s) of earlier batches are stored; run the same command "
+            "again to continue (images already there are skipped)"
+            if summary.stored
+            else "nothing was imported"
+        )
+        raise click.ClickException(f"lensdb {what}: {e} ({kept})") from None
     finally:
         client.close()
     if dry_run:
