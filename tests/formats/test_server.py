@@ -32,5 +32,16 @@ def test_import_and_export_through_a_running_server(tmp_path: Path, lensdb_serve
     )
     assert len(list((tmp_path / "images").iterdir())) == 3
 
+    # The same through the HTTP port (/api/).
+    http = ["--lensdb", f"http://127.0.0.1:{server.http_port}"]
+    r = run_cli("import", "coco", str(src), "--images", str(tmp_path / "src/images"),
+                "--dataset", "h", *http, env=env)  # fmt: skip
+    assert "images added: 3" in r.stderr
+    out2 = tmp_path / "http" / "out.json"
+    run_cli(
+        "export", "coco", str(out2), "--constraints", '{"dataset": ["==", "h"]}', *http, env=env
+    )
+    assert len(json.loads(out2.read_text())["images"]) == 3
+
     wrong = run_cli(*args, *conn, env={"LENSDB_PASSWORD": "wrong"}, check=False)
     assert wrong.returncode == 1 and "Traceback" not in wrong.stderr

@@ -22,8 +22,9 @@ def server_options(fn: Callable) -> Callable:
             "--lensdb",
             "lensdb_addr",
             default=None,
-            metavar="HOST:PORT",
-            help="Go through a running lensdb server (its TCP port) instead of opening --data.",
+            metavar="HOST:PORT|URL",
+            help="Go through a running lensdb server instead of opening --data: its TCP port, "
+            "or its HTTP address (http(s)://HOST:PORT).",
         ),
         click.option(
             "--lensdb-user",
@@ -68,9 +69,23 @@ def server_options(fn: Callable) -> Callable:
 
 def _client(data: str, blobs: str | None, kw: dict[str, Any]):  # noqa: ANN202 - a lensdb.client.Client
     if kw["lensdb_addr"]:
-        from lensdb.cli.labelstudio_connector import _db
+        from lensdb.client import connect
 
-        return _db(kw)
+        if not kw["lensdb_password"] and not kw["lensdb_token"]:
+            raise click.UsageError("give --lensdb-password (or LENSDB_PASSWORD) or --lensdb-token")
+        try:
+            return connect(
+                kw["lensdb_addr"],
+                kw["lensdb_user"],
+                kw["lensdb_password"] or "",
+                kw["lensdb_token"] or "",
+                tls=kw["lensdb_tls"],
+                ca_cert=str(kw["lensdb_ca_cert"]) if kw["lensdb_ca_cert"] else None,
+                insecure=kw["lensdb_insecure"],
+                timeout=120,
+            )
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--lensdb") from None
     from lensdb import Database
     from lensdb.client import EmbeddedClient
 
