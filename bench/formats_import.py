@@ -56,10 +56,10 @@ def generate(root: Path, n_images: int, n_boxes: int) -> Path:
     return path
 
 
-def lensdb_import(path: Path, data: Path) -> tuple[float, object]:
+def lensdb_import(path: Path, data: Path, as_kind: str = "auto") -> tuple[float, object]:
     start = time.perf_counter()
     sizes = ImageSizes(str(path))
-    parsed = read_source("coco", path, path.parent / "images", "auto", sizes)
+    parsed = read_source("coco", path, path.parent / "images", as_kind, sizes)
     image_sizes = check_images(parsed, sizes)
     checked = time.perf_counter()
     client = EmbeddedClient(Database(str(data)))
@@ -123,14 +123,17 @@ def main() -> None:
         if args.profile:
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        print("summary:", "; ".join(summary.lines()))  # type: ignore[attr-defined]
+        # The same boxes as bare predictions: no LS_annotation entity and one connection per box.
+        took_p, _ = lensdb_import(path, tmp / "db-predictions", "predictions")
         print(f"{args.images} images, {args.boxes} boxes (COCO)")
         print(f"baseline (pycocotools + raw sqlite3 + files): {base:.2f} s, "
               f"{args.images / base:,.0f} images/s")  # fmt: skip
-        print(f"lensdb import coco (in-process):               {took:.2f} s, "
-              f"{args.images / took:,.0f} images/s")  # fmt: skip
-        print(f"ratio lensdb/baseline time: {took / base:.1f}x; target >= 2,000 images/s: "
-              f"{'met' if args.images / took >= 2000 else 'missed'}")  # fmt: skip
-        print("summary:", "; ".join(summary.lines()))  # type: ignore[attr-defined]
+        print(f"lensdb import coco (in-process, annotations): {took:.2f} s, "
+              f"{args.images / took:,.0f} images/s, {took / base:.1f}x the baseline's time")  # fmt: skip
+        print(f"lensdb import coco --as predictions:           {took_p:.2f} s, "
+              f"{args.images / took_p:,.0f} images/s, {took_p / base:.1f}x the baseline's time")  # fmt: skip
+        print(f"target >= 2,000 images/s: {'met' if args.images / took >= 2000 else 'missed'}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
