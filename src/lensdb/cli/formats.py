@@ -162,7 +162,9 @@ def import_(
         image_sizes = check_images(parsed, sizes)
     except FormatError as e:
         raise click.ClickException(f"nothing imported: {e}") from None
-    client = _client(data, blobs, kw)
+    fresh = not kw["lensdb_addr"] and "://" not in data and not Path(data).exists()
+    # A dry run into a folder that does not exist yet would otherwise create the database.
+    client = None if dry_run and fresh else _client(data, blobs, kw)
     summary = ImportSummary()
     try:
         with tqdm(total=len(parsed.images), unit="img", desc="import", disable=None) as bar:
@@ -188,7 +190,8 @@ def import_(
         )
         raise click.ClickException(f"lensdb {what}: {e} ({kept})") from None
     finally:
-        client.close()
+        if client is not None:
+            client.close()
     if dry_run:
         click.echo("dry run: nothing written; it would add:", err=True)
     for line in summary.lines():
