@@ -280,3 +280,22 @@ def test_a_failed_batch_keeps_earlier_batches_and_a_rerun_continues(tmp_path: Pa
     result = cli(*args)
     assert "images added: 2, already there: 2" in result.output
     assert count(data, "FindImage") == 4
+
+
+def test_coco_keypoints_export_as_a_yolo_pose_dataset_and_back(tmp_path: Path) -> None:
+    src = coco_dataset(tmp_path / "src", n=2)
+    data = tmp_path / "db"
+    cli("import", "coco", str(src), "--images", str(tmp_path / "src/images"), "--dataset", "c",
+        "--data", str(data))  # fmt: skip
+    out = tmp_path / "pose"
+    cli("export", "yolo", str(out), "--data", str(data))
+    doc = yaml.safe_load((out / "data.yaml").read_text())
+    assert doc["kpt_shape"] == [3, 3]
+    rows = [line.split() for line in (out / "labels/img000.txt").read_text().splitlines()]
+    person = next(r for r in rows if r[0] == "2" and len(r) == 14)  # class person, box + 3 points
+    w, h = 64, 48
+    assert abs(float(person[5]) * w - 10.5) < 1e-6 and abs(float(person[6]) * h - 25.25) < 1e-6
+    assert person[8:11] == ["0.0", "0.0", "0.0"]  # the unlabelled left eye
+    data2 = tmp_path / "db2"
+    cli("import", "yolo", str(out), "--data", str(data2))
+    assert count(data2, "FindEntity", {"with_class": "LS_keypoint"}) == 4

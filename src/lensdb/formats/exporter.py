@@ -420,7 +420,21 @@ def _yolo(client, out: Path, opts, splits, cats, summary) -> None:  # noqa: ANN0
     writer = Writer(client, opts, summary)
     order = sorted(cats, key=lambda c: c.id)
     class_of = {c.name: i for i, c in enumerate(order)}
-    skipped = 0
+    kinds = set(opts.kinds)
+    # A pose dataset when keypoints are exported: as many as the categories name (or the highest
+    # index seen), the same for every class, as Ultralytics' kpt_shape wants.
+    indices = [
+        k.index if k.index is not None else 0
+        for rs in splits.values()
+        for r in rs
+        for lab in r.labelings
+        if lab.kind in kinds
+        for k in lab.keypoints
+    ]
+    kpt_count = 0
+    if indices:
+        kpt_count = max([len(c.keypoints) for c in cats] + [max(indices) + 1])
+    left = 0
     for split, records in splits.items():
         names = _names(records, keep_folders=False)
         img_dir = out / "images" / split if split else out / "images"
@@ -430,14 +444,13 @@ def _yolo(client, out: Path, opts, splits, cats, summary) -> None:  # noqa: ANN0
         lbl_dir.mkdir(parents=True, exist_ok=True)
         for r in records:
             name = names[str(r.uniqueid)]
-            (lbl_dir / Path(name).with_suffix(".txt").name).write_text(
-                "\n".join(yolo.lines(r, class_of, set(opts.kinds))) + "\n"
-            )
-            skipped += sum(len(lab.keypoints) for lab in r.labelings)
-    _write(out / "data.yaml", yaml.safe_dump(yolo.data_yaml(list(splits), [c.name for c in order]),
-                                             sort_keys=False), summary)  # fmt: skip
-    if skipped:
-        summary.notes.append(f"{skipped} keypoint(s) not written (YOLO pose export is not done)")
+            text, missed = yolo.lines(r, class_of, kinds, kpt_count)
+            left += missed
+            (lbl_dir / Path(name).with_suffix(".txt").name).write_text("\n".join(text) + "\n")
+    doc = yolo.data_yaml(list(splits), [c.name for c in order], kpt_count)
+    _write(out / "data.yaml", yaml.safe_dump(doc, sort_keys=False), summary)
+    if left:
+        summary.notes.append(f"{left} keypoint(s) not written: YOLO pose keeps them with a box")
 
 
 def _voc(client, out: Path, opts, splits, cats, summary) -> None:  # noqa: ANN001

@@ -178,26 +178,47 @@ def _box(
 # ---- writing ----------------------------------------------------------------------------------
 
 
-def lines(rec: ImageRecord, class_of: dict[str, int], kinds: set[str]) -> list[str]:
-    """One image's label lines: boxes, then polygons as segment lines (full float precision)."""
+def lines(
+    rec: ImageRecord, class_of: dict[str, int], kinds: set[str], kpt_count: int = 0
+) -> tuple[list[str], int]:
+    """One image's label lines and how many keypoints could not be written.
+
+    Boxes, then polygons as segment lines (full float precision). With `kpt_count`, a pose
+    dataset: each box line carries the keypoints of its instance (`x y v`, 0 0 0 where none).
+    """
     w, h = float(rec.width or 1), float(rec.height or 1)
-    out = []
+    out: list[str] = []
+    left = 0
     for lab in rec.labelings:
         if lab.kind not in kinds:
             continue
+        points: dict[str | None, list] = {}
+        for k in lab.keypoints:
+            points.setdefault(k.instance, []).append(k)
+        placed: set[str | None] = set()
         for b in lab.boxes:
             vals = [(b.x + b.width / 2) / w, (b.y + b.height / 2) / h, b.width / w, b.height / h]
+            if kpt_count:
+                flat = [0.0] * (3 * kpt_count)
+                if b.instance is not None and b.instance in points:
+                    placed.add(b.instance)
+                    for j, k in enumerate(points[b.instance]):
+                        at = k.index if k.index is not None else j
+                        if at < kpt_count:
+                            flat[3 * at : 3 * at + 3] = [k.x / w, k.y / h, float(k.visibility)]
+                vals.extend(flat)
             if lab.kind == PREDICTIONS and b.score is not None:
                 vals.append(b.score)
             out.append(" ".join([str(class_of[b.label]), *map(repr, vals)]))
+        left += sum(len(v) for key, v in points.items() if key not in placed)
         for p in lab.polygons:
             for ring in p.rings:
                 coords = [c for x, y in ring for c in (x / w, y / h)]
                 out.append(" ".join([str(class_of[p.label]), *map(repr, coords)]))
-    return out
+    return out, left
 
 
-def data_yaml(splits: list[str], names: list[str]) -> dict[str, Any]:
+def data_yaml(splits: list[str], names: list[str], kpt_count: int = 0) -> dict[str, Any]:
     doc: dict[str, Any] = {"path": "."}
     if splits == [""]:
         doc.update(train="images", val="images")
@@ -208,4 +229,6 @@ def data_yaml(splits: list[str], names: list[str]) -> dict[str, Any]:
         doc.setdefault("val", f"images/{splits[-1]}")
     doc["nc"] = len(names)
     doc["names"] = dict(enumerate(names))
+    if kpt_count:
+        doc["kpt_shape"] = [kpt_count, 3]
     return doc
