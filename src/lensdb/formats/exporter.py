@@ -405,9 +405,7 @@ def _coco(client, out: Path, opts, splits, cats, summary) -> None:  # noqa: ANN0
         names = _names(records, keep_folders=True)
         img_dir = base / "images" / split if split else base / "images"
         names = writer.place(records, lambda r, d=img_dir: d, names)
-        pairs = [
-            (r, names[str(r.uniqueid)] if opts.media != "link" else (r.url or "")) for r in records
-        ]
+        pairs = [(r, names[str(r.uniqueid)]) for r in records]
         doc = coco.build(pairs, cats, set(opts.kinds))
         target = out if as_file else base / f"{split or 'annotations'}.json"
         body: Any = coco.results(doc) if predictions_only else doc
