@@ -53,6 +53,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from lensdb.store.base import (
+    ID_OPS,
     AllOf,
     AnyOf,
     BlobBackend,
@@ -63,6 +64,7 @@ from lensdb.store.base import (
     Compare,
     ConnectionRow,
     DateValue,
+    IdCompare,
     IdIn,
     Not,
     ObjectRow,
@@ -188,6 +190,9 @@ class _Compiler:
         if isinstance(pred, ClassIn):
             sql = self._any("class", list(pred.classes)) if pred.classes else "false"
             return f"NOT ({sql})" if pred.negate else sql
+        if isinstance(pred, IdCompare):
+            self.params.append(pred.id)
+            return f"id {ID_OPS[pred.op]} %s"
         if isinstance(pred, IdIn):
             sql = self._any("id", list(pred.ids)) if pred.ids else "false"
             return f"NOT ({sql})" if pred.negate else sql

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lensdb.store.base import (
+    ID_OPS,
     AllOf,
     AnyOf,
     BlobCheck,
@@ -28,6 +29,7 @@ from lensdb.store.base import (
     Compare,
     ConnectionRow,
     DateValue,
+    IdCompare,
     IdIn,
     Not,
     ObjectRow,
@@ -107,6 +109,9 @@ class _Compiler:
         if isinstance(pred, ClassIn):
             sql = _in_list("class", list(pred.classes), self.params) if pred.classes else "0"
             return f"NOT ({sql})" if pred.negate else sql
+        if isinstance(pred, IdCompare):
+            self.params.append(pred.id)
+            return f"id {ID_OPS[pred.op]} ?"
         if isinstance(pred, IdIn):
             sql = _in_list("id", pred.ids, self.params) if pred.ids else "0"
             return f"NOT ({sql})" if pred.negate else sql
