@@ -126,9 +126,20 @@ def load(server: LensdbServer) -> Browsed:
     return Browsed(server, uids, dict(zip(uids, datasets, strict=True)))
 
 
-@pytest.fixture(scope="module")
-def browsed(lensdb_module_server_factory) -> Browsed:
-    server = lensdb_module_server_factory(env={"LABEL_STUDIO_URL": LS_URL})
+@pytest.fixture(scope="module", params=["sqlite", "postgres-s3"])
+def browsed(request: pytest.FixtureRequest, lensdb_module_server_factory) -> Browsed:
+    """The data set on a server of each backend (the browser test takes the embedded one)."""
+    env = {"LABEL_STUDIO_URL": LS_URL}
+    if request.param == "sqlite":
+        return load(lensdb_module_server_factory(env=env))
+    cluster = request.getfixturevalue("postgres_cluster")
+    s3 = request.getfixturevalue("moto_server")
+    server = lensdb_module_server_factory(
+        name="pg",
+        env={**env, **s3.env()},
+        url=cluster.new_database(),
+        blobs=f"s3://{s3.new_bucket()}/lensdb",
+    )
     return load(server)
 
 
@@ -136,3 +147,9 @@ def browsed(lensdb_module_server_factory) -> Browsed:
 def browsed_dev(lensdb_module_server_factory) -> Browsed:
     server = lensdb_module_server_factory("--dev", name="dev")
     return load(server)
+
+
+@pytest.fixture(scope="module")
+def browsed_embedded(lensdb_module_server_factory) -> Browsed:
+    """The data set on an embedded server only (the Chromium test: one backend is enough there)."""
+    return load(lensdb_module_server_factory(env={"LABEL_STUDIO_URL": LS_URL}))

@@ -114,7 +114,8 @@ def _wait_images(page) -> None:
     )
 
 
-def test_browse_in_chromium(browsed: Browsed) -> None:
+def test_browse_in_chromium(browsed_embedded: Browsed) -> None:
+    browsed = browsed_embedded
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs pip install playwright")
     if not shutil.which(CHROMIUM):
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
