@@ -378,7 +378,12 @@ class SQLiteTxn(Txn):
                 c = _Compiler()
                 clauses.append(c.compile(where))
                 params.extend(c.params)
-            sql = f"SELECT {near}, {far} FROM connections WHERE {' AND '.join(clauses)} ORDER BY id"
+            # `+id`: ordering by the bare column lets SQLite walk the class index in id order
+            # (every connection of the class) to skip a sort; the few rows of the ends' index,
+            # sorted, cost 0.1 ms instead of 59 ms for 49 images among 1M (bench/browse.py).
+            sql = (
+                f"SELECT {near}, {far} FROM connections WHERE {' AND '.join(clauses)} ORDER BY +id"
+            )
             pairs.extend(self.conn.execute(sql, params))
         return pairs
 
