@@ -144,6 +144,24 @@ def measure(client, path: str, params: dict, repeat: int) -> tuple[list, list, i
     return server, wall, shown
 
 
+def api(client, commands: list[dict], token: str | None = None) -> list:
+    """Run commands through the server's REST endpoint (JSON body); the answer's `json`."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    r = client.post("/api/", json=commands, headers=headers)
+    return r.json()["json"]
+
+
+def label_indexes(client, token: str, create: bool) -> None:
+    """Index (or stop indexing) the `_label` of boxes and polygons (CreateIndex / RemoveIndex)."""
+    verb = "CreateIndex" if create else "RemoveIndex"
+    for cls in ("_BoundingBox", "_Polygon"):
+        api(
+            client,
+            [{verb: {"index_type": "entity", "class": cls, "property_key": "_label"}}],
+            token,
+        )
+
+
 def raw_page(conn: sqlite3.Connection, after: int, repeat: int) -> list[float]:
     """The same rows straight from SQLite: 49 images after `after`, and their boxes."""
     out = []
@@ -236,6 +254,12 @@ def main() -> None:
                 "(milliseconds)"
             )
             print(f"{'page':<20}{'shown':>6}{'server p50':>12}{'p95':>8}{'wall p50':>10}")
+            auth = api(
+                client,
+                [{"Authenticate": {"username": "admin", "password": bs.ADMIN_PASSWORD}}],
+            )
+            token = auth[0]["Authenticate"]["session_token"]
+            label_indexes(client, token, create=False)  # as generated: no index on labels
             results = {}
             for name, params in cases:
                 server, wall, shown = measure(
@@ -244,6 +268,18 @@ def main() -> None:
                 p50, p95 = pct(server)
                 results[name] = p50
                 print(f"{name:<20}{shown:>6}{p50:>12.1f}{p95:>8.1f}{pct(wall)[0]:>10.1f}")
+            t = time.perf_counter()
+            label_indexes(client, token, create=True)
+            print(
+                f"{'  (CreateIndex _label on boxes and polygons:':<20} {time.perf_counter() - t:.1f} s)"
+            )
+            for name, params in [("label, indexed", {"label": "person"})]:
+                server, wall, shown = measure(
+                    client, "/browse", {**params, "limit": PAGE}, args.repeat
+                )
+                p50, p95 = pct(server)
+                print(f"{name:<20}{shown:>6}{p50:>12.1f}{p95:>8.1f}{pct(wall)[0]:>10.1f}")
+            label_indexes(client, token, create=False)
             first = client.get("/browse", params={"limit": PAGE}).text
             uid = re.search(r'data-uniqueid="([^"]+)"', first).group(1)
             t_wall = []

@@ -160,6 +160,9 @@ class Selection:
     sort: Sequence[SortKey] = ()
     offset: int = 0
     limit: int | None = None
+    # The reader needs only ids and classes (a Find that only binds a `_ref`): rows come back
+    # with empty props and no blob, which spares decoding every matched row's properties.
+    ids_only: bool = False
 
 
 # --- the interface ----------------------------------------------------------------------------

@@ -387,6 +387,10 @@ class PostgresTxn:
 
     def find_objects(self, sel: Selection) -> list[ObjectRow]:
         params: list[Any] = []
+        if sel.ids_only:
+            sql = "SELECT id, class FROM objects" + _where(sel, params) + _order_by(sel)
+            sql += _limit(sel, params)
+            return [ObjectRow(i, c, {}) for i, c in self._rows(sql, params)]
         sql = (
             "SELECT id, class, props, blob FROM objects"
             + _where(sel, params)

@@ -245,6 +245,10 @@ class SQLiteTxn(Txn):
 
     def find_objects(self, sel: Selection) -> list[ObjectRow]:
         params: list[Any] = []
+        if sel.ids_only:
+            sql = "SELECT id, class FROM objects" + _where(sel, params) + _order_by(sel)
+            sql += _limit(sel, params)
+            return [ObjectRow(i, c, {}) for i, c in self.conn.execute(sql, params)]
         sql = (
             "SELECT id, class, props, blob FROM objects"
             + _where(sel, params)

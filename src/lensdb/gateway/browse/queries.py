@@ -180,27 +180,14 @@ def _label_refs(label: str, first_ref: int) -> tuple[list[dict], list[dict]]:
 
 
 def _annotated_refs(first_ref: int) -> tuple[list[dict], list[dict]]:
-    """Human annotations and their regions, and the is_connected_to parts reaching their images."""
-    human = {HUMAN: ["!=", None]}
-    commands = [
-        {"FindEntity": {"_ref": first_ref, "with_class": ANNOTATION_CLASS}},
-        {"FindBoundingBox": {"_ref": first_ref + 1, "blobs": False, "constraints": human}},
-        {"FindPolygon": {"_ref": first_ref + 2, "blobs": False, "constraints": human}},
-        {
-            "FindEntity": {
-                "_ref": first_ref + 3,
-                "with_class": KEYPOINT_CLASS,
-                "constraints": human,
-            }
-        },
-    ]
-    links = [
-        {"ref": first_ref, "connection_class": ANNOTATION_IMAGE},
-        {"ref": first_ref + 1, "connection_class": REGION_LINKS["box"]},
-        {"ref": first_ref + 2, "connection_class": REGION_LINKS["polygon"]},
-        {"ref": first_ref + 3, "connection_class": KEYPOINT_IMAGE},
-    ]
-    return commands, links
+    """Human annotations, and the is_connected_to part reaching their images.
+
+    The Label Studio layer writes one `LS_annotation` entity per annotation, linked to its image,
+    and hangs the annotation's regions off it, so the entities alone tell annotated images: a
+    scan of every region for an `LS_annotation` property would cost 0.8 s over 110,000 boxes.
+    """
+    commands = [{"FindEntity": {"_ref": first_ref, "with_class": ANNOTATION_CLASS}}]
+    return commands, [{"ref": first_ref, "connection_class": ANNOTATION_IMAGE}]
 
 
 def grid_query(f: GridFilter, after: str | None, limit: int) -> Query:
@@ -236,8 +223,8 @@ def grid_query(f: GridFilter, after: str | None, limit: int) -> Query:
     if f.annotated == "yes":
         found, links = _annotated_refs(4)
         commands += found
-        names += ["human_annotations", "human_boxes", "human_polygons", "human_keypoints"]
-        parts.append({"any": links})
+        names += ["human_annotations"]
+        parts.append(links[0])
     if parts:
         find["is_connected_to"] = parts[0] if len(parts) == 1 else {"all": parts}
     commands.append({"FindImage": find})
@@ -287,8 +274,8 @@ class GridImage:
 
     @property
     def annotated(self) -> bool:
-        """Has a human annotation: an annotation entity, or a region carrying LS_annotation."""
-        return bool(self.annotations) or any(s.human for s in self.shapes)
+        """Has a human annotation: an `LS_annotation` entity linked to it (see `_annotated_refs`)."""
+        return bool(self.annotations)
 
 
 @dataclass(frozen=True)
