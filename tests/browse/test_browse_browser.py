@@ -199,5 +199,16 @@ def test_browse_in_chromium(browsed_embedded: Browsed) -> None:
             assert link == "http://labelstudio.example:8080/projects/3/data?task=42"
             page.click("text=back to the grid")
             page.wait_for_url(f"{browsed.base}/browse?limit=4")
+
+            # A fresh browser logs in with an API token instead of a password.
+            token = browsed.server.cli("tokens", "create", "admin").stdout.strip()
+            other = browser.new_page(viewport={"width": 1300, "height": 1000})
+            other.goto(f"{browsed.base}/browse/image/{uids[1]}")
+            assert "/browse/login" in other.url
+            other.fill("input[name=token]", token)
+            other.click("button[type=submit]")
+            other.wait_for_url(f"**/browse/image/{uids[1]}")
+            assert other.inner_text("h2") == f"Image {uids[1]}"
+            other.screenshot(path=str(ARTIFACTS / "06-token-login.png"))
         finally:
             browser.close()

@@ -78,7 +78,9 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def _html(body: str, status: int, visitor: Visitor | None, request: Request, started: float):
+def _html(
+    body: str, status: int, visitor: Visitor | None, request: Request, started: float
+) -> HTMLResponse:
     ms = (time.perf_counter() - started) * 1000
     response = HTMLResponse(
         body,
