@@ -230,3 +230,47 @@ def test_roles_are_respected(browsed: Browsed) -> None:
     with _login(browsed, username="rita", password="rita-password-1") as rita:
         r = rita.get("/browse")
         assert r.status_code == 200 and shown(r.text) == browsed.uids
+
+
+@pytest.fixture(scope="module")
+def common_label(lensdb_module_server_factory) -> Browsed:
+    """30 images; more "common" boxes than the label probe takes (on every third image), so the
+    page reads images and keeps those showing the label; one "rare" box, found by the engine."""
+    from lensdb.gateway.browse.routes import LABEL_PROBE
+
+    from .conftest import png
+
+    server = lensdb_module_server_factory(name="common")
+    db = server.connector()
+    q: list[dict] = []
+    holders = list(range(0, 30, 3))
+    per_image = LABEL_PROBE // len(holders) + 1
+    for i in range(30):
+        q.append({"AddImage": {"_ref": i + 1, "properties": {"name": f"img{i}"}}})
+        for k in range(per_image if i in holders else 0):
+            box = {"x": k % 50, "y": 1, "width": 5, "height": 5}
+            q.append({"AddBoundingBox": {"image_ref": i + 1, "rectangle": box, "label": "common"}})
+    box = {"x": 1, "y": 1, "width": 5, "height": 5}
+    q.append({"AddBoundingBox": {"image_ref": 6, "rectangle": box, "label": "rare"}})
+    r, _ = db.query(q, [png(64, 48) for _ in range(30)])
+    assert isinstance(r, list) and all(list(c.values())[0]["status"] == 0 for c in r)
+    r, _ = db.query([{"FindImage": {"uniqueids": True, "blobs": False}}])
+    uids = [e["_uniqueid"] for e in r[0]["FindImage"]["entities"]]
+    return Browsed(server, uids, {})
+
+
+def test_common_and_rare_labels(common_label: Browsed) -> None:
+    uids = common_label.uids
+    with _login(common_label, username="admin", password=PASSWORD) as client:
+        r = client.get("/browse", params={"label": "common"})
+        assert shown(r.text) == uids[::3]
+        assert shown(client.get("/browse", params={"label": "rare"}).text) == [uids[5]]
+        seen: list[str] = []
+        url: str | None = "/browse?label=common&limit=3"
+        while url:
+            r = client.get(url)
+            seen += shown(r.text)
+            url = next_link(r.text)
+        assert seen == uids[::3]
+        r = client.get("/browse", params={"label": "common", "annotated": "no", "limit": "4"})
+        assert shown(r.text) == uids[:12:3]

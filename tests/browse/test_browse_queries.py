@@ -10,9 +10,11 @@ from lensdb.gateway.browse.queries import (
     GridFilter,
     grid_query,
     image_query,
+    label_probe_query,
     parse_constraints,
     parse_grid,
     parse_image,
+    parse_label_probe,
 )
 
 from .conftest import png
@@ -40,8 +42,8 @@ def db(tmp_path):
         yield database
 
 
-def page(db: Database, f: GridFilter, after: str | None = None, limit: int = 10):
-    q = grid_query(f, after, limit)
+def page(db: Database, f: GridFilter, after: str | None = None, limit: int = 10, labelled=None):
+    q = grid_query(f, after, limit, labelled)
     response, _ = db.query(q.commands)
     assert isinstance(response, list), response
     return parse_grid(q, response, limit)
@@ -69,8 +71,21 @@ def test_user_keys_never_collide_with_the_page_filters(db: Database) -> None:
     assert [i.uniqueid for i in page(db, f, after=uids[0]).images] == [uids[2]]
 
 
+def test_label_probe(db: Database) -> None:
+    q = label_probe_query("cat", 1)
+    labelled = parse_label_probe(q, db.query(q.commands)[0], 1)
+    assert labelled.complete and len(labelled.boxes) == 1 and not labelled.polygons
+    q = label_probe_query("cat", 0)
+    assert not parse_label_probe(q, db.query(q.commands)[0], 0).complete
+    q = label_probe_query("dog", 1)
+    none = parse_label_probe(q, db.query(q.commands)[0], 1)
+    assert none.complete and page(db, GridFilter(label="dog"), labelled=none).images == ()
+
+
 def test_overlays_keep_float_coordinates(db: Database) -> None:
-    first = page(db, GridFilter(label="cat"), limit=1)
+    q = label_probe_query("cat", 10)
+    labelled = parse_label_probe(q, db.query(q.commands)[0], 10)
+    first = page(db, GridFilter(label="cat", dataset="a"), limit=1, labelled=labelled)
     (image,) = first.images
     (shape,) = image.shapes
     assert shape.box == (1.5, 2.25, 3.0, 4.0) and shape.label == "cat" and not shape.human

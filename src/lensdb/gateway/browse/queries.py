@@ -79,9 +79,13 @@ class GridFilter:
     label: str = ""
     annotated: str = ""  # "", "yes" (has a human annotation) or "no"
 
-    def engine_side(self) -> bool:
-        """Whether the engine selects every image shown (else the page filters what it reads)."""
-        return self.annotated != "no"
+    def shows(self, image: GridImage) -> bool:
+        """Whether the image passes the label and annotated filters (read from its overlays)."""
+        if self.label and not any(s.label == self.label for s in image.shapes):
+            return False
+        if self.annotated:
+            return image.annotated == (self.annotated == "yes")
+        return True
 
 
 def parse_constraints(text: str) -> dict | list | None:
@@ -158,16 +162,71 @@ def _overlay_commands(ref: int, all_properties: bool = False) -> tuple[list[dict
     return commands, ("boxes", "polygons", "keypoints", "annotations")
 
 
-def _label_refs(label: str, first_ref: int) -> tuple[list[dict], list[dict]]:
-    """Regions and keypoints with this label, and the is_connected_to parts reaching their images."""
+@dataclass(frozen=True)
+class LabelRegions:
+    """The uniqueids of the boxes, polygons and keypoints carrying one label (a `label_probe_query`
+    answer); `complete` is False when some kind had more than the probe's limit."""
+
+    boxes: tuple[str, ...] = ()
+    polygons: tuple[str, ...] = ()
+    keypoints: tuple[str, ...] = ()
+    complete: bool = True
+
+
+_LABEL_FINDS = (
+    ("boxes", "FindBoundingBox"),
+    ("polygons", "FindPolygon"),
+    ("keypoints", "FindEntity"),
+)
+
+
+def label_probe_query(label: str, limit: int) -> Query:
+    """Up to `limit` regions of each kind carrying `label`: tells a rare label (every region known,
+    the engine then reaches their images) from a common one (the page reads images and keeps those
+    showing the label, which costs what a plain page costs times the reads it takes)."""
+    commands: list[dict] = []
+    for _, command in _LABEL_FINDS:
+        body: dict[str, Any] = {"uniqueids": True, "results": {"limit": limit + 1}}
+        if command == "FindEntity":
+            body.update(with_class=KEYPOINT_CLASS, constraints={"label": ["==", label]})
+        else:
+            body.update(blobs=False, with_label=label)
+        commands.append({command: body})
+    return Query(commands, tuple(name for name, _ in _LABEL_FINDS))
+
+
+def parse_label_probe(query: Query, response: list[dict], limit: int) -> LabelRegions:
+    answers = query.answers(response)
+    found = {
+        name: tuple(e[UNIQUEID] for e in answers.get(name, {}).get("entities") or [])
+        for name, _ in _LABEL_FINDS
+    }
+    complete = all(len(v) <= limit for v in found.values())
+    return LabelRegions(found["boxes"], found["polygons"], found["keypoints"], complete)
+
+
+def _label_refs(regions: LabelRegions, first_ref: int) -> tuple[list[dict], list[dict]]:
+    """These regions and keypoints, and the is_connected_to parts reaching their images."""
     commands = [
-        {"FindBoundingBox": {"_ref": first_ref, "blobs": False, "with_label": label}},
-        {"FindPolygon": {"_ref": first_ref + 1, "blobs": False, "with_label": label}},
+        {
+            "FindBoundingBox": {
+                "_ref": first_ref,
+                "blobs": False,
+                "constraints": {UNIQUEID: ["in", list(regions.boxes)]},
+            }
+        },
+        {
+            "FindPolygon": {
+                "_ref": first_ref + 1,
+                "blobs": False,
+                "constraints": {UNIQUEID: ["in", list(regions.polygons)]},
+            }
+        },
         {
             "FindEntity": {
                 "_ref": first_ref + 2,
                 "with_class": KEYPOINT_CLASS,
-                "constraints": {"label": ["==", label]},
+                "constraints": {UNIQUEID: ["in", list(regions.keypoints)]},
             }
         },
     ]
@@ -190,13 +249,16 @@ def _annotated_refs(first_ref: int) -> tuple[list[dict], list[dict]]:
     return commands, [{"ref": first_ref, "connection_class": ANNOTATION_IMAGE}]
 
 
-def grid_query(f: GridFilter, after: str | None, limit: int) -> Query:
+def grid_query(
+    f: GridFilter, after: str | None, limit: int, labelled: LabelRegions | None = None
+) -> Query:
     """One page of the grid: up to `limit` images after the `after` uniqueid, with their overlays.
 
-    Constraints, dataset, label and "annotated: yes" are all answered by the engine (labels and
-    annotations through `is_connected_to`); "annotated: no" has no such form in the query language,
-    so the caller drops annotated images from what this returns and asks again after the last one
-    it read (`GridPage.last_read`).
+    Constraints, dataset and "annotated: yes" are answered by the engine (annotations through
+    `is_connected_to`), and so is the label when `labelled` lists its regions (a rare label, see
+    `label_probe_query`). Otherwise the label, like "annotated: no" (which has no form in the query
+    language), is left to the caller: it keeps the images `f.shows` and asks again after the last
+    one it read (`GridPage.last_read`).
     """
     extra: dict[str, list] = {}
     if f.dataset:
@@ -215,8 +277,8 @@ def grid_query(f: GridFilter, after: str | None, limit: int) -> Query:
     commands: list[dict] = []
     names: list[str] = []
     parts: list[dict] = []
-    if f.label:
-        found, links = _label_refs(f.label, 1)
+    if f.label and labelled is not None:
+        found, links = _label_refs(labelled, 1)
         commands += found
         names += ["label_boxes", "label_polygons", "label_keypoints"]
         parts.append({"any": links})

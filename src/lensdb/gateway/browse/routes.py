@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,9 +28,11 @@ from lensdb.gateway.browse.queries import (
     command_names,
     grid_query,
     image_query,
+    label_probe_query,
     parse_constraints,
     parse_grid,
     parse_image,
+    parse_label_probe,
     thumbnail_query,
 )
 from lensdb.gateway.browse.session import BrowseSessions, Visitor, clear_cookies, set_cookies
@@ -40,9 +43,13 @@ from lensdb.media import content_type
 DEFAULT_PAGE = 48
 MAX_PAGE = 200
 MAX_THUMB = 2000
-# "annotated: no" reads pages and drops annotated images; it stops after this many reads and
-# offers to go on from where it stopped, so one request stays bounded.
+# "annotated: no" and common labels read pages and keep the images that pass; a request stops
+# after this many reads and offers to go on from where it stopped, so it stays bounded.
 MAX_SCAN_ROUNDS = 20
+# A label carried by more regions of one kind than this is common: the page reads images (this
+# many per read) rather than reach every labelled region's image.
+LABEL_PROBE = 1000
+SCAN_BATCH = 500
 _UID = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,19}$")
 FORM_KEYS = ("constraints", "dataset", "label", "annotated", "limit", "after")
 
@@ -119,21 +126,31 @@ def routes(gw: Gateway) -> list[BaseRoute]:
         visitor: Visitor, f: GridFilter, after: str | None, limit: int
     ) -> tuple[list[GridImage], str | None, str]:
         """The images of one page, the cursor of the next page (None: last page) and a note."""
-        if f.engine_side():
-            q = grid_query(f, after, limit + 1)  # one more tells whether a next page exists
+        labelled = None
+        if f.label:
+            probe = label_probe_query(f.label, LABEL_PROBE)
+            response, _ = await run_as(visitor, probe.commands)
+            labelled = parse_label_probe(probe, response, LABEL_PROBE)
+            if not labelled.complete:
+                labelled = None  # a common label: read pages and keep the images showing it
+        if f.annotated != "no" and (not f.label or labelled is not None):
+            q = grid_query(f, after, limit + 1, labelled)  # one more: is there a next page?
             response, _ = await run_as(visitor, q.commands)
             page = parse_grid(q, response, limit + 1)
             shown = list(page.images[:limit])
             more = len(page.images) > limit
             return shown, (shown[-1].uniqueid if more and shown else None), ""
+        # The engine selects by constraints, dataset and "annotated: yes"; the rest is kept here.
+        engine = replace(f, label="", annotated="yes" if f.annotated == "yes" else "")
+        batch = max(limit, SCAN_BATCH) if f.label else limit
         shown: list[GridImage] = []
         cursor = after
         for _ in range(MAX_SCAN_ROUNDS):
-            q = grid_query(f, cursor, limit)
+            q = grid_query(engine, cursor, batch)
             response, _ = await run_as(visitor, q.commands)
-            page = parse_grid(q, response, limit)
+            page = parse_grid(q, response, batch)
             for image in page.images:
-                if not image.annotated:
+                if f.shows(image):
                     shown.append(image)
                 if len(shown) > limit:
                     return shown[:limit], shown[limit - 1].uniqueid, ""
@@ -141,7 +158,7 @@ def routes(gw: Gateway) -> list[BaseRoute]:
             if not page.more:
                 return shown, None, ""
         note = (
-            f"read {MAX_SCAN_ROUNDS * limit} images for this page; the next page goes on from there"
+            f"read {MAX_SCAN_ROUNDS * batch} images for this page; the next page goes on from there"
         )
         return shown, cursor, note
 
