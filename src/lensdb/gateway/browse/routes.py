@@ -140,13 +140,18 @@ def routes(gw: Gateway) -> list[BaseRoute]:
             shown = list(page.images[:limit])
             more = len(page.images) > limit
             return shown, (shown[-1].uniqueid if more and shown else None), ""
-        # The engine selects by constraints, dataset and "annotated: yes"; the rest is kept here.
-        engine = replace(f, label="", annotated="yes" if f.annotated == "yes" else "")
-        batch = max(limit, SCAN_BATCH) if f.label else limit
+        # The engine selects by constraints, dataset, "annotated: yes" and a rare label; the
+        # rest is kept here.
+        engine = replace(
+            f,
+            label=f.label if labelled is not None else "",
+            annotated="yes" if f.annotated == "yes" else "",
+        )
+        batch = max(limit, SCAN_BATCH) if f.label and labelled is None else limit
         shown: list[GridImage] = []
         cursor = after
         for _ in range(MAX_SCAN_ROUNDS):
-            q = grid_query(engine, cursor, batch)
+            q = grid_query(engine, cursor, batch, labelled)
             response, _ = await run_as(visitor, q.commands)
             page = parse_grid(q, response, batch)
             for image in page.images:
