@@ -55,7 +55,7 @@ class Settings:
     http_port: int = 55556  # HTTP: /api/, /media, /labelstudio
     # The media gateway on the HTTP port
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to load media
-    dev: bool = False  # every origin allowed (CORS *), with a warning in the log
+    dev: bool = False  # every origin allowed (CORS *), /browse without login; a warning in the log
     public_url: str | None = None  # base URL put in signed links; default: the request's own
     webhook_secret: str | None = (
         None  # default: generated once into DATA/labelstudio-webhook.secret

@@ -67,6 +67,23 @@ def test_find_connection_lists_properties_and_system_keys(net):
     ]
 
 
+def test_find_connection_pages_by_uniqueid_order(net):
+    """`_uniqueid` > / < on connections: keyset paging in insertion order, within connections."""
+    all_ = conns(net, results={"list": ["_uniqueid"]})["connections"]
+    uids = [c["_uniqueid"] for c in all_]
+    assert len(uids) == 3
+    after = conns(net, constraints={"_uniqueid": [">", uids[0]]}, results={"list": ["_uniqueid"]})
+    assert [c["_uniqueid"] for c in after["connections"]] == uids[1:]
+    before = conns(net, constraints={"_uniqueid": ["<=", uids[1]]}, results={"list": ["_uniqueid"]})
+    assert [c["_uniqueid"] for c in before["connections"]] == uids[:2]
+    # An entity's uniqueid orders no connection.
+    entity = one(net, {"FindEntity": {"with_class": "P", "uniqueids": True}})["entities"][0]
+    none = conns(
+        net, constraints={"_uniqueid": [">", entity["_uniqueid"]]}, results={"count": True}
+    )
+    assert none["count"] == 0
+
+
 def test_find_connection_names_each_end_by_its_own_family(db):
     """`_src`/`_dst` are the ends' own uniqueids: an image is 2.0.N, a box 4.0.N, an entity
     1.0.N (this was reported as 1.0.N for every end)."""

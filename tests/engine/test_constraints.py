@@ -176,10 +176,43 @@ def test_uniqueid_operators(people):
     assert names(people, {"_uniqueid": ["==", uid["bob"]], "age": ["==", 30]}) == []
 
 
-@pytest.mark.parametrize("op", ["<", "<=", ">", ">="])
-def test_uniqueid_refuses_ordering(people, op):
-    r = fail(people, [{"FindEntity": {"constraints": {"_uniqueid": [op, "1.0.1"]}}}])
-    assert "_uniqueid" in r["info"]
+def test_uniqueid_ordering_pages_by_insertion(people):
+    """`_uniqueid` with < <= > >= compares row ids within one family: keyset paging."""
+    found = entities(people, with_class="P", uniqueids=True, results={"list": ["name"]})
+    order = [e["name"] for e in found]  # insertion order
+    uid = {e["name"]: e["_uniqueid"] for e in found}
+    assert order == list(PEOPLE)
+    mid = uid["bob"]
+    assert names(people, {"_uniqueid": [">", mid]}) == sorted(order[2:])
+    assert names(people, {"_uniqueid": [">=", mid]}) == sorted(order[1:])
+    assert names(people, {"_uniqueid": ["<", mid]}) == ["ann"]
+    assert names(people, {"_uniqueid": ["<=", mid]}) == ["ann", "bob"]
+    assert names(people, {"_uniqueid": [">", uid["ann"], "<", uid["dee"]]}) == ["bob", "cid"]
+    # Pages of two, each starting after the last uniqueid of the previous page.
+    pages, after = [], None
+    while True:
+        where = {"_uniqueid": [">", after]} if after else {}
+        page = entities(
+            people,
+            with_class="P",
+            constraints=where,
+            uniqueids=True,
+            results={"list": ["name"], "limit": 2},
+        )
+        if not page:
+            break
+        pages.append([e["name"] for e in page])
+        after = page[-1]["_uniqueid"]
+    assert pages == [order[0:2], order[2:4], order[4:]]
+    # Another family's uniqueid orders nothing of this one: "2.0.1" names an image.
+    assert names(people, {"_uniqueid": [">", "2.0.1"]}) == []
+    assert names(people, {"_uniqueid": ["<", "9.0.1"]}) == []
+
+
+@pytest.mark.parametrize("value", ["garbage", "0.0.0", 17])
+def test_uniqueid_ordering_needs_a_uniqueid(people, value):
+    r = fail(people, [{"FindEntity": {"constraints": {"_uniqueid": [">", value]}}}])
+    assert "_uniqueid" in r["info"] and "2.0.17" in r["info"]
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,8 @@ from lensdb.cli.common import config_error, data_option
     default=setting("http_port"),
     show_default="55556",
     type=int,
-    help="HTTP port for the REST API (/api/); 0 disables it. Env: LENSDB_HTTP_PORT.",
+    help="HTTP port for the REST API (/api/), media and the /browse page; 0 disables it. "
+    "Env: LENSDB_HTTP_PORT.",
 )
 @click.option(
     "--tls-cert",
@@ -121,7 +122,8 @@ from lensdb.cli.common import config_error, data_option
 @click.option(
     "--dev",
     is_flag=True,
-    help="Development mode: the media gateway allows every origin (CORS *). Env: LENSDB_DEV=1.",
+    help="Development mode: the media gateway allows every origin (CORS *) and the /browse "
+    "page opens without a login. Env: LENSDB_DEV=1.",
 )
 def serve(
     data: str,

@@ -19,6 +19,7 @@ from lensdb.store.base import (
     ClassIn,
     Compare,
     DateValue,
+    IdCompare,
     IdIn,
     Not,
     OneOf,
@@ -38,6 +39,15 @@ class _Uids:
 
     pairs: tuple[tuple[int, int], ...]
     negate: bool = False
+
+
+@dataclass(frozen=True)
+class _UidOrder:
+    """`_uniqueid` compared with <, <=, > or >=: within one family, uniqueids are ordered by row
+    id (insertion order), so a page can start after the last uniqueid seen (keyset paging)."""
+
+    op: str
+    pair: tuple[int, int]
 
 
 def parse_constraints(
@@ -101,9 +111,14 @@ def _single(key: str, op: object, value: object) -> Predicate:
             "(use ==, !=, <, <=, >, >=, in, not in)"
         )
     if key == "_uniqueid":
-        if op not in ("==", "!="):
-            raise QueryError("_uniqueid can only be compared with ==, !=, in and not in")
         uid = _uid(key, value)
+        if op not in ("==", "!="):
+            if uid is None:
+                raise QueryError(
+                    f"Constraint for property '_uniqueid': {op} needs a uniqueid like "
+                    f'"2.0.17" (got {value!r})'
+                )
+            return _UidOrder(str(op), uid)  # type: ignore[return-value]
         return _Uids(() if uid is None else (uid,), negate=op == "!=")  # type: ignore[return-value]
     v = _scalar(key, value)
     if v is None and op not in ("==", "!="):
@@ -120,6 +135,14 @@ def _resolve(pred: Predicate, connections: bool) -> Predicate:
     it matches neither entity row 5 nor connection 5."""
     if isinstance(pred, AllOf | AnyOf):
         return type(pred)(tuple(_resolve(p, connections) for p in pred.parts))
+    if isinstance(pred, _UidOrder):
+        code, row = pred.pair
+        order = IdCompare(pred.op, row)
+        if connections:
+            return order if code == CONNECTION_CODE else IdIn(())
+        if code != ENTITY_CODE and code not in _SYSTEM_CLASS:
+            return IdIn(())
+        return AllOf((order, _family(code)))
     if not isinstance(pred, _Uids):
         return pred
     if connections:

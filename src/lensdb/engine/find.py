@@ -269,10 +269,17 @@ def run_find(
     count: Count,
     blob_of: BlobsOf | None,
     kind: str = "object",
+    lean: bool = False,
 ) -> dict[str, Any]:
-    """Select, page, bind `_ref`, and build the response of one Find command."""
+    """Select, page, bind `_ref`, and build the response of one Find command.
+
+    `lean`: `fetch` honours `Selection.ids_only`; a Find that reports nothing per object (it only
+    binds a `_ref` or counts) then reads ids and classes alone: 20,000 labelled boxes among 110,000
+    bind in a third of the time (bench/browse.py, label filter).
+    """
     ids = traversal.ids if traversal is not None else None
-    base = Selection(classes=classes, where=where, ids=ids, sort=shape.sort)
+    bare = lean and not (shape.per_object or shape.blobs or shape.sequence or shape.aggregates)
+    base = Selection(classes=classes, where=where, ids=ids, sort=shape.sort, ids_only=bare)
     total: int | None = None
     first_two = None
     if "unique" in p and p.bool("unique"):
@@ -355,6 +362,7 @@ def _with(sel: Selection, **kw: Any) -> Selection:
         sort=sel.sort,
         offset=kw.get("offset", sel.offset),
         limit=kw.get("limit", sel.limit),
+        ids_only=sel.ids_only,
     )
 
 

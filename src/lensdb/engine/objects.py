@@ -235,6 +235,7 @@ def find(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
         fetch=ctx.txn.find_objects,
         count=ctx.txn.count_objects,
         blob_of=blob_of,
+        lean=True,
     )
 
 

@@ -2,7 +2,8 @@
 
 - cors_origins (`--cors-origin`, LENSDB_CORS_ORIGINS): origins allowed to fetch media from a
   browser (e.g. `http://localhost:8080`); none by default.
-- dev (`--dev`, LENSDB_DEV=1): development mode, allows every origin (`*`) and says so in the log.
+- dev (`--dev`, LENSDB_DEV=1): development mode, allows every origin (`*`), opens /browse without
+  a login, and says so in the log.
 - public_url (LENSDB_PUBLIC_URL): base URL put in signed links (default: the URL the request came to).
 - webhook_secret (LENSDB_WEBHOOK_SECRET): shared secret Label Studio must send in
   `X-Lensdb-Webhook-Secret` (default: generated once into DATA/labelstudio-webhook.secret).
@@ -77,8 +78,8 @@ class GatewayConfig:
         )
         if cfg.dev:
             log.warning(
-                "gateway in development mode: CORS allows every origin (*); "
-                "do not use --dev in production"
+                "gateway in development mode: CORS allows every origin (*) and /browse needs no "
+                "login; do not use --dev in production"
             )
         elif cfg.cors_origins:
             log.info("gateway: CORS allowed for %s", ", ".join(cfg.cors_origins))

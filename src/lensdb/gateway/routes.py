@@ -6,6 +6,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Mount, Router
 
 from lensdb.gateway import media, openapi, tasks, webhook
+from lensdb.gateway.browse import routes as browse
 from lensdb.gateway.config import GatewayConfig
 from lensdb.gateway.core import Gateway
 from lensdb.server.context import ServerContext
@@ -38,6 +39,8 @@ def gateway_routes(ctx: ServerContext) -> list[BaseRoute]:
         # Task lists are fetched by scripts and the connector, not by pages: no CORS.
         *tasks.routes(gw),
         *webhook.routes(gw),
+        # Pages for people: same-origin, cookie sessions, no CORS.
+        *browse.routes(gw),
     ]
 
 

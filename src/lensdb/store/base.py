@@ -71,6 +71,18 @@ class IdIn:
     negate: bool = False
 
 
+# The comparisons IdCompare takes, each mapped to its SQL spelling (a fixed table, never user text).
+ID_OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+@dataclass(frozen=True)
+class IdCompare:
+    """The object's own id compared with `id` (`op` one of < <= > >=): keyset paging in id order."""
+
+    op: str
+    id: int
+
+
 @dataclass(frozen=True)
 class ClassIn:
     """The object's class is (or, negated, is not) among `classes`."""
@@ -94,7 +106,7 @@ class AnyOf:
     parts: tuple[Predicate, ...]
 
 
-Predicate = Compare | OneOf | IdIn | ClassIn | Not | AllOf | AnyOf
+Predicate = Compare | OneOf | IdIn | IdCompare | ClassIn | Not | AllOf | AnyOf
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,9 @@ class Selection:
     sort: Sequence[SortKey] = ()
     offset: int = 0
     limit: int | None = None
+    # The reader needs only ids and classes (a Find that only binds a `_ref`): rows come back
+    # with empty props and no blob, which spares decoding every matched row's properties.
+    ids_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from lensdb.store.base import (
+    ID_OPS,
     AllOf,
     AnyOf,
     BlobBackend,
@@ -65,6 +66,7 @@ from lensdb.store.base import (
     ConnectionRow,
     DateValue,
     FileRange,
+    IdCompare,
     IdIn,
     Not,
     ObjectRow,
@@ -204,6 +206,9 @@ class _Compiler:
         if isinstance(pred, ClassIn):
             sql = self._any("class", list(pred.classes)) if pred.classes else "false"
             return f"NOT ({sql})" if pred.negate else sql
+        if isinstance(pred, IdCompare):
+            self.params.append(pred.id)
+            return f"id {ID_OPS[pred.op]} %s"
         if isinstance(pred, IdIn):
             sql = self._any("id", list(pred.ids)) if pred.ids else "false"
             return f"NOT ({sql})" if pred.negate else sql
@@ -398,6 +403,10 @@ class PostgresTxn:
 
     def find_objects(self, sel: Selection) -> list[ObjectRow]:
         params: list[Any] = []
+        if sel.ids_only:
+            sql = "SELECT id, class FROM objects" + _where(sel, params) + _order_by(sel)
+            sql += _limit(sel, params)
+            return [ObjectRow(i, c, {}) for i, c in self._rows(sql, params)]
         sql = (
             "SELECT id, class, props, blob FROM objects"
             + _where(sel, params)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lensdb.store.base import (
+    ID_OPS,
     AllOf,
     AnyOf,
     BlobCheck,
@@ -29,6 +30,7 @@ from lensdb.store.base import (
     ConnectionRow,
     DateValue,
     FileRange,
+    IdCompare,
     IdIn,
     Not,
     ObjectRow,
@@ -108,6 +110,9 @@ class _Compiler:
         if isinstance(pred, ClassIn):
             sql = _in_list("class", list(pred.classes), self.params) if pred.classes else "0"
             return f"NOT ({sql})" if pred.negate else sql
+        if isinstance(pred, IdCompare):
+            self.params.append(pred.id)
+            return f"id {ID_OPS[pred.op]} ?"
         if isinstance(pred, IdIn):
             sql = _in_list("id", pred.ids, self.params) if pred.ids else "0"
             return f"NOT ({sql})" if pred.negate else sql
@@ -241,6 +246,10 @@ class SQLiteTxn(Txn):
 
     def find_objects(self, sel: Selection) -> list[ObjectRow]:
         params: list[Any] = []
+        if sel.ids_only:
+            sql = "SELECT id, class FROM objects" + _where(sel, params) + _order_by(sel)
+            sql += _limit(sel, params)
+            return [ObjectRow(i, c, {}) for i, c in self.conn.execute(sql, params)]
         sql = (
             "SELECT id, class, props, blob FROM objects"
             + _where(sel, params)
@@ -374,7 +383,12 @@ class SQLiteTxn(Txn):
                 c = _Compiler()
                 clauses.append(c.compile(where))
                 params.extend(c.params)
-            sql = f"SELECT {near}, {far} FROM connections WHERE {' AND '.join(clauses)} ORDER BY id"
+            # `+id`: ordering by the bare column lets SQLite walk the class index in id order
+            # (every connection of the class) to skip a sort; the few rows of the ends' index,
+            # sorted, cost 0.1 ms instead of 59 ms for 49 images among 1M (bench/browse.py).
+            sql = (
+                f"SELECT {near}, {far} FROM connections WHERE {' AND '.join(clauses)} ORDER BY +id"
+            )
             pairs.extend(self.conn.execute(sql, params))
         return pairs
 
