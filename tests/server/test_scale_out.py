@@ -224,3 +224,227 @@ def test_sigkill_of_one_server_during_ingest_loses_nothing_acknowledged(pair, tm
         [{"FindImage": {"constraints": {"run": ["==", "kill"]}, "results": {"count": True}}}]
     )
     assert r[0]["FindImage"]["count"] == len(stored)
+
+
+def _images_csv(folder, n: int):  # noqa: ANN001, ANN202
+    """An ImageDataCSV file of n small JPEGs, each added `if_not_found` by its id."""
+    import csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "images.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["filename", "id", "constraint_id"])
+        for i in range(n):
+            image = folder / f"{i}.jpg"
+            image.write_bytes(_jpeg((i % 256, 40, 90)))
+            w.writerow([str(image), i, i])
+    return path
+
+
+def _ingest(server: LensdbServer, csv_path) -> int:  # noqa: ANN001
+    """ParallelLoader over the server; returns how many queries failed."""
+    from aperturedb.ImageDataCSV import ImageDataCSV
+    from aperturedb.ParallelLoader import ParallelLoader
+
+    loader = ParallelLoader(server.connector())
+    loader.ingest(ImageDataCSV(str(csv_path), check_image=False), batchsize=5, numthreads=2)
+    return loader.error_counter
+
+
+def test_postgres_restart_during_a_parallel_ingest(postgres_cluster, moto_server, tmp_path):
+    """PostgreSQL restarts (pg_ctl stop, start) while a ParallelLoader ingests through a
+    server. While it is down a query answers a clear status; the server recovers by itself
+    (its pool replaces the dead connections, it takes a new session lock); no query is half
+    applied; and the same ingest run again completes, every image stored exactly once."""
+    import threading
+
+    if postgres_cluster.folder is None:
+        pytest.skip("needs the private cluster (LENSDB_TEST_POSTGRES_URL is set)")
+    url = postgres_cluster.new_database()
+    server = LensdbServer(
+        tmp_path / "state",
+        url=url,
+        blobs=f"s3://{moto_server.new_bucket()}/restart",
+        env=moto_server.env(),
+    ).start()
+    try:
+        n = 400
+        csv_path = _images_csv(tmp_path / "images", n)
+        errors: list[int] = []
+        loading = threading.Thread(target=lambda: errors.append(_ingest(server, csv_path)))
+        loading.start()
+        watcher = server.connector()
+        count = [{"FindImage": {"results": {"count": True}}}]
+        deadline = time.monotonic() + 120
+        while watcher.query(count)[0][0]["FindImage"]["count"] < 40:
+            assert time.monotonic() < deadline and loading.is_alive(), "the ingest did not start"
+            time.sleep(0.05)
+        postgres_cluster.stop_server()
+        try:
+            r, _ = watcher.query(count)
+            assert isinstance(r, dict) and r["status"] == -1, r
+            assert "PostgreSQL" in r["info"] and "internal error" not in r["info"], r
+        finally:
+            postgres_cluster.start_server()
+        loading.join(300)
+        assert not loading.is_alive()
+        # Queries in flight at the restart failed (or the loader retried them); now the same
+        # ingest again: what is there is found (if_not_found), what is missing is added.
+        assert _ingest(server, csv_path) == 0
+        r, _ = watcher.query([{"FindImage": {"results": {"list": ["id"]}, "blobs": False}}])
+        ids = sorted(e["id"] for e in r[0]["FindImage"]["entities"])
+        assert ids == list(range(n)), f"{errors=}: missing or doubled ids"
+        done = server.cli("check")
+        assert done.returncode == 0 and "ok:" in done.stdout, done.stdout + done.stderr
+        assert "Traceback" not in server.log()
+    finally:
+        server.stop()
+        postgres_cluster.drop(url)
+
+
+def _labelstudio(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from lensdb.cli import main; main()",
+            "labelstudio",
+            "start",
+            *args,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_labelstudio_start_refuses_a_wrong_backend_in_one_line(tmp_path):
+    import os
+
+    env = {**os.environ, "LENSDB_ADMIN_PASSWORD": "pw-for-the-test"}
+    wrong = _labelstudio(
+        "--data",
+        "postgresql://nobody:secret@127.0.0.1:1/x",
+        "--blobs",
+        "s3://bucket/p",
+        "--state",
+        str(tmp_path / "s"),
+        env=env,
+    )
+    out, _ = wrong.communicate(timeout=60)
+    assert wrong.returncode != 0
+    assert "cannot open PostgreSQL" in out and "***" in out and "secret" not in out, out
+    assert "Traceback" not in out
+    misplaced = _labelstudio("--data", str(tmp_path / "f"), "--blobs", "s3://bucket/p", env=env)
+    out, _ = misplaced.communicate(timeout=60)
+    assert misplaced.returncode != 0 and "needs --data postgresql://" in out, out
+
+
+def test_labelstudio_start_runs_its_lensdb_on_postgres_and_s3(
+    postgres_cluster, moto_server, tmp_path
+):
+    """`lensdb labelstudio start --data postgresql://... --blobs s3://...` (here through
+    LENSDB_DATA and LENSDB_BLOBS, the same settings as `lensdb serve`) starts its lensdb on
+    that backend: what the SDK adds through it is in that PostgreSQL database."""
+    import os
+
+    import psutil
+
+    from conftest import free_port
+    from lensdb import Database
+    from lensdb.labelstudio.launcher import port_in_use
+
+    if port_in_use("127.0.0.1", 55555) or port_in_use("127.0.0.1", 55556):
+        if os.environ.get("CI"):
+            pytest.fail("ports 55555/55556 are busy: `lensdb labelstudio start` needs them")
+        pytest.skip("ports 55555/55556 are busy (another lensdb runs here)")
+    url, bucket = postgres_cluster.new_database(), moto_server.new_bucket()
+    env = {
+        **os.environ,
+        **moto_server.env(),
+        "LENSDB_ADMIN_PASSWORD": "pw-for-the-test",
+        "LENSDB_DATA": url,
+        "LENSDB_BLOBS": f"s3://{bucket}/ls",
+    }
+    state = tmp_path / "state"
+    proc = _labelstudio("--port", str(free_port()), "--state", str(state), env=env)
+    children: list = []
+    try:
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Storage form:") or proc.poll() is not None:
+                break
+        text = "".join(lines)
+        assert "lensdb: started on 127.0.0.1:55555" in text, text
+        assert f"blobs in s3://{bucket}/ls" in text and "postgresql://" in text, text
+        children = psutil.Process(proc.pid).children(recursive=True)
+        from aperturedb.Connector import Connector
+
+        client = Connector(
+            host="127.0.0.1",
+            port=55555,
+            user="admin",
+            password="pw-for-the-test",
+            ca_cert=str(state / "lensdb" / "state" / "tls" / "ca.crt"),
+        )
+        r, _ = client.query(
+            [{"AddImage": {"properties": {"name": "via-labelstudio-start"}}}], [_jpeg((1, 2, 3))]
+        )
+        assert r[0]["AddImage"]["status"] == 0, r
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for child in children:  # what it started, if it could not stop them itself
+            if child.is_running():
+                child.kill()
+    db = Database(url, blobs=f"s3://{bucket}/ls")
+    try:
+        r, blobs = db.query(
+            [
+                {
+                    "FindImage": {
+                        "constraints": {"name": ["==", "via-labelstudio-start"]},
+                        "blobs": True,
+                    }
+                }
+            ]
+        )
+        assert blobs == [_jpeg((1, 2, 3))]
+    finally:
+        db.close()
+        postgres_cluster.drop(url)
+
+
+def test_the_connectors_state_is_shared_between_servers(pair):
+    """The connector keeps its state as lensdb entities, through the query language (it is a
+    client): what a push recorded and a pull's cursor, written through one server, are what
+    a push or pull through the other reads. These are the connector's own query builders."""
+    from lensdb.connector import state
+
+    a, b = pair
+    ls_url, project = "http://Label-Studio.example:8080/", 7
+    r, _ = a.connector().query(
+        [{"AddImage": {"_ref": 1, "properties": {"name": "pushed"}, "uniqueids": True}}],
+        [_jpeg((5, 5, 5))],
+    )
+    r, _ = a.connector().query(
+        [{"FindImage": {"constraints": {"name": ["==", "pushed"]}, "uniqueids": True}}]
+    )
+    uid = r[0]["FindImage"]["entities"][0]["_uniqueid"]
+    a.connector().query(state.record_push_query(ls_url, project, [(uid, 41)]))
+    r, _ = b.connector().query(state.sent_images_query("http://label-studio.example:8080", project))
+    assert state.sent_images(r) == {uid: 41}
+    a.connector().query(
+        state.set_cursor_commands(
+            ls_url, project, "2026-11-27T12:00:00Z", "2026-11-27T12:00:01Z", 1
+        )
+    )
+    r, _ = b.connector().query(state.cursor_query(ls_url, project))
+    assert state.cursor_of(r) == ("2026-11-27T12:00:00Z", "2026-11-27T12:00:01Z")

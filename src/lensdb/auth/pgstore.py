@@ -21,7 +21,21 @@ from typing import Any
 
 import psycopg
 
-from lensdb.auth.store import AuthStore
+from lensdb.auth.store import AuthStore, AuthUnavailable
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """PostgreSQL down or restarting: one clear error instead of a dropped client; the broken
+    connection is replaced on next use (`_Connection._live`)."""
+    try:
+        yield
+    except psycopg.OperationalError as e:
+        first = (str(e).strip() or type(e).__name__).splitlines()[0]
+        raise AuthUnavailable(
+            f"PostgreSQL (users and sessions) is unreachable or failed: {first}; retry"
+        ) from e
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS roles (
@@ -95,7 +109,8 @@ class _Connection:
 
     def _live(self) -> psycopg.Connection:
         if self.pg.closed or self.pg.broken:  # PostgreSQL restarted: connect again
-            self.pg = psycopg.connect(self.url, autocommit=True)
+            with _reachable():
+                self.pg = psycopg.connect(self.url, autocommit=True)
         return self.pg
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> _Cursor:
@@ -110,7 +125,8 @@ class _Connection:
         returning = sql.startswith("INSERT INTO users ")
         if returning:
             sql += " RETURNING id"
-        cur = self._live().execute(sql.replace("%", "%%").replace("?", "%s"), tuple(args))
+        with _reachable():
+            cur = self._live().execute(sql.replace("%", "%%").replace("?", "%s"), tuple(args))
         if returning:
             return _Cursor(cur, cur.fetchone()[0])
         return _Cursor(cur)
@@ -150,7 +166,7 @@ class PostgresAuthStore(AuthStore):
             pg = self._conn._live()
             self._depth = 1
             try:
-                with pg.transaction():
+                with _reachable(), pg.transaction():
                     yield self._conn
                     pg.execute("UPDATE auth_version SET n = n + 1")
                 self._writes += 1

@@ -66,6 +66,11 @@ class AuthError(LensdbError):
     """A user/role/token operation that cannot be done; the message is shown to clients."""
 
 
+class AuthUnavailable(LensdbError):
+    """The user store cannot be reached now (PostgreSQL down or restarting): the query gets
+    this status and text, the client's connection stays open, and the next query tries again."""
+
+
 @dataclass(frozen=True)
 class User:
     id: int

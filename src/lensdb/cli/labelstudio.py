@@ -13,7 +13,18 @@ from pathlib import Path
 import click
 
 from lensdb.cli import main, setting, settings
-from lensdb.cli.common import split_hostport
+from lensdb.cli.common import config_error, split_hostport
+
+FOLDER = "./lensdb-labelstudio"
+
+
+def _default_data() -> str:
+    """LENSDB_DATA when it names a PostgreSQL database (what `lensdb serve` would serve); a
+    data folder in LENSDB_DATA is a server's database, not a Label Studio folder."""
+    from lensdb.store.factory import is_postgres_url
+
+    data = settings().data
+    return data if is_postgres_url(data) else FOLDER
 
 
 @main.group()
@@ -28,10 +39,28 @@ def labelstudio() -> None:
 )
 @click.option(
     "--data",
-    default="./lensdb-labelstudio",
+    default=lambda: _default_data(),
+    show_default=FOLDER,
+    metavar="FOLDER|URL",
+    help="Folder for Label Studio's data (DATA/labelstudio) and a started lensdb (DATA/lensdb); "
+    "or postgresql://USER:PASSWORD@HOST/DB: the started lensdb serves that database, with "
+    "--blobs, as `lensdb serve` does. Env: LENSDB_DATA (when it is a postgresql:// URL).",
+)
+@click.option(
+    "--blobs",
+    default=setting("blobs"),
+    metavar="URL",
+    help="With a postgresql:// --data: where blobs go, s3://BUCKET/PREFIX or "
+    "file:///shared/path (as for `lensdb serve`). Env: LENSDB_BLOBS.",
+)
+@click.option(
+    "--state",
+    "state_dir",
+    default=FOLDER,
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for Label Studio's data (DATA/labelstudio) and a started lensdb (DATA/lensdb).",
+    help="With a postgresql:// --data: the folder for Label Studio's data and the started "
+    "lensdb's log, password file and TLS certificate.",
 )
 @click.option(
     "--lensdb",
@@ -61,7 +90,9 @@ def labelstudio() -> None:
 def start(
     port: int,
     host: str,
-    data: Path,
+    data: str,
+    blobs: str | None,
+    state_dir: Path,
     lensdb_addr: str | None,
     username: str | None,
     password: str | None,
@@ -83,7 +114,20 @@ def start(
         raise click.ClickException(
             "Label Studio is not installed: pip install -e '.[labelstudio]'"
         ) from None
-    data = data.absolute()
+    from lensdb.store.factory import check_location, is_postgres_url, redact
+
+    database = data if is_postgres_url(data) else None
+    if database is not None:
+        if lensdb_addr:
+            raise click.UsageError("--data postgresql://... starts a lensdb: leave out --lensdb")
+        try:
+            check_location(database, blobs)  # a wrong URL, bucket or credentials: one line
+        except Exception as e:
+            raise config_error(e) from None
+        data = state_dir
+    elif blobs:
+        raise click.UsageError(f"--blobs {blobs} needs --data postgresql://...")
+    data = Path(data).absolute()
     lensdb_proc = None
     password_file = data / "lensdb" / "admin-password"
     if lensdb_addr:
@@ -92,6 +136,11 @@ def start(
         where = "the password of your lensdb user"
     else:
         lhost, lport = "127.0.0.1", 55555
+        if launcher.port_in_use(lhost, lport) and database is not None:
+            raise click.ClickException(
+                f"a server already answers on {lhost}:{lport}: stop it to start lensdb on "
+                f"{redact(database)}, or give that server with --lensdb instead of --data"
+            )
         if launcher.port_in_use(lhost, lport):
             click.echo(f"lensdb: a server already answers on {lhost}:{lport}; using it")
             where = (
@@ -104,13 +153,27 @@ def start(
             pw = launcher.admin_password_for(data / "lensdb", given)
             (data / "lensdb").mkdir(parents=True, exist_ok=True)
             with open(data / "lensdb" / "serve.log", "ab") as serve_log:
-                lensdb_proc = launcher.start_lensdb(
-                    data / "lensdb", lhost, lport, 55556, pw, log_file=serve_log
-                )
+                try:
+                    lensdb_proc = launcher.start_lensdb(
+                        data / "lensdb",
+                        lhost,
+                        lport,
+                        55556,
+                        pw,
+                        log_file=serve_log,
+                        database=database,
+                        blobs=blobs,
+                    )
+                except RuntimeError as exc:
+                    raise click.ClickException(
+                        f"{exc}; see {data / 'lensdb' / 'serve.log'}"
+                    ) from None
             where = "from LENSDB_ADMIN_PASSWORD" if given else f"in {password_file}"
+            where_data = redact(database) if database else data / "lensdb"
             click.echo(
-                f"lensdb: started on {lhost}:{lport} (data in {data / 'lensdb'}, "
-                f"log in {data / 'lensdb' / 'serve.log'})"
+                f"lensdb: started on {lhost}:{lport} (data in {where_data}"
+                + (f", blobs in {blobs}" if database else "")
+                + f", log in {data / 'lensdb' / 'serve.log'})"
             )
     click.echo(f"Storage form: Host {lhost}, Port {lport}, User Name admin, Password {where}")
     opts = launcher.LabelStudioOptions(

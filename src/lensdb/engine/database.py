@@ -15,7 +15,7 @@ from lensdb.engine.context import BlobInput, Context, Params, takes_blob
 from lensdb.engine.ids import FAMILY_CODES, parse_uniqueid
 from lensdb.errors import QueryError, Status, answer, failure
 from lensdb.index import VectorIndexes
-from lensdb.store.base import FileRange, Staged, Store, StoreError
+from lensdb.store.base import FileRange, Prefetching, Selection, Staged, Store, StoreError
 from lensdb.store.factory import open_store
 
 log = logging.getLogger(__name__)
@@ -231,6 +231,8 @@ class Database:
                 ctx = Context(self.store, txn, inputs, self.max_response_bytes)
                 ctx.extra["vectors"] = self.vectors
                 ctx.extra["writes"] = writes
+                if writes and isinstance(txn, Prefetching):
+                    _prefetch(txn, names, parsed)
                 responses = [
                     self._run(ctx, i, name, cmd[name], len(parsed))
                     for i, (name, cmd) in enumerate(zip(names, parsed, strict=True))
@@ -282,6 +284,25 @@ class Database:
             status, info = Status.ERROR, "parameters nested too deeply"
         where = f"{name} (command {i + 1} of {n})" if n > 1 else name
         raise _Abort(failure(f"{where}: {info}", status, FailedCommand=name))
+
+
+# Look-ups taken ahead in one round trip, at most (a bound on what one query holds in memory).
+MAX_PREFETCH = 2000
+
+
+def _prefetch(txn: Prefetching, names: list[str], parsed: list[dict]) -> None:
+    """Hand a network store the look-ups this query will make, so a ParallelLoader batch of
+    100 `if_not_found` adds (or `unique` Finds) costs one round trip instead of 100; see
+    bench/scale_ingest.py."""
+    planned: list[Selection] = []
+    for name, cmd in zip(names, parsed, strict=True):
+        sel = objects.planned_read(name, cmd[name])
+        if sel is not None:
+            planned.append(sel)
+            if len(planned) == MAX_PREFETCH:
+                break
+    if len(planned) > 1:  # one look-up costs its round trip either way
+        txn.prefetch(planned)
 
 
 def _prepare_inputs(parsed: list[dict], blobs: list[bytes]) -> list[BlobInput]:

@@ -283,7 +283,7 @@ def run_find(
     total: int | None = None
     first_two = None
     if "unique" in p and p.bool("unique"):
-        first_two = fetch(_with(base, limit=2))
+        first_two = fetch(unique_probe(base))
         if len(first_two) > 1:
             raise QueryError(
                 "expecting 1 but got more than 1 (unique: true)", status=Status.NOT_UNIQUE
@@ -352,6 +352,11 @@ def run_find(
     if shape.aggregates:
         out.update(_aggregates(shape.aggregates, matched_all or []))
     return out
+
+
+def unique_probe(base: Selection) -> Selection:
+    """The first read of a `unique: true` Find: two rows tell one match from many."""
+    return _with(base, limit=2)
 
 
 def _with(sel: Selection, **kw: Any) -> Selection:

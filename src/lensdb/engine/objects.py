@@ -19,6 +19,7 @@ from lensdb.engine.find import (
     run_find,
     stored_blobs,
     traverse,
+    unique_probe,
 )
 from lensdb.engine.values import check_user_key, encode_properties
 from lensdb.errors import QueryError, Status, answer
@@ -150,8 +151,40 @@ def _existing(ctx: Context, fam: Family, cls: str, spec: object) -> list[ObjectR
         # if_not_found: <ref> — add only if that Find matched nothing.
         found = ctx.ref(spec, param="if_not_found")
         return [ObjectRow(i, c, {}) for i, c in zip(found.ids, found.classes, strict=True)]
-    where = parse_constraints(spec, what="if_not_found")
-    return ctx.txn.find_objects(Selection(classes=[cls], where=where, limit=1))
+    return ctx.txn.find_objects(_if_not_found_selection(cls, spec))
+
+
+def _if_not_found_selection(cls: str, spec: object) -> Selection:
+    return Selection(classes=[cls], where=parse_constraints(spec, what="if_not_found"), limit=1)
+
+
+def planned_read(name: str, body: object) -> Selection | None:
+    """The first `find_objects` an Add with `if_not_found` constraints, or a `unique` Find,
+    will make, told from the command alone (before the query runs, so a network store can
+    take a whole query's look-ups in one round trip); None when it cannot be told."""
+    verb = next((v for v in ("Add", "Find") if name.startswith(v)), "")
+    fam = FAMILIES.get(name[len(verb) :]) if verb else None
+    if fam is None:
+        return None
+    try:
+        if verb == "Add":
+            p = Params(body, fam.add_params)
+            spec = p.get("if_not_found")
+            if not isinstance(spec, dict | list):  # absent, or a ref: nothing to read ahead
+                return None
+            return _if_not_found_selection(
+                fam.cls or _entity_class(p.str("class", required=True)), spec
+            )
+        p = Params(body, fam.find_params)
+        if not ("unique" in p and p.bool("unique")) or "is_connected_to" in p:
+            return None
+        if fam.is_region and "image_ref" in p:
+            return None
+        shape = parse_shape(p, fam.flags)
+        where = combine(parse_constraints(p.get("constraints")), *_region_filters(fam, p))
+        return unique_probe(Selection(classes=_classes(fam, p), where=where, sort=shape.sort))
+    except (QueryError, TypeError, ValueError):  # the command will say what is wrong as it runs
+        return None
 
 
 def prepare_input(name: str, body: object, data: bytes) -> BlobInput:

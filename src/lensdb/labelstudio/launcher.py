@@ -171,16 +171,30 @@ def admin_password_for(data_dir: Path, given: str | None = None) -> str:
 
 
 def start_lensdb(
-    data_dir: Path, host: str, port: int, http_port: int, password: str, log_file=None
+    data_dir: Path,
+    host: str,
+    port: int,
+    http_port: int,
+    password: str,
+    log_file=None,
+    *,
+    database: str | None = None,
+    blobs: str | None = None,
 ) -> subprocess.Popen:
+    """`lensdb serve` on DATA_DIR/db, or on `database` (a postgresql:// URL) with `blobs`, its
+    local files (TLS certificate) then in DATA_DIR/state."""
     env = {**os.environ, "LENSDB_ADMIN_PASSWORD": password}
+    where = (
+        ["--data", database, "--blobs", blobs or "", "--state", str(data_dir / "state")]
+        if database
+        else ["--data", str(data_dir / "db")]
+    )
     cmd = [
         sys.executable,
         "-c",
         "from lensdb.cli import main; main()",
         "serve",
-        "--data",
-        str(data_dir / "db"),
+        *where,
         "--host",
         host,
         "--port",

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from lensdb.auth import commands as access
 from lensdb.auth.service import AuthService
+from lensdb.auth.store import AuthUnavailable
 from lensdb.errors import failure
 from lensdb.server import message
 
@@ -38,6 +39,15 @@ class QueryHandler:
         self, json_text: str, blobs: list[bytes], token: str | None
     ) -> tuple[Any, list[bytes]]:
         """ApertureDB dialect: session required except for Authenticate/RefreshToken."""
+        try:
+            return self._aperturedb(json_text, blobs, token)
+        except AuthUnavailable as e:  # the shared user store is down: say so, keep the client
+            log.warning("%s", e.info)
+            return e.response(), []
+
+    def _aperturedb(
+        self, json_text: str, blobs: list[bytes], token: str | None
+    ) -> tuple[Any, list[bytes]]:
         try:
             commands = json.loads(json_text)
         except ValueError:

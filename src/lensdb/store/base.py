@@ -262,6 +262,17 @@ class ChangeLog(Protocol):
         ...
 
 
+@runtime_checkable
+class Prefetching(Protocol):
+    """A transaction across a network may take, in one round trip, the reads a query is about
+    to make (the engine plans them from the whole query before running it). A later
+    `find_objects` with an equal `Selection` is answered from them only when nothing written
+    in the transaction since could change its answer; otherwise it reads as usual. An
+    in-process backend has no round trips to save and does not implement this."""
+
+    def prefetch(self, selections: Sequence[Selection]) -> None: ...
+
+
 class Staged(Protocol):
     """Blobs written ahead of the transaction that references them (see `Store.stage_blobs`)."""
 
@@ -356,6 +367,10 @@ class BlobBackend(Protocol):
 
     def read_pack(self, pack: str, offset: int, length: int) -> bytes:
         """`length` bytes of a pack from `offset`; raises `BlobMissing` if the pack is gone."""
+        ...
+
+    def size(self, pack: str) -> int:
+        """The pack's length in bytes (for compaction)."""
         ...
 
     def delete(self, packs: Iterable[str]) -> None: ...

@@ -116,6 +116,17 @@ class S3Blobs:
             raise BlobMissing(f"{pack}.{offset}.{length}")
         return data
 
+    def size(self, pack: str) -> int:
+        """The pack's length in bytes (a HEAD request)."""
+        try:
+            return int(
+                self.client.head_object(Bucket=self.bucket, Key=self.key(pack))["ContentLength"]
+            )
+        except Exception as e:
+            if _code(e) in ("NoSuchKey", "404"):
+                raise BlobMissing(pack) from None
+            raise StoreError(f"could not read from {self.describe()}: {_first_line(e)}") from e
+
     def delete(self, packs: Iterable[str]) -> None:
         keys = [{"Key": self.key(p)} for p in packs]
         try:
