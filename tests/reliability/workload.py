@@ -9,6 +9,7 @@ writes the server acknowledged; `check_ingest` reads everything back after crash
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import random
 import statistics
@@ -361,10 +362,6 @@ def ingest_query(tag: str) -> list[dict]:
     ]
 
 
-def tag_seed(tag: str) -> int:
-    return int(tag.rpartition("-")[2]) if tag.rpartition("-")[2].isdigit() else 0
-
-
 @dataclass
 class Ledger:
     """Tags of ingest queries the server acknowledged, and of those sent but never answered."""
@@ -375,33 +372,47 @@ class Ledger:
 
 
 def ingest_until_error(
-    connect: Callable[[], Any], ledger: Ledger, prefix: str, stop: threading.Event
+    connect: Callable[[], Any],
+    ledger: Ledger,
+    prefix: str,
+    stop: threading.Event,
+    ready: threading.Barrier | None = None,
 ) -> None:
-    """Send ingest queries until the connection breaks (the server was killed) or `stop`."""
+    """Log in (then wait at `ready`), and send ingest queries until the connection breaks (the
+    server was killed) or `stop`."""
+    db = None
     try:
         db = connect()
+        db.query([{"GetStatus": {}}])  # the login (argon2) happens here, before the clock runs
     except Exception:
+        db = None
+    if ready is not None:
+        try:
+            ready.wait(120)
+        except threading.BrokenBarrierError:
+            return
+    if db is None:
         return
     i = 0
     while not stop.is_set():
         i += 1
         tag = f"{prefix}-{i}"
-        seed = abs(hash(prefix)) % 100_000 * 100_000 + i
+        seed = next(_seeds)
         with ledger.lock:
             ledger.unsure.add(tag)
         try:
             r, _ = db.query(ingest_query(tag), [jpeg(seed)])
         except Exception:
             return  # not answered: it may or may not have committed (either, but whole)
-        if ok(r):
-            with ledger.lock:
-                ledger.unsure.discard(tag)
+        with ledger.lock:
+            ledger.unsure.discard(tag)
+            if ok(r):
                 ledger.acked.add(f"{tag}@{seed}")
-        else:
-            with ledger.lock:
-                ledger.unsure.discard(tag)  # refused: must be absent
-            if "not authenticated" in str(r).lower() or "connect" in str(r).lower():
-                return
+        if not ok(r):  # refused, so it must be absent; a dead server answers nothing more
+            return
+
+
+_seeds = itertools.count(1_000_000)
 
 
 def _list(db: Any, command: str, key: str = "tag", **extra: Any) -> list[dict]:
@@ -453,3 +464,41 @@ def check_ingest(db: Any, ledger: Ledger) -> dict[str, Any]:
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else 0.0
+
+
+def kill_cycles(
+    server: Any,
+    kills: int,
+    connect: Callable[[], Any],
+    threads: int = 8,
+    ledger: Ledger | None = None,
+    rnd: random.Random | None = None,
+    window: tuple[float, float] = (0.5, 2.0),
+) -> Ledger:
+    """`kills` times: `threads` clients ingest, the server gets SIGKILL at a random moment of
+    `window` seconds into it, and is started again (`server` is a tests' LensdbServer)."""
+    import signal
+
+    ledger = ledger or Ledger()
+    rnd = rnd or random.Random(12)
+    for k in range(kills):
+        stop = threading.Event()
+        ready = threading.Barrier(threads + 1)
+        workers = [
+            threading.Thread(
+                target=ingest_until_error,
+                args=(connect, ledger, f"k{k}t{t}", stop, ready),
+                daemon=True,
+            )
+            for t in range(threads)
+        ]
+        for w in workers:
+            w.start()
+        ready.wait(180)  # every client has logged in
+        time.sleep(rnd.uniform(*window))
+        server.stop(signal.SIGKILL)
+        stop.set()
+        for w in workers:
+            w.join(60)
+        server.start()
+    return ledger
