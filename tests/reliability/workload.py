@@ -147,8 +147,12 @@ class LoadWorker:
         self.images: dict[str, int] = {}  # tag -> seed of its bytes
         self.seq = 0
 
-    def run(self, until: float) -> None:
+    def login(self) -> Any:
         db = self.connect()
+        db.query([{"GetStatus": {}}])  # the login (argon2) happens before the clock runs
+        return db
+
+    def run(self, db: Any, until: float) -> None:
         ops = [self.add, self.add, self.find, self.image, self.find_blobs, self.delete]
         while time.monotonic() < until:
             op = self.rnd.choice(ops)
@@ -157,7 +161,12 @@ class LoadWorker:
             except Exception as e:  # a dropped connection or an SDK error: count it, go on
                 with self.stats.lock:
                     self.stats.errors.append(f"worker {self.n} {op.__name__}: {e!r}"[:300])
-                db = self.connect()
+                try:
+                    db.close()
+                    db = self.login()
+                except Exception:
+                    time.sleep(0.5)
+        db.close()
 
     def _query(self, db: Any, op: str, q: list, blobs: list[bytes] | None = None) -> tuple:
         t = time.perf_counter()
@@ -284,16 +293,42 @@ class LoadWorker:
 
 
 def run_load(
-    connectors: list[Callable[[], Any]], seconds: float, first: int = 0
+    connectors: list[Callable[[], Any]],
+    seconds: float,
+    first: int = 0,
+    on_start: Callable[[], None] | None = None,
 ) -> tuple[Stats, list[LoadWorker]]:
-    """One thread per connector factory, each a LoadWorker, for `seconds`."""
+    """One thread per connector factory, each a LoadWorker, for `seconds` after every client
+    has logged in (`on_start` runs then, e.g. to sample the server)."""
     stats = Stats()
     workers = [LoadWorker(first + i, c, stats) for i, c in enumerate(connectors)]
-    stats.started = time.monotonic()
-    until = stats.started + seconds
-    threads = [threading.Thread(target=w.run, args=(until,), daemon=True) for w in workers]
+    start: list[float] = []
+
+    def go() -> None:  # runs once, when every client has logged in, before any is released
+        if on_start is not None:
+            on_start()
+        start.append(time.monotonic())
+
+    ready = threading.Barrier(len(workers) + 1, action=go)
+
+    def work(w: LoadWorker) -> None:
+        try:
+            db = w.login()
+        except Exception as e:
+            stats.errors.append(f"worker {w.n} login: {e!r}")
+            ready.abort()
+            return
+        ready.wait()
+        w.run(db, start[0] + seconds)
+
+    threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in workers]
     for t in threads:
         t.start()
+    try:
+        ready.wait(300)
+    except threading.BrokenBarrierError:
+        return stats, workers
+    stats.started = start[0]
     for t in threads:
         t.join(seconds + 120)
     stats.ended = time.monotonic()
