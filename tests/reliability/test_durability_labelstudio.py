@@ -138,6 +138,9 @@ def test_annotations_reported_saved_survive_sigkill_of_label_studio(tmp_path: Pa
         assert got and held <= set(got), (held, got, ls.log()[-3000:])
         for i, ann in enumerate(reported):
             assert got[str(ann)] == [f"queued{i}"]
+        # The killed sender's lease was taken over, not waited out (LEASE_SECONDS = 120).
+        full_log = ls.data_dir / "labelstudio" / "label-studio.log"
+        assert "took over the outbox lease of a process that is gone" in full_log.read_text()
         print(
             f"{len(held)} annotations held by Label Studio, all in lensdb {took:.0f} s after "
             f"the restart began ({len(reported)} were queued when it was killed)"
