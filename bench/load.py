@@ -135,7 +135,15 @@ def main() -> None:
     print(f"  mix {dict(sorted(stats.by_op.items()))}")
     for e in (stats.errors + stats.wrong)[:5]:
         print("   ", e)
-    steady = sampler.between(t0 + args.warmup, t1)
+    timeline = []
+    for k in range(0, int(t1 - t0) + 1, 10):
+        near = sampler.between(t0 + k - 1, t0 + k + 1)
+        if near:
+            _, rss, fds, anon = near[0]
+            timeline.append(f"{k}s {rss / 2**20:.0f}/{anon / 2**20:.0f} MiB {fds} fds")
+    print("  server every 10 s (RSS/anonymous, open fds):", ", ".join(timeline))
+    # Until the clients stop (after that they log in again to verify: argon2 takes 64 MiB each).
+    steady = sampler.between(t0 + args.warmup, t0 + args.seconds)
     if steady:
         rss = [s[1] / 2**20 for s in steady]
         fds = [s[2] for s in steady]
@@ -148,7 +156,8 @@ def main() -> None:
             f"open fds {fds[0]} -> {fds[-1]} (min {min(fds)}, max {max(fds)})"
         )
         print(
-            f"  of which anonymous (heap: not the mapped database file): {anon[0]:.0f} -> "
+            f"  of which anonymous (heap; the rest is the database file, mapped, which grows "
+            f"with the data the load adds): {anon[0]:.0f} -> "
             f"{anon[-1]:.0f} MiB (max {max(anon):.0f})"
         )
     sys.exit(1 if stats.errors or stats.wrong else 0)
