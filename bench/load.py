@@ -26,7 +26,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest import LensdbServer  # noqa: E402
-from reliability.workload import ProcSampler, Stats, run_load, verify_load  # noqa: E402
+from reliability.workload import (  # noqa: E402
+    ProcSampler,
+    Stats,
+    create_indexes,
+    run_load,
+    verify_load,
+)
 
 
 def make_connectors(server: LensdbServer, numbers: list[int]) -> list:
@@ -87,6 +93,7 @@ def main() -> None:
         ).start()
     else:
         server = LensdbServer(tmp / "data").start()
+    create_indexes(server.connector())
     ctx = mp.get_context("fork")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     slices = [list(range(p, args.clients, args.procs)) for p in range(args.procs)]

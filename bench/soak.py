@@ -38,6 +38,7 @@ from reliability.workload import (  # noqa: E402
     LoadWorker,
     Stats,
     check_ingest,
+    create_indexes,
     ingest_until_error,
     rss_bytes,
     verify_load,
@@ -68,7 +69,7 @@ class Soak:
         self.ledger = Ledger()
         self.stop = threading.Event()
         self.faults: list[tuple[float, float, str]] = []  # (start, end, kind)
-        self.memory: list[tuple[str, int]] = []
+        self.memory: list[tuple[str, int, int]] = []  # (when, RSS, anonymous RSS)
 
     # -- clients -------------------------------------------------------------------------
     def connect(self, i: int):
@@ -101,7 +102,7 @@ class Soak:
     def kill(self) -> None:
         time.sleep(self.rnd.uniform(0, 3))
         pid = self.server.proc.pid
-        self.memory.append(("before kill", rss_bytes(pid)))
+        self.memory.append(("before kill", rss_bytes(pid), rss_bytes(pid, "RssAnon")))
         self.server.stop(signal.SIGKILL)
         self.server.start()
 
@@ -165,6 +166,7 @@ class Soak:
     def run(self) -> int:
         args = self.args
         self.server.start()
+        create_indexes(self.server.connector())
         workers = [
             LoadWorker(i, lambda i=i: self.connect(i), self.stats) for i in range(args.clients)
         ]
@@ -178,7 +180,8 @@ class Soak:
         for t in threads:
             t.start()
         time.sleep(min(20.0, args.minutes * 60 / 4))
-        self.memory.append(("after warm-up", rss_bytes(self.server.proc.pid)))
+        pid = self.server.proc.pid
+        self.memory.append(("after warm-up", rss_bytes(pid), rss_bytes(pid, "RssAnon")))
         faulter = threading.Thread(target=self.faulting, daemon=True)
         faulter.start()
         end = t0 + args.minutes * 60
@@ -189,7 +192,8 @@ class Soak:
         for t in threads:
             t.join(30)
         self.stats.ended = time.monotonic()
-        self.memory.append(("at the end", rss_bytes(self.server.proc.pid)))
+        pid = self.server.proc.pid
+        self.memory.append(("at the end", rss_bytes(pid), rss_bytes(pid, "RssAnon")))
         return self.report(workers, t0)
 
     def in_fault(self, t: float) -> bool:
@@ -230,8 +234,8 @@ class Soak:
         self.server.stop()
         checked = self.server.cli("check", check=False)
         print("lensdb check:", checked.stdout.strip().splitlines()[-1] if checked.stdout else "")
-        mem = ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in self.memory)
-        print(f"server RSS: {mem}")
+        mem = ", ".join(f"{k} {v / 2**20:.0f}/{a / 2**20:.0f}" for k, v, a in self.memory)
+        print(f"server memory, RSS/anonymous MiB (a kill starts a new process): {mem}")
         bad = audit["lost"] or audit["partial"] or audit["bad_bytes"] or s.wrong or problems
         return 1 if bad or checked.returncode else 0
 

@@ -314,6 +314,28 @@ class LoadWorker:
         return None
 
 
+def create_indexes(db: Any) -> None:
+    """Index what the load and the ingest look objects up by, as a user of a growing dataset
+    would (unindexed, each find scans its whole class: the soak's latency grew with the data)."""
+    q = [
+        {"CreateIndex": {"index_type": "entity", "class": cls, "property_key": key}}
+        for cls, key in (
+            (LOAD_CLASS, "worker"),
+            (LOAD_CLASS, "tag"),
+            ("_Image", "tag"),
+            ("_Image", "kind"),
+            ("_BoundingBox", "kind"),
+            ("RelCapture", "kind"),
+        )
+    ]
+    q.append(
+        {"CreateIndex": {"index_type": "connection", "class": "RelShows", "property_key": "kind"}}
+    )
+    r, _ = db.query(q)
+    if not ok(r):
+        raise RuntimeError(f"CreateIndex failed: {r}")
+
+
 def run_load(
     connectors: list[Callable[[], Any]],
     seconds: float,
