@@ -188,10 +188,12 @@ class Soak:
         while time.monotonic() < end:
             time.sleep(1)
         self.stop.set()
-        faulter.join(120)
+        faulter.join()  # a fault in progress ends first (a killed server is started again)
         for t in threads:
             t.join(30)
         self.stats.ended = time.monotonic()
+        if not self.server.running():
+            self.server.start()
         pid = self.server.proc.pid
         self.memory.append(("at the end", rss_bytes(pid), rss_bytes(pid, "RssAnon")))
         return self.report(workers, t0)
