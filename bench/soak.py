@@ -12,7 +12,7 @@ lasts: a killed server answers nothing); then what was acknowledged and what sur
 partial must be 0), `lensdb check`, and the server's memory after warm-up and at the end.
 
 Usage: python bench/soak.py --minutes 10 [--clients 16] [--ingesters 4] [--fault-every 30]
-                            [--tmpfs]  (needs root: the data folder on a 256 MB tmpfs)
+                            [--tmpfs]  (needs root: the data folder on a 1 GB tmpfs)
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Soak:
             self.mount = self.tmp / "disk"
             self.mount.mkdir()
             subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(self.mount)], check=True
+                ["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", str(self.mount)], check=True
             )
             data = self.mount
         self.server = LensdbServer(data)
