@@ -7,6 +7,8 @@ so a response prints and serialises the same whether it came in-process or over 
 
 from __future__ import annotations
 
+import errno
+import os
 from enum import IntEnum
 from typing import Any
 
@@ -95,3 +97,59 @@ def error_info(response: Any) -> str:
                 if isinstance(body, dict) and body.get("status", Status.OK) < Status.OK:
                     return f"{name}: {body.get('info', 'failed')}"
     return str(response)[:500]
+
+
+# -- writes the storage refused ------------------------------------------------------------------
+
+NO_SPACE = "no space left on the device holding the data folder (free some space)"
+READ_ONLY = "the data folder is on a read-only file system (make it writable again)"
+_OS_CAUSES = {
+    errno.ENOSPC: NO_SPACE,
+    errno.EDQUOT: "the disk quota of the data folder is exceeded (free some space)",
+    errno.EROFS: READ_ONLY,
+    errno.EACCES: "permission denied writing to the data folder (check its owner and mode)",
+    errno.EPERM: "permission denied writing to the data folder (check its owner and mode)",
+    errno.EIO: "an I/O error writing to the data folder (check the disk)",
+}
+# SQLite's primary result codes (sqlite3.h) for a write the storage refused.
+SQLITE_FULL, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN = 13, 8, 10, 14
+_SQLITE_CAUSES = {
+    SQLITE_FULL: NO_SPACE,
+    SQLITE_READONLY: "the database file is read-only (check the data folder's file system, "
+    "owner and mode)",
+    SQLITE_IOERR: "an I/O error writing the database (check the disk)",
+    SQLITE_CANTOPEN: "the database file could not be opened for writing (check the data folder)",
+}
+
+
+def write_refusal_cause(
+    folder: str | os.PathLike[str], os_errno: int | None = None, sqlite_code: int | None = None
+) -> str | None:
+    """Why the storage refused a write, in words an operator can act on, or None when the
+    error is not the storage's (a bug, a constraint). The file system's own state is asked
+    first: SQLite reports a read-only or full disk met while writing its log as an I/O error."""
+    primary = sqlite_code & 0xFF if sqlite_code is not None else None
+    cause = _OS_CAUSES.get(os_errno or 0) or _SQLITE_CAUSES.get(primary or 0)
+    if cause is None:
+        return None
+    if primary in (None, SQLITE_FULL):
+        return cause
+    # SQLite says "I/O error" or "read-only" for a full disk, a read-only remount and a failing
+    # disk alike (its errno is not exposed): ask the file system, by writing one byte.
+    found = _probe(folder)
+    return _OS_CAUSES.get(found or 0, cause)
+
+
+def _probe(folder: str | os.PathLike[str]) -> int | None:
+    """The errno of creating a 1-byte file in `folder`, or None if that works."""
+    path = os.path.join(folder, f".lensdb-write-probe-{os.getpid()}")
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+            os.unlink(path)
+    except OSError as e:
+        return e.errno
+    return None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lensdb.auth import credentials, permissions
 from lensdb.auth.permissions import Permissions
-from lensdb.errors import LensdbError
+from lensdb.errors import LensdbError, write_refusal_cause
 
 FILENAME = "auth.sqlite3"
 ADMIN = "admin"
@@ -143,16 +143,20 @@ class AuthStore:
                 finally:
                     self._depth -= 1
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
             self._depth = 1
             try:
+                self._conn.execute("BEGIN IMMEDIATE")
                 yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
                 self._conn.execute("COMMIT")
                 self._writes += 1
+            except sqlite3.Error as e:
+                # A full or read-only disk fails the write or its COMMIT (a login's session
+                # row, typically): answer why, instead of dropping the client's connection.
+                _rollback(self._conn)
+                raise _refused(e, self.path.parent) from e
+            except BaseException:
+                _rollback(self._conn)
+                raise
             finally:
                 self._depth = 0
 
@@ -450,6 +454,23 @@ class AuthStore:
         with self.transaction() as c:
             user = self._require_user(username)
             return c.execute("DELETE FROM sessions WHERE user_id = ?", (user.id,)).rowcount
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if still in a transaction: after SQLITE_FULL SQLite may already have, and a
+    second ROLLBACK would fail with a message that hides the real cause."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the caller raises the error that says what happened
+
+
+def _refused(error: sqlite3.Error, folder: Path) -> LensdbError:
+    cause = write_refusal_cause(folder, sqlite_code=getattr(error, "sqlite_errorcode", None))
+    if cause is None:
+        return AuthError(f"the user database failed: {error}")
+    return AuthError(f"the user database cannot be written: {cause}; nothing was changed")
 
 
 def _like_prefix(prefix: str) -> str:

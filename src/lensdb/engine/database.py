@@ -245,9 +245,11 @@ class Database:
             if ctx is not None:
                 descriptors.after_rollback(ctx, self.vectors)
             return a.response, []
-        except StoreError as e:  # the backend says what went wrong (unreachable, ...)
+        except StoreError as e:  # the backend says what went wrong (unreachable, full, ...)
             if staged is not None:
                 staged.abort()
+            if ctx is not None:
+                descriptors.after_rollback(ctx, self.vectors)
             log.warning("query failed: %s", e)
             return failure(f"storage: {e}"), []
         except Exception as e:  # a bug or a storage failure: answer, log, keep serving

@@ -11,14 +11,37 @@ carries its ends' classes, so no answer needs one round trip per row.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from lensdb.errors import write_refusal_cause
+
 
 class StoreError(Exception):
     """A backend failure the engine reports to the client as it is (status -1, this text)."""
+
+
+class WriteRefused(StoreError):
+    """The storage refused a write: the disk is full, the folder became read-only, ... The
+    query changed nothing (its transaction rolled back, its staged bytes are gone), reads keep
+    working, and the same query succeeds once the cause is fixed."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(
+            f"write refused: {cause}; nothing was changed, reads still work, "
+            "and writes succeed again once this is fixed"
+        )
+        self.cause = cause
+
+
+def refused_write(error: OSError, folder: str | os.PathLike[str]) -> WriteRefused | None:
+    """The clear error for an OS error met writing into `folder`, or None if it is not the
+    storage's (then the caller lets the original error through)."""
+    cause = write_refusal_cause(folder, os_errno=error.errno)
+    return WriteRefused(cause) if cause else None
 
 
 class BlobMissing(StoreError, LookupError):

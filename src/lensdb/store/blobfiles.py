@@ -28,7 +28,7 @@ import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from lensdb.store.base import BlobCheck, BlobMissing, FileRange
+from lensdb.store.base import BlobCheck, BlobMissing, FileRange, refused_write
 
 _BUFFER = 1 << 20  # small blobs are coalesced into writes of this size
 
@@ -144,6 +144,15 @@ def read_range(fd: int, offset: int, length: int, key: str) -> bytes:
     return data
 
 
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder, so the names created in it survive a power loss (durable=True)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def is_pack_name(name: str) -> bool:
     return len(name) == 32 and all(c in "0123456789abcdef" for c in name)
 
@@ -178,13 +187,23 @@ class BlobFolder:
         # Locked under a hidden name, then renamed: recovery never sees an unlocked live intent.
         name = new_name()
         tmp = self.intents / f".{name}"
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, pack.encode() + b"\n")
-        if self.durable:
-            os.fsync(fd)
         intent = self.intents / f"{name}.log"
-        os.replace(tmp, intent)
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+        except OSError as e:
+            raise refused_write(e, self.root) or e from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, pack.encode() + b"\n")
+            if self.durable:
+                os.fsync(fd)
+            os.replace(tmp, intent)
+            if self.durable:
+                _sync_folder(self.intents)
+        except OSError as e:  # a full disk, typically: leave no intent and no open file
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise refused_write(e, self.root) or e from e
         keys = []
         offset = 0
         for data in blobs:
@@ -193,6 +212,9 @@ class BlobFolder:
         staged = StagedBlobs(self, keys, pack, intent, fd, on_thin)
         try:
             self._write(pack, blobs)
+        except OSError as e:
+            staged.abort()  # the part written so far goes with its intent
+            raise refused_write(e, self.root) or e from e
         except BaseException:
             staged.abort()
             raise
@@ -211,6 +233,8 @@ class BlobFolder:
             if self.durable:
                 f.flush()
                 os.fsync(f.fileno())
+        if self.durable:  # the new file's name too, or a power loss can drop the whole file
+            _sync_folder(path.parent)
 
     def on_disk(self) -> dict[str, int]:
         """Every pack file and its size."""

@@ -9,6 +9,8 @@ A lease on the storage row makes sure only one process sends a storage's rows at
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 import threading
 import uuid
@@ -91,15 +93,52 @@ def enqueue_delete(storage: LensdbExportStorage, annotation_id: int, project_id:
 # ---- sending ---------------------------------------------------------------------------------------
 
 
+_HOST = socket.gethostname()[:20]
+
+
 def _take_lease(storage_id: int) -> str | None:
+    """The right to send this storage's rows, for LEASE_SECONDS; None if another sender has it.
+
+    The lease names its process (`<random>:<pid>@<host>`), so a Label Studio killed while
+    sending (SIGKILL, OOM) does not hold up delivery for the rest of the lease: a process of the
+    same machine takes over a lease whose process is gone.
+    """
     now = timezone.now()
-    token = uuid.uuid4().hex
+    token = f"{uuid.uuid4().hex}:{os.getpid()}@{_HOST}"
+    until = now + timedelta(seconds=LEASE_SECONDS)
     taken = (
         LensdbExportStorage.objects.filter(pk=storage_id)
         .filter(DQ(outbox_lease_until__isnull=True) | DQ(outbox_lease_until__lt=now))
-        .update(outbox_lease_until=now + timedelta(seconds=LEASE_SECONDS), outbox_lease_owner=token)
+        .update(outbox_lease_until=until, outbox_lease_owner=token)
     )
+    if not taken:
+        owner = (
+            LensdbExportStorage.objects.filter(pk=storage_id)
+            .values_list("outbox_lease_owner", flat=True)
+            .first()
+        )
+        if _owner_is_gone(owner):
+            taken = LensdbExportStorage.objects.filter(
+                pk=storage_id, outbox_lease_owner=owner
+            ).update(outbox_lease_until=until, outbox_lease_owner=token)
+            if taken:
+                logger.info("took over the outbox lease of a process that is gone (%s)", owner)
     return token if taken else None
+
+
+def _owner_is_gone(owner: str | None) -> bool:
+    """Whether a lease was taken by a process of this machine that no longer runs."""
+    rest, _, host = (owner or "").rpartition("@")
+    pid = rest.rpartition(":")[2]
+    if host != _HOST or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, as another user
+        return False
+    return False
 
 
 def _release_lease(storage_id: int, token: str) -> None:
