@@ -12,7 +12,9 @@ the measurement behind lensdb's choice of index library (see src/lensdb/index/__
 language), FindDescriptor queries/s on the HNSW engine against hnswlib called directly with the
 same parameters on the same vectors, recall@k, the exact engine against the brute force
 (identical ids), memory per vector, and the time to open the set with and without its saved
-index.
+index. The k-NN comparison alternates the two for --rounds passes and prints the median ratio
+and its range, by CPU time (steady on a shared machine) and by the wall clock; --knn-only stops
+after it.
 """
 
 from __future__ import annotations

@@ -146,10 +146,11 @@ def prepare_input(data: bytes, *, keep: bool) -> BlobInput:
             error=f"a descriptor blob is float32 values, 4 bytes each; this "
             f"one has {len(data)} bytes",
         )
-    vec = np.frombuffer(bytes(data), dtype="<f4").astype(np.float32)
+    raw = bytes(data)  # one copy, kept when stored; the array below is a copy of its own
+    vec = np.frombuffer(raw, dtype="<f4").astype(np.float32)
     if not np.isfinite(vec).all():
         return BlobInput(None, error="the descriptor holds NaN or infinite values")
-    return BlobInput(bytes(data) if keep else None, info=vec)
+    return BlobInput(raw if keep else None, info=vec)
 
 
 def _vector(blob: BlobInput, s: DescriptorSet) -> np.ndarray:
@@ -589,14 +590,11 @@ def _visible_top(
     while True:
         hits = vs.search(knn.query, want, knn.metric, approximate=knn.approximate)
         ids = [h.id for h in hits if allowed_set is None or h.id in allowed_set]
-        # The ids come from this set's index (ids are never reused), so no set condition: with
-        # one, SQLite may pick the _set_name index and scan the whole set (0.65 ms at 100,000).
-        found = {
-            r.id: r
-            for r in ctx.txn.find_objects(
-                Selection(classes=[DESCRIPTOR_CLASS], where=filters, ids=ids)
-            )
-        }
+        # The ids come from this set's index (ids are never reused), so neither a set nor a
+        # class condition: with the set's, SQLite may pick the _set_name index and scan the
+        # whole set (0.65 ms at 100,000); with the class, it looks each id up in the class
+        # index before the row (13.8 against 11.0 us for 10 ids).
+        found = {r.id: r for r in ctx.txn.find_objects(Selection(where=filters, ids=ids))}
         out = [_with_distance(found[h.id], h.distance) for h in hits if h.id in found]
         if filters is None and len(found) < len(ids):
             _forget_deleted(vs, knn.s, [i for i in ids if i not in found])
