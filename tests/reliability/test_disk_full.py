@@ -185,6 +185,10 @@ def ext4(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     _run_or_skip(["mount", "-o", "loop,errors=remount-ro", str(image), str(mnt)])
     yield mnt, image
     _unmount(mnt)
+    # A loop device set up by `mount -o loop` can stay attached after a lazy unmount: free it.
+    attached = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True)
+    for line in attached.stdout.splitlines():
+        subprocess.run(["losetup", "-d", line.split(":")[0]], capture_output=True)
 
 
 def make_read_only(mnt: Path) -> None:
@@ -205,6 +209,13 @@ def test_read_only_folder_refuses_writes_clearly_keeps_reads_and_recovers(
     mnt, image = ext4
     folder = mnt / "data"
     server = LensdbServer(folder).start()
+    try:
+        read_only_then_writable(server, mnt, image, folder)
+    finally:
+        server.stop()  # also when an assertion failed: the unmount needs its files closed
+
+
+def read_only_then_writable(server: LensdbServer, mnt: Path, image: Path, folder: Path) -> None:
     db = server.connector()
     ledger = Ledger()
     seed(db, ledger)

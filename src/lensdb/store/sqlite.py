@@ -248,7 +248,8 @@ def rollback(conn: sqlite3.Connection) -> None:
 # about 2 GB of cache. Reads go through mmap (the OS page cache, shared by all connections), so
 # a reader's own cache only holds WAL pages and pages being changed; the writer gets a quarter.
 # Measured with bench/load.py (64 SDK clients x 60 s, 24 GB machine: a 256 MiB budget): the
-# server's anonymous memory went from 56 to 64 MiB after warm-up.
+# server's anonymous memory went from 53 to 72 MiB after warm-up; bench/soak.py (8 minutes):
+# at most 126 MiB.
 def cache_budget_bytes() -> int:
     """1/32 of the machine's memory, between 16 MiB and 256 MiB."""
     try:
