@@ -7,6 +7,7 @@ changes, revocations and removed users take effect on the very next query.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -16,6 +17,8 @@ from lensdb.auth import credentials, permissions
 from lensdb.auth.permissions import Permissions
 from lensdb.auth.store import AuthError, AuthStore, IssuedSession
 from lensdb.auth.throttle import LoginThrottle, TooManyAttempts
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SESSION_TTL = 3600
 DEFAULT_REFRESH_TTL = 86400
@@ -78,6 +81,7 @@ class AuthService:
         ok = credentials.verify_password(user.password_hash if user else None, str(password))
         if user is None or not ok:
             self.throttle.failed(name, address)
+            log.info("failed login for user %r from %s", name[:64], address or "?")
             raise AuthError("Authentication failed: wrong username or password")
         return self.store.open_session(user.id, None, self.session_ttl, self.refresh_ttl)
 
@@ -94,8 +98,9 @@ class AuthService:
             user = self.store.user_by_id(api.user_id)
             if user is None or (username and username != user.username):
                 raise AuthError("Authentication failed: token does not belong to this user")
-        except AuthError:
+        except AuthError as e:
             self.throttle.failed(username or "", address)
+            log.info("failed token login from %s: %s", address or "?", e)
             raise
         # The store ends the session with the token when the token expires first.
         return self.store.open_session(user.id, api.id, self.session_ttl, self.refresh_ttl)
@@ -104,6 +109,7 @@ class AuthService:
         try:
             self.throttle.check(username, address)
         except TooManyAttempts as e:
+            log.debug("login for user %r from %s refused: %s", username[:64], address, e)
             raise AuthError(str(e)) from None
 
     def refresh(self, refresh_token: str) -> IssuedSession:
