@@ -13,6 +13,7 @@ import logging
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -83,6 +84,7 @@ def create_app(context: ServerContext) -> Starlette:
     routes.append(Route("/openapi.json", openapi_json, methods=["GET"]))
     app = Starlette(
         routes=routes,
+        exception_handlers={HTTPException: _http_error},
         middleware=[
             Middleware(
                 BodyLimit,
@@ -93,6 +95,16 @@ def create_app(context: ServerContext) -> Starlette:
     )
     app.state.context = context
     return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such route, method not allowed) in the API's JSON shape."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        failure(f"{exc.detail}: {request.method} {request.url.path}"),
+        exc.status_code,
+        headers=exc.headers,
+    )
 
 
 def _declared_length(request: Request) -> int:
