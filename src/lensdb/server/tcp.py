@@ -99,7 +99,9 @@ class _Connection:
             plain_vdms = self._plain_vdms_access()
             if length != framing.HELLO.size and plain_vdms is None:
                 # Only a hello may come first: refuse before reading what is announced.
-                log.info("%s: refused a first message of %d bytes (not a hello)", self.peer, length)
+                log.debug(
+                    "%s: refused a first message of %d bytes (not a hello)", self.peer, length
+                )
                 return None
             if length > opts.max_message_bytes:
                 await self._refuse_oversize(channel, length, vdms=True)
