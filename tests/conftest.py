@@ -88,7 +88,14 @@ class LensdbServer:
         return ["--data", self.url, "--blobs", str(self.blobs), "--state", str(self.data_dir)]
 
     def start(self, timeout: float = 30.0) -> LensdbServer:
-        env = {**os.environ, "LENSDB_ADMIN_PASSWORD": self.admin_password, **self.env}
+        env = {
+            **os.environ,
+            "LENSDB_ADMIN_PASSWORD": self.admin_password,
+            # Tests log in with wrong passwords on purpose, all from 127.0.0.1; the limit itself
+            # is tested in tests/reliability/test_hostile_access.py (which sets it back).
+            "LENSDB_LOGIN_FAILURES_PER_MINUTE": "6000",
+            **self.env,
+        }
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT)

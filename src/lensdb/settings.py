@@ -53,6 +53,19 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 55555  # TCP: ApertureDB and VDMS clients
     http_port: int = 55556  # HTTP: /api/, /media, /labelstudio
+    # Limits against hostile or broken clients (`lensdb serve` options of the same names)
+    idle_timeout: float = 600.0  # close a TCP connection idle this long between queries (0: never)
+    handshake_timeout: float = 10.0  # hello + TLS handshake (TCP), request headers (HTTP)
+    frame_timeout: float = 30.0  # a message or request body, once begun, must keep arriving
+    max_connections: int = 4096  # open TCP connections (and HTTP requests) at once
+    max_message_mb: int = 256  # largest TCP message or HTTP request body, blobs included
+    max_query_mb: int = 16  # largest JSON text of one query
+    login_failures_per_minute: float = 10.0  # per address and per user, after a burst (0: off)
+    login_burst: int = 10  # failed logins allowed at once before the rate applies
+    # VDMS clients (the VDMS protocol has no authentication): off unless asked for
+    vdms: bool = False
+    vdms_unauthenticated: bool = False  # the operator accepts VDMS clients without certificates
+    vdms_writes: bool = False  # unauthenticated VDMS clients may also change data
     # The media gateway on the HTTP port
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to load media
     dev: bool = False  # every origin allowed (CORS *), /browse without login; a warning in the log
@@ -142,6 +155,17 @@ ENV: dict[str, tuple[tuple[str, ...], Parse]] = {
     "host": (("LENSDB_HOST",), str),
     "port": (("LENSDB_PORT",), _int),
     "http_port": (("LENSDB_HTTP_PORT",), _int),
+    "idle_timeout": (("LENSDB_IDLE_TIMEOUT",), _float),
+    "handshake_timeout": (("LENSDB_HANDSHAKE_TIMEOUT",), _float),
+    "frame_timeout": (("LENSDB_FRAME_TIMEOUT",), _float),
+    "max_connections": (("LENSDB_MAX_CONNECTIONS",), _int),
+    "max_message_mb": (("LENSDB_MAX_MESSAGE_MB",), _int),
+    "max_query_mb": (("LENSDB_MAX_QUERY_MB",), _int),
+    "login_failures_per_minute": (("LENSDB_LOGIN_FAILURES_PER_MINUTE",), _float),
+    "login_burst": (("LENSDB_LOGIN_BURST",), _int),
+    "vdms": (("LENSDB_VDMS",), _bool),
+    "vdms_unauthenticated": (("LENSDB_VDMS_UNAUTHENTICATED",), _bool),
+    "vdms_writes": (("LENSDB_VDMS_WRITES",), _bool),
     "cors_origins": (("LENSDB_CORS_ORIGINS",), _origins),
     "dev": (("LENSDB_DEV",), _bool),
     "public_url": (("LENSDB_PUBLIC_URL",), _opt),

@@ -116,6 +116,10 @@ def test_request_errors(context) -> None:
         client.post("/api/", content=b"x", headers={"Content-Type": "text/plain"}).status_code
         == 400
     )
-    big = client.post("/api/", files={"query": (None, "[]"), "blobs": ("b", b"\0" * (2**20 + 10))})
+    files = {"query": (None, "[]"), "blobs": ("b", b"\0" * (2**20 + 10))}
+    big = client.post("/api/", files=files, headers=_login(client))
     assert big.status_code == 413
+    # Without a session, a body too big for a login is not read: the SDK logs in and resends.
+    anonymous = client.post("/api/", files=files)
+    assert anonymous.status_code == 200 and anonymous.json()["json"]["info"] == "Not Authenticated!"
     assert client.get("/api/").status_code == 405

@@ -13,10 +13,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from conftest import SERVER_BACKENDS, LensdbServer
 
 _DRIVER = textwrap.dedent(
     """
@@ -60,7 +63,29 @@ def run_vdms(
     return json.loads(done.stdout)
 
 
-def test_vdms_add_and_find_entity(lensdb_server) -> None:
+@pytest.fixture(scope="module", params=SERVER_BACKENDS)
+def vdms_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A server with VDMS switched on, clients without credentials allowed to write (VDMS is
+    off by default; tests/reliability/test_hostile_access.py checks the read-only default)."""
+    folder = tmp_path_factory.mktemp("vdms") / "data"
+    args = ["--vdms", "--vdms-unauthenticated", "--vdms-writes"]
+    if request.param == "sqlite":
+        server = LensdbServer(folder, args).start()
+    else:
+        cluster = request.getfixturevalue("postgres_cluster")
+        s3 = request.getfixturevalue("moto_server")
+        server = LensdbServer(
+            folder,
+            args,
+            url=cluster.new_database(),
+            blobs=f"s3://{s3.new_bucket()}/lensdb",
+            env=s3.env(),
+        ).start()
+    yield server
+    server.stop()
+
+
+def test_vdms_add_and_find_entity(vdms_server) -> None:
     add = [{"AddEntity": {"class": "VdmsThing", "properties": {"name": "first", "n": 1}}}]
     find = [
         {
@@ -71,30 +96,30 @@ def test_vdms_add_and_find_entity(lensdb_server) -> None:
             }
         }
     ]
-    r_add, r_find = run_vdms(lensdb_server, [add, find])
+    r_add, r_find = run_vdms(vdms_server, [add, find])
     assert r_add == [{"AddEntity": {"status": 0}}]
     assert r_find[0]["FindEntity"]["entities"] == [{"name": "first"}]
 
 
-def test_vdms_errors_are_sorted_lists(lensdb_server) -> None:
-    (r,) = run_vdms(lensdb_server, ["this is {not json"])
+def test_vdms_errors_are_sorted_lists(vdms_server) -> None:
+    (r,) = run_vdms(vdms_server, ["this is {not json"])
     assert isinstance(r, list) and r[0]["status"] == -1 and r[0]["FailedCommand"] == "Transaction"
     assert list(r[0]) == sorted(r[0])
 
 
-def test_vdms_over_tls(lensdb_server) -> None:
+def test_vdms_over_tls(vdms_server) -> None:
     q = json.dumps(
         [
             {"AddEntity": {"class": "VdmsTls", "properties": {"n": 7}}},
             {"FindEntity": {"class": "VdmsTls", "results": {"count": ""}}},
         ]
     )
-    (r,) = run_vdms(lensdb_server, [q], tls=True)
+    (r,) = run_vdms(vdms_server, [q], tls=True)
     assert r[0]["AddEntity"]["status"] == 0 and r[1]["FindEntity"]["count"] >= 1
 
 
-def test_vdms_can_be_refused(lensdb_server_factory) -> None:
-    server = lensdb_server_factory("--no-vdms")
+def test_vdms_is_refused_by_default(lensdb_server) -> None:
+    server = lensdb_server
     (r,) = run_vdms(server, [[{"FindEntity": {"class": "X"}}]])
     assert r is None or "exception" in r
     assert server.connector().query([{"GetStatus": {}}])[0][0]["GetStatus"]["status"] == 0
@@ -139,7 +164,7 @@ def _client_certificates(folder: Path) -> tuple[Path, tuple[str, str], tuple[str
 
 def test_vdms_mutual_tls(lensdb_server_factory, tmp_path: Path) -> None:
     client_ca, trusted, untrusted = _client_certificates(tmp_path)
-    server = lensdb_server_factory("--vdms-client-ca", str(client_ca))
+    server = lensdb_server_factory("--vdms", "--vdms-client-ca", str(client_ca))
     q = [{"FindEntity": {"class": "Nothing", "results": {"count": ""}}}]
     (ok,) = run_vdms(server, [q], tls=True, client_cert=trusted)
     assert ok[0]["FindEntity"]["status"] == 0

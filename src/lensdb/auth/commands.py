@@ -51,13 +51,20 @@ def needs_session(names: list[str]) -> bool:
 
 
 def run(
-    service: AuthService, commands: list[dict], names: list[str], principal: Principal | None
+    service: AuthService,
+    commands: list[dict],
+    names: list[str],
+    principal: Principal | None,
+    address: str | None = None,
 ) -> list | dict:
-    """Answer a query made only of access-control commands, as one transaction."""
+    """Answer a query made only of access-control commands, as one transaction.
+
+    `address` is the client's network address, which failed logins are counted against.
+    """
     if len(names) == 1 and names[0] in SESSIONLESS:
         (params,) = commands[0].values()
         try:
-            issued = _sessionless(service, names[0], params)
+            issued = _sessionless(service, names[0], params, address)
         except AuthError as e:
             return [{names[0]: failure(str(e))}]
         return [{names[0]: _session_answer(issued)}]
@@ -98,15 +105,17 @@ def _session_answer(issued: IssuedSession) -> dict:
     )
 
 
-def _sessionless(service: AuthService, name: str, params: Any) -> IssuedSession:
+def _sessionless(
+    service: AuthService, name: str, params: Any, address: str | None
+) -> IssuedSession:
     if not isinstance(params, dict):
         raise AuthError(f"parameters of {name} must be an object")
     if name == "RefreshToken":
         return service.refresh(params.get("refresh_token", ""))
     if params.get("password"):
-        return service.login_password(params.get("username", ""), params["password"])
+        return service.login_password(params.get("username", ""), params["password"], address)
     if params.get("token"):
-        return service.login_token(params["token"], params.get("username") or None)
+        return service.login_token(params["token"], params.get("username") or None, address)
     raise AuthError("Authenticate needs a username and password, or a token")
 
 
@@ -174,6 +183,11 @@ def _update_user(service: AuthService, principal: Principal, params: dict) -> di
     username = params.get("username") or principal.username
     if username != principal.username or not set(params) <= _SELF_SERVICE_KEYS:
         _require(principal, "update")
+    elif principal.read_only:
+        raise AuthError(
+            f"Permission denied: user '{principal.username}' has a read-only role and may not "
+            "change their own password or tokens; an administrator can"
+        )
     roles = params.get("roles")
     if roles is not None and not isinstance(roles, list):
         raise AuthError("roles must be a list of role names")

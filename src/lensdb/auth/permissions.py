@@ -112,3 +112,14 @@ def allows(roles: Iterable[Permissions], kind: str, action: str) -> bool:
         if kind != USERS and perms.get(OBJECTS, {}).get(action, False):
             return True
     return False
+
+
+def may_change(roles: Iterable[Permissions]) -> bool:
+    """True when any role grants create, update or delete on any kind."""
+    return any(
+        allowed
+        for perms in roles
+        for kind, actions in perms.items()
+        for action, allowed in actions.items()
+        if action != "read"
+    )

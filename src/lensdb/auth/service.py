@@ -7,6 +7,7 @@ changes, revocations and removed users take effect on the very next query.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from lensdb.auth import credentials, permissions
 from lensdb.auth.permissions import Permissions
 from lensdb.auth.store import AuthError, AuthStore, IssuedSession
+from lensdb.auth.throttle import LoginThrottle, TooManyAttempts
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SESSION_TTL = 3600
 DEFAULT_REFRESH_TTL = 86400
@@ -34,6 +38,11 @@ class Principal:
     def allows(self, kind: str, action: str) -> bool:
         return permissions.allows(self.roles, kind, action)
 
+    @property
+    def read_only(self) -> bool:
+        """No role lets this user create, update or delete anything."""
+        return not permissions.may_change(self.roles)
+
 
 class AuthService:
     def __init__(
@@ -41,12 +50,14 @@ class AuthService:
         store: AuthStore,
         session_ttl: int = DEFAULT_SESSION_TTL,
         refresh_ttl: int = DEFAULT_REFRESH_TTL,
+        throttle: LoginThrottle | None = None,
     ) -> None:
         if session_ttl <= 0 or refresh_ttl <= 0:
             raise ValueError("session and refresh TTLs must be positive")
         self.store = store
         self.session_ttl = int(session_ttl)
         self.refresh_ttl = int(refresh_ttl)
+        self.throttle = throttle or LoginThrottle()
         self._lock = threading.Lock()
         self._seen_version: tuple[int, int] | None = None
         self._principals: dict[str, tuple[Principal, float]] = {}
@@ -59,24 +70,47 @@ class AuthService:
 
     # -- logging in --------------------------------------------------------------------
 
-    def login_password(self, username: str, password: str) -> IssuedSession:
-        user = self.store.user(username) if isinstance(username, str) else None
+    def login_password(
+        self, username: str, password: str, address: str | None = None
+    ) -> IssuedSession:
+        """A new session for the right password; failures are counted (see auth/throttle.py)."""
+        name = username if isinstance(username, str) else ""
+        self._check_throttle(name, address)
+        user = self.store.user(name) if name else None
         # Verify even for unknown users so the answer takes the same time.
         ok = credentials.verify_password(user.password_hash if user else None, str(password))
         if user is None or not ok:
+            self.throttle.failed(name, address)
+            log.info("failed login for user %r from %s", name[:64], address or "?")
             raise AuthError("Authentication failed: wrong username or password")
         return self.store.open_session(user.id, None, self.session_ttl, self.refresh_ttl)
 
-    def login_token(self, token: str, username: str | None = None) -> IssuedSession:
+    def login_token(
+        self, token: str, username: str | None = None, address: str | None = None
+    ) -> IssuedSession:
+        self._check_throttle(username or "", address)
         api = self.store.token(token) if isinstance(token, str) else None
-        if api is None:
-            raise AuthError("Authentication failed: unknown or revoked token")
-        if api.expires is not None and api.expires < time.time():
-            raise AuthError("Authentication failed: token expired")
-        user = self.store.user_by_id(api.user_id)
-        if user is None or (username and username != user.username):
-            raise AuthError("Authentication failed: token does not belong to this user")
+        try:
+            if api is None:
+                raise AuthError("Authentication failed: unknown or revoked token")
+            if api.expires is not None and api.expires < time.time():
+                raise AuthError("Authentication failed: token expired")
+            user = self.store.user_by_id(api.user_id)
+            if user is None or (username and username != user.username):
+                raise AuthError("Authentication failed: token does not belong to this user")
+        except AuthError as e:
+            self.throttle.failed(username or "", address)
+            log.info("failed token login from %s: %s", address or "?", e)
+            raise
+        # The store ends the session with the token when the token expires first.
         return self.store.open_session(user.id, api.id, self.session_ttl, self.refresh_ttl)
+
+    def _check_throttle(self, username: str, address: str | None) -> None:
+        try:
+            self.throttle.check(username, address)
+        except TooManyAttempts as e:
+            log.debug("login for user %r from %s refused: %s", username[:64], address, e)
+            raise AuthError(str(e)) from None
 
     def refresh(self, refresh_token: str) -> IssuedSession:
         issued = None

@@ -399,6 +399,13 @@ class AuthStore:
         session = credentials.new_token(credentials.SESSION_PREFIX)
         refresh = credentials.new_token(credentials.REFRESH_PREFIX)
         with self.transaction() as c:
+            if api_token_id is not None:  # a session never outlives the token it came from
+                row = c.execute(
+                    "SELECT expires FROM api_tokens WHERE id = ?", (api_token_id,)
+                ).fetchone()
+                if row is not None and row[0] is not None:
+                    left = max(1, int(row[0] - now))
+                    session_ttl, refresh_ttl = min(session_ttl, left), min(refresh_ttl, left)
             c.execute(
                 "DELETE FROM sessions WHERE session_expires < ? AND refresh_expires < ?", (now, now)
             )

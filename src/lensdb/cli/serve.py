@@ -72,10 +72,18 @@ from lensdb.cli.common import config_error, data_option
 )
 @click.option(
     "--max-message-mb",
-    default=256,
-    show_default=True,
+    default=setting("max_message_mb"),
+    show_default="256",
     type=click.IntRange(min=1, max=4095),
-    help="Largest message accepted; a larger frame gets an error and the connection is closed.",
+    help="Largest TCP message or HTTP request body, blobs included; a larger one gets an error "
+    "(HTTP 413) and the connection is closed. Env: LENSDB_MAX_MESSAGE_MB.",
+)
+@click.option(
+    "--max-query-mb",
+    default=setting("max_query_mb"),
+    show_default="16",
+    type=click.IntRange(min=1, max=4095),
+    help="Largest JSON text of one query (blobs not counted). Env: LENSDB_MAX_QUERY_MB.",
 )
 @click.option(
     "--threads",
@@ -95,21 +103,70 @@ from lensdb.cli.common import config_error, data_option
 @click.option(
     "--vdms/--no-vdms",
     "allow_vdms",
-    default=True,
-    show_default=True,
-    help="Serve clients of the VDMS protocol (which has no authentication).",
+    default=setting("vdms"),
+    show_default="off",
+    help="Serve clients of the VDMS protocol, which has no authentication: needs "
+    "--vdms-client-ca or --vdms-unauthenticated. Env: LENSDB_VDMS=1.",
 )
 @click.option(
     "--vdms-client-ca",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Require VDMS TLS clients to present a certificate signed by this CA.",
+    help="Require VDMS clients to use TLS with a certificate signed by this CA.",
+)
+@click.option(
+    "--vdms-unauthenticated",
+    is_flag=True,
+    default=setting("vdms_unauthenticated"),
+    help="Accept VDMS clients without any credentials, read-only unless --vdms-writes: anyone "
+    "who reaches the port can read every object. Env: LENSDB_VDMS_UNAUTHENTICATED=1.",
+)
+@click.option(
+    "--vdms-writes",
+    is_flag=True,
+    default=setting("vdms_writes"),
+    help="With --vdms-unauthenticated: let those clients add, change and delete too. "
+    "Env: LENSDB_VDMS_WRITES=1.",
 )
 @click.option(
     "--idle-timeout",
-    default=600.0,
-    show_default=True,
-    type=float,
-    help="Close TCP connections idle this many seconds (0: never); SDK clients reconnect by themselves.",
+    default=setting("idle_timeout"),
+    show_default="600",
+    type=click.FloatRange(min=0),
+    help="Close TCP connections idle this many seconds between queries (0: never); SDK clients "
+    "reconnect by themselves. Env: LENSDB_IDLE_TIMEOUT.",
+)
+@click.option(
+    "--handshake-timeout",
+    default=setting("handshake_timeout"),
+    show_default="10",
+    type=click.FloatRange(min=0.1),
+    help="Seconds a TCP client has for its hello and TLS handshake, and an HTTP client for its "
+    "request headers. Env: LENSDB_HANDSHAKE_TIMEOUT.",
+)
+@click.option(
+    "--frame-timeout",
+    default=setting("frame_timeout"),
+    show_default="30",
+    type=click.FloatRange(min=0.1),
+    help="Seconds a begun TCP message or HTTP request body may take, plus one per 16 KiB of "
+    "it: a client sending one byte a second is cut off. Env: LENSDB_FRAME_TIMEOUT.",
+)
+@click.option(
+    "--max-connections",
+    default=setting("max_connections"),
+    show_default="4096",
+    type=click.IntRange(min=1),
+    help="Open TCP connections (and HTTP requests in progress) at once; more are refused. "
+    "Env: LENSDB_MAX_CONNECTIONS.",
+)
+@click.option(
+    "--login-failures-per-minute",
+    default=setting("login_failures_per_minute"),
+    show_default="10",
+    type=click.FloatRange(min=0),
+    help="Failed logins allowed per minute per client address and per user, after a burst of "
+    "LENSDB_LOGIN_BURST (10); more are refused without checking (0: no limit). "
+    "Env: LENSDB_LOGIN_FAILURES_PER_MINUTE.",
 )
 @click.option(
     "--cors-origin",
@@ -140,10 +197,17 @@ def serve(
     refresh_ttl: int,
     max_message_mb: int,
     threads: int,
+    max_query_mb: int,
     workers: int,
     allow_vdms: bool,
     vdms_client_ca: Path | None,
+    vdms_unauthenticated: bool,
+    vdms_writes: bool,
     idle_timeout: float,
+    handshake_timeout: float,
+    frame_timeout: float,
+    max_connections: int,
+    login_failures_per_minute: float,
     cors_origins: tuple[str, ...],
     dev: bool,
 ) -> None:
@@ -156,6 +220,20 @@ def serve(
 
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    origins = tuple(o.strip().rstrip("/") for o in cors_origins)
+    if "*" in origins or "*" in settings().cors_origins:
+        raise click.UsageError(
+            "--cors-origin '*' would let every web page read your media: name the origins, "
+            "or use --dev on a development machine"
+        )
+    if allow_vdms and not (vdms_client_ca or vdms_unauthenticated):
+        raise click.UsageError(
+            "--vdms serves a protocol without authentication. Add --vdms-client-ca CA.pem to "
+            "require client certificates, or --vdms-unauthenticated to accept anyone who can "
+            "reach the port (read-only unless --vdms-writes)"
+        )
+    if vdms_writes and not vdms_unauthenticated:
+        raise click.UsageError("--vdms-writes applies to --vdms-unauthenticated clients")
     from lensdb.store.factory import ConfigError, check_location, is_postgres_url
 
     try:
@@ -169,8 +247,18 @@ def serve(
         host=host,
         port=port,
         http_port=http_port,
-        cors_origins=tuple(o.strip().rstrip("/") for o in cors_origins) or None,
+        cors_origins=origins or None,
         dev=dev or None,
+        idle_timeout=idle_timeout,
+        handshake_timeout=handshake_timeout,
+        frame_timeout=frame_timeout,
+        max_connections=max_connections,
+        login_failures_per_minute=login_failures_per_minute,
+        max_message_mb=max_message_mb,
+        max_query_mb=max_query_mb,
+        vdms=allow_vdms,
+        vdms_unauthenticated=vdms_unauthenticated,
+        vdms_writes=vdms_writes,
     )
     config = ServeConfig(
         data_dir=state_dir if pg else Path(data),

@@ -68,6 +68,11 @@ class GatewayConfig:
         data_dir = Path(data_dir)
         hook = settings.webhook_secret or read_or_create_secret(data_dir / WEBHOOK_SECRET_FILE)
         public = settings.public_url
+        if "*" in settings.cors_origins and not settings.dev:
+            raise ValueError(
+                "a CORS origin of '*' lets every web page read your media: name the origins, "
+                "or use --dev on a development machine"
+            )
         cfg = cls(
             data_dir=data_dir,
             cors_origins=list(settings.cors_origins),

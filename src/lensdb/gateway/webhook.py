@@ -64,6 +64,8 @@ def routes(gw: Gateway) -> list[BaseRoute]:
             action = event.get("action")
             project = event.get("project") or {}
             project_id = int(project["id"])
+            if not isinstance(action, str):
+                raise TypeError("action")
         except (ValueError, KeyError, TypeError, AttributeError):
             return error(400, "not a Label Studio webhook payload (send_payload must be on)")
         try:

@@ -30,11 +30,20 @@ class PlainChannel:
             raise ChannelClosed() from e
 
     async def write(self, data: bytes) -> None:
+        transport = self.writer.transport
+        if transport.is_closing():
+            raise ChannelClosed()
         try:
             self.writer.write(data)
             await self.writer.drain()
         except ConnectionError as e:
             raise ChannelClosed() from e
+        except RuntimeError as e:
+            # uvloop raises RuntimeError ("the handler is closed"), not ConnectionError, when
+            # the peer went away while a response was being written.
+            if transport.is_closing():
+                raise ChannelClosed() from e
+            raise
 
 
 class TlsChannel(PlainChannel):

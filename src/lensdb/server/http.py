@@ -13,34 +13,57 @@ import logging
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from lensdb.auth.commands import NOT_AUTHENTICATED
 from lensdb.errors import failure
 from lensdb.server import extensions, openapi
 from lensdb.server.context import ServerContext
+from lensdb.server.dispatch import is_login_text
+from lensdb.server.httplimits import BodyLimit, BodyTooLarge, BodyTooSlow, body_limit, limit_body
 
 log = logging.getLogger(__name__)
 
 MAX_PARTS = 1_000_000
+# What a request without a valid session may send: an Authenticate or RefreshToken query.
+UNAUTHENTICATED_BODY_BYTES = 64 * 1024
 
 
 def create_app(context: ServerContext) -> Starlette:
     """Build the ASGI app: /api, /api/, /openapi.json and every registered extension."""
 
     async def api(request: Request) -> Response:
-        too_big = _too_big(request, context.max_message_bytes)
+        token = _bearer(request.headers.get("authorization"))
+        # Authentication before the body: without a valid session only a login fits.
+        principal = await asyncio.to_thread(context.auth.principal, token) if token else None
+        if principal is None:
+            limit_body(request.scope, UNAUTHENTICATED_BODY_BYTES)
+            if _declared_length(request) > UNAUTHENTICATED_BODY_BYTES:
+                # Too big for a login: the answer the SDK expects (it logs in and resends).
+                body = json.dumps({"json": dict(NOT_AUTHENTICATED), "blobs": []})
+                return Response(
+                    body, media_type="application/json", headers={"Connection": "close"}
+                )
+        limit = body_limit(request.scope) or context.max_message_bytes
+        too_big = _too_big(request, limit)
         if too_big is not None:
             return too_big
-        parsed = await _read_query(request, context.max_message_bytes)
+        parsed = await _read_query(request, limit)
         if isinstance(parsed, Response):
             return parsed
         query_text, blobs = parsed
-        token = _bearer(request.headers.get("authorization"))
+        address = request.client.host if request.client else None
+        pool = context.executor
+        login_pool = context.handler.login_executor
+        if login_pool is not None and not blobs and is_login_text(query_text):
+            pool = login_pool
         loop = asyncio.get_running_loop()
         body = await loop.run_in_executor(
-            context.executor, context.handler.http_body, query_text, blobs, token
+            pool, context.handler.http_body, query_text, blobs, token, address
         )
         return Response(body, media_type="application/json")
 
@@ -59,15 +82,44 @@ def create_app(context: ServerContext) -> Starlette:
         return JSONResponse(doc)
 
     routes.append(Route("/openapi.json", openapi_json, methods=["GET"]))
-    app = Starlette(routes=routes)
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error},
+        middleware=[
+            Middleware(
+                BodyLimit,
+                max_bytes=context.max_message_bytes,
+                frame_timeout=context.settings.frame_timeout,
+            )
+        ],
+    )
     app.state.context = context
     return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such route, method not allowed) in the API's JSON shape."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        failure(f"{exc.detail}: {request.method} {request.url.path}"),
+        exc.status_code,
+        headers=exc.headers,
+    )
+
+
+def _declared_length(request: Request) -> int:
+    length = request.headers.get("content-length", "")
+    return int(length) if length.isdigit() else 0
 
 
 def _too_big(request: Request, limit: int) -> Response | None:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
-        return JSONResponse(failure(f"Request of {length} bytes exceeds the limit of {limit}"), 413)
+        return JSONResponse(
+            failure(f"Request of {length} bytes exceeds the limit of {limit}"),
+            413,
+            headers={"Connection": "close"},
+        )
     return None
 
 
@@ -82,6 +134,8 @@ async def _read_query(request: Request, limit: int) -> tuple[str, list[bytes]] |
         )
     try:
         form = await request.form(max_files=MAX_PARTS, max_fields=MAX_PARTS, max_part_size=limit)
+    except (BodyTooLarge, BodyTooSlow):
+        raise
     except Exception as e:  # malformed multipart bodies raise various parser errors
         return _bad_request(f"could not parse multipart body: {e}")
     try:

@@ -23,10 +23,12 @@ import uvicorn
 
 from lensdb.auth.service import DEFAULT_REFRESH_TTL, DEFAULT_SESSION_TTL, AuthService
 from lensdb.auth.store import open_auth_store
+from lensdb.auth.throttle import LoginThrottle, ThrottleLimits
 from lensdb.server import tls, workers
 from lensdb.server.context import ServerContext
 from lensdb.server.dispatch import QueryHandler
 from lensdb.server.http import create_app
+from lensdb.server.httplimits import guarded_protocol
 from lensdb.server.tcp import TcpOptions, TcpServer
 from lensdb.settings import Settings
 from lensdb.store.factory import redact
@@ -34,6 +36,8 @@ from lensdb.store.factory import redact
 log = logging.getLogger("lensdb.server")
 
 ADMIN_PASSWORD_ENV = "LENSDB_ADMIN_PASSWORD"
+# Threads hashing login passwords (argon2: 64 MiB and ~0.1 s each), apart from the query threads.
+LOGIN_THREADS = 2
 
 
 @dataclass
@@ -52,10 +56,9 @@ class ServeConfig:
     refresh_ttl: int = DEFAULT_REFRESH_TTL
     max_message_mb: int = 256
     workers: int = 32  # threads running queries (`--threads`)
-    http_processes: int = (
-        1  # processes answering the HTTP port (`--workers`): see server/workers.py
-    )
-    allow_vdms: bool = True
+    # processes answering the HTTP port (`--workers`): see server/workers.py
+    http_processes: int = 1
+    allow_vdms: bool = False
     vdms_client_ca: Path | None = None
     idle_timeout: float | None = 600.0
     shutdown_grace: float = 30.0
@@ -86,6 +89,7 @@ def open_context(config: ServeConfig) -> ServerContext:
     transports (and between the HTTP worker processes, each of which opens its own)."""
     from lensdb import Database
 
+    _check_vdms(config)
     data_dir = Path(config.data_dir)
     location = config.data or data_dir
     store = open_auth_store(location)
@@ -98,9 +102,10 @@ def open_context(config: ServeConfig) -> ServerContext:
             file=sys.stderr,
             flush=True,
         )
-    auth = AuthService(store, config.session_ttl, config.refresh_ttl)
-    db = Database(location, blobs=config.blobs)
     settings = config.settings
+    limits = ThrottleLimits(settings.login_burst, settings.login_failures_per_minute)
+    auth = AuthService(store, config.session_ttl, config.refresh_ttl, LoginThrottle(limits))
+    db = Database(location, blobs=config.blobs)
     if config.data:  # every server on one database signs media links and webhooks alike
         settings = settings.with_options(
             signing_secret=store.shared_secret("gateway", secrets.token_hex(32)),
@@ -110,8 +115,11 @@ def open_context(config: ServeConfig) -> ServerContext:
     # Descriptor indexes load in the background, so the first searches need not wait for them.
     threading.Thread(target=_load_vectors, args=(db,), name="lensdb-vectors", daemon=True).start()
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="lensdb-query")
+    login_executor = ThreadPoolExecutor(
+        max_workers=LOGIN_THREADS, thread_name_prefix="lensdb-login"
+    )
     max_bytes = config.max_message_mb * 2**20
-    handler = QueryHandler(db, auth)
+    handler = QueryHandler(db, auth, login_executor, settings.max_query_mb * 2**20)
     return ServerContext(db, auth, handler, executor, data_dir, max_bytes, settings)
 
 
@@ -130,6 +138,8 @@ def http_server(
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=config.shutdown_grace,
+            http=guarded_protocol(context.settings.handshake_timeout),
+            limit_concurrency=context.settings.max_connections,
         )
     )
 
@@ -144,6 +154,7 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
     )
     context = open_context(config)
     db, store, executor, handler = context.db, context.auth.store, context.executor, context.handler
+    settings, login_executor = context.settings, handler.login_executor
     max_bytes = context.max_message_bytes
 
     tcp = TcpServer(
@@ -155,7 +166,13 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
             max_message_bytes=max_bytes,
             require_tls=config.require_tls,
             allow_vdms=config.allow_vdms,
+            vdms_unauthenticated=settings.vdms_unauthenticated,
+            vdms_writes=settings.vdms_writes,
+            vdms_certified=config.vdms_client_ca is not None,
+            handshake_timeout=settings.handshake_timeout,
             idle_timeout=config.idle_timeout,
+            frame_timeout=settings.frame_timeout,
+            max_connections=settings.max_connections,
         ),
         tls_context=tls_ctx,
         vdms_tls_context=vdms_ctx,
@@ -172,9 +189,14 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
             log.info(
                 "TCP (ApertureDB protocol, TLS %s; VDMS %s) listening on %s:%d",
                 "required" if config.require_tls else "optional",
-                "allowed, unauthenticated" if config.allow_vdms else "refused",
+                _vdms_mode(config) if config.allow_vdms else "refused",
                 host,
                 port,
+            )
+        if config.allow_vdms:
+            log.warning(
+                "VDMS clients are served (%s): the VDMS protocol has no login",
+                _vdms_mode(config),
             )
         if config.http_port is not None:
             uv = http_server(config, context, cert, key)
@@ -222,9 +244,34 @@ async def serve(config: ServeConfig, ready: Callable[[ServerContext], None] | No
             with contextlib.suppress(BaseException):
                 await uv_task
         await loop.run_in_executor(None, executor.shutdown, True)
+        if login_executor is not None:
+            login_executor.shutdown(wait=False, cancel_futures=True)
         db.close()
         store.close()
         log.info("lensdb stopped")
+
+
+def _check_vdms(config: ServeConfig) -> None:
+    """VDMS has no login: serve it only with client certificates or the risk named."""
+    s = config.settings
+    if config.allow_vdms and config.vdms_client_ca is None and not s.vdms_unauthenticated:
+        raise ValueError(
+            "VDMS clients need --vdms-client-ca (client certificates) or --vdms-unauthenticated"
+        )
+    if s.vdms_writes and not s.vdms_unauthenticated:
+        raise ValueError("--vdms-writes applies to --vdms-unauthenticated clients")
+
+
+def _vdms_mode(config: ServeConfig) -> str:
+    s = config.settings
+    modes = []
+    if config.vdms_client_ca is not None:
+        modes.append(f"TLS with client certificates from {config.vdms_client_ca}: read-write")
+    if s.vdms_unauthenticated:
+        modes.append(
+            "without credentials: " + ("READ-WRITE for anyone" if s.vdms_writes else "read-only")
+        )
+    return "; ".join(modes)
 
 
 def _load_vectors(db) -> None:  # noqa: ANN001 - the engine's Database, imported lazily

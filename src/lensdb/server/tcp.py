@@ -17,11 +17,16 @@ from dataclasses import dataclass
 from lensdb.errors import failure
 from lensdb.server import framing, message
 from lensdb.server.channel import ChannelClosed, PlainChannel, TlsChannel
-from lensdb.server.dispatch import QueryHandler
+from lensdb.server.dispatch import QueryHandler, Request
 
 log = logging.getLogger(__name__)
 
 STREAM_LIMIT = 4 * 2**20
+# A begun message may take `frame_timeout` plus one second per this many bytes: a real client,
+# even on a slow link, sends far faster; one sending a byte a second is cut off.
+MIN_BYTES_PER_SECOND = 16 * 1024
+# How often "connection limit reached" is logged at most (a flood would fill the log).
+REFUSAL_LOG_SECONDS = 10.0
 
 
 @dataclass
@@ -30,9 +35,20 @@ class TcpOptions:
     port: int = 55555
     max_message_bytes: int = 256 * 2**20
     require_tls: bool = False
-    allow_vdms: bool = True
-    handshake_timeout: float = 30.0
+    allow_vdms: bool = False
+    # VDMS has no login: clients are either certified (vdms_client_ca given, TLS with a client
+    # certificate: full access) or explicitly accepted anonymously (read-only unless vdms_writes).
+    vdms_unauthenticated: bool = False
+    vdms_writes: bool = False
+    vdms_certified: bool = False
+    handshake_timeout: float = 10.0
     idle_timeout: float | None = 600.0
+    frame_timeout: float = 30.0
+    max_connections: int = 4096
+
+    def frame_deadline(self, length: int) -> float:
+        """Seconds a frame of `length` bytes may take to arrive once its first byte has."""
+        return self.frame_timeout + length / MIN_BYTES_PER_SECOND
 
 
 class _Connection:
@@ -44,36 +60,15 @@ class _Connection:
         self.writer = writer
         self.busy = False
         peer = writer.get_extra_info("peername")
+        self.address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
     async def run(self) -> None:
-        opts = self.server.options
-        channel: PlainChannel = PlainChannel(self.reader, self.writer)
         try:
-            head = await asyncio.wait_for(channel.read_exactly(4), opts.handshake_timeout)
-            if framing.classify_first_bytes(head) is None:
-                head += await asyncio.wait_for(channel.read_exactly(2), opts.handshake_timeout)
-                if framing.is_tls_client_hello(head):
-                    await self._vdms_tls(head)
-                    return
-            length = framing.frame_length(head[:4])
-            if length > opts.max_message_bytes:
-                await self._refuse_oversize(channel, length, vdms=True)
-                return
-            payload = head[4:] + await asyncio.wait_for(
-                channel.read_exactly(length - len(head[4:])), opts.handshake_timeout
-            )
-            if framing.looks_like_hello(payload):
-                await self._aperturedb(channel, payload)
-            elif opts.require_tls or not opts.allow_vdms:
-                log.info(
-                    "%s: refused a plain VDMS client (%s)",
-                    self.peer,
-                    "TLS required" if opts.require_tls else "VDMS disabled",
-                )
-            else:
-                log.debug("%s: VDMS client (plain)", self.peer)
-                await self._serve(channel, vdms=True, first=payload)
+            opened = await self._open()
+            if opened is not None:
+                channel, vdms, first = opened
+                await self._serve(channel, vdms, first)
         except (ChannelClosed, TimeoutError, ssl.SSLError, ConnectionError) as e:
             log.debug("%s: connection ended: %r", self.peer, e)
         except asyncio.CancelledError:
@@ -85,39 +80,101 @@ class _Connection:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.writer.wait_closed(), 2)
 
-    async def _vdms_tls(self, head: bytes) -> None:
-        ctx = self.server.vdms_tls_context
-        if ctx is None or not self.server.options.allow_vdms:
-            log.info("%s: refused a VDMS TLS client (no TLS for VDMS configured)", self.peer)
-            return
-        channel = TlsChannel(self.reader, self.writer, ctx, already_read=head)
-        await asyncio.wait_for(channel.handshake(), self.server.options.handshake_timeout)
-        log.debug("%s: VDMS client (TLS)", self.peer)
-        await self._serve(channel, vdms=True)
+    async def _open(self) -> tuple[PlainChannel, str | None, bytes | None] | None:
+        """Hello and TLS (or a VDMS client's first frame), all within the handshake timeout.
 
-    async def _aperturedb(self, channel: PlainChannel, hello: bytes) -> None:
+        Returns the channel, the VDMS access ("read", "write") or None for ApertureDB, and
+        a VDMS client's first query; None when the connection is refused.
+        """
+        opts = self.server.options
+        loop = asyncio.get_running_loop()
+        channel: PlainChannel = PlainChannel(self.reader, self.writer)
+        async with asyncio.timeout(opts.handshake_timeout) as deadline:
+            head = await channel.read_exactly(4)
+            if framing.classify_first_bytes(head) is None:
+                head += await channel.read_exactly(2)
+                if framing.is_tls_client_hello(head):
+                    return await self._vdms_tls(head)
+            length = framing.frame_length(head[:4])
+            plain_vdms = self._plain_vdms_access()
+            if length != framing.HELLO.size and plain_vdms is None:
+                # Only a hello may come first: refuse before reading what is announced.
+                log.debug(
+                    "%s: refused a first message of %d bytes (not a hello)", self.peer, length
+                )
+                return None
+            if length > opts.max_message_bytes:
+                await self._refuse_oversize(channel, length, vdms=True)
+                return None
+            deadline.reschedule(
+                loop.time() + opts.handshake_timeout + length / MIN_BYTES_PER_SECOND
+            )
+            payload = head[4:] + await channel.read_exactly(length - len(head[4:]))
+            if framing.looks_like_hello(payload):
+                return await self._aperturedb(channel, payload)
+            if plain_vdms is None:
+                log.info("%s: refused a plain VDMS client (%s)", self.peer, self._vdms_refusal())
+                return None
+            log.debug("%s: VDMS client (plain, %s)", self.peer, plain_vdms)
+            return channel, plain_vdms, payload
+
+    def _plain_vdms_access(self) -> str | None:
+        opts = self.server.options
+        if not opts.allow_vdms or opts.require_tls or not opts.vdms_unauthenticated:
+            return None
+        return "write" if opts.vdms_writes else "read"
+
+    def _vdms_refusal(self) -> str:
+        opts = self.server.options
+        if not opts.allow_vdms:
+            return "VDMS disabled"
+        if opts.require_tls:
+            return "TLS required"
+        return "client certificate required"
+
+    async def _vdms_tls(self, head: bytes) -> tuple[PlainChannel, str, None] | None:
+        opts = self.server.options
+        ctx = self.server.vdms_tls_context
+        if ctx is None or not opts.allow_vdms:
+            log.info("%s: refused a VDMS TLS client (VDMS disabled)", self.peer)
+            return None
+        if opts.vdms_certified:  # the context requires and checks a client certificate
+            access = "write"
+        elif opts.vdms_unauthenticated:
+            access = "write" if opts.vdms_writes else "read"
+        else:
+            log.info("%s: refused a VDMS TLS client (no client certificate required)", self.peer)
+            return None
+        channel = TlsChannel(self.reader, self.writer, ctx, already_read=head)
+        await channel.handshake()
+        log.debug("%s: VDMS client (TLS, %s)", self.peer, access)
+        return channel, access, None
+
+    async def _aperturedb(
+        self, channel: PlainChannel, hello: bytes
+    ) -> tuple[PlainChannel, None, None] | None:
         version, requested = framing.parse_hello(hello)
         reply_version, granted = framing.negotiate(
             version, requested, self.server.allowed_protocols
         )
         await channel.write(framing.hello_reply(reply_version, granted))
         if reply_version == 0:
-            return
+            return None
         if granted & framing.PROTO_TLS:
             assert self.server.tls_context is not None
             channel = TlsChannel(self.reader, self.writer, self.server.tls_context)
-            await asyncio.wait_for(channel.handshake(), self.server.options.handshake_timeout)
+            await channel.handshake()
         elif not granted & framing.PROTO_TCP:
             log.info("%s: hello asked for protocol %d; not allowed here", self.peer, requested)
-            return
+            return None
         log.debug(
             "%s: ApertureDB client (%s)",
             self.peer,
             "TLS" if granted & framing.PROTO_TLS else "plain",
         )
-        await self._serve(channel, vdms=False)
+        return channel, None, None
 
-    async def _serve(self, channel: PlainChannel, vdms: bool, first: bytes | None = None) -> None:
+    async def _serve(self, channel: PlainChannel, vdms: str | None, first: bytes | None) -> None:
         opts = self.server.options
         loop = asyncio.get_running_loop()
         payload = first
@@ -125,23 +182,25 @@ class _Connection:
             if payload is None:
                 # asyncio.timeout, unlike wait_for, does not wrap each read in a new task.
                 async with asyncio.timeout(opts.idle_timeout) as deadline:
-                    head = await channel.read_exactly(4)
+                    head = await channel.read_exactly(1)
+                    # Begun: the rest must follow promptly, not a byte now and then.
+                    deadline.reschedule(loop.time() + opts.frame_timeout)
+                    head += await channel.read_exactly(3)
                     length = framing.frame_length(head)
                     if length > opts.max_message_bytes:
-                        await self._refuse_oversize(channel, length, vdms)
+                        await self._refuse_oversize(channel, length, vdms is not None)
                         return
-                    if opts.idle_timeout is not None:
-                        deadline.reschedule(loop.time() + opts.idle_timeout)
+                    deadline.reschedule(loop.time() + opts.frame_deadline(length))
                     payload = await channel.read_exactly(length)
             self.busy = True
             try:
                 handler = self.server.handler
+                request = Request(payload, self.address, vdms)
                 if handler.is_probe(payload):
-                    answer = handler.tcp_payload(payload, vdms)
+                    answer = handler.tcp_payload(request)
                 else:
-                    answer = await loop.run_in_executor(
-                        self.server.executor, handler.tcp_payload, payload, vdms
-                    )
+                    pool = handler.pool_for(payload, self.server.executor)
+                    answer = await loop.run_in_executor(pool, handler.tcp_payload, request)
                 payload = None
                 await channel.write(framing.frame(answer))
             finally:
@@ -154,7 +213,7 @@ class _Connection:
         )
         err: dict = failure(f"Message of {length} bytes exceeds the server limit of {limit} bytes")
         body = [dict(err, FailedCommand="Transaction")] if vdms else err
-        with contextlib.suppress(ChannelClosed, ConnectionError):
+        with contextlib.suppress(ChannelClosed):
             await channel.write(framing.frame(message.encode(json.dumps(body, sort_keys=vdms))))
 
 
@@ -179,6 +238,8 @@ class TcpServer:
         self.closing = False
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task, _Connection] = {}
+        self.refused = 0  # connections turned away at the limit
+        self._refusal_logged = 0.0
 
     async def start(self) -> list[tuple[str, int]]:
         self._server = await asyncio.start_server(
@@ -196,6 +257,18 @@ class TcpServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.closing:
             writer.close()
+            return
+        if len(self._connections) >= self.options.max_connections:
+            self.refused += 1
+            now = asyncio.get_running_loop().time()
+            if now - self._refusal_logged > REFUSAL_LOG_SECONDS:
+                self._refusal_logged = now
+                log.warning(
+                    "connection limit (%d) reached: refusing new connections (%d so far)",
+                    self.options.max_connections,
+                    self.refused,
+                )
+            writer.transport.abort()
             return
         conn = _Connection(self, reader, writer)
         task = asyncio.current_task()
