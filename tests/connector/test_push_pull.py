@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from lensdb.cli import main
+from lensdb.connector import pull as pull_module
 from lensdb.connector.lsclient import LabelStudio
 from lensdb.labelstudio import queries as Q
 
@@ -346,7 +347,7 @@ def small_project(lensdb_for_ls, label_studio, ls_api):
 
 
 def test_pull_brings_exactly_the_changes(
-    lensdb_for_ls, label_studio, ls_api, small_project
+    lensdb_for_ls, label_studio, ls_api, small_project, monkeypatch
 ) -> None:
     pid, tasks = small_project
     db = lensdb_for_ls.connector()
@@ -401,9 +402,11 @@ def test_pull_brings_exactly_the_changes(
     out = run(lensdb_for_ls, label_studio, *pull, "--full")
     assert "wrote 2 annotation(s)" in out
     assert snapshot(db, pid) == incremental
-    # The same in pages of one task: ids listed 4 at a time (after the last id seen), then exported.
+    # The same as a big project is read (ids listed 4 pages at a time after the last id seen, then
+    # exported a page at a time), in pages of one task.
     for row in incremental["annotations"]:
         db.query(Q.delete_annotation_query(int(dict(row)["LS_id"]), pid))
+    monkeypatch.setattr(pull_module, "WHOLE_EXPORT_TASKS", 0)
     out = run(lensdb_for_ls, label_studio, *pull, "--full", "--page-size", "1")
     assert "read 6 changed task(s); wrote 2 annotation(s)" in out
     assert snapshot(db, pid) == incremental

@@ -204,6 +204,19 @@ class LabelStudio:
         times, total = self._task_times(project_id, items, "tasks:id", page_size, page)
         return self.export_tasks(project_id, times), total
 
+    def export_all(self, project_id: int) -> list[dict]:
+        """Every task of the project (annotated or not) in one JSON export."""
+        return self.request(
+            "GET",
+            f"/api/projects/{int(project_id)}/export",
+            f"export project {project_id}",
+            params={
+                "exportType": "JSON",
+                "download_all_tasks": "true",
+                "download_resources": "false",
+            },
+        )
+
     def task_times_after(self, project_id: int, after_id: int, limit: int) -> list[dict]:
         """{"id", "updated_at"} of up to `limit` tasks with ids above `after_id`, by id.
 
