@@ -134,8 +134,10 @@ def pull(
     seen: dict[int, str] = {}  # task id -> the updated_at it was processed at
     newest = stored_cursor
     started: datetime | None = None  # Label Studio's clock when a full pull listed its first tasks
+    task_number = project.get("task_number")
+    whole = full and task_number is not None and task_number <= WHOLE_EXPORT_TASKS
     pages = (
-        _every_task(ls, project_id, page_size, seen, project.get("task_number"))
+        _every_task(ls, project_id, page_size, seen, whole)
         if full
         else _changed(ls, project_id, since, page_size, seen)
     )
@@ -164,21 +166,28 @@ def pull(
             ) from None
     if full:
         report.deleted += _delete_vanished(db, project_id, set(seen))
-        _set_full_cursor(db, ls, project_id, started, newest)
+        _set_full_cursor(db, ls, project_id, started, newest, whole)
     return report
 
 
 def _set_full_cursor(
-    db: Client, ls: LabelStudio, project_id: int, started: datetime | None, newest: str | None
+    db: Client,
+    ls: LabelStudio,
+    project_id: int,
+    started: datetime | None,
+    newest: str | None,
+    whole: bool,
 ) -> None:
-    """After a full pull: the next pull reads what changed since this one began.
+    """After a full pull: the next pull reads what changed since this one read Label Studio.
 
-    A full pull reads tasks by id, not in the order they changed, so the newest change it saw
-    says nothing about the tasks it read earlier: one changed after its page was read could be
-    older than a change seen later. The pull's start is a safe cursor instead (Label Studio's
-    Date header, whole seconds: one second earlier than the true start at most).
+    Read in one export (`whole`), the project was read at once, and the newest change seen is a
+    cursor as an incremental pull's is. Read in pages by id, it was not: the newest change seen
+    says nothing about tasks read earlier (one changed after its page was read can be older than
+    a change seen later), so the pull's start is the cursor (Label Studio's Date header, whole
+    seconds: at most one second early).
     """
-    cursor = ls_time(started - timedelta(seconds=1)) if started else newest
+    cursor = newest if whole else None
+    cursor = cursor or (ls_time(started - timedelta(seconds=1)) if started else newest)
     if cursor is None:
         return
     if newest is not None and A.parse_time(newest) < A.parse_time(cursor):
@@ -250,12 +259,12 @@ def _every_task(
     project_id: int,
     page_size: int,
     seen: dict[int, str],
-    task_number: int | None = None,
+    whole: bool = False,
 ) -> Iterator[tuple[list[dict], datetime | None]]:
     """Every task of the project, by id, in pages of `page_size`, with Label Studio's clock before
     they were read: one export for a project of up to WHOLE_EXPORT_TASKS, else ids listed after
     the last one seen and exported a page at a time."""
-    if task_number is not None and task_number <= WHOLE_EXPORT_TASKS:
+    if whole:
         before = ls.server_time  # the answer to the request just before: earlier than the export
         tasks = sorted(ls.export_all(project_id) or [], key=lambda t: int(t["id"]))
         for start in range(0, len(tasks), page_size):
