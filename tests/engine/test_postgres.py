@@ -106,8 +106,8 @@ def test_migrations_run_once_under_a_lock_when_processes_open_together(targets, 
         target = PgTarget(url, f"file://{tmp_path}/b", tmp_path / "b")
         _run_all("out.append(1)", target, 4)  # four fresh opens of an empty database at once
         with psycopg.connect(url) as conn:
-            versions = conn.execute("SELECT version FROM lensdb_schema").fetchall()
-        assert versions == [(SCHEMA_VERSION,)]
+            versions = conn.execute("SELECT version FROM lensdb_schema ORDER BY 1").fetchall()
+        assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]  # each one once
     finally:
         with psycopg.connect(cluster.url, autocommit=True) as conn:
             conn.execute("DROP DATABASE IF EXISTS lensdb_migrate_test WITH (FORCE)")
