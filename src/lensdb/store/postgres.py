@@ -472,8 +472,9 @@ class PostgresTxn:
     The writer lock is taken in the same pipeline as the first statement (the look-ups), and
     the rows, the intent's settling and COMMIT go as one more: a ParallelLoader query of 100
     AddImage, or of 100 boxes each finding its image, holds the lock for two round trips
-    instead of two or three hundred. bench/scale_ingest.py (2,000 JPEGs + 4,000 boxes, the
-    machine loaded by other jobs): PostgreSQL+S3 0.24x embedded before, 0.55x after.
+    instead of two or three hundred. bench/scale_ingest.py (2,000 JPEGs + 4,000 boxes, on 2
+    cores shared with other jobs; alternate runs): PostgreSQL+S3 / embedded was 0.41x twice
+    before, 0.99x and 0.71x after. Each round trip costs the most when the machine is busy.
     """
 
     def __init__(
