@@ -895,9 +895,19 @@ class PostgresStore:
             raise StoreError(f"PostgreSQL refused a value: {_first_line(e)}") from e
 
     def _autocommit(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with self._conn() as conn:
-            cur = conn.execute(sql, params)
-            return cur.fetchall() if cur.description else []
+        """One statement on a pooled connection. A connection that a PostgreSQL restart
+        closed while it sat in the pool fails before the statement runs: the statement goes
+        once more on a new one, so the first write after a restart is not refused."""
+        for attempt in (1, 2):
+            with self._conn() as conn:
+                try:
+                    cur = conn.execute(sql, params)
+                except psycopg.OperationalError:
+                    if attempt == 2 or not conn.broken:
+                        raise
+                    continue  # the pool drops the broken connection
+                return cur.fetchall() if cur.description else []
+        raise AssertionError("unreachable")
 
     def _migrate(self) -> None:
         with self._conn() as conn, conn.transaction():
