@@ -106,6 +106,7 @@ class _Connection:
     def __init__(self, url: str) -> None:
         self.url = url
         self.pg = psycopg.connect(url, autocommit=True)
+        self.in_transaction = False  # set by PostgresAuthStore.transaction
 
     def _live(self) -> psycopg.Connection:
         if self.pg.closed or self.pg.broken:  # PostgreSQL restarted: connect again
@@ -125,8 +126,17 @@ class _Connection:
         returning = sql.startswith("INSERT INTO users ")
         if returning:
             sql += " RETURNING id"
+        query, params = sql.replace("%", "%%").replace("?", "%s"), tuple(args)
         with _reachable():
-            cur = self._live().execute(sql.replace("%", "%%").replace("?", "%s"), tuple(args))
+            try:
+                cur = self._live().execute(query, params)
+            except psycopg.OperationalError:
+                # A PostgreSQL restart closed this idle connection: a read outside a
+                # transaction runs again once on a new one, so the first query after a
+                # restart is answered rather than refused.
+                if self.in_transaction or not self.pg.broken or not sql.startswith("SELECT"):
+                    raise
+                cur = self._live().execute(query, params)
         if returning:
             return _Cursor(cur, cur.fetchone()[0])
         return _Cursor(cur)
@@ -165,6 +175,7 @@ class PostgresAuthStore(AuthStore):
                 return
             pg = self._conn._live()
             self._depth = 1
+            self._conn.in_transaction = True
             try:
                 with _reachable(), pg.transaction():
                     yield self._conn
@@ -172,6 +183,7 @@ class PostgresAuthStore(AuthStore):
                 self._writes += 1
             finally:
                 self._depth = 0
+                self._conn.in_transaction = False
 
     def version(self) -> tuple[int, int]:
         with self._lock:

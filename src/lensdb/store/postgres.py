@@ -80,7 +80,8 @@ from lensdb.store.factory import ConfigError, redact
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+SWEPT = "LD001"  # SQLSTATE of lensdb_settle_intent: a sweeper removed the intent first
 SWEEP_EVERY = 60.0  # seconds between sweeps a writing server makes of the whole database
 # Advisory lock keys (two int4 halves): the first is lensdb's namespace.
 _NS = 0x6C6E7364  # "lnsd"
@@ -140,6 +141,20 @@ CREATE TABLE changes (
     removed boolean NOT NULL
 );
 CREATE INDEX changes_by_topic ON changes(topic, seq);
+""",
+    ),
+    (
+        3,
+        # Removing a query's intent in its committing transaction, and failing it when a
+        # sweeper took the intent first, as one statement: it can go in the commit's pipeline.
+        """
+CREATE FUNCTION lensdb_settle_intent(p text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM blob_intents WHERE pack = p;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the intent of pack % was swept', p USING ERRCODE = 'LD001';
+    END IF;
+END $$;
 """,
     ),
 ]
@@ -475,14 +490,20 @@ class PostgresTxn:
     its `if_not_found` adds and `unique` Finds) are sent as one pipeline at its start. A
     later `find_objects` of the same selection takes its rows from there when no row added
     since can match it and nothing was updated or deleted (any doubt: it reads as usual).
-    A ParallelLoader query of 100 AddImage, or of 100 boxes each finding its image, is then a
-    handful of round trips instead of two or three hundred; bench/scale_ingest.py measured
-    PostgreSQL+S3 at 0.61x embedded before, and the figure after is in the module docstring.
+    The writer lock is taken in the same pipeline as the first statement (the look-ups), and
+    the rows, the intent's settling and COMMIT go as one more: a ParallelLoader query of 100
+    AddImage, or of 100 boxes each finding its image, holds the lock for two round trips
+    instead of two or three hundred. bench/scale_ingest.py (2,000 JPEGs + 4,000 boxes, on 2
+    cores shared with other jobs; alternate runs): PostgreSQL+S3 / embedded was 0.41x twice
+    before, 0.99x and 0.71x after. Each round trip costs the most when the machine is busy.
     """
 
-    def __init__(self, store: PostgresStore, conn: psycopg.Connection) -> None:
+    def __init__(
+        self, store: PostgresStore, conn: psycopg.Connection, *, lock: bool = False
+    ) -> None:
         self.store = store
         self.conn = conn
+        self._lock_pending = lock  # the writer lock, sent before the first statement
         self.trashed: list[str] = []
         self.thinned: set[str] = set()  # packs that lost blobs but keep some (compaction)
         self.given_ids: set[str] = set()  # tables where rows kept given ids
@@ -501,30 +522,54 @@ class PostgresTxn:
             self._block[table] = min(self._block[table] * 4, 4096)
         return ids.popleft()
 
-    def flush(self) -> None:
-        """Send the buffered inserts (before any other statement, and before commit)."""
+    def _before(self) -> bool:
+        """Anything to send ahead of the next statement (the lock, buffered rows)?"""
+        return self._lock_pending or bool(self._pending["objects"] or self._pending["connections"])
+
+    def _send_before(self) -> None:
+        """Inside a pipeline: the writer lock if not taken yet, then the buffered inserts."""
+        if self._lock_pending:
+            self._lock_pending = False
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, _WRITER))
         for table, rows in self._pending.items():
             if rows:
                 self._pending[table] = []
                 self.conn.execute(_INSERT[table], [list(col) for col in zip(*rows, strict=True)])
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
-        if self._pending["objects"] or self._pending["connections"]:
-            with self.conn.pipeline():  # the buffered rows and this statement: one round trip
-                self.flush()
+        if self._before():
+            with self.conn.pipeline():  # what waits and this statement: one round trip
+                self._send_before()
                 cur = self.conn.execute(sql, params)
             return cur
         return self.conn.execute(sql, params)
 
+    def commit(self, settle: str | None) -> None:
+        """One round trip: the lock (if rows are to be written), the buffered rows, later ids
+        past given ones, the intent of the query's pack removed (`settle`), and COMMIT."""
+        if not (self._pending["objects"] or self._pending["connections"] or self.given_ids):
+            self._lock_pending = False  # nothing to write: no need to wait for other writers
+        with self.conn.pipeline():
+            self._send_before()
+            for table in sorted(self.given_ids):  # later ids go past the given ones
+                seq = f"pg_get_serial_sequence('{table}', 'id')"
+                self.conn.execute(
+                    f"SELECT setval({seq}, greatest((SELECT max(id) FROM {table}), "
+                    f"coalesce(pg_sequence_last_value({seq}::regclass), 1)))"
+                )
+            if settle is not None:  # raises if a sweeper took the intent (see SWEPT)
+                self.conn.execute("SELECT lensdb_settle_intent(%s)", (settle,))
+            self.conn.execute("COMMIT")
+
     def prefetch(self, selections: Sequence[Selection]) -> None:
         """Read these selections now, in one round trip (see the class docstring)."""
-        self.flush()
         # A query making n look-ups likely adds about n objects: their ids come in the same
         # round trip, and a first block of connection ids of that size (taken when needed).
         n = min(len(selections), 4096)
         planned: dict[str, list[ObjectRow]] = {}
         lookups = _Lookups()
         with self.conn.pipeline():
+            self._send_before()
             ids = None if self._ids["objects"] else self.conn.execute(*_reserve("objects", n))
             cursors = [
                 (repr(sel), self.conn.execute(*_find_sql(sel)))
@@ -809,6 +854,7 @@ class PgStaged:
         self.store = store
         self.pack = pack
         self.keys = keys
+        self.in_doubt = False  # the commit's outcome is unknown: rows may use the pack
 
     def finish(self, used: Any) -> None:
         """After commit (which removed the intent row): drop the pack if no row took a blob,
@@ -822,7 +868,7 @@ class PgStaged:
             self.store.compact({self.pack})
 
     def abort(self) -> None:
-        if self.pack is None:
+        if self.pack is None or self.in_doubt:
             return
         try:
             self.store.blobs.delete([self.pack])
@@ -906,9 +952,19 @@ class PostgresStore:
             raise StoreError(f"PostgreSQL refused a value: {_first_line(e)}") from e
 
     def _autocommit(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with self._conn() as conn:
-            cur = conn.execute(sql, params)
-            return cur.fetchall() if cur.description else []
+        """One statement on a pooled connection. A connection that a PostgreSQL restart
+        closed while it sat in the pool fails before the statement runs: the statement goes
+        once more on a new one, so the first write after a restart is not refused."""
+        for attempt in (1, 2):
+            with self._conn() as conn:
+                try:
+                    cur = conn.execute(sql, params)
+                except psycopg.OperationalError:
+                    if attempt == 2 or not conn.broken:
+                        raise
+                    continue  # the pool drops the broken connection
+                return cur.fetchall() if cur.description else []
+        raise AssertionError("unreachable")
 
     def _migrate(self) -> None:
         with self._conn() as conn, conn.transaction():
@@ -952,32 +1008,28 @@ class PostgresStore:
             raise RuntimeError("the database is closed")
         with self._begin("BEGIN") as conn:
             try:
-                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, _WRITER))
-                txn = PostgresTxn(self, conn)
+                txn = PostgresTxn(self, conn, lock=True)
                 yield txn
-                if txn.given_ids:
-                    txn.flush()
-                for table in sorted(txn.given_ids):  # later ids go past the given ones
-                    seq = f"pg_get_serial_sequence('{table}', 'id')"
-                    conn.execute(
-                        f"SELECT setval({seq}, greatest((SELECT max(id) FROM {table}), "
-                        f"coalesce(pg_sequence_last_value({seq}::regclass), 1)))"
-                    )
-                if staged is not None and staged.pack is not None:
-                    # with the buffered rows: one round trip
-                    gone = (
-                        txn._exec(
-                            "DELETE FROM blob_intents WHERE pack = %s", (staged.pack,)
-                        ).rowcount
-                        == 0
-                    )
-                    if gone:
+                try:
+                    txn.commit(staged.pack if staged is not None else None)
+                except psycopg.Error as e:
+                    if e.sqlstate == SWEPT:
                         raise StoreError(
                             "this query's uploaded blobs were swept as abandoned "
                             "(the server lost its database session); retry"
-                        )
-                txn.flush()
-                conn.execute("COMMIT")
+                        ) from None
+                    if isinstance(e, psycopg.OperationalError):
+                        # The connection died with COMMIT sent: PostgreSQL may have committed.
+                        # Keep the bytes (abort leaves them; the intent row, if it is still
+                        # there, gets them swept once this writer is gone).
+                        if staged is not None:
+                            staged.in_doubt = True
+                        raise StoreError(
+                            f"PostgreSQL at {redact(self.url)} failed while committing "
+                            f"({_first_line(e)}): the query may or may not have taken effect; "
+                            "look before retrying one without if_not_found"
+                        ) from e
+                    raise
             except BaseException:
                 if not conn.broken:
                     conn.execute("ROLLBACK")
