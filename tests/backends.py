@@ -159,7 +159,10 @@ class PostgresCluster:
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = "
                     "current_database() AND pid <> pg_backend_pid()"
                 ).fetchone()[0]
-                if not others:
+                # A server's users, tokens and secrets (auth/pgstore.py) live here too: a test
+                # that started one gets a fresh database, not one with another test's admin.
+                served = conn.execute("SELECT to_regclass('users') IS NOT NULL").fetchone()[0]
+                if not others and not served:
                     with conn.transaction():
                         for (index,) in conn.execute(
                             "SELECT indexname FROM pg_indexes WHERE indexname LIKE 'pix\\_%'"
@@ -167,7 +170,7 @@ class PostgresCluster:
                             conn.execute(f"DROP INDEX {index}")
                         conn.execute(
                             "TRUNCATE objects, connections, property_indexes, "
-                            "blob_intents, blob_trash RESTART IDENTITY"
+                            "blob_intents, blob_trash, changes RESTART IDENTITY"
                         )
                     self._free.append(url)
                     return
