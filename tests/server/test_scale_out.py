@@ -252,6 +252,36 @@ def _ingest(server: LensdbServer, csv_path) -> int:  # noqa: ANN001
     return loader.error_counter
 
 
+def test_the_connectors_state_is_shared_between_servers(pair):
+    """The connector keeps its state as lensdb entities, through the query language (it is a
+    client): what a push recorded and a pull's cursor, written through one server, are what
+    a push or pull through the other reads. These are the connector's own query builders."""
+    from lensdb.connector import state
+
+    a, b = pair
+    ls_url, project = "http://Label-Studio.example:8080/", 7
+    r, _ = a.connector().query(
+        [{"AddImage": {"properties": {"name": "pushed"}}}], [_jpeg((5, 5, 5))]
+    )
+    assert r[0]["AddImage"]["status"] == 0, r
+    r, _ = a.connector().query(
+        [{"FindImage": {"constraints": {"name": ["==", "pushed"]}, "uniqueids": True}}]
+    )
+    uid = r[0]["FindImage"]["entities"][0]["_uniqueid"]
+    a.connector().query(state.record_push_query(ls_url, project, [(uid, 41)]))
+    r, _ = b.connector().query(state.sent_images_query("http://label-studio.example:8080", project))
+    assert state.sent_images(r) == {uid: 41}
+    a.connector().query(
+        state.set_cursor_commands(
+            ls_url, project, "2026-11-27T12:00:00Z", "2026-11-27T12:00:01Z", 1
+        )
+    )
+    r, _ = b.connector().query(state.cursor_query(ls_url, project))
+    assert state.cursor_of(r) == ("2026-11-27T12:00:00Z", "2026-11-27T12:00:01Z")
+
+
+# Runs after every test of the `pair` servers: restarting PostgreSQL leaves their pooled
+# connections stale, and the first write through an idle server can still fail once.
 def test_postgres_restart_during_a_parallel_ingest(postgres_cluster, moto_server, tmp_path):
     """PostgreSQL restarts (pg_ctl stop, start) while a ParallelLoader ingests through a
     server. While it is down a query answers a clear status; the server recovers by itself
@@ -420,31 +450,3 @@ def test_labelstudio_start_runs_its_lensdb_on_postgres_and_s3(
     finally:
         db.close()
         postgres_cluster.drop(url)
-
-
-def test_the_connectors_state_is_shared_between_servers(pair):
-    """The connector keeps its state as lensdb entities, through the query language (it is a
-    client): what a push recorded and a pull's cursor, written through one server, are what
-    a push or pull through the other reads. These are the connector's own query builders."""
-    from lensdb.connector import state
-
-    a, b = pair
-    ls_url, project = "http://Label-Studio.example:8080/", 7
-    r, _ = a.connector().query(
-        [{"AddImage": {"properties": {"name": "pushed"}}}], [_jpeg((5, 5, 5))]
-    )
-    assert r[0]["AddImage"]["status"] == 0, r
-    r, _ = a.connector().query(
-        [{"FindImage": {"constraints": {"name": ["==", "pushed"]}, "uniqueids": True}}]
-    )
-    uid = r[0]["FindImage"]["entities"][0]["_uniqueid"]
-    a.connector().query(state.record_push_query(ls_url, project, [(uid, 41)]))
-    r, _ = b.connector().query(state.sent_images_query("http://label-studio.example:8080", project))
-    assert state.sent_images(r) == {uid: 41}
-    a.connector().query(
-        state.set_cursor_commands(
-            ls_url, project, "2026-11-27T12:00:00Z", "2026-11-27T12:00:01Z", 1
-        )
-    )
-    r, _ = b.connector().query(state.cursor_query(ls_url, project))
-    assert state.cursor_of(r) == ("2026-11-27T12:00:00Z", "2026-11-27T12:00:01Z")
