@@ -14,25 +14,6 @@ from conftest import LensdbServer
 DIM = 8
 
 
-@pytest.fixture(scope="module")
-def pair(postgres_cluster, moto_server, tmp_path_factory):
-    url = postgres_cluster.new_database()
-    bucket = moto_server.new_bucket()
-    folder = tmp_path_factory.mktemp("scale-desc")
-    servers = [
-        LensdbServer(
-            folder / f"state{i}", url=url, blobs=f"s3://{bucket}/lensdb", env=moto_server.env()
-        )
-        for i in range(2)
-    ]
-    for s in servers:
-        s.start()
-    yield servers
-    for s in servers:
-        s.stop()
-    postgres_cluster.drop(url)
-
-
 def brute_top(data: dict[int, np.ndarray], q: np.ndarray, k: int) -> list[int]:
     ids = sorted(data)
     d = np.sum((np.stack([data[i] for i in ids]) - q) ** 2, axis=1, dtype=np.float32)
