@@ -261,8 +261,6 @@ def test_the_connectors_state_is_shared_between_servers(pair):
     assert state.cursor_of(r) == ("2026-11-27T12:00:00Z", "2026-11-27T12:00:01Z")
 
 
-# Runs after every test of the `pair` servers: restarting PostgreSQL leaves their pooled
-# connections stale, and the first write through an idle server can still fail once.
 def test_postgres_restart_during_a_parallel_ingest(postgres_cluster, moto_server, tmp_path):
     """PostgreSQL restarts (pg_ctl stop, start) while a ParallelLoader ingests through a
     server. While it is down a query answers a clear status; the server recovers by itself
@@ -306,6 +304,17 @@ def test_postgres_restart_during_a_parallel_ingest(postgres_cluster, moto_server
         r, _ = watcher.query([{"FindImage": {"results": {"list": ["id"]}, "blobs": False}}])
         ids = sorted(e["id"] for e in r[0]["FindImage"]["entities"])
         assert ids == list(range(n)), f"{errors=}: missing or doubled ids"
+        # A restart while the server sits idle: every pooled connection, the session lock's
+        # and the users' are dead. The first login, write and read after it succeed at once.
+        postgres_cluster.stop_server()
+        postgres_cluster.start_server()
+        fresh = server.connector()
+        r, _ = fresh.query([{"AddImage": {"properties": {"after": 1}}}], [_jpeg((9, 9, 9))])
+        assert r[0]["AddImage"]["status"] == 0, r
+        r, _ = watcher.query(
+            [{"FindImage": {"constraints": {"after": ["==", 1]}, "results": {"count": True}}}]
+        )
+        assert r[0]["FindImage"]["count"] == 1, r
         done = server.cli("check", check=False)
         assert done.returncode == 0 and "ok:" in done.stdout, done.stdout + done.stderr
         assert "Traceback" not in server.log()

@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
@@ -173,17 +173,34 @@ class PostgresAuthStore(AuthStore):
                 finally:
                     self._depth -= 1
                 return
-            pg = self._conn._live()
             self._depth = 1
             self._conn.in_transaction = True
             try:
-                with _reachable(), pg.transaction():
+                with _reachable(), ExitStack() as stack:
+                    pg = self._begin(stack)
                     yield self._conn
                     pg.execute("UPDATE auth_version SET n = n + 1")
                 self._writes += 1
             finally:
                 self._depth = 0
                 self._conn.in_transaction = False
+
+    def _begin(self, stack: ExitStack) -> psycopg.Connection:
+        """A transaction opened on the live connection. A PostgreSQL restart kills the idle
+        connection: its BEGIN fails before anything ran, and opens once more on a new one, so
+        the first login or token change after a restart is not refused."""
+        for attempt in (1, 2):
+            pg = self._conn._live()
+            tx = pg.transaction()
+            try:
+                tx.__enter__()
+            except psycopg.OperationalError:
+                if attempt == 2 or not pg.broken:
+                    raise
+                continue
+            stack.push(tx.__exit__)
+            return pg
+        raise AssertionError("unreachable")
 
     def version(self) -> tuple[int, int]:
         with self._lock:

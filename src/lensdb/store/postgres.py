@@ -926,22 +926,29 @@ class PostgresStore:
             raise StoreError(f"PostgreSQL refused a value: {_first_line(e)}") from e
 
     @contextmanager
-    def _begin(self, begin: str) -> Iterator[psycopg.Connection]:
-        """A pooled connection inside a transaction opened with `begin`. Stale connections
-        (PostgreSQL restarted since they were made) fail their BEGIN, before anything ran on
-        them, and are replaced: every idle one may be stale, so up to the pool's size."""
+    def _first(
+        self, sql: str, params: Sequence[Any] = ()
+    ) -> Iterator[tuple[psycopg.Connection, psycopg.Cursor]]:
+        """A pooled connection with `sql` run on it as its first statement. A PostgreSQL restart
+        kills every idle connection in the pool; each fails its first statement before
+        anything ran on it. The first such failure has the pool check all its idle connections
+        (one round trip each, dropping the dead ones) and the statement goes again, so the
+        first queries after a restart are not refused however many connections sat idle."""
         try:
             for attempt in range(self.pool.max_size + 1):
                 conn = self.pool.getconn()
                 try:
-                    conn.execute(begin)
+                    cur = conn.execute(sql, params)
                     break
                 except psycopg.OperationalError:
+                    broken = conn.broken
                     self.pool.putconn(conn)  # broken: the pool closes it
-                    if attempt == self.pool.max_size:
+                    if not broken or attempt == self.pool.max_size:
                         raise
+                    if attempt == 0:
+                        self.pool.check()
             try:
-                yield conn
+                yield conn, cur
             finally:
                 self.pool.putconn(conn)
         except psycopg.OperationalError as e:
@@ -951,20 +958,16 @@ class PostgresStore:
         except psycopg.DataError as e:  # a value PostgreSQL cannot hold (a NUL in a string)
             raise StoreError(f"PostgreSQL refused a value: {_first_line(e)}") from e
 
+    @contextmanager
+    def _begin(self, begin: str) -> Iterator[psycopg.Connection]:
+        """A pooled connection inside a transaction opened with `begin` (see `_first`)."""
+        with self._first(begin) as (conn, _):
+            yield conn
+
     def _autocommit(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """One statement on a pooled connection. A connection that a PostgreSQL restart
-        closed while it sat in the pool fails before the statement runs: the statement goes
-        once more on a new one, so the first write after a restart is not refused."""
-        for attempt in (1, 2):
-            with self._conn() as conn:
-                try:
-                    cur = conn.execute(sql, params)
-                except psycopg.OperationalError:
-                    if attempt == 2 or not conn.broken:
-                        raise
-                    continue  # the pool drops the broken connection
-                return cur.fetchall() if cur.description else []
-        raise AssertionError("unreachable")
+        """One statement on a pooled connection (see `_first`)."""
+        with self._first(sql, params) as (_, cur):
+            return cur.fetchall() if cur.description else []
 
     def _migrate(self) -> None:
         with self._conn() as conn, conn.transaction():
@@ -1183,11 +1186,10 @@ class PostgresStore:
         return length_of(key)
 
     def blob_key(self, cls: str, object_id: int) -> str | None:
-        with self._conn() as conn:
-            row = conn.execute(
-                "SELECT blob FROM objects WHERE id = %s AND class = %s", (object_id, cls)
-            ).fetchone()
-        return row[0] if row else None
+        rows = self._autocommit(
+            "SELECT blob FROM objects WHERE id = %s AND class = %s", (object_id, cls)
+        )
+        return rows[0][0] if rows else None
 
     def locate_blob(self, key: str) -> FileRange | None:
         return self.blobs.locate(key)
