@@ -62,9 +62,7 @@ class StagedBlobs:
             return
         if not kept:
             self.folder.unlink([pack])
-        elif self._on_thin is not None and (
-            2 * sum(map(length_of, kept)) < sum(map(length_of, self.keys))
-        ):
+        elif self._on_thin is not None and is_thin(kept, sum(map(length_of, self.keys))):
             self._on_thin(pack)  # most of it went unused (objects that already existed)
 
     def abort(self) -> None:
@@ -100,6 +98,12 @@ def pack_of(key: str) -> str:
 
 def length_of(key: str) -> int:
     return int(key.rpartition(".")[2])
+
+
+def is_thin(live: Iterable[str], size: int) -> bool:
+    """Whether live blobs (keys) fill less than half of a pack of `size` bytes: the point at
+    which a pack is rewritten (`compaction.py`)."""
+    return 2 * sum(map(length_of, live)) < size
 
 
 def place(key: str) -> tuple[str, int, int | None]:

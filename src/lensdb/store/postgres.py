@@ -75,7 +75,8 @@ from lensdb.store.base import (
     Selection,
     StoreError,
 )
-from lensdb.store.blobfiles import compare_packs, length_of, new_name, place
+from lensdb.store.blobfiles import compare_packs, is_thin, length_of, new_name, place
+from lensdb.store.compaction import compact
 from lensdb.store.factory import ConfigError, redact
 
 log = logging.getLogger(__name__)
@@ -677,6 +678,19 @@ class PostgresTxn:
         self._exec("INSERT INTO blob_trash(pack) VALUES (%s) ON CONFLICT DO NOTHING", (pack,))
         self.trashed.append(pack)
 
+    def pack_rows(self, pack: str) -> list[tuple[int, str]]:
+        return self._rows("SELECT id, blob FROM objects WHERE pack = %s ORDER BY id", (pack,))
+
+    def move_blob(self, object_id: int, old: str, new: str) -> bool:
+        return bool(
+            self._exec(
+                "UPDATE objects SET blob = %s WHERE id = %s AND blob = %s", (new, object_id, old)
+            ).rowcount
+        )
+
+    def pack_in_use(self, pack: str) -> bool:
+        return bool(self._rows("SELECT 1 FROM objects WHERE pack = %s LIMIT 1", (pack,)))
+
     # the change log (base.ChangeLog) -------------------------------------------------------
     def log_changes(self, topic: int, added: Sequence[int], removed: Sequence[int]) -> None:
         # Inside the write transaction, so under the writer lock: numbers in commit order.
@@ -864,7 +878,7 @@ class PgStaged:
         taken = [k for k in self.keys if k in used]
         if not taken:
             self.store.blobs.delete([self.pack])
-        elif 2 * sum(map(length_of, taken)) < sum(map(length_of, self.keys)):
+        elif is_thin(taken, sum(map(length_of, self.keys))):
             self.store.compact({self.pack})
 
     def abort(self) -> None:
@@ -1079,52 +1093,12 @@ class PostgresStore:
         return staged
 
     def compact(self, packs: set[str]) -> int:
-        """Rewrite each pack whose live blobs fill less than half of it (after deletes, or
-        when a query used only some of its blobs: `if_not_found` met existing objects), so
-        deleted bytes do not stay in object storage for good: the same policy as the folder
-        store's. The live blobs go to a new pack; each row moves only if it still names its
-        old blob (a delete or another compaction may have won); the old pack then waits in
-        `blob_trash` like a deleted one, so a read whose snapshot still names it keeps its
-        bytes. Returns how many packs were rewritten."""
-        done = 0
-        for pack in sorted(packs):
-            try:
-                done += self._compact_pack(pack)
-            except Exception:  # the query that led here has committed; never fail it
-                log.exception("compacting pack %s failed; it stays as it is", pack)
-        return done
+        """Rewrite thinned packs (`compaction.py`: the folder store's policy, so deleted bytes
+        do not stay in object storage for good). Returns how many were rewritten."""
+        return compact(self, packs)
 
-    def _compact_pack(self, pack: str) -> bool:
-        with self.read() as txn:
-            live = txn._rows("SELECT id, blob FROM objects WHERE pack = %s ORDER BY id", (pack,))
-            if not live:
-                return False
-            size = self.blobs.size(pack)
-            if 2 * sum(length_of(key) for _, key in live) >= size:
-                return False
-            datas = self.get_blobs([key for _, key in live])
-        staged = self.stage_blobs(datas)
-        moved = []
-        try:
-            with self.write(staged) as wtxn:
-                for (oid, old), new in zip(live, staged.keys, strict=True):
-                    if wtxn._exec(
-                        "UPDATE objects SET blob = %s WHERE id = %s AND blob = %s", (new, oid, old)
-                    ).rowcount:
-                        moved.append(new)
-                if not wtxn._rows("SELECT 1 FROM objects WHERE pack = %s LIMIT 1", (pack,)):
-                    wtxn.trash(pack)
-        except BaseException:
-            staged.abort()
-            raise
-        staged.finish(moved)
-        log.info(
-            "compacted pack %s (%d bytes): its %d live blob(s) moved to a new pack",
-            pack,
-            size,
-            len(moved),
-        )
-        return True
+    def pack_size(self, pack: str) -> int:
+        return self.blobs.size(pack)
 
     def _intend(self, pack: str, owner: int) -> bool:
         """Record the intent to upload `pack`, only while `owner`'s session lock is held: after

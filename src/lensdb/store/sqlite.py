@@ -43,7 +43,8 @@ from lensdb.store.base import (
     Txn,
     WriteRefused,
 )
-from lensdb.store.blobfiles import BlobFolder, StagedBlobs, compare_packs, length_of, pack_of
+from lensdb.store.blobfiles import BlobFolder, StagedBlobs, compare_packs, pack_of
+from lensdb.store.compaction import compact
 from lensdb.store.reclaim import Reclaimer
 
 log = logging.getLogger(__name__)
@@ -357,6 +358,21 @@ class SQLiteTxn(Txn):
         self.conn.execute("INSERT OR IGNORE INTO blob_trash(key) VALUES (?)", (pack,))
         self.trashed.append(pack)
 
+    def pack_rows(self, pack: str) -> list[tuple[int, str]]:
+        return self.conn.execute(
+            "SELECT id, blob FROM objects WHERE blob >= ? AND blob < ?", (pack + ".", pack + "/")
+        ).fetchall()
+
+    def move_blob(self, object_id: int, old: str, new: str) -> bool:
+        return bool(
+            self.conn.execute(
+                "UPDATE objects SET blob = ? WHERE id = ? AND blob = ?", (new, object_id, old)
+            ).rowcount
+        )
+
+    def pack_in_use(self, pack: str) -> bool:
+        return _pack_in_use(self.conn, pack)
+
     # connections ---------------------------------------------------------------------------
     def add_connection(
         self, cls: str, src: int, dst: int, props: dict[str, Any], id: int | None = None
@@ -643,47 +659,10 @@ class SQLiteStore:
         return self.blobs.stage(blobs, on_thin=lambda pack: self._compact({pack}))
 
     def _compact(self, packs: set[str]) -> None:
-        """Rewrite each pack whose live blobs fill less than half of it (after deletes, or when
-        a query used only some of its blobs), so deleted bytes do not stay on disk for good."""
-        for pack in sorted(packs):
-            try:
-                self._compact_pack(pack)
-            except WriteRefused as e:  # a full disk: try again when the pack next thins
-                log.warning("compacting pack %s put off: %s", pack, e)
-            except Exception:  # the query that led here has committed; never fail it
-                log.exception("compacting pack %s failed; it stays as it is", pack)
+        compact(self, packs)
 
-    def _compact_pack(self, pack: str) -> None:
-        with self.read() as txn:
-            live = txn.conn.execute(
-                "SELECT id, blob FROM objects WHERE blob >= ? AND blob < ?",
-                (pack + ".", pack + "/"),
-            ).fetchall()
-            size = self.blobs.size(pack) if live else 0
-            if not live or 2 * sum(length_of(key) for _, key in live) >= size:
-                return
-            datas = [self.blobs.read(key) for _, key in live]
-        staged = self.blobs.stage(datas)
-        moved = []
-        try:
-            with self.write() as wtxn:
-                for (oid, old), new in zip(live, staged.keys, strict=True):
-                    if wtxn.conn.execute(
-                        "UPDATE objects SET blob = ? WHERE id = ? AND blob = ?", (new, oid, old)
-                    ).rowcount:
-                        moved.append(new)
-                if not _pack_in_use(wtxn.conn, pack):
-                    wtxn.trash(pack)
-        except BaseException:
-            staged.abort()
-            raise
-        staged.finish(moved)
-        log.info(
-            "compacted pack %s (%d bytes): its %d live blob(s) moved to a new pack",
-            pack,
-            size,
-            len(moved),
-        )
+    def pack_size(self, pack: str) -> int:
+        return self.blobs.size(pack)
 
     def get_blob(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         return self.blobs.read(key, offset, length)
