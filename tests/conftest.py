@@ -19,7 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from backends import PG_BIN, MotoServer, PostgresCluster, postgres_available
+from backends import (
+    PG_BIN,
+    CephRGW,
+    MotoServer,
+    PostgresCluster,
+    ceph_available,
+    postgres_available,
+)
 
 ADMIN_PASSWORD = "admin-test-password"
 
@@ -282,6 +289,22 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     cluster = PostgresCluster().start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def ceph_rgw() -> Iterator[CephRGW]:
+    """Ceph's S3 gateway on a private one-node cluster (Debian's radosgw, ceph-mon, ceph-osd)."""
+    if not ceph_available():
+        if os.environ.get("CI"):
+            pytest.fail(
+                "Ceph RGW is missing (radosgw, ceph-mon, ceph-osd): scripts/test installs it"
+            )
+        pytest.skip(
+            "Ceph RGW is not installed (radosgw, ceph-mon, ceph-osd); scripts/test installs it"
+        )
+    rgw = CephRGW().start()
+    yield rgw
+    rgw.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -97,10 +100,30 @@ def decode(data: bytes) -> Image.Image:
 PACK_NAME = re.compile(r"^[0-9a-f]{32}$")
 
 
+@contextmanager
+def _s3_env(target: PgTarget) -> Iterator[None]:
+    """The target's S3 endpoint and keys in the AWS variables while its store is made (boto3
+    reads them then): moto's and Ceph's endpoints serve one test session side by side."""
+    if target.s3 is None:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in target.s3.env()}
+    os.environ.update(target.s3.env())
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def open_db(target: Path | PgTarget, **kw: Any) -> Database:
     """A Database on a test target: a folder, or a PostgreSQL database and its blob folder."""
     if isinstance(target, PgTarget):
-        db = Database(target.url, blobs=target.blobs, **kw)
+        with _s3_env(target):
+            db = Database(target.url, blobs=target.blobs, **kw)
     else:
         db = Database(target, **kw)
     db.target = target  # type: ignore[attr-defined] - for snapshot() in shared fixtures

@@ -153,7 +153,7 @@ objects = st.lists(st.dictionaries(st.sampled_from(KEYS), values, max_size=3), m
 
 @pytest.fixture(scope="module", params=["plain", "indexed"])
 def shared_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, targets):
-    if targets.backend == "postgres-s3":
+    if targets.backend in ("postgres-s3", "postgres-rgw"):
         pytest.skip("no blobs here: the same SQL as on postgres")
     target = targets.new(Path(tmp_path_factory.mktemp("prop")))
     db = open_db(target)

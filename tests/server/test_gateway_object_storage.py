@@ -1,5 +1,6 @@
-"""The media gateway on PostgreSQL + S3 (moto's server): images that share one pack object are
-each served whole and by range, with ETags and 304s, and a deleted image is gone at once."""
+"""The media gateway on PostgreSQL + S3 (moto's server, and Ceph's RGW): images that share one
+pack object are each served whole and by range, with ETags and 304s, and a deleted image is
+gone at once."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from conftest import LensdbServer
 from connector.helpers import session_token
 
 
-@pytest.fixture(scope="module")
-def server(postgres_cluster, moto_server, tmp_path_factory):
+@pytest.fixture(scope="module", params=["moto_server", "ceph_rgw"])
+def server(request, postgres_cluster, tmp_path_factory):
+    s3 = request.getfixturevalue(request.param)
     url = postgres_cluster.new_database()
-    bucket = moto_server.new_bucket()
+    bucket = s3.new_bucket()
     s = LensdbServer(
         tmp_path_factory.mktemp("gw-s3") / "state",
         url=url,
         blobs=f"s3://{bucket}/media",
-        env=moto_server.env(),
+        env=s3.env(),
     ).start()
     yield s
     s.stop()
