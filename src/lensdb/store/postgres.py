@@ -45,6 +45,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -622,16 +623,19 @@ class PostgresTxn:
         return all(_excludes(sel, *row) for row in self._added)
 
     def find_objects(self, sel: Selection) -> list[ObjectRow]:
+        if self._planned:
+            # Planned from the command alone, so without `ids_only`: the rows read ahead serve
+            # a Find that only binds a _ref as well (a ParallelLoader box batch's FindImage).
+            key = repr(replace(sel, ids_only=False) if sel.ids_only else sel)
+            rows = self._planned.get(key)
+            if rows is not None and self._unchanged(sel):
+                # asked again (two boxes of one image): a copy, callers may annotate rows
+                return [ObjectRow(r.id, r.cls, dict(r.props), r.blob) for r in rows]
         if sel.ids_only:  # only ids and classes: a _ref bound for later commands
             params: list[Any] = []
             sql = "SELECT id, class FROM objects" + _where(sel, params) + _order_by(sel)
             sql += _limit(sel, params)
             return [ObjectRow(i, c, {}) for i, c in self._rows(sql, params)]
-        if self._planned:
-            rows = self._planned.get(repr(sel))
-            if rows is not None and self._unchanged(sel):
-                # asked again (two boxes of one image): a copy, callers may annotate rows
-                return [ObjectRow(r.id, r.cls, dict(r.props), r.blob) for r in rows]
         return [ObjectRow(i, c, p, b) for i, c, p, b in self._rows(*_find_sql(sel))]
 
     def count_objects(self, sel: Selection) -> int:
