@@ -113,12 +113,19 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument(
+        "--s3",
+        choices=["moto", "rgw"],
+        default="moto",
+        help="the S3 endpoint: moto's server (Python) or Ceph's RGW on a one-node cluster",
+    )
     args = ap.parse_args()
-    from backends import MotoServer, PostgresCluster
+    from backends import CephRGW, MotoServer, PostgresCluster
 
     work = Path(tempfile.mkdtemp(prefix="lensdb-scale-bench-"))
     images_csv, boxes_csv, _ = bs.make_csvs(work, args.images, 24)
-    cluster, s3 = PostgresCluster().start(), MotoServer().start()
+    cluster = PostgresCluster().start()
+    s3 = (CephRGW() if args.s3 == "rgw" else MotoServer()).start()
     procs: list[subprocess.Popen] = []
     try:
         rates = {}
@@ -160,7 +167,7 @@ def main() -> None:
                 p.wait()
         print(
             f"ParallelLoader: {args.images} JPEGs then {2 * args.images} boxes, "
-            f"{args.threads} threads in all, batches of {args.batch}"
+            f"{args.threads} threads in all, batches of {args.batch}, S3: {args.s3}"
         )
         for name, rate in rates.items():
             print(f"  {name:28s} {rate:7.0f} images/s (with their boxes)")
