@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 import time
 from pathlib import Path
 
@@ -284,3 +285,44 @@ def test_openapi_documents_every_route_parameter(gateway) -> None:
             }
             assert declared == templated, (method, path)
             assert "200" in op["responses"], (method, path)
+
+
+def _read_response(f, head: bool = False) -> tuple[bytes, dict[str, str], bytes]:
+    """One HTTP/1.1 response from a socket file: status line, headers, body (none for HEAD)."""
+    status = f.readline()
+    headers = {}
+    while (line := f.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = b"" if head else f.read(int(headers.get("content-length", "0")))
+    return status, headers, body
+
+
+def test_headers_and_body_leave_together_in_order(gateway) -> None:
+    # A response's header block waits for its body (server/onewrite.py): pipelined requests,
+    # a HEAD (no body follows) and 100-continue (sent before the body is read) keep working.
+    server, http, _, ids = gateway
+    link = _signer(server).sign(f"/media/images/{ids[0]}", 60)
+    whole = http.get(link).content
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as sock:
+        f = sock.makefile("rb")
+        sock.sendall(
+            f"HEAD {link} HTTP/1.1\r\nHost: x\r\n\r\n"
+            f"GET {link} HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n"
+            f"GET {link} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        )
+        status, headers, _ = _read_response(f, head=True)
+        assert status.startswith(b"HTTP/1.1 200") and headers["content-length"] == str(len(whole))
+        status, _, body = _read_response(f)
+        assert status.startswith(b"HTTP/1.1 206") and body == whole[:10]
+        status, _, body = _read_response(f)
+        assert status.startswith(b"HTTP/1.1 200") and body == whole
+        query = b'[{"FindImage": {"results": {"count": true}}}]'
+        sock.sendall(
+            b"POST /api/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(query)
+        )
+        assert f.readline().startswith(b"HTTP/1.1 100") and f.readline() == b"\r\n"
+        sock.sendall(query)
+        status, _, body = _read_response(f)
+        assert status.startswith(b"HTTP/1.1 200") and b"Authenticate" in body  # needs a login

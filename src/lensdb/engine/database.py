@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -113,18 +113,27 @@ class _Abort(Exception):
         self.response = response
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MediaSource:
     """One object's blob as the media gateway serves it, found without running a query.
 
     `key` is the store's name for the bytes; it changes whenever they do (packs are written once
     and never changed in place), so it makes a strong ETag. `file` says where they lie on a local
-    disk, or is None (object storage: `Database.read_blob` reads just the range asked for).
+    disk, or is None (object storage). `read` reads just the range asked for, either way.
     """
 
     key: str
     length: int
     file: FileRange | None
+    store: Store = field(repr=False, compare=False)
+
+    def read(self, offset: int, length: int) -> bytes:
+        """`length` bytes from `offset` within the blob: a pread of the pack file's range when it
+        lies on a local disk, else a ranged read from the store. Raises `BlobMissing` (a
+        LookupError) once the bytes are gone (deleted, or moved by compaction)."""
+        if self.file is not None:
+            return self.file.read(offset, length)
+        return self.store.get_blob(self.key, offset, length)
 
 
 class Database:
@@ -191,11 +200,9 @@ class Database:
         if key is None:
             return None
         file = self.store.locate_blob(key)
-        return MediaSource(key, file.length if file else self.store.blob_size(key), file)
-
-    def read_blob(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
-        """Bytes of a blob named by `media_source`; raises BlobMissing once it is deleted."""
-        return self.store.get_blob(key, offset, length)
+        return MediaSource(
+            key, file.length if file else self.store.blob_size(key), file, self.store
+        )
 
     def query(
         self,

@@ -16,9 +16,12 @@ from starlette.routing import BaseRoute, Route
 from lensdb import media
 from lensdb.gateway.core import Access, Gateway, QueryFailed, error
 from lensdb.gateway.httpcache import (
+    Answer,
+    Conditions,
     media_response,
     not_modified,
-    ranged_response,
+    not_modified_answer,
+    ranged_answer,
     strong_etag,
     wanted_range,
 )
@@ -58,10 +61,13 @@ class Variant:
         return not self.ops and self.crop is None and self.format is None
 
 
+# Parameters that ask for a resize, crop or format: the engine renders those (and checks them).
+TRANSFORMS = ("width", "height", "crop", "format")
+
+
 def _transformed(request: Request) -> bool:
-    """A resize, crop or format is asked for: the engine renders it (and checks the values)."""
     q = request.query_params
-    return any(k in q for k in ("width", "height", "crop", "format"))
+    return any(k in q for k in TRANSFORMS)
 
 
 def _positive(text: str, name: str) -> int:
@@ -76,7 +82,7 @@ def _non_negative(text: str, name: str) -> int:
     return int(text)
 
 
-def _cache_control(access: Access) -> str:
+def cache_control(access: Access) -> str:
     if access.signed_seconds_left is not None:
         return f"private, max-age={min(access.signed_seconds_left, MAX_CACHE_SECONDS)}"
     # Session access: the browser must ask again (cheap with the ETag) so a revoked session stops working.
@@ -134,10 +140,10 @@ async def _serve_image(
     if isinstance(data, Response):
         return data
     etag = strong_etag(data, variant.key)
-    cache = _cache_control(access)
-    if not_modified(request, etag):
+    cache = cache_control(access)
+    if not_modified(Conditions.of(request), etag):
         # Answered before any rendering: the tag is derived from the stored bytes and the variant.
-        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
+        return not_modified_answer(etag, cache).response()
     if not variant.identity:
         try:
             data = await gw.run(media.render, data, variant.ops, variant.format, variant.crop)
@@ -149,35 +155,45 @@ async def _serve_image(
 _NOT_FOUND = "no {what} here: check the id (lensdb _uniqueid, e.g. 2.0.17) or the property value"
 
 
-async def _serve_stored(
-    gw: Gateway, request: Request, access: Access, cls: str, uid: str, what: str
-) -> Response:
-    """The stored bytes as they are, found by one lookup and read only for the range sent.
+async def stored_answer(
+    gw: Gateway, cls: str, uid: str, cache: str, conditions: Conditions
+) -> Answer | None:
+    """The stored bytes as they are, found by one lookup and read only for the range sent; None
+    when there is no such object (or its bytes went away twice).
 
-    This is the gateway's hot path (every image Label Studio shows): no query is parsed and the
-    blob is never read whole for a Range request. A pack that went away between the lookup and
-    the read (a delete, or compaction moving the blob) is looked up once more.
+    This is the gateway's hot path (every image Label Studio shows), answered by the /media
+    front (`front.py`) and the Starlette route alike: no query is parsed and the blob is never
+    read whole for a Range request. A pack that went away between the lookup and the read (a
+    delete, or compaction moving the blob) is looked up once more.
     """
-    cache = _cache_control(access)
     for _ in range(2):
         source = await gw.media_source(cls, uid)
         if source is None:
-            return error(404, _NOT_FOUND.format(what=what))
+            return None
         etag = strong_etag(source.key)
-        if not_modified(request, etag):
-            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
+        if not_modified(conditions, etag):
+            return not_modified_answer(etag, cache)
         size = source.length
-        wanted = wanted_range(request, size, etag)
+        wanted = wanted_range(conditions, size, etag)
         if wanted is False:
-            return ranged_response(request, b"", size, "", etag, cache)
+            return ranged_answer(wanted, b"", size, "", etag, cache)
         first, last = wanted or (0, size - 1)
         try:
             part = await gw.read_part(source, first, last - first + 1)
             head = part[:16] if first == 0 else await gw.read_part(source, 0, min(16, size))
         except (OSError, LookupError):
             continue
-        return ranged_response(request, part, size, content_type(head), etag, cache)
-    return error(404, _NOT_FOUND.format(what=what))
+        return ranged_answer(wanted, part, size, content_type(head), etag, cache)
+    return None
+
+
+async def _serve_stored(
+    gw: Gateway, request: Request, access: Access, cls: str, uid: str, what: str
+) -> Response:
+    answer = await stored_answer(gw, cls, uid, cache_control(access), Conditions.of(request))
+    if answer is None:
+        return error(404, _NOT_FOUND.format(what=what))
+    return answer.response()
 
 
 async def _serve_region(gw: Gateway, request: Request, command: str, what: str) -> Response:
@@ -208,9 +224,9 @@ async def _serve_region(gw: Gateway, request: Request, command: str, what: str) 
 
 
 def _answer(request: Request, access: Access, data: bytes, etag: str) -> Response:
-    cache = _cache_control(access)
-    if not_modified(request, etag):
-        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
+    cache = cache_control(access)
+    if not_modified(Conditions.of(request), etag):
+        return not_modified_answer(etag, cache).response()
     return media_response(request, data, content_type(data[:16]), etag, cache)
 
 

@@ -9,8 +9,9 @@ from lensdb.gateway import media, openapi, tasks, webhook
 from lensdb.gateway.browse import routes as browse
 from lensdb.gateway.config import GatewayConfig
 from lensdb.gateway.core import Gateway
+from lensdb.gateway.front import media_front
 from lensdb.server.context import ServerContext
-from lensdb.server.extensions import route_factory
+from lensdb.server.extensions import Front, route_factory
 
 
 def _cors(gw: Gateway, routes: list[BaseRoute], methods: list[str]) -> CORSMiddleware:
@@ -32,10 +33,15 @@ def _cors(gw: Gateway, routes: list[BaseRoute], methods: list[str]) -> CORSMiddl
 
 
 @route_factory
-def gateway_routes(ctx: ServerContext) -> list[BaseRoute]:
+def gateway_routes(ctx: ServerContext) -> list[BaseRoute | Front]:
     gw = Gateway(ctx, GatewayConfig.load(ctx.data_dir, ctx.settings))
+    media_app = _cors(gw, media.routes(gw), ["GET", "HEAD"])
+    # Stored images and blobs by _uniqueid, answered ahead of the app (front.py) when the
+    # engine offers lookups; the /media routes below answer everything else the same way.
+    fronts = [media_front(gw, media_app)] if gw.has_sources else []
     return [
-        Mount("/media", app=_cors(gw, media.routes(gw), ["GET", "HEAD"])),
+        *fronts,
+        Mount("/media", app=media_app),
         # Task lists are fetched by scripts and the connector, not by pages: no CORS.
         *tasks.routes(gw),
         *webhook.routes(gw),

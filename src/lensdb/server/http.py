@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
@@ -18,6 +20,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from lensdb.auth.commands import NOT_AUTHENTICATED
 from lensdb.errors import failure
@@ -71,9 +74,14 @@ def create_app(context: ServerContext) -> Starlette:
         Route("/api/", api, methods=["POST"]),
         Route("/api", api, methods=["POST"]),
     ]
+    fronts: list[extensions.Front] = []
     extra_docs = []
     for factory in extensions.factories():
-        routes.extend(factory(context))
+        for made in factory(context):
+            if isinstance(made, extensions.Front):
+                fronts.append(made)
+            else:
+                routes.append(made)
         if isinstance(getattr(factory, "openapi_paths", None), dict):
             extra_docs.append(factory.openapi_paths)  # type: ignore[attr-defined]
     doc = openapi.schema(extra_docs)
@@ -82,7 +90,8 @@ def create_app(context: ServerContext) -> Starlette:
         return JSONResponse(doc)
 
     routes.append(Route("/openapi.json", openapi_json, methods=["GET"]))
-    app = Starlette(
+    app = App(
+        fronts,
         routes=routes,
         exception_handlers={HTTPException: _http_error},
         middleware=[
@@ -95,6 +104,22 @@ def create_app(context: ServerContext) -> Starlette:
     )
     app.state.context = context
     return app
+
+
+class App(Starlette):
+    """The Starlette app with the extensions' `Front`s asked first (see extensions.Front)."""
+
+    def __init__(self, fronts: Sequence[extensions.Front], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fronts = tuple(fronts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fronts and scope["type"] == "http" and not scope.get("root_path"):
+            path = scope["path"]
+            for front in self.fronts:
+                if path.startswith(front.prefix) and await front.answer(scope, send):
+                    return
+        await super().__call__(scope, receive, send)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

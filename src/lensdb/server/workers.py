@@ -1,9 +1,11 @@
 """Several processes answering one HTTP port (`lensdb serve --workers N`).
 
-One Python process serves about 3,500 media requests a second here (bench/connector.py), held by
-the interpreter lock, not by the disk. The server binds the HTTP port once and starts N-1 more
-processes that inherit the listening socket; the kernel hands each new connection to one of
-them. Each child opens the same database and users on its own (SQLite and the pack files are
+One Python process serves about 11,000 media requests a second here (bench/connector.py, 59 us
+of CPU each), held by the interpreter lock, not by the disk. The server binds the HTTP port once
+and starts N-1 more processes that inherit the listening socket; the kernel hands each new
+connection to one of them. Not evenly (whichever process wakes first takes every waiting
+connection: 26 and 6 of wrk's 32 with two processes), which costs little, since a few busy
+connections keep a process busy; and a stopped process takes none. Each child opens the same database and users on its own (SQLite and the pack files are
 made for several processes: writers take SQLite's lock, staged packs are held by flock; see
 store/blobfiles.py), so any request can go to any process. The TCP port stays in the parent.
 

@@ -188,7 +188,7 @@ class Selection:
     ids_only: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileRange:
     """Where a blob's bytes lie in a local file, so a server can read just the range it sends
     instead of asking for the whole blob through a query (the media gateway's fast path)."""
@@ -196,6 +196,33 @@ class FileRange:
     path: str
     offset: int
     length: int
+
+    def read(self, offset: int = 0, length: int | None = None) -> bytes:
+        """`length` bytes from `offset` within the blob (None: to its end), clipped to it.
+        Raises `BlobMissing` when the file went away (a delete, compaction moving the blob)."""
+        offset = min(max(offset, 0), self.length)
+        want = self.length - offset if length is None else max(0, min(length, self.length - offset))
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise BlobMissing(self.path) from None
+        try:
+            return read_range(fd, self.offset + offset, want, self.path)
+        finally:
+            os.close(fd)
+
+
+def read_range(fd: int, offset: int, length: int, name: str) -> bytes:
+    """`length` bytes of an open file from `offset`: the one reader of pack file ranges (the
+    embedded store, a shared folder, the media gateway). `BlobMissing(name)` when the file is
+    shorter than that."""
+    data = os.pread(fd, length, offset)
+    while len(data) < length:  # reads of over 2 GB come back in parts
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            raise BlobMissing(name)  # the pack is shorter than the row says
+        data += more
+    return data
 
 
 # --- the interface ----------------------------------------------------------------------------

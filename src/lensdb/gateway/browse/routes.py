@@ -37,7 +37,7 @@ from lensdb.gateway.browse.queries import (
 )
 from lensdb.gateway.browse.session import BrowseSessions, Visitor, clear_cookies, set_cookies
 from lensdb.gateway.core import Gateway, QueryFailed, error
-from lensdb.gateway.httpcache import media_response, not_modified, strong_etag
+from lensdb.gateway.httpcache import Conditions, media_response, not_modified, strong_etag
 from lensdb.media import content_type
 
 DEFAULT_PAGE = 48
@@ -235,7 +235,7 @@ def routes(gw: Gateway) -> list[BaseRoute]:
         data = blobs[0]
         etag = strong_etag(data)
         cache = "private, no-cache"  # revalidated (cheap with the ETag): a revoked session stops
-        if not_modified(request, etag):
+        if not_modified(Conditions.of(request), etag):
             return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
         answer = media_response(request, data, content_type(data[:16]), etag, cache)
         if visitor.renewed is not None:
