@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from math import isfinite
 from typing import Any
 
 from lensdb.errors import QueryError
@@ -117,7 +118,8 @@ def encode_properties(props: object, *, what: str = "properties") -> dict[str, A
         if value is None:
             continue  # null means absent
         kind = type(value)
-        out[key] = value if kind is str or kind is int or kind is bool else encode_value(key, value)
+        plain = kind is str or kind is int or kind is bool or (kind is float and isfinite(value))
+        out[key] = value if plain else encode_value(key, value)
     return out
 
 

@@ -340,7 +340,8 @@ def _region_props(
     score: float | None,
 ) -> dict[str, Any]:
     """A region's properties; with an annotation id, the LS_* keys Label Studio writes too."""
-    p = {**extra, **common, "score": score}
+    p = {**extra, **common}
+    _put(p, "score", score)
     if ann_id is not None:
         p.update(
             LS_id=region_id,
@@ -348,9 +349,17 @@ def _region_props(
             LS_project_id=0,
             LS_type=ls_type,
             LS_labels=_labels_json(label),
-            LS_score=score,
         )
-    return _clean(p)
+        _put(p, "LS_score", score)
+    return _clean(p) if None in p.values() else p
+
+
+def _put(props: dict[str, Any], key: str, value: object) -> None:
+    """Set `key`, or remove it for None (a property that is absent)."""
+    if value is None:
+        props.pop(key, None)
+    else:
+        props[key] = value
 
 
 @functools.lru_cache(maxsize=1024)
