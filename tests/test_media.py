@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lensdb.media import ImageInfo, MediaError, encode_format, probe, render, validate_operations
+from lensdb.media import (
+    ImageInfo,
+    MediaError,
+    encode_format,
+    probe,
+    probe_header,
+    render,
+    validate_operations,
+)
 
 
 def encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
@@ -64,6 +72,40 @@ def test_probe_reports_stored_size_not_exif_orientation() -> None:
 def test_probe_rejects_garbage(data: bytes) -> None:
     with pytest.raises(MediaError):
         probe(data)
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "kw"),
+    [
+        ("RGB", "JPEG", {}),
+        ("RGB", "JPEG", {"progressive": True}),
+        ("L", "JPEG", {}),
+        ("CMYK", "JPEG", {}),
+        ("RGBA", "PNG", {}),
+        ("P", "PNG", {}),
+    ],
+)
+def test_probe_header_agrees_with_probe(mode: str, fmt: str, kw: dict) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    extra = {"exif": exif, "comment": b"x" * 3000} if fmt == "JPEG" else {}
+    data = encode(Image.new(mode, (123, 45)), fmt, **kw, **extra)
+    assert probe_header(data) == probe(data) == ImageInfo(123, 45, probe(data).format)
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "WEBP", "GIF", "BMP"])
+def test_probe_header_leaves_other_formats_to_probe(fmt: str) -> None:
+    assert probe_header(encode(gradient(32, 16), fmt)) is None
+
+
+def test_probe_header_needs_the_frame_header() -> None:
+    data = encode(gradient(64, 48), "JPEG", comment=b"x" * 5000)
+    sof = data.index(b"\xff\xc0")
+    assert probe_header(data[: sof + 9]) == ImageInfo(64, 48, "jpg")
+    for cut in (0, 2, 10, sof, sof + 8):
+        assert probe_header(data[:cut]) is None
+    assert probe_header(b"garbage" * 20) is None
+    assert probe_header(b"\xff\xd8" + b"\x00" * 40) is None  # no marker where one must be
 
 
 def test_media_error_is_value_error() -> None:

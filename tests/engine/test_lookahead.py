@@ -1,7 +1,10 @@
 """Look-ups read ahead: a network store takes a query's `if_not_found` and `unique` look-ups in
 one round trip before the query runs (`Prefetching`). Every answer must still be what running
 the commands one by one gives: each look-up sees what the commands before it added, updated or
-deleted. Runs on every backend, so SQLite (which reads one by one) is the reference."""
+deleted. Runs on every backend, so SQLite (which reads one by one) is the reference.
+
+Both backends also hold a query's new rows back and insert them a table at a time, before the
+next statement that could read them: later commands must see them, with the ids the rows get."""
 
 from __future__ import annotations
 
@@ -174,3 +177,36 @@ def test_a_box_batch_reads_its_images_ahead(db, backend, monkeypatch):
     )
     response, _ = ok(db, [{"FindBoundingBox": {"results": {"count": True}}}])
     assert body(response, 0)["count"] == 50
+
+
+def row_ids(response: list, i: int, key: str = "entities") -> list[int]:
+    return sorted(int(e["_uniqueid"].rsplit(".", 1)[1]) for e in body(response, i)[key])
+
+
+def test_rows_held_back_are_seen_by_later_commands_with_their_ids(db):
+    response, _ = ok(
+        db,
+        [
+            {"AddEntity": {"_ref": 1, "class": "E", "properties": {"id": 1}}},
+            {"AddEntity": {"_ref": 2, "class": "E", "properties": {"id": 2}}},
+            {"AddConnection": {"class": "c", "src": 1, "dst": 2}},
+            {"FindEntity": {"with_class": "E", "results": {"list": ["_uniqueid", "id"]}}},
+            {"FindConnection": {"src": 1, "results": {"list": ["_uniqueid"]}}},
+            {"FindEntity": {"is_connected_to": {"ref": 1}, "results": {"list": ["id"]}}},
+        ],
+    )
+    first = row_ids(response, 3)
+    assert len(first) == 2 and len(row_ids(response, 4, "connections")) == 1
+    assert [e["id"] for e in body(response, 5)["entities"]] == [2]
+    ok(db, [{"DeleteEntity": {"with_class": "E", "constraints": {"id": ["==", 2]}}}])
+    response, _ = ok(
+        db,
+        [
+            {"AddEntity": {"class": "E", "properties": {"id": 3}}},
+            {"AddEntity": {"class": "E", "properties": {"id": 4}}},
+            {"FindEntity": {"with_class": "E", "results": {"list": ["_uniqueid"]}}},
+        ],
+    )
+    later = [i for i in row_ids(response, 2) if i not in first]
+    # ids grow in the order the rows were added and are never those of deleted rows
+    assert len(later) == 2 and min(later) > max(first)

@@ -105,7 +105,7 @@ def _single(key: str, op: object, value: object) -> Predicate:
                 negate=op == "not in",
             )  # type: ignore[return-value]
         return OneOf(key, tuple(_scalar(key, v) for v in value), negate=op == "not in")
-    if op not in COMPARISONS:
+    if not isinstance(op, str) or op not in COMPARISONS:  # (a list or object is unhashable)
         raise QueryError(
             f"Constraint for property '{key}': unknown operator {op!r} "
             "(use ==, !=, <, <=, >, >=, in, not in)"

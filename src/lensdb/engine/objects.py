@@ -52,6 +52,10 @@ class Family:
     def add_params(self) -> frozenset[str]:
         return ADD_COMMON | self.add
 
+    @cached_property
+    def add_command(self) -> str:
+        return f"Add{self.name}"
+
 
 _REGION_FIND = frozenset(
     {"image_ref", "labels", "areas", "with_label", "in_rectangle", "as_format", "operations"}
@@ -99,13 +103,11 @@ FAMILIES = {
 
 def add(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
     p = Params(body, fam.add_params)
-    props = encode_properties(p.get("properties"))
+    props = encode_properties(p.body.get("properties"))
     if "url" in p:
         raise QueryError("'url' is not supported: send the bytes as a blob")
     cls = fam.cls or _entity_class(p.str("class", required=True))
-    blob = (
-        ctx.next_blob() if takes_blob(f"Add{fam.name}", body) else None
-    )  # prepared by prepare_input
+    blob = ctx.next_blob() if takes_blob(fam.add_command, body) else None  # see prepare_input
 
     if "if_not_found" in p:
         existing = _existing(ctx, fam, cls, p.get("if_not_found"))
@@ -122,17 +124,18 @@ def add(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
     if fam.is_region:
         image = _one_image(ctx, p)
         if fam.cls == "_BoundingBox":
-            props.update(regions.box_props(regions.rectangle(p.get("rectangle"))))
+            props.update(regions.box_props(regions.rectangle(p.body.get("rectangle"))))
         else:
-            props.update(regions.polygon_props(regions.polygons(p.get("polygons"))))
-        props["_label"] = regions.label(p.get("label", ""))
+            props.update(regions.polygon_props(regions.polygons(p.body.get("polygons"))))
+        props["_label"] = regions.label(p.body.get("label", ""))
 
     oid = ctx.txn.add_object(cls, props, blob_key)
     if image is not None:
         ctx.txn.add_connection(REGION_LINKS[cls], oid, image.ids[0], {})
     if "connect" in p:
-        _connect(ctx, oid, p.get("connect"))
-    ctx.bind(p.body, RefSet("object", [oid], [cls]))
+        _connect(ctx, oid, p.body["connect"])
+    if "_ref" in p:
+        ctx.bind(p.body, RefSet("object", [oid], [cls]))
     return answer()
 
 
@@ -229,12 +232,15 @@ def _one_image(ctx: Context, p: Params) -> RefSet:
     return ref
 
 
+_CONNECT_KEYS = frozenset({"ref", "class", "direction", "properties"})
+
+
 def _connect(ctx: Context, oid: int, spec: object) -> None:
     if not isinstance(spec, dict):
         raise QueryError("'connect' must be an object {ref, class, direction, properties}")
-    unknown = sorted(set(spec) - {"ref", "class", "direction", "properties"})
-    if unknown:
-        raise QueryError(f"unknown key(s) in 'connect': {', '.join(unknown)}")
+    if not _CONNECT_KEYS.issuperset(spec):
+        unknown = sorted(set(spec) - _CONNECT_KEYS)
+        raise QueryError(f"unknown key(s) in 'connect': {', '.join(map(str, unknown))}")
     ref = ctx.ref(spec.get("ref"), param="connect.ref")
     cls = spec.get("class")
     if not isinstance(cls, str) or not cls:

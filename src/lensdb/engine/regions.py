@@ -12,12 +12,17 @@ from lensdb.errors import QueryError
 from lensdb.store.base import AllOf, Compare, Predicate
 
 
-def _number(name: str, v: object, *, positive: bool = False) -> float:
+def _number(name: str, v: object, *, positive: bool = False, member: str = "") -> float:
+    """`v` if it is a number (> 0 if `positive`); else an error naming `name` + `member`."""
     if isinstance(v, bool) or not isinstance(v, int | float):
-        raise QueryError(f"'{name}' must be a number")
+        raise QueryError(f"'{name}{member}' must be a number")
     if positive and v <= 0:
-        raise QueryError(f"'{name}' must be greater than 0")
+        raise QueryError(f"'{name}{member}' must be greater than 0")
     return v
+
+
+_PLAIN_NUMBERS = frozenset({int, float})
+_RECTANGLE_KEYS = frozenset({"x", "y", "width", "height", "w", "h"})
 
 
 def rectangle(obj: object, name: str = "rectangle") -> dict[str, float]:
@@ -26,14 +31,14 @@ def rectangle(obj: object, name: str = "rectangle") -> dict[str, float]:
         raise QueryError(f"'{name}' must be an object {{x, y, width, height}}")
     width = obj.get("width", obj.get("w"))
     height = obj.get("height", obj.get("h"))
-    unknown = sorted(set(obj) - {"x", "y", "width", "height", "w", "h"})
-    if unknown:
-        raise QueryError(f"unknown key(s) in '{name}': {', '.join(unknown)}")
+    if not _RECTANGLE_KEYS.issuperset(obj):
+        unknown = sorted(set(obj) - _RECTANGLE_KEYS)
+        raise QueryError(f"unknown key(s) in '{name}': {', '.join(map(str, unknown))}")
     return {
-        "x": _number(f"{name}.x", obj.get("x")),
-        "y": _number(f"{name}.y", obj.get("y")),
-        "width": _number(f"{name}.width", width, positive=True),
-        "height": _number(f"{name}.height", height, positive=True),
+        "x": _number(name, obj.get("x"), member=".x"),
+        "y": _number(name, obj.get("y"), member=".y"),
+        "width": _number(name, width, positive=True, member=".width"),
+        "height": _number(name, height, positive=True, member=".height"),
     }
 
 
@@ -54,9 +59,11 @@ def polygons(obj: object) -> list[list[list[float]]]:
         for j, pt in enumerate(region):
             if not isinstance(pt, list | tuple) or len(pt) != 2:
                 raise QueryError(f"'polygons[{i}][{j}]' must be a point [x, y]")
-            pts.append(
-                [_number(f"polygons[{i}][{j}]", pt[0]), _number(f"polygons[{i}][{j}]", pt[1])]
-            )
+            x, y = pt
+            if type(x) not in _PLAIN_NUMBERS or type(y) not in _PLAIN_NUMBERS:
+                # (the error's name is built only here: a COCO polygon has dozens of points)
+                x, y = _number(f"polygons[{i}][{j}]", x), _number(f"polygons[{i}][{j}]", y)
+            pts.append([x, y])
         out.append(pts)
     return out
 

@@ -30,6 +30,7 @@ from lensdb.formats.model import (
 )
 
 IMAGE_FIELDS = {"id", "file_name", "width", "height"}
+_PLAIN_NUMBERS = frozenset({int, float})
 ANN_FIELDS = {
     "id",
     "image_id",
@@ -158,7 +159,10 @@ def _annotation(
         bbox = ann["bbox"]
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise FormatError(path, f"{where}.bbox", "expected [x, y, width, height]")
-        x, y, w, h = (number(path, f"{where}.bbox[{k}]", v) for k, v in enumerate(bbox))
+        if all(type(v) in _PLAIN_NUMBERS for v in bbox):  # (no error text to build)
+            x, y, w, h = (float(v) for v in bbox)
+        else:
+            x, y, w, h = (number(path, f"{where}.bbox[{k}]", v) for k, v in enumerate(bbox))
         if w <= 0 or h <= 0:
             raise FormatError(path, f"{where}.bbox", f"width and height must be > 0, got {bbox}")
         regions.append(Box(cat.name, x, y, w, h, score, instance, props))

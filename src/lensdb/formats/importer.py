@@ -15,6 +15,7 @@ show up in Label Studio syncs and on the browse page:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -66,8 +67,18 @@ class ImportSummary:
         return out + self.notes
 
 
+# Bytes read from the start of a file for its size: JPEG's frame header comes after the
+# EXIF and other application segments, each at most 64 KiB.
+HEADER_BYTES = 1 << 16
+
+
 class ImageSizes:
-    """Image sizes read from file headers, each file once (readers and the check share it)."""
+    """Image sizes read from file headers, each file once (readers and the check share it).
+
+    Only the header is read and parsed here (JPEG and PNG without Pillow, `media.probe_header`;
+    other formats with Pillow): lensdb decodes and checks every image when it is added, so
+    Pillow parsing each header here too took a second 0.2 s per 5,000 images.
+    """
 
     def __init__(self, source: str = "") -> None:
         self.source = source
@@ -75,20 +86,24 @@ class ImageSizes:
 
     def __call__(self, path: Path, where: str = "") -> tuple[float, float]:
         if path not in self.known:
-            try:
-                raw = path.read_bytes()
-            except OSError as e:
-                raise FormatError(
-                    self.source, where or path.name, f"image {path}: {e.strerror}"
-                ) from None
-            try:
-                info = media.probe(raw)
-            except Exception as e:
-                raise FormatError(
-                    self.source, where or path.name, f"{path} is not a readable image: {e}"
-                ) from None
+            info = self._read(path, where or path.name)
             self.known[path] = (float(info.width), float(info.height))
         return self.known[path]
+
+    def _read(self, path: Path, where: str) -> media.ImageInfo:
+        try:
+            with path.open("rb") as f:
+                head = f.read(HEADER_BYTES)
+                info = media.probe_header(head)
+                raw = head + f.read() if info is None else b""
+        except OSError as e:
+            raise FormatError(self.source, where, f"image {path}: {e.strerror}") from None
+        if info is not None:
+            return info
+        try:
+            return media.probe(raw)
+        except Exception as e:
+            raise FormatError(self.source, where, f"{path} is not a readable image: {e}") from None
 
 
 def check_images(data: Dataset, sizes: ImageSizes) -> dict[str, tuple[float, float]]:
@@ -325,17 +340,32 @@ def _region_props(
     score: float | None,
 ) -> dict[str, Any]:
     """A region's properties; with an annotation id, the LS_* keys Label Studio writes too."""
-    p = {**extra, **common, "score": score}
+    p = {**extra, **common}
+    _put(p, "score", score)
     if ann_id is not None:
         p.update(
             LS_id=region_id,
             LS_annotation=ann_id,
             LS_project_id=0,
             LS_type=ls_type,
-            LS_labels=json.dumps([label]),
-            LS_score=score,
+            LS_labels=_labels_json(label),
         )
-    return _clean(p)
+        _put(p, "LS_score", score)
+    return _clean(p) if None in p.values() else p
+
+
+def _put(props: dict[str, Any], key: str, value: object) -> None:
+    """Set `key`, or remove it for None (a property that is absent)."""
+    if value is None:
+        props.pop(key, None)
+    else:
+        props[key] = value
+
+
+@functools.lru_cache(maxsize=1024)
+def _labels_json(label: str) -> str:
+    """`LS_labels` of a region: a dataset has few labels and many regions."""
+    return json.dumps([label])
 
 
 def existing_guids(client: Client, guids: list[str]) -> set[str]:

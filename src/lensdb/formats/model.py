@@ -123,10 +123,13 @@ def number(file: str | Path, where: str, value: object) -> float:
     raise FormatError(file, where, f"expected a number, got {value!r}")
 
 
+_SCALARS = (str, int, float)  # (bool is an int)
+
+
 def scalar_properties(values: dict[str, Any], skip: set[str] = frozenset()) -> dict[str, Any]:
     """The values lensdb can store as properties: strings, numbers, booleans (others left out)."""
     return {
         k: v
         for k, v in values.items()
-        if k not in skip and isinstance(v, str | int | float | bool) and not k.startswith("_")
+        if k not in skip and isinstance(v, _SCALARS) and not k.startswith("_")
     }

@@ -6,6 +6,7 @@ from lensdb.media.images import (
     encode_format,
     probe,
     probe_complete,
+    probe_header,
     render,
     validate_operations,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "parse_range",
     "probe",
     "probe_complete",
+    "probe_header",
     "render",
     "validate_operations",
 ]

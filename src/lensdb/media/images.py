@@ -110,6 +110,50 @@ def probe(data: bytes) -> ImageInfo:
     return ImageInfo(width, height, _format_name(img))
 
 
+# JPEG start-of-frame markers (they hold the size): C0-CF except DHT (C4), JPG (C8), DAC (CC).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def probe_header(head: bytes) -> ImageInfo | None:
+    """Size and format of a JPEG or PNG read from the first bytes of its file, without Pillow;
+    None for any other format, or when `head` ends before the size (then use `probe`).
+
+    For callers that need an image's size before sending it to lensdb, which checks the whole
+    image anyway (AddImage's `probe_complete`): Pillow's header parse of a small JPEG
+    (quantisation tables, Huffman tables) cost 0.2 s per 5,000 images of a COCO import, this
+    walk of the segments to the frame header about 0.02 s (bench/formats_import.py).
+    """
+    if head.startswith(_PNG_SIGNATURE):
+        if len(head) < 24 or head[12:16] != b"IHDR":
+            return None
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        return ImageInfo(width, height, "png") if width > 0 and height > 0 else None
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    pos, end = 2, len(head)
+    while pos + 4 <= end:
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _JPEG_SOF:
+            if pos + 9 > end:
+                return None
+            height = int.from_bytes(head[pos + 5 : pos + 7], "big")
+            width = int.from_bytes(head[pos + 7 : pos + 9], "big")
+            return ImageInfo(width, height, "jpg") if width > 0 and height > 0 else None
+        if marker == 0xDA or marker == 0xD9:  # a scan or the end before any frame header
+            return None
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(head[pos + 2 : pos + 4], "big")
+    return None
+
+
 def probe_complete(data: bytes) -> ImageInfo:
     """`probe`, and check that the image data is whole, so a cut-short file is refused when added.
 

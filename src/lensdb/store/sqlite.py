@@ -170,19 +170,32 @@ class _Compiler:
         return "(" + " OR ".join(parts) + ")" if parts else "0"
 
 
+def _looks_up_values(where: Predicate | None) -> bool:
+    """Whether `where` restricts a property to a list of values (`in`), alone or in an AND."""
+    if isinstance(where, OneOf):
+        return not where.negate
+    return isinstance(where, AllOf) and any(_looks_up_values(p) for p in where.parts)
+
+
 def _order_by(sel: Selection) -> str:
+    # With an `in` list, the id order is sorted after the fact (`+id`): ordering by the bare
+    # column made SQLite, which has no statistics, walk the whole class in id order to skip a
+    # sort instead of probing the property's index once per value. The COCO importer's 50
+    # checks of 100 guids while adding 5,000 images took 0.26 s instead of 0.04 s (14% of the
+    # import's samples, bench/formats_import.py), and each grows with the database.
+    id_col = "+id" if _looks_up_values(sel.where) else "id"
     terms = []
     for s in sel.sort:
         direction = "DESC" if s.descending else "ASC"
         if s.key == "_uniqueid":
-            terms.append(f"id {direction}")
+            terms.append(f"{id_col} {direction}")
         else:
             p = _path(s.key)
             terms.append(
                 f"coalesce(json_extract(props, {_path(s.key, '._ts')}), "
                 f"json_extract(props, {p})) {direction}"
             )
-    terms.append("id ASC")  # stable order for paging
+    terms.append(f"{id_col} ASC")  # stable order for paging
     return " ORDER BY " + ", ".join(terms)
 
 
@@ -269,30 +282,76 @@ def _loads(text: str) -> dict[str, Any]:
     return json.loads(text) if text != "{}" else {}
 
 
+_INSERT = {
+    "objects": "INSERT INTO objects(id, class, props, blob) VALUES (?, ?, ?, ?)",
+    "connections": "INSERT INTO connections(id, class, src, dst, props) VALUES (?, ?, ?, ?, ?)",
+}
+
+
 class SQLiteTxn(Txn):
+    """One transaction on one connection.
+
+    New rows wait in a buffer and go to SQLite as one `executemany` per table, before the next
+    statement of the transaction (so reads see them) or before COMMIT: the PostgreSQL store's
+    look-ahead, without its round trips. Their ids are taken here, from the table's
+    AUTOINCREMENT counter read once per transaction, which is safe because a write
+    transaction holds the only writer. The ids are those SQLite would have given.
+    Measured on the add path alone (46,000 objects and 77,000 connections in 50
+    transactions, a COCO import's rows): 0.53 s of CPU one statement per row, 0.47 s so;
+    most of what is left is SQLite's own B-tree and index work (a multi-row INSERT from one
+    JSON array saved no more on connections).
+    A statement sent on `conn` directly, not through this class, must `flush()` first.
+    """
+
     def __init__(self, store: SQLiteStore, conn: sqlite3.Connection, writable: bool) -> None:
         self.store = store
         self.conn = conn
         self.writable = writable
         self.trashed: list[str] = []  # packs no row points into any more
         self.thinned: set[str] = set()  # packs that lost blobs but keep some
+        self._pending: dict[str, list[tuple]] = {"objects": [], "connections": []}
+        self._next: dict[str, int] = {}  # table -> the next free id, once read
+
+    def _next_id(self, table: str, given: int | None) -> int:
+        """The id of a new row: `given`, else the table's next; later ids go past given ones."""
+        nxt = self._next.get(table)
+        if nxt is None:
+            row = self.conn.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)
+            ).fetchone()
+            nxt = (row[0] if row else 0) + 1
+        if given is None:
+            given = nxt
+        self._next[table] = max(nxt, given + 1)
+        return given
+
+    def flush(self) -> None:
+        """Send the buffered rows (see the class docstring)."""
+        for table, rows in self._pending.items():
+            if rows:
+                self._pending[table] = []
+                self.conn.executemany(_INSERT[table], rows)
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """A statement of this transaction, after the rows it may read."""
+        if self._pending["objects"] or self._pending["connections"]:
+            self.flush()
+        return self.conn.execute(sql, params)
 
     # objects -------------------------------------------------------------------------------
     def add_object(
         self, cls: str, props: dict[str, Any], blob: str | None = None, id: int | None = None
     ) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO objects(id, class, props, blob) VALUES (?, ?, ?, ?)",
-            (id, cls, _dumps(props) if props else "{}", blob),
-        )
-        return cur.lastrowid  # type: ignore[return-value]
+        oid = self._next_id("objects", id)
+        self._pending["objects"].append((oid, cls, _dumps(props) if props else "{}", blob))
+        return oid
 
     def find_objects(self, sel: Selection) -> list[ObjectRow]:
         params: list[Any] = []
         if sel.ids_only:
             sql = "SELECT id, class FROM objects" + _where(sel, params) + _order_by(sel)
             sql += _limit(sel, params)
-            return [ObjectRow(i, c, {}) for i, c in self.conn.execute(sql, params)]
+            return [ObjectRow(i, c, {}) for i, c in self._exec(sql, params)]
         sql = (
             "SELECT id, class, props, blob FROM objects"
             + _where(sel, params)
@@ -300,12 +359,12 @@ class SQLiteTxn(Txn):
             + _limit(sel, params)
         )
         loads = json.loads
-        return [ObjectRow(i, c, loads(p), b) for i, c, p, b in self.conn.execute(sql, params)]
+        return [ObjectRow(i, c, loads(p), b) for i, c, p, b in self._exec(sql, params)]
 
     def count_objects(self, sel: Selection) -> int:
         params: list[Any] = []
         sql = "SELECT count(*) FROM objects" + _where(sel, params)
-        return self.conn.execute(sql, params).fetchone()[0]
+        return self._exec(sql, params).fetchone()[0]
 
     def update_objects(
         self, ids: Sequence[int], set_props: dict[str, Any], remove_props: Sequence[str]
@@ -328,7 +387,7 @@ class SQLiteTxn(Txn):
                 params.append(json.dumps(v))
             expr = f"json_set({expr}, {', '.join(pairs)})"
         where = _in_list("id", list(ids), params)
-        self.conn.execute(f"UPDATE {table} SET props = {expr} WHERE {where}", params)
+        self._exec(f"UPDATE {table} SET props = {expr} WHERE {where}", params)
 
     def delete_objects(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -337,15 +396,15 @@ class SQLiteTxn(Txn):
         where = _in_list("id", list(ids), params)
         packs = {
             pack_of(r[0])
-            for r in self.conn.execute(
+            for r in self._exec(
                 f"SELECT blob FROM objects WHERE {where} AND blob IS NOT NULL", params
             )
         }
         p2: list[Any] = []
-        self.conn.execute(f"DELETE FROM connections WHERE {_in_list('src', list(ids), p2)}", p2)
+        self._exec(f"DELETE FROM connections WHERE {_in_list('src', list(ids), p2)}", p2)
         p3: list[Any] = []
-        self.conn.execute(f"DELETE FROM connections WHERE {_in_list('dst', list(ids), p3)}", p3)
-        self.conn.execute(f"DELETE FROM objects WHERE {where}", params)
+        self._exec(f"DELETE FROM connections WHERE {_in_list('dst', list(ids), p3)}", p3)
+        self._exec(f"DELETE FROM objects WHERE {where}", params)
         # A pack goes once no row points into it; its file is unlinked after the commit.
         for pack in sorted(packs):
             if _pack_in_use(self.conn, pack):
@@ -355,7 +414,7 @@ class SQLiteTxn(Txn):
 
     def trash(self, pack: str) -> None:
         """Unlink this pack once the transaction has committed (and no reader can need it)."""
-        self.conn.execute("INSERT OR IGNORE INTO blob_trash(key) VALUES (?)", (pack,))
+        self._exec("INSERT OR IGNORE INTO blob_trash(key) VALUES (?)", (pack,))
         self.trashed.append(pack)
 
     def pack_rows(self, pack: str) -> list[tuple[int, str]]:
@@ -377,11 +436,9 @@ class SQLiteTxn(Txn):
     def add_connection(
         self, cls: str, src: int, dst: int, props: dict[str, Any], id: int | None = None
     ) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO connections(id, class, src, dst, props) VALUES (?, ?, ?, ?, ?)",
-            (id, cls, src, dst, _dumps(props) if props else "{}"),
-        )
-        return cur.lastrowid  # type: ignore[return-value]
+        cid = self._next_id("connections", id)
+        self._pending["connections"].append((cid, cls, src, dst, _dumps(props) if props else "{}"))
+        return cid
 
     def _connection_where(
         self,
@@ -412,7 +469,7 @@ class SQLiteTxn(Txn):
         )
         return [
             ConnectionRow(i, c, s, d, _loads(p), sc or "", dc or "")
-            for i, c, s, d, p, sc, dc in self.conn.execute(sql, params)
+            for i, c, s, d, p, sc, dc in self._exec(sql, params)
         ]
 
     def count_connections(
@@ -420,7 +477,7 @@ class SQLiteTxn(Txn):
     ) -> int:
         params: list[Any] = []
         sql = "SELECT count(*) FROM connections" + self._connection_where(sel, src, dst, params)
-        return self.conn.execute(sql, params).fetchone()[0]
+        return self._exec(sql, params).fetchone()[0]
 
     def neighbors(
         self, ref_ids: Sequence[int], direction: str, cls: str | None, where: Predicate | None
@@ -447,7 +504,7 @@ class SQLiteTxn(Txn):
             sql = (
                 f"SELECT {near}, {far} FROM connections WHERE {' AND '.join(clauses)} ORDER BY +id"
             )
-            pairs.extend(self.conn.execute(sql, params))
+            pairs.extend(self._exec(sql, params))
         return pairs
 
     def update_connections(
@@ -458,9 +515,7 @@ class SQLiteTxn(Txn):
     def delete_connections(self, ids: Sequence[int]) -> None:
         if ids:
             params: list[Any] = []
-            self.conn.execute(
-                f"DELETE FROM connections WHERE {_in_list('id', list(ids), params)}", params
-            )
+            self._exec(f"DELETE FROM connections WHERE {_in_list('id', list(ids), params)}", params)
 
     # indexes and schema --------------------------------------------------------------------
     def create_index(self, kind: str, cls: str, key: str) -> bool:
@@ -469,11 +524,11 @@ class SQLiteTxn(Txn):
         table = "objects" if kind == "entity" else "connections"
         for member in ("", "._ts"):  # the value, and the time of a date value
             name = _index_name(kind, cls, key, member)
-            self.conn.execute(
+            self._exec(
                 f"CREATE INDEX IF NOT EXISTS {name} ON {table}"
                 f"(class, json_extract(props, {_path(key, member)}))"
             )
-        self.conn.execute(
+        self._exec(
             "INSERT INTO property_indexes(kind, class, key, name) VALUES (?,?,?,?)",
             (kind, cls, key, _index_name(kind, cls, key, "")),
         )
@@ -483,21 +538,19 @@ class SQLiteTxn(Txn):
         if (kind, cls, key) not in self.indexes():
             return False
         for member in ("", "._ts"):
-            self.conn.execute(f"DROP INDEX IF EXISTS {_index_name(kind, cls, key, member)}")
-        self.conn.execute(
+            self._exec(f"DROP INDEX IF EXISTS {_index_name(kind, cls, key, member)}")
+        self._exec(
             "DELETE FROM property_indexes WHERE kind=? AND class=? AND key=?", (kind, cls, key)
         )
         return True
 
     def indexes(self) -> set[tuple[str, str, str]]:
-        return {
-            tuple(r) for r in self.conn.execute("SELECT kind, class, key FROM property_indexes")
-        }  # type: ignore[misc]
+        return {tuple(r) for r in self._exec("SELECT kind, class, key FROM property_indexes")}  # type: ignore[misc]
 
     def schema(self, kind: str) -> dict[str, ClassStats]:
         table = "objects" if kind == "entity" else "connections"
         out: dict[str, ClassStats] = {}
-        for cls, n in self.conn.execute(f"SELECT class, count(*) FROM {table} GROUP BY class"):
+        for cls, n in self._exec(f"SELECT class, count(*) FROM {table} GROUP BY class"):
             out[cls] = ClassStats(n, {})
         type_sql = (
             "CASE WHEN j.type IN ('integer','real') THEN 'Number' "
@@ -506,7 +559,7 @@ class SQLiteTxn(Txn):
             "WHEN j.type = 'object' AND json_extract(j.value, '$._date') IS NOT NULL "
             "THEN 'DateTime' ELSE 'JSON' END"
         )
-        rows = self.conn.execute(
+        rows = self._exec(
             f"SELECT t.class, j.key, {type_sql} AS ty, count(*) FROM {table} t, json_each(t.props) j "
             "WHERE substr(j.key, 1, 1) != '_' GROUP BY t.class, j.key, ty ORDER BY count(*)"
         )
@@ -515,7 +568,7 @@ class SQLiteTxn(Txn):
             total = n + (props[key][0] if key in props else 0)
             props[key] = (total, ty)  # the most common type wins (rows come in ascending count)
         if kind == "connection":
-            ends = self.conn.execute(
+            ends = self._exec(
                 "SELECT c.class, s.class, d.class, count(*) FROM connections c "
                 "JOIN objects s ON s.id = c.src JOIN objects d ON d.id = c.dst "
                 "GROUP BY c.class, s.class, d.class"
@@ -641,6 +694,7 @@ class SQLiteStore:
                         f"DELETE FROM blob_trash WHERE {_in_list('key', unlinked, params)}", params
                     )
                 yield txn
+                txn.flush()
                 conn.execute("COMMIT")
             except sqlite3.Error as e:
                 rollback(conn)
