@@ -25,13 +25,15 @@ than the index, it looks the set up and searches again. Every removal of a descr
 command (DeleteEntity naming no class included), bumps its set's `_version` and goes into the
 change log, so no other server's index keeps it.
 
-Where the time of a k-NN query goes (bench/descriptors.py, 200,000 x 512 clustered vectors,
-k=10, one thread, a machine shared with other jobs; per query, CPU time): hnswlib's search
-about 260 us; before this design 125 us more in lensdb (0.49x hnswlib called directly): 15 us
-recomputing distances, 26 us reading the 10 hit rows (11 of it in json.loads), 15 us looking
-the set up, the rest parsing, shaping and the transaction. After: about 35-60 us reading the
-hit rows (SQLite's pages and code are cold after hnswlib's search; 17 us warm) and 50-60 us
-for everything else (0.64-0.70x in the same conditions).
+Where the time of a k-NN query goes (200,000 x 512 clustered vectors, k=10, one thread, CPU
+time per query, a 2-core machine shared with other jobs; the same process alternating lensdb
+and hnswlib): hnswlib's search takes 270-290 us. Before this design lensdb added 230-330 us
+(0.47-0.55x hnswlib alone); sampled with py-spy at 20,000 vectors, 11 % of a query went to
+recomputing the hits' distances, 15 % to reading the hit rows (a third of that json.loads) and
+6 % to looking the set up. Now it adds 120-140 us (0.67-0.69x): about 50 us reading the 10 hit
+rows (SQLite's pages are cold after hnswlib's search has gone through megabytes of graph;
+17 us warm), the rest Python (parsing, the transaction, shaping the answer), each step 2-3
+times slower than warm for the same reason.
 """
 
 from __future__ import annotations
@@ -164,8 +166,8 @@ def prepare_input(data: bytes, *, keep: bool) -> BlobInput:
             error=f"a descriptor blob is float32 values, 4 bytes each; this "
             f"one has {len(data)} bytes",
         )
-    raw = bytes(data) if keep else data  # kept when stored; the array is a copy of its own
-    vec = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    raw = bytes(data)  # (the same object when it is bytes already); kept when stored
+    vec = np.frombuffer(raw, dtype="<f4")  # read-only, over bytes nobody changes
     # A NaN or an infinity makes the sum of squares NaN or infinite: only then (or when it
     # overflowed) is every value looked at. 0.3 against 1.1 us for 512 values (timeit).
     if not math.isfinite(vec.dot(vec)) and not np.isfinite(vec).all():
@@ -673,8 +675,9 @@ def _visible_top(
 
     With a set not yet confirmed (`knn.confirmed`, only without filters), its row is read in
     the same statement as the first hits: None when it is gone or newer than the index (which
-    must catch up first). One statement instead of a look-up of the set before the search:
-    5.8 us of SQL and 15 us in all of a 240 us query (20,000 x 512, bench/descriptors.py).
+    must catch up first). One statement instead of a look-up of the set before the search,
+    which took 6 % of a k-NN query (20,000 x 512, sampled with py-spy): 5.8 us of SQL (timeit)
+    and the Python around it.
     """
     allowed_set = set(allowed) if allowed is not None else None
     s, check = knn.s, not knn.confirmed and filters is None and allowed is None
