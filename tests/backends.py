@@ -181,7 +181,7 @@ class PostgresCluster:
                             conn.execute(f"DROP INDEX {index}")
                         conn.execute(
                             "TRUNCATE objects, connections, property_indexes, "
-                            "blob_intents, blob_trash, changes RESTART IDENTITY"
+                            "blob_intents, blob_trash, changes, change_horizons RESTART IDENTITY"
                         )
                     self._free.append(url)
                     return

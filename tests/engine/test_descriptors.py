@@ -740,3 +740,122 @@ def test_find_descriptor_batch_is_refused_clearly_and_adds_nothing(db):
     assert "FindDescriptorBatch is not supported" in err["info"]
     assert "one FindDescriptor" in err["info"]
     assert len(knn(db, "s", two[0], 10)) == 5
+
+
+# --- deletes other than DeleteDescriptor, the change log's trimming ------------------------------
+
+
+def test_delete_entity_takes_descriptors_as_their_own_commands_do(db):
+    """A DeleteEntity naming no class (by ref or constraints) that reaches descriptors or sets
+    deletes them as DeleteDescriptor and DeleteDescriptorSet would: vectors leave the index at
+    once, and a set takes its descriptors (none is left to join a set made again by name)."""
+    data = vectors(30, 4, seed=12)
+    add_set(db, "s", data)
+    sid = _set_id(db, "s")
+    assert len(knn(db, "s", data[5], 3)) == 3  # loads the index
+    r, _ = ok(
+        db,
+        [
+            {"AddEntity": {"class": "Person", "_ref": 1, "properties": {"n": 5}}},
+            {
+                "FindDescriptor": {
+                    "set": "s",
+                    "_ref": 2,
+                    "constraints": {"n": ["in", [5, 6]]},
+                }
+            },
+            {"FindEntity": {"_ref": 3, "constraints": {"n": ["==", 5]}}},  # Person + descriptor
+            {"DeleteEntity": {"ref": 3}},
+        ],
+    )
+    assert body(r, 3)["count"] == 2
+    vs = db.vectors.get(sid)
+    assert len(vs) == 29 and count(db, "s", 5) == 0 and count(db, "s", 6) == 1
+    assert 5 not in [e["n"] for e in knn(db, "s", data[5], 30)]
+    r, _ = ok(db, [{"DeleteEntity": {"constraints": {"n": [">=", 20]}}}])
+    assert body(r)["count"] == 10
+    assert len(vs) == 19
+    assert sorted(e["n"] for e in knn(db, "s", data[0], 30)) == [i for i in range(20) if i != 5]
+    # The set through a DeleteEntity by ref: its descriptors go with it.
+    ok(db, [{"FindDescriptorSet": {"_ref": 1, "with_name": "s"}}, {"DeleteEntity": {"ref": 1}}])
+    assert db.vectors.get(sid) is None
+    assert one(db, {"FindDescriptor": {"results": {"count": True}}})["count"] == 0
+    one(db, {"AddDescriptorSet": {"name": "s", "dimensions": 4}})
+    assert knn(db, "s", data[0], 5) == []
+
+
+def count(db: Database, name: str, n: int) -> int:
+    find = {"set": name, "constraints": {"n": ["==", n]}, "results": {"count": True}}
+    return one(db, {"FindDescriptor": find})["count"]
+
+
+def test_other_deletes_reach_another_servers_index_through_the_log(folder, backend):
+    if backend == "sqlite":
+        pytest.skip("the change log is the shared (PostgreSQL) backend's")
+    data = vectors(40, 4, seed=13)
+    with open_db(folder) as first, open_db(folder) as second:  # two servers on one database
+        add_set(first, "s", data)
+        add_set(first, "t", data[:5])
+        sid, tid = _set_id(first, "s"), _set_id(first, "t")
+        assert knn(second, "s", data[3], 1)[0]["n"] == 3  # second loads both indexes
+        assert knn(second, "t", data[3], 1)[0]["n"] == 3
+        ok(
+            first,
+            [
+                {"FindDescriptor": {"set": "s", "_ref": 1, "constraints": {"n": ["<", 4]}}},
+                {"DeleteEntity": {"ref": 1}},
+                {"FindDescriptorSet": {"_ref": 2, "with_name": "t"}},
+                {"DeleteEntity": {"ref": 2}},
+            ],
+        )
+        with first.store.read() as txn:
+            last = txn.last_change(sid)
+        # Without a search: what a server's background pass does every half second.
+        assert second.sync_vector_indexes() == (1, [tid])
+        vs = second.vectors.get(sid)
+        assert len(vs) == 36 and vs.seq == last and second.vectors.get(tid) is None
+        got = [e["n"] for e in knn(second, "s", data[3], 40)]
+        assert got == [i + 4 for i in brute_top("L2", data[4:], data[3], 40)]
+        assert second.sync_vector_indexes() == (0, [])
+
+
+def test_a_server_behind_a_trimmed_log_compares_its_index_with_the_rows(folder, backend):
+    """The change log keeps KEEP_CHANGES_FOR seconds of entries. A server whose index stands
+    before what was trimmed cannot replay: it compares every id instead, so it misses neither
+    the additions nor the deletions of the trimmed entries."""
+    if backend == "sqlite":
+        pytest.skip("the change log is the shared (PostgreSQL) backend's")
+    data = vectors(50, 4, seed=14)
+    far = np.full(4, 40, np.float32)
+    with open_db(folder) as first, open_db(folder) as second:
+        add_set(first, "s", data)
+        sid = _set_id(first, "s")
+        assert knn(second, "s", data[0], 1)[0]["n"] == 0
+        assert knn(first, "s", data[0], 1)[0]["n"] == 0
+        # second is "away" (no search, no background pass) while first changes the set
+        ok(
+            first,
+            [
+                {"AddDescriptor": {"set": "s", "properties": {"n": 100}}},
+                {"DeleteDescriptor": {"set": "s", "constraints": {"n": ["<", 10]}}},
+            ],
+            [far.tobytes()],
+        )
+        with first.store.read() as txn:
+            last = txn.last_change(sid)
+        # The writer's own index stands after its entries: no reason to compare later.
+        assert first.vectors.get(sid).seq == last
+        assert first.store.trim_changes(keep=0) == 50 + 11
+        with first.store.read() as txn:
+            assert txn.changes_since(sid, 0) is None  # trimmed past 0
+            assert txn.changes_since(sid, last) == []  # nothing lost after the writer's place
+            assert txn.last_change(sid) == last  # the horizon counts
+        got = knn(second, "s", far, 41)
+        assert got[0]["n"] == 100 and sorted(e["n"] for e in got[1:]) == list(range(10, 50))
+        vs = second.vectors.get(sid)
+        assert len(vs) == 41 and vs.seq == last
+        # Both carry on replaying from there.
+        ok(second, [{"DeleteDescriptor": {"set": "s", "constraints": {"n": ["==", 100]}}}])
+        assert knn(first, "s", far, 1)[0]["n"] != 100
+        assert len(first.vectors.get(sid)) == 40
+        assert first.store.trim_changes(keep=3600) == 0  # younger entries stay

@@ -5,11 +5,16 @@ second. Answers are compared with a numpy brute force over the vectors both serv
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import numpy as np
 import pytest
 from aperturedb.Descriptors import Descriptors
 
 from conftest import LensdbServer
+from lensdb.store.factory import open_store
 
 DIM = 8
 
@@ -109,3 +114,97 @@ def test_a_set_deleted_and_made_again_through_the_other_server(pair):
     assert client.last_query_ok(), client.get_last_response_str()
     # a held the old set's index: the new set (a new object) is read afresh.
     assert similar(a, "again", vec, 3) == [2]
+
+
+def set_id(server: LensdbServer, name: str) -> int:
+    r, _ = server.connector().query([{"FindDescriptorSet": {"with_name": name, "uniqueids": True}}])
+    return int(r[0]["FindDescriptorSet"]["entities"][0]["_uniqueid"].split(".")[2])
+
+
+def test_descriptors_removed_by_other_deletes_leave_the_other_server(pair):
+    """DeleteEntity naming no class, by ref, reaching descriptors or a whole set, through one
+    server: the other's index drops them (its next query replays the change log; a deleted
+    set's index is unloaded by its background pass, within a second), and a set made again
+    under the same name starts empty on both."""
+    a, b = pair
+    name = "others"
+    rng = np.random.default_rng(5)
+    # (n from 20,000: no other test's descriptor on these servers has one as high)
+    data = {20_000 + i: v for i, v in enumerate(rng.normal(size=(300, DIM)).astype(np.float32))}
+    client = a.connector()
+    client.query([{"AddDescriptorSet": {"name": name, "dimensions": DIM}}])
+    add(a, name, data)
+    q = data[20_007] + 0.01
+    assert similar(b, name, q, 5) == brute_top(data, q, 5)  # b loads the index
+    gone = brute_top(data, q, 3)
+    r, _ = client.query(
+        [
+            {"AddEntity": {"class": "Note", "_ref": 1, "properties": {"n": gone[0]}}},
+            {"FindDescriptor": {"set": name, "_ref": 2, "constraints": {"n": ["in", gone]}}},
+            {"FindEntity": {"_ref": 3, "constraints": {"n": ["in", gone]}}},
+            {"DeleteEntity": {"ref": 3}},
+        ]
+    )
+    assert r[3]["DeleteEntity"]["count"] == 4, r
+    rest = {i: v for i, v in data.items() if i not in gone}
+    assert similar(b, name, q, 5) == brute_top(rest, q, 5)
+    assert similar(a, name, q, 5) == brute_top(rest, q, 5)
+
+    sid = set_id(a, name)
+    r, _ = client.query(
+        [
+            {"FindDescriptorSet": {"_ref": 1, "with_name": name}},
+            {"DeleteEntity": {"ref": 1}},
+        ]
+    )
+    assert r[1]["DeleteEntity"]["count"] == 1, r
+    unloaded = f"descriptor index of set {sid} unloaded"
+    deadline = time.monotonic() + 2.0  # a pass every 0.5 s; margin for a busy test machine
+    while unloaded not in b.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert unloaded in b.log()
+    r, _ = b.connector().query([{"FindDescriptor": {"results": {"count": True}}}])
+    left = r[0]["FindDescriptor"]["count"]
+    client.query(
+        [
+            {"AddDescriptorSet": {"name": name, "dimensions": DIM}},
+            {"AddDescriptor": {"set": name, "properties": {"n": 1000}}},
+        ],
+        [q.tobytes()],
+    )
+    assert similar(b, name, q, 5) == [1000]
+    r, _ = b.connector().query([{"FindDescriptor": {"results": {"count": True}}}])
+    assert r[0]["FindDescriptor"]["count"] == left + 1  # none of the old set's was left behind
+
+
+def test_a_server_away_longer_than_the_log_keeps_converges(pair, moto_server, monkeypatch):
+    """b stands still (SIGSTOP) while a adds and deletes and the change log is trimmed past
+    b's place: b compares its index with the rows instead of replaying, and answers as the
+    brute force does, the additions found and the deletions gone."""
+    a, b = pair
+    name = "away"
+    rng = np.random.default_rng(6)
+    data = {i: v for i, v in enumerate(rng.normal(size=(200, DIM)).astype(np.float32))}
+    a.connector().query([{"AddDescriptorSet": {"name": name, "dimensions": DIM}}])
+    add(a, name, data)
+    q = data[11] + 0.01
+    assert similar(b, name, q, 5) == brute_top(data, q, 5)
+    for key, value in moto_server.env().items():
+        monkeypatch.setenv(key, value)
+    store = open_store(b.url, b.blobs)
+    os.kill(b.proc.pid, signal.SIGSTOP)
+    try:
+        late = {1000 + i: q + rng.normal(scale=1e-3, size=DIM).astype(np.float32) for i in range(3)}
+        add(a, name, late)
+        gone = brute_top(data, q, 4)
+        r, _ = a.connector().query(
+            [{"DeleteDescriptor": {"set": name, "constraints": {"n": ["in", gone]}}}]
+        )
+        assert r[0]["DeleteDescriptor"]["count"] == 4
+        assert store.trim_changes(keep=0) >= 200 + 3 + 4
+    finally:
+        os.kill(b.proc.pid, signal.SIGCONT)
+        store.close()
+    want = {**{i: v for i, v in data.items() if i not in gone}, **late}
+    assert similar(b, name, q, 8) == brute_top(want, q, 8)
+    assert set(similar(b, name, q, 3)) == set(late)

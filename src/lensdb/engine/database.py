@@ -161,6 +161,7 @@ class Database:
         # Embedded: indexes are saved beside the data so a big set opens fast. On a network store
         # each server keeps them in memory only, built from the stored vectors and caught up.
         self.vectors = VectorIndexes(self.path / "vectors" if isinstance(self.path, Path) else None)
+        self._closed = False
 
     def __enter__(self) -> Database:
         return self
@@ -177,7 +178,26 @@ class Database:
             ctx.extra["vectors"] = self.vectors
             return descriptors.load_all(ctx)
 
+    def sync_vector_indexes(self) -> tuple[int, list[int]]:
+        """Bring the loaded descriptor indexes up to the stored rows now rather than at their
+        next search: catch up those whose set another process or server changed (from the
+        change log on PostgreSQL), and unload those whose set was deleted, which no search
+        would ever name again. A server calls this every SYNC_EVERY seconds. Returns (how
+        many were caught up, the set ids unloaded)."""
+        loaded = self.vectors.loaded()  # before the snapshot: each set was there already
+        if not loaded:
+            return 0, []
+        with self.store.read() as txn:
+            ctx = Context(self.store, txn, [], self.max_response_bytes)
+            ctx.extra["vectors"] = self.vectors
+            return descriptors.sync_loaded(ctx, loaded)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
+        self._closed = True
         self.vectors.save()
         self.store.close()
 

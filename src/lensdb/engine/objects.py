@@ -405,9 +405,9 @@ def update(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
 def delete(ctx: Context, fam: Family, body: object) -> dict[str, Any]:
     p = Params(body, DELETE_COMMON | ({"with_class"} if fam.cls is None else set()))
     ids = _targets(ctx, fam, p)
-    if fam.cls is None and descriptors.deleted_by_class(ctx, ids, _classes(fam, p)):
-        return {"status": 0, "count": len(ids)}  # they took their vectors and links with them
-    doomed = list(ids)
+    # Descriptor sets and descriptors go as their own Delete commands take them (with their
+    # vectors, and noted for the indexes); the rest here.
+    doomed = descriptors.delete_own(ctx, ids, _classes(fam, p)) if fam.cls is None else list(ids)
     if fam.cls == "_Image" and ids:
         # Regions have no meaning without their image: they go with it.
         for link in REGION_LINKS.values():

@@ -295,16 +295,20 @@ class ChangeLog(Protocol):
     lock, so a snapshot that shows an entry shows every entry with a lower number.
     """
 
-    def log_changes(self, topic: int, added: Sequence[int], removed: Sequence[int]) -> None:
-        """Record this transaction's additions, then its removals (replayed in that order)."""
+    def log_changes(self, topic: int, added: Sequence[int], removed: Sequence[int]) -> int:
+        """Record this transaction's additions, then its removals (replayed in that order).
+        Returns the highest sequence number written (0 when nothing was)."""
         ...
 
-    def changes_since(self, topic: int, after: int) -> list[Change]:
-        """The topic's entries with a sequence number above `after`, oldest first."""
+    def changes_since(self, topic: int, after: int) -> list[Change] | None:
+        """The topic's entries with a sequence number above `after`, oldest first; None when
+        some of them may have been trimmed (older than the log keeps): the caller compares
+        what it holds with the rows instead."""
         ...
 
     def last_change(self, topic: int) -> int:
-        """The topic's highest sequence number in this snapshot (0 when none)."""
+        """The topic's highest sequence number in this snapshot, trimmed ones included (0 when
+        none)."""
         ...
 
     def drop_changes(self, topic: int) -> None:

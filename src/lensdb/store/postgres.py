@@ -82,9 +82,15 @@ from lensdb.store.factory import ConfigError, redact
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SWEPT = "LD001"  # SQLSTATE of lensdb_settle_intent: a sweeper removed the intent first
 SWEEP_EVERY = 60.0  # seconds between sweeps a writing server makes of the whole database
+# How long change-log entries are kept (trimmed with the sweep, every SWEEP_EVERY seconds). A
+# running server replays its loaded indexes every half second, so only one that was stopped,
+# frozen or cut off for longer stands before the trimmed entries: it compares its index with the
+# set's rows once (one read of the rows; vectors only for the ids it lacks) instead of
+# replaying. Without trimming the log grows by one row per descriptor ever added or removed.
+KEEP_CHANGES_FOR = 3600.0
 # Advisory lock keys (two int4 halves): the first is lensdb's namespace.
 _NS = 0x6C6E7364  # "lnsd"
 _WRITER = 1
@@ -157,6 +163,19 @@ BEGIN
         RAISE EXCEPTION 'the intent of pack % was swept', p USING ERRCODE = 'LD001';
     END IF;
 END $$;
+""",
+    ),
+    (
+        4,
+        # Trimming the change log (PostgresStore.trim_changes): each entry's time, and per topic
+        # the highest sequence number trimmed, below which a server cannot replay (it compares
+        # its index with the rows instead).
+        """
+ALTER TABLE changes ADD COLUMN at timestamptz NOT NULL DEFAULT now();
+CREATE TABLE change_horizons (
+    topic bigint PRIMARY KEY,
+    seq bigint NOT NULL
+);
 """,
     ),
 ]
@@ -696,18 +715,23 @@ class PostgresTxn:
         return bool(self._rows("SELECT 1 FROM objects WHERE pack = %s LIMIT 1", (pack,)))
 
     # the change log (base.ChangeLog) -------------------------------------------------------
-    def log_changes(self, topic: int, added: Sequence[int], removed: Sequence[int]) -> None:
+    def log_changes(self, topic: int, added: Sequence[int], removed: Sequence[int]) -> int:
         # Inside the write transaction, so under the writer lock: numbers in commit order.
+        last = 0
         for ids, gone in ((added, False), (removed, True)):
             if ids:
-                self._exec(
-                    "INSERT INTO changes(topic, object_id, removed) "
+                last = self._rows(
+                    "WITH logged AS (INSERT INTO changes(topic, object_id, removed) "
                     "SELECT %s, i, %s FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(i, n) "
-                    "ORDER BY n",
+                    "ORDER BY n RETURNING seq) SELECT max(seq) FROM logged",
                     (topic, gone, list(ids)),
-                )
+                )[0][0]
+        return last
 
-    def changes_since(self, topic: int, after: int) -> list[Change]:
+    def changes_since(self, topic: int, after: int) -> list[Change] | None:
+        horizon = self._rows("SELECT seq FROM change_horizons WHERE topic = %s", (topic,))
+        if horizon and horizon[0][0] > after:
+            return None  # trimmed: entries after `after` may be gone
         return [
             Change(seq, oid, gone)
             for seq, oid, gone in self._rows(
@@ -718,12 +742,15 @@ class PostgresTxn:
         ]
 
     def last_change(self, topic: int) -> int:
-        return self._rows("SELECT coalesce(max(seq), 0) FROM changes WHERE topic = %s", (topic,))[
-            0
-        ][0]
+        return self._rows(
+            "SELECT greatest((SELECT max(seq) FROM changes WHERE topic = %s), "
+            "(SELECT seq FROM change_horizons WHERE topic = %s), 0)",
+            (topic, topic),
+        )[0][0]
 
     def drop_changes(self, topic: int) -> None:
         self._exec("DELETE FROM changes WHERE topic = %s", (topic,))
+        self._exec("DELETE FROM change_horizons WHERE topic = %s", (topic,))
 
     # connections ---------------------------------------------------------------------------
     def add_connection(
@@ -1064,6 +1091,7 @@ class PostgresStore:
             self._swept = now
             try:
                 self.sweep()
+                self.trim_changes()
             except StoreError as e:  # the query committed; sweeping is tried again later
                 log.warning("sweeping abandoned and deleted packs failed: %s", e)
 
@@ -1171,6 +1199,20 @@ class PostgresStore:
 
     def locate_blob(self, key: str) -> FileRange | None:
         return self.blobs.locate(key)
+
+    def trim_changes(self, keep: float = KEEP_CHANGES_FOR) -> int:
+        """Remove change-log entries older than `keep` seconds, raising each topic's horizon to
+        the highest number removed, in one transaction: a snapshot shows both or neither, so a
+        server that has not applied an entry the trim removed always knows it (changes_since
+        answers None). Returns how many entries went."""
+        rows = self._autocommit(
+            "WITH gone AS (DELETE FROM changes WHERE at < now() - %s * interval '1 second' "
+            "RETURNING topic, seq), raised AS (INSERT INTO change_horizons(topic, seq) "
+            "SELECT topic, max(seq) FROM gone GROUP BY topic ON CONFLICT (topic) DO UPDATE "
+            "SET seq = greatest(change_horizons.seq, excluded.seq)) SELECT count(*) FROM gone",
+            (keep,),
+        )
+        return rows[0][0]
 
     def sweep(self) -> tuple[int, int]:
         """Remove packs of writers that died before committing, and deleted packs no running

@@ -278,8 +278,22 @@ _WRITER_CACHE_KIB = _CACHE_BUDGET // 4 // 1024
 _READER_CACHE_KIB = max(2048, _CACHE_BUDGET // 32 // 1024)
 
 
+_scan = json.JSONDecoder().scan_once
+
+
 def _loads(text: str) -> dict[str, Any]:
-    return json.loads(text) if text != "{}" else {}
+    """A row's property document. json.loads's own C scanner, called directly: the documents
+    are compact JSON this module (or SQLite's json_set) wrote, and json.loads's Python wrapper
+    around the scanner (whitespace matches, checks) cost more than the scan: 1.9 against 0.3 us
+    for a descriptor's 45-byte document (timeit), 11 us of the 26 us it took to read a k-NN
+    answer's 10 rows. Anything else (never written here) goes through json.loads."""
+    if text == "{}":
+        return {}
+    try:
+        value, end = _scan(text, 0)
+    except (StopIteration, ValueError):
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 _INSERT = {
@@ -358,7 +372,7 @@ class SQLiteTxn(Txn):
             + _order_by(sel)
             + _limit(sel, params)
         )
-        loads = json.loads
+        loads = _loads
         return [ObjectRow(i, c, loads(p), b) for i, c, p, b in self._exec(sql, params)]
 
     def count_objects(self, sel: Selection) -> int:
