@@ -3,7 +3,8 @@
 Tasks are read oldest change first, a page at a time; each page becomes one lensdb transaction that
 also moves the cursor, so a failure leaves lensdb as it was for that page and the next pull resumes
 there. Annotations whose `updated_at` lensdb already has are skipped, so a pull with nothing changed
-writes nothing.
+writes nothing. A full pull (`full=True`) reads every annotated task by id instead, Label Studio
+exporting while lensdb writes (see `full_read_way`), and removes what lensdb holds for the others.
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ class ReadAhead(Generic[T]):
     item it is reading.
     """
 
-    def __init__(self, pages: Iterable[T], depth: int = 2) -> None:
+    def __init__(self, pages: Iterable[T], depth: int = 4) -> None:
         self._box: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._pages = pages
@@ -271,24 +272,25 @@ class ReadAhead(Generic[T]):
         self.close()
 
 
-# How a full pull reads a project. Label Studio's export costs about 1 ms of its CPU a task
-# whichever way it is asked (one export of 2,000 tasks 1.9-2.2 s; by ranges of 500 ids 1.8-2.1 s;
-# of 100 ids 2.4 s: about 25 ms a request), and lensdb's writes (about 0.3 ms a task, in lensdb and
-# in the pull) can only start once a piece has arrived. So the project is exported in id ranges,
-# a small one first: lensdb writes each while Label Studio exports the next (`read_ahead`), and
-# only the last range's writes come after Label Studio's work.
-RANGES = (
-    "ranges"  # export by id ranges: ids dense enough (most projects: ids are handed out in order)
-)
+# How a full pull reads a project. Label Studio's export costs it about 1 ms of CPU a task however
+# it is asked (2,000 tasks: one export 1.9-2.2 s, by ranges of 500 ids 1.8-2.1 s) plus about 21 ms
+# a request (20 exports of one task: 0.42 s); nearly all of it is serializing tasks (py-spy), so
+# nothing in the request makes it cheaper. lensdb's writes (about 0.35 ms a task, in lensdb and in
+# the pull) can only start once a piece has arrived. So the project is exported in id ranges,
+# small first and last ones: lensdb writes each while Label Studio exports the next (`ReadAhead`),
+# and only the last 100 tasks' writes come after Label Studio's work. The overlap pays when a core
+# is free; on a machine busier than its cores the wall time follows the CPU all three processes
+# need (bench/connector.py reports both).
+RANGES = "ranges"  # export by id ranges: ids dense enough (most projects: ids come in order)
 WHOLE = "whole"  # one export: sparse ids, up to WHOLE_EXPORT_TASKS tasks
 LISTED = "listed"  # list the ids, export them a page at a time: sparse ids, a large project
 # Ranges are used when at least this share of the ids between the project's lowest and highest
 # task id are its own; below it, ranges would cost more requests than tasks (another project's
 # tasks interleaved, many deleted).
 DENSE_IDS = 0.5
-# Ids in the first and the last range: lensdb starts writing about 0.1 s into the pull instead of
-# after a whole page's export (0.5 s for 500 tasks), and what it writes after Label Studio's last
-# export is 100 tasks, not up to a page.
+# Ids in the first and the last range (the others hold as many as an export may name): lensdb
+# starts writing about 0.1 s into the pull instead of after a 900-task export, and what it writes
+# after Label Studio's last export is 100 tasks, not up to 900.
 EDGE_RANGE = 100
 # Up to this many tasks, a sparse project is read in one export: what Label Studio's own export
 # costs, where listing ids and exporting them page by page costs twice that (bench/connector.py,
@@ -334,13 +336,12 @@ def _every_task(
     way = full_read_way(bounds)
     if way == RANGES and bounds is not None:
         lowest, highest, _ = bounds
-        width = max(1, min(page_size, ls.EXPORT_RANGE))
         yield Page([], started)
-        for first, last in id_ranges(lowest, highest, width, EDGE_RANGE):
+        for first, last in id_ranges(lowest, highest, ls.EXPORT_RANGE, EDGE_RANGE):
             tasks = ls.export_id_range(project_id, first, last)
             seen.update((int(t["id"]), t["updated_at"]) for t in tasks)
-            if tasks:
-                yield Page(tasks, started)
+            for start in range(0, len(tasks), page_size):
+                yield Page(tasks[start : start + page_size], started)
         return
     if way == WHOLE:
         tasks = sorted(ls.export_all(project_id) or [], key=lambda t: int(t["id"]))
