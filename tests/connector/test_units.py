@@ -84,15 +84,12 @@ def test_full_pull_id_ranges_cover_every_id_once() -> None:
         ids = [i for first, last in ranges for i in range(first, last + 1)]
         assert ids == list(range(lowest, highest + 1))
         assert all(last - first + 1 <= width for first, last in ranges)
-    # Small first and last ranges: writing starts early and ends soon after the last export.
-    assert list(id_ranges(1, 2000, 500, 100)) == [
-        (1, 100),
-        (101, 600),
-        (601, 1100),
-        (1101, 1600),
-        (1601, 1900),
-        (1901, 2000),
-    ]
+    # A small first range, so writing starts early; the last ones halve down, so each range's
+    # writes overlap the next range's export and only the last 100 are written after it.
+    sizes = [last - first + 1 for first, last in id_ranges(1, 2000, 900, 100)]
+    assert sizes == [100, 400, 800, 400, 200, 100]
+    sizes = [last - first + 1 for first, last in id_ranges(1, 10_000, 900, 100)]
+    assert sizes[0] == 100 and sizes[-4:] == [800, 400, 200, 100] and max(sizes) == 900
 
 
 def test_full_pull_reads_by_ranges_only_where_ids_are_dense() -> None:

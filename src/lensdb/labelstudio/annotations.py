@@ -174,6 +174,19 @@ def task_annotations_query(
     ]
 
 
+def first_annotation_query(project_id: int, instance: str = "") -> list[dict]:
+    """Find one annotation lensdb holds for a project, if any; `annotation_ids` reads the answer."""
+    return [
+        {
+            "FindEntity": {
+                "with_class": Q.ANNOTATION_CLASS,
+                "constraints": Q.annotation_scope(project_id, instance),
+                "results": {"list": ["LS_id"], "limit": 1},
+            }
+        }
+    ]
+
+
 def stored_versions_query(project_id: int, instance: str = "") -> list[dict]:
     """The annotations lensdb holds for a project, with their versions; `stored_versions` reads it."""
     return [
