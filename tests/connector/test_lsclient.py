@@ -16,7 +16,7 @@ from lensdb.connector.lsclient import AddressTooLong, LabelStudio
 
 LIMIT = 8192  # nginx's default large_client_header_buffers size
 TASKS = {i: {"id": i, "annotations": [{"id": 10 * i}], "updated_at": "2026-11-27T10:00:00Z"}
-         for i in range(1000, 2000, 3)}  # fmt: skip
+         for i in range(100_000, 101_500, 3)}  # fmt: skip
 
 
 class _Export(BaseHTTPRequestHandler):
@@ -57,15 +57,25 @@ def proxy_url() -> Iterator[str]:
 def test_an_id_range_too_long_for_the_proxy_is_exported_in_halves(proxy_url: str) -> None:
     ls = LabelStudio(proxy_url, "token")
     _Export.seen.clear()
-    tasks = ls.export_id_range(7, 1000, 1000 + ls.EXPORT_RANGE - 1)
-    assert [t["id"] for t in tasks] == sorted(i for i in TASKS if i < 1000 + ls.EXPORT_RANGE)
+    last = 100_000 + ls.EXPORT_RANGE - 1
+    tasks = ls.export_id_range(7, 100_000, last)
+    assert [t["id"] for t in tasks] == sorted(i for i in TASKS if i <= last)
     assert len(_Export.seen) >= 2 and max(_Export.seen) <= LIMIT
     _Export.seen.clear()
-    assert [t["id"] for t in ls.export_id_range(7, 1000, 1099)] == list(range(1000, 1100, 3))
+    assert [t["id"] for t in ls.export_id_range(7, 100_000, 100_099)] == list(
+        range(100_000, 100_100, 3)
+    )
     assert len(_Export.seen) == 1  # short enough: one request
+    # The same for a page of listed ids (500 six-digit ids: 8.5 KB).
+    _Export.seen.clear()
+    times = [{"id": i, "updated_at": "2026-11-27T11:00:00Z"} for i in sorted(TASKS)[:500]]
+    got = ls.export_tasks(7, times)
+    assert [t["id"] for t in got] == sorted(TASKS)[:500]
+    assert {t["updated_at"] for t in got} == {"2026-11-27T11:00:00Z"}
+    assert len(_Export.seen) >= 2 and max(_Export.seen) <= LIMIT
 
 
 def test_a_single_id_too_long_is_an_error_not_a_loop(proxy_url: str, monkeypatch) -> None:
     monkeypatch.setattr(_Export, "limit", 10)
     with pytest.raises(AddressTooLong):
-        LabelStudio(proxy_url, "token").export_id_range(7, 1000, 1003)
+        LabelStudio(proxy_url, "token").export_id_range(7, 100_000, 100_003)
