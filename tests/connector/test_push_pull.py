@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from lensdb.cli import main
 from lensdb.connector import pull as pull_module
 from lensdb.connector.lsclient import LabelStudio
+from lensdb.labelstudio import annotations as A
 from lensdb.labelstudio import queries as Q
 
 from .conftest import BOX_CONFIG, LS_TOKEN, WEBHOOK_SECRET
@@ -402,13 +403,30 @@ def test_pull_brings_exactly_the_changes(
     out = run(lensdb_for_ls, label_studio, *pull, "--full")
     assert "wrote 2 annotation(s)" in out
     assert snapshot(db, pid) == incremental
-    # The same as a big project is read (ids listed 4 pages at a time after the last id seen, then
-    # exported a page at a time), in pages of one task.
-    for row in incremental["annotations"]:
-        db.query(Q.delete_annotation_query(int(dict(row)["LS_id"]), pid))
-    monkeypatch.setattr(pull_module, "WHOLE_EXPORT_TASKS", 0)
-    out = run(lensdb_for_ls, label_studio, *pull, "--full", "--page-size", "1")
-    assert "read 6 changed task(s); wrote 2 annotation(s)" in out
+    # The same in pages of one task (an export per id range of one), and read the two other ways
+    # a full pull can read a project (see pull.full_read_way): ids too sparse for ranges, a small
+    # project in one export, a big one by ids listed 4 pages at a time then exported a page at a
+    # time. Ranges leave out tasks without annotations; the other ways read all 6.
+    ways = [
+        ("2", {}),
+        ("6", {"DENSE_IDS": 2.0}),
+        ("6", {"DENSE_IDS": 2.0, "WHOLE_EXPORT_TASKS": 0}),
+    ]
+    for read, settings in ways:
+        for row in incremental["annotations"]:
+            db.query(Q.delete_annotation_query(int(dict(row)["LS_id"]), pid))
+        with monkeypatch.context() as patch:
+            for name, value in settings.items():
+                patch.setattr(pull_module, name, value)
+            out = run(lensdb_for_ls, label_studio, *pull, "--full", "--page-size", "1")
+        assert f"read {read} changed task(s); wrote 2 annotation(s)" in out, settings
+        assert snapshot(db, pid) == incremental, settings
+    # A task left with no annotation in Label Studio (ranges do not read it) keeps none in lensdb.
+    stray = {"id": 999_999, "task": tasks[3], "result": [], "updated_at": "2026-01-01T00:00:00Z"}
+    db.query(A.save_query(stray, ls_api.task(tasks[3]), ls_api.project(pid), new=True))
+    assert len(snapshot(db, pid)["annotations"]) == len(incremental["annotations"]) + 1
+    out = run(lensdb_for_ls, label_studio, *pull, "--full")
+    assert "wrote 0 annotation(s), deleted 1" in out
     assert snapshot(db, pid) == incremental
     # A full pull's cursor is its start: a change made right after it is the next pull's.
     ls_api.update_annotation(a1["id"], _result(box_x=44, with_polygon=False, choice="good"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lensdb.connector.lsclient import ls_time
+from lensdb.connector.pull import LISTED, RANGES, WHOLE, full_read_way, id_ranges
 from lensdb.connector.state import instance_key
 from lensdb.gateway.httpcache import parse_range, strong_etag
 from lensdb.gateway.signing import Signer
@@ -68,3 +69,32 @@ def test_image_of_task_and_times() -> None:
         "2026-11-25T21:09:52.123456+00:00"
     )
     assert instance_key("HTTP://LS.example:8080/") == "http://ls.example:8080"
+
+
+def test_full_pull_id_ranges_cover_every_id_once() -> None:
+    for lowest, highest, width, edge in [
+        (1, 2000, 500, 100),
+        (7, 7, 500, 100),
+        (1, 150, 500, 100),
+        (1, 250, 500, 100),
+        (3, 12, 1, 100),
+        (10, 1109, 900, 100),
+    ]:
+        ranges = list(id_ranges(lowest, highest, width, edge))
+        ids = [i for first, last in ranges for i in range(first, last + 1)]
+        assert ids == list(range(lowest, highest + 1))
+        assert all(last - first + 1 <= width for first, last in ranges)
+    # A small first range, so writing starts early; the last ones halve down, so each range's
+    # writes overlap the next range's export and only the last 100 are written after it.
+    sizes = [last - first + 1 for first, last in id_ranges(1, 2000, 900, 100)]
+    assert sizes == [100, 400, 800, 400, 200, 100]
+    sizes = [last - first + 1 for first, last in id_ranges(1, 10_000, 900, 100)]
+    assert sizes[0] == 100 and sizes[-4:] == [800, 400, 200, 100] and max(sizes) == 900
+
+
+def test_full_pull_reads_by_ranges_only_where_ids_are_dense() -> None:
+    assert full_read_way((1, 2000, 2000)) == RANGES
+    assert full_read_way((1, 2000, 1000)) == RANGES  # another project's tasks interleaved
+    assert full_read_way((1, 100_000, 2000)) == WHOLE  # sparse and small: one export
+    assert full_read_way((1, 1_000_000, 30_000)) == LISTED  # sparse and big: listed ids
+    assert full_read_way(None) == WHOLE  # no tasks

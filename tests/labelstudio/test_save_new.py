@@ -68,6 +68,10 @@ def _state(db: EmbeddedClient) -> dict:
             {"FindEntity": {"_ref": 2, "with_class": Q.ANNOTATION_CLASS}},
             {"FindBoundingBox": {"is_connected_to": {"ref": 2, "connection_class": Q.ANNOTATION_REGION},
                                  "blobs": False, "results": {"count": True}}},
+            {"FindPolygon": {"is_connected_to": {"ref": 2, "connection_class": Q.ANNOTATION_REGION},
+                             "blobs": False, "results": {"count": True}}},
+            {"FindEntity": {"with_class": Q.KEYPOINT_CLASS, "results": {"count": True},
+                            "is_connected_to": {"ref": 2, "connection_class": Q.ANNOTATION_REGION}}},
         ]
     )  # fmt: skip
 
@@ -80,6 +84,8 @@ def _state(db: EmbeddedClient) -> dict:
         "polygons": clean(response[3]["FindPolygon"]["entities"]),
         "keypoints": clean(response[4]["FindEntity"]["entities"]),
         "boxes_of_annotation": response[6]["FindBoundingBox"]["count"],
+        "polygons_of_annotation": response[7]["FindPolygon"]["count"],
+        "keypoints_of_annotation": response[8]["FindEntity"]["count"],
     }
 
 
@@ -101,7 +107,8 @@ def test_a_new_save_writes_what_the_full_upsert_writes(tmp_path: Path) -> None:
         len(got["annotations"]) == 1 and got["annotations"][0]["LS_choices_quality"] == '["good"]'
     )
     assert len(got["boxes"]) == 1 and len(got["polygons"]) == 1 and len(got["keypoints"]) == 1
-    assert got["boxes_of_annotation"] == 1
+    assert got["boxes_of_annotation"] == got["polygons_of_annotation"] == 1
+    assert got["keypoints_of_annotation"] == 1
     # Commands sent: the short form skips the updates and the removal of an earlier version's regions.
     task = {"id": 3, "data": {}, "meta": {"lensdb": {"uniqueid": uid_full}}}
     ann = {"id": 9, "task": 3, "project": 4, "result": RESULT}

@@ -3,7 +3,8 @@
 Tasks are read oldest change first, a page at a time; each page becomes one lensdb transaction that
 also moves the cursor, so a failure leaves lensdb as it was for that page and the next pull resumes
 there. Annotations whose `updated_at` lensdb already has are skipped, so a pull with nothing changed
-writes nothing.
+writes nothing. A full pull (`full=True`) reads every annotated task by id instead, Label Studio
+exporting while lensdb writes (see `full_read_way`), and removes what lensdb holds for the others.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from lensdb.client import Client, DatabaseError
 from lensdb.connector import state
@@ -118,52 +119,74 @@ def _apply(db: Client, queries: list[list[dict]], cursor_cmds: list[dict]) -> No
         db.query(commands)
 
 
+@dataclass(frozen=True)
+class Page:
+    """Tasks read from Label Studio, with its clock from before they were read. `whole`: the read
+    that gave them was one consistent read of the project (see `_set_full_cursor`)."""
+
+    tasks: list[dict]
+    listed_at: datetime | None
+    whole: bool = False
+
+
 def pull(
     ls: LabelStudio, db: Client, project_id: int, full: bool = False, page_size: int = 500
 ) -> PullReport:
     report = PullReport()
     project = ls.project(project_id)  # fails early: wrong token, unknown project
-    ensure_indexes(db)
-    try:
-        response, _ = db.query(state.cursor_query(ls.url, project_id))
-    except DatabaseError as exc:
-        raise PullError(f"lensdb refused the cursor lookup: {exc}") from None
-    stored_cursor, read_at = state.cursor_of(response)
-    since = None if full else _since(stored_cursor, read_at)
-    emails = ls.users()
     seen: dict[int, str] = {}  # task id -> the updated_at it was processed at
-    newest = stored_cursor
-    started: datetime | None = None  # Label Studio's clock when a full pull listed its first tasks
-    task_number = project.get("task_number")
-    whole = full and task_number is not None and task_number <= WHOLE_EXPORT_TASKS
-    pages = (
-        _every_task(ls, project_id, page_size, seen, whole)
-        if full
-        else _changed(ls, project_id, since, page_size, seen)
-    )
-    for tasks, listed_at in read_ahead(pages):
-        last = max((t["updated_at"] for t in tasks), key=A.parse_time)
-        report.tasks += len(tasks)
-        started = started or listed_at
+    # A full pull needs nothing from lensdb to start reading: Label Studio starts exporting now.
+    reader = ReadAhead(_every_task(ls, project_id, page_size, seen)) if full else None
+    try:
+        ensure_indexes(db)
         try:
-            stored = _stored(db, project_id, [int(t["id"]) for t in tasks])
-            queries = changes_for(tasks, stored, project, emails, report)
-            newest = max(filter(None, [newest, last]), key=lambda v: A.parse_time(v))
-            seen_at = listed_at.isoformat() if listed_at else None
-            cursor_cmds = (
-                state.set_cursor_commands(ls.url, project_id, ls_time(newest), seen_at, 1)
-                if ls_time(newest) != stored_cursor and not full
-                else []
-            )
-            if queries or cursor_cmds:
-                _apply(db, queries, cursor_cmds)
-                report.transactions += 1
-                stored_cursor = ls_time(newest)
+            response, _ = db.query(state.cursor_query(ls.url, project_id))
         except DatabaseError as exc:
-            raise PullError(
-                f"lensdb refused a batch of {len(tasks)} task(s) ({exc}); nothing of that batch was "
-                "written and the cursor did not move. Fix the cause and pull again."
-            ) from None
+            raise PullError(f"lensdb refused the cursor lookup: {exc}") from None
+        stored_cursor, read_at = state.cursor_of(response)
+        # A full pull into a lensdb holding nothing of the project need not ask, page by page,
+        # which annotations it holds (a round trip before each write; a save racing the pull is
+        # still neither duplicated nor overwritten: see `queries.save_annotation_query`'s `new`).
+        holds = not full or bool(
+            A.annotation_ids(db.query(A.first_annotation_query(project_id))[0])
+        )
+        emails = ls.users()
+        if reader is None:
+            since = _since(stored_cursor, read_at)
+            reader = ReadAhead(_changed(ls, project_id, since, page_size, seen))
+        newest = stored_cursor
+        started: datetime | None = None  # Label Studio's clock when a full pull started reading
+        whole = False
+        for page in reader:
+            started = started or page.listed_at
+            whole = page.whole
+            tasks, listed_at = page.tasks, page.listed_at
+            if not tasks:
+                continue
+            last = max((t["updated_at"] for t in tasks), key=A.parse_time)
+            report.tasks += len(tasks)
+            try:
+                stored = _stored(db, project_id, [int(t["id"]) for t in tasks]) if holds else {}
+                queries = changes_for(tasks, stored, project, emails, report)
+                newest = max(filter(None, [newest, last]), key=lambda v: A.parse_time(v))
+                seen_at = listed_at.isoformat() if listed_at else None
+                cursor_cmds = (
+                    state.set_cursor_commands(ls.url, project_id, ls_time(newest), seen_at, 1)
+                    if ls_time(newest) != stored_cursor and not full
+                    else []
+                )
+                if queries or cursor_cmds:
+                    _apply(db, queries, cursor_cmds)
+                    report.transactions += 1
+                    stored_cursor = ls_time(newest)
+            except DatabaseError as exc:
+                raise PullError(
+                    f"lensdb refused a batch of {len(tasks)} task(s) ({exc}); nothing of that batch "
+                    "was written and the cursor did not move. Fix the cause and pull again."
+                ) from None
+    finally:
+        if reader is not None:
+            reader.close()
     if full:
         report.deleted += _delete_vanished(db, project_id, set(seen))
         _set_full_cursor(db, ls, project_id, started, newest, whole)
@@ -196,81 +219,153 @@ def _set_full_cursor(
     db.query(state.set_cursor_commands(ls.url, project_id, cursor, seen_at, 1))
 
 
-_END = object()
 T = TypeVar("T")
 
 
-def read_ahead(pages: Iterable[T], depth: int = 2) -> Iterator[T]:
-    """The pages of `pages`, read by a thread up to `depth` pages ahead of the consumer.
+class ReadAhead(Generic[T]):
+    """The items of `pages`, read by a thread up to `depth` items ahead of the consumer.
 
     Label Studio exports the next page while lensdb writes this one: they are two processes, so
     the two waits overlap instead of adding up (a full pull of 10,000 tasks spent about a third of
-    its time in lensdb's writes). An error in the reader is raised in the consumer; a consumer that
-    stops early (an error of its own) stops the reader after the page it is reading.
+    its time in lensdb's writes). Reading starts when the object is made, so a full pull's first
+    export also overlaps the pull's own start (index check, cursor, users). An error in the reader
+    is raised in the consumer; `close` (or leaving the `with` block) stops the reader after the
+    item it is reading.
     """
-    box: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
 
-    def put(item: object) -> bool:
-        while not stop.is_set():
+    def __init__(self, pages: Iterable[T], depth: int = 4) -> None:
+        self._box: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._pages = pages
+        self._reader = threading.Thread(target=self._read, name="lensdb-pull-reader", daemon=True)
+        self._reader.start()
+
+    def _put(self, item: tuple[str, Any]) -> bool:
+        while not self._stop.is_set():
             try:
-                box.put(item, timeout=0.1)
+                self._box.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def read() -> None:
+    def _read(self) -> None:
         try:
-            for page in pages:
-                if not put(("page", page)):
+            for page in self._pages:
+                if not self._put(("page", page)):
                     return
-            put(("end", _END))
+            self._put(("end", None))
         except BaseException as exc:  # handed to the consumer, which raises it
-            put(("error", exc))
+            self._put(("error", exc))
 
-    reader = threading.Thread(target=read, name="lensdb-pull-reader", daemon=True)
-    reader.start()
-    try:
+    def __iter__(self) -> Iterator[T]:
         while True:
-            kind, item = box.get()
+            kind, item = self._box.get()
             if kind == "end":
                 return
             if kind == "error":
-                raise item  # type: ignore[misc]
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        reader.join(timeout=60)
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._reader.join(timeout=60)
+
+    def __enter__(self) -> ReadAhead[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-# Up to this many tasks, a full pull reads the project in one export: exactly what Label Studio's own
-# export costs (about 2 ms a task here), where listing ids and exporting them page by page cost
-# twice that (bench/connector.py, 2,000 tasks). Larger projects are read in pages, so memory
-# stays bounded (the export holds about 1.1 KB a task).
+# How a full pull reads a project. Label Studio's export costs it about 1 ms of CPU a task however
+# it is asked (2,000 tasks: one export 1.9-2.2 s, by ranges of 500 ids 1.8-2.1 s) plus about 21 ms
+# a request (20 exports of one task: 0.42 s); nearly all of it is serializing tasks (py-spy), so
+# nothing in the request makes it cheaper. lensdb's writes (about 0.35 ms a task, in lensdb and in
+# the pull) can only start once a piece has arrived. So the project is exported in id ranges,
+# small first and last ones: lensdb writes each while Label Studio exports the next (`ReadAhead`),
+# and only the last 100 tasks' writes come after Label Studio's work. The overlap pays when a core
+# is free; on a machine busier than its cores the wall time follows the CPU all three processes
+# need (bench/connector.py reports both).
+RANGES = "ranges"  # export by id ranges: ids dense enough (most projects: ids come in order)
+WHOLE = "whole"  # one export: sparse ids, up to WHOLE_EXPORT_TASKS tasks
+LISTED = "listed"  # list the ids, export them a page at a time: sparse ids, a large project
+# Ranges are used when at least this share of the ids between the project's lowest and highest
+# task id are its own; below it, ranges would cost more requests than tasks (another project's
+# tasks interleaved, many deleted).
+DENSE_IDS = 0.5
+# Ids in the first range and in the last one (see `id_ranges`; the others hold up to as many as an
+# export may name): lensdb starts writing about 0.1 s into the pull instead of after a 900-task
+# export, and what it writes after Label Studio's last export is 100 tasks, not up to 900.
+EDGE_RANGE = 100
+# Up to this many tasks, a sparse project is read in one export: what Label Studio's own export
+# costs, where listing ids and exporting them page by page costs twice that (bench/connector.py,
+# 2,000 tasks). Larger ones are read in pages, so memory stays bounded (about 1.1 KB a task).
 WHOLE_EXPORT_TASKS = 20_000
 LIST_PAGES = (
-    4  # a full pull lists the ids of this many pages per request (the cost is mostly fixed)
+    4  # a listed read lists the ids of this many pages per request (the cost is mostly fixed)
 )
 
 
+def full_read_way(bounds: tuple[int, int, int] | None) -> str:
+    """How a full pull reads a project of these (lowest id, highest id, number of tasks)."""
+    if bounds is None:
+        return WHOLE
+    lowest, highest, total = bounds
+    if total >= DENSE_IDS * (highest - lowest + 1):
+        return RANGES
+    return WHOLE if total <= WHOLE_EXPORT_TASKS else LISTED
+
+
+def id_ranges(lowest: int, highest: int, width: int, edge: int) -> Iterator[tuple[int, int]]:
+    """(first id, last id) ranges covering lowest..highest, at most `width` ids each.
+
+    The first range is `edge` ids, so lensdb starts writing early. The last ones halve down to
+    `edge` (..., 4 edge, 2 edge, edge): lensdb writes a range while Label Studio exports the next,
+    and writing costs about a third of exporting, so each range's writes hide behind the export of
+    the half-size one after it, and only the last `edge` tasks are written after Label Studio's
+    last export (a 900-id range last left about 0.6 s of writes after it: bench/connector.py).
+    """
+    edge = max(1, min(edge, width))
+    tail: list[int] = []  # sizes of the last ranges, from the end
+    size, left = edge, highest - lowest + 1 - edge
+    while left > 0 and size < width:
+        tail.append(min(size, left))
+        left -= tail[-1]
+        size *= 2
+    sizes = [min(edge, highest - lowest + 1)]
+    sizes += [min(width, left - done) for done in range(0, max(left, 0), width)]
+    sizes += reversed(tail)
+    first = lowest
+    for size in sizes:
+        yield first, first + size - 1
+        first += size
+
+
 def _every_task(
-    ls: LabelStudio,
-    project_id: int,
-    page_size: int,
-    seen: dict[int, str],
-    whole: bool = False,
-) -> Iterator[tuple[list[dict], datetime | None]]:
-    """Every task of the project, by id, in pages of `page_size`, with Label Studio's clock before
-    they were read: one export for a project of up to WHOLE_EXPORT_TASKS, else ids listed after
-    the last one seen and exported a page at a time."""
-    if whole:
-        before = ls.server_time  # the answer to the request just before: earlier than the export
+    ls: LabelStudio, project_id: int, page_size: int, seen: dict[int, str]
+) -> Iterator[Page]:
+    """Every annotated task of the project, by id, in pages of up to `page_size`, each with Label
+    Studio's clock before the read began (see `full_read_way`); one page at least, maybe empty."""
+    bounds = ls.task_id_bounds(project_id)
+    started = ls.listed_at  # task_id_bounds' time: before any task was read
+    way = full_read_way(bounds)
+    if way == RANGES and bounds is not None:
+        lowest, highest, _ = bounds
+        yield Page([], started)
+        for first, last in id_ranges(lowest, highest, ls.EXPORT_RANGE, EDGE_RANGE):
+            tasks = ls.export_id_range(project_id, first, last)
+            seen.update((int(t["id"]), t["updated_at"]) for t in tasks)
+            for start in range(0, len(tasks), page_size):
+                yield Page(tasks[start : start + page_size], started)
+        return
+    if way == WHOLE:
         tasks = sorted(ls.export_all(project_id) or [], key=lambda t: int(t["id"]))
+        yield Page([], started, whole=True)
         for start in range(0, len(tasks), page_size):
             page = tasks[start : start + page_size]
             seen.update((int(t["id"]), t["updated_at"]) for t in page)
-            yield page, before
+            yield Page(page, started, whole=True)
         return
     after, listing = 0, page_size * LIST_PAGES
     while True:
@@ -279,8 +374,7 @@ def _every_task(
         for start in range(0, len(times), page_size):
             tasks = ls.export_tasks(project_id, times[start : start + page_size])
             seen.update((int(t["id"]), t["updated_at"]) for t in tasks)
-            if tasks:
-                yield tasks, listed_at
+            yield Page(tasks, listed_at)
         if len(times) < listing:
             return
         after = int(times[-1]["id"])
@@ -288,7 +382,7 @@ def _every_task(
 
 def _changed(
     ls: LabelStudio, project_id: int, since: str | None, page_size: int, seen: dict[int, str]
-) -> Iterator[tuple[list[dict], datetime | None]]:
+) -> Iterator[Page]:
     """Pages of tasks changed after `since`, oldest change first, each task once per change, with
     Label Studio's clock when the page was listed."""
 
@@ -304,7 +398,7 @@ def _changed(
         last = page[-1]["updated_at"]
         new = fresh(page)
         if new:
-            yield new, ls.listed_at
+            yield Page(new, ls.listed_at)
             # Tasks sharing the page's last timestamp may continue on the next page: read them again there.
             since = ls_time(A.parse_time(last) - timedelta(microseconds=1))
             continue
@@ -318,7 +412,7 @@ def _changed(
             pages = -(-total // page_size)
             new = fresh(group)
             if new:
-                yield new, ls.listed_at
+                yield Page(new, ls.listed_at)
             number += 1
         since = ls_time(last)
 

@@ -8,6 +8,7 @@ three write exactly the same entities, regions and properties.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from datetime import datetime
@@ -63,9 +64,12 @@ def image_of_task(task: dict) -> tuple[str | None, tuple[float, float] | None]:
     return None, None
 
 
-def removable_properties(label_config: str | None) -> list[str]:
+@functools.lru_cache(maxsize=64)
+def removable_properties(label_config: str | None) -> tuple[str, ...]:
+    """The scalar properties a labeling config can produce. Cached: every annotation of a project
+    shares one config, and parsing its XML for each one was a fifth of a full pull's own CPU."""
     cfg = parse_label_config(label_config)
-    return [property_name(c.type, c.name) for c in cfg.controls if c.type in SCALAR_TYPES]
+    return tuple(property_name(c.type, c.name) for c in cfg.controls if c.type in SCALAR_TYPES)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -165,6 +169,19 @@ def task_annotations_query(
                     "LS_task_id": [op, sorted(task_ids)],
                 },
                 "results": {"list": ["LS_id"]},
+            }
+        }
+    ]
+
+
+def first_annotation_query(project_id: int, instance: str = "") -> list[dict]:
+    """Find one annotation lensdb holds for a project, if any; `annotation_ids` reads the answer."""
+    return [
+        {
+            "FindEntity": {
+                "with_class": Q.ANNOTATION_CLASS,
+                "constraints": Q.annotation_scope(project_id, instance),
+                "results": {"list": ["LS_id"], "limit": 1},
             }
         }
     ]

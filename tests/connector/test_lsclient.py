@@ -1,0 +1,81 @@
+"""The Label Studio client against a real HTTP server that, like nginx in front of Label Studio,
+refuses long addresses (414): a full pull's export of an id range halves until it fits."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from lensdb.connector.lsclient import AddressTooLong, LabelStudio
+
+LIMIT = 8192  # nginx's default large_client_header_buffers size
+TASKS = {i: {"id": i, "annotations": [{"id": 10 * i}], "updated_at": "2026-11-27T10:00:00Z"}
+         for i in range(100_000, 101_500, 3)}  # fmt: skip
+
+
+class _Export(BaseHTTPRequestHandler):
+    seen: list[int] = []  # lengths of the addresses answered
+    limit = LIMIT
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if len(self.path) > self.limit:
+            self.send_response(HTTPStatus.REQUEST_URI_TOO_LONG)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        _Export.seen.append(len(self.path))
+        ids = [int(i) for i in parse_qs(urlsplit(self.path).query).get("ids[]", [])]
+        body = json.dumps([TASKS[i] for i in ids if i in TASKS]).encode()
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Export)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_id_range_too_long_for_the_proxy_is_exported_in_halves(proxy_url: str) -> None:
+    ls = LabelStudio(proxy_url, "token")
+    _Export.seen.clear()
+    last = 100_000 + ls.EXPORT_RANGE - 1
+    tasks = ls.export_id_range(7, 100_000, last)
+    assert [t["id"] for t in tasks] == sorted(i for i in TASKS if i <= last)
+    assert len(_Export.seen) >= 2 and max(_Export.seen) <= LIMIT
+    _Export.seen.clear()
+    assert [t["id"] for t in ls.export_id_range(7, 100_000, 100_099)] == list(
+        range(100_000, 100_100, 3)
+    )
+    assert len(_Export.seen) == 1  # short enough: one request
+    # The same for a page of listed ids (500 six-digit ids: 8.5 KB).
+    _Export.seen.clear()
+    times = [{"id": i, "updated_at": "2026-11-27T11:00:00Z"} for i in sorted(TASKS)[:500]]
+    got = ls.export_tasks(7, times)
+    assert [t["id"] for t in got] == sorted(TASKS)[:500]
+    assert {t["updated_at"] for t in got} == {"2026-11-27T11:00:00Z"}
+    assert len(_Export.seen) >= 2 and max(_Export.seen) <= LIMIT
+
+
+def test_a_single_id_too_long_is_an_error_not_a_loop(proxy_url: str, monkeypatch) -> None:
+    monkeypatch.setattr(_Export, "limit", 10)
+    with pytest.raises(AddressTooLong):
+        LabelStudio(proxy_url, "token").export_id_range(7, 100_000, 100_003)
