@@ -432,18 +432,19 @@ class SQLiteTxn(Txn):
         self.trashed.append(pack)
 
     def pack_rows(self, pack: str) -> list[tuple[int, str]]:
-        return self.conn.execute(
+        return self._exec(
             "SELECT id, blob FROM objects WHERE blob >= ? AND blob < ?", (pack + ".", pack + "/")
         ).fetchall()
 
     def move_blob(self, object_id: int, old: str, new: str) -> bool:
         return bool(
-            self.conn.execute(
+            self._exec(
                 "UPDATE objects SET blob = ? WHERE id = ? AND blob = ?", (new, object_id, old)
             ).rowcount
         )
 
     def pack_in_use(self, pack: str) -> bool:
+        self.flush()
         return _pack_in_use(self.conn, pack)
 
     # connections ---------------------------------------------------------------------------
