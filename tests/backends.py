@@ -445,8 +445,15 @@ rgw dns name = localhost
                 f"--access-key={self.access_key}",
                 f"--secret={self.secret_key}",
             )
-        except BaseException:
+        except BaseException as e:
+            logs = "".join(
+                f"\n--- {log.name}:\n"
+                + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                for log in sorted((d / "log").glob("*.log"))
+            )
             self.stop()
+            if isinstance(e, Exception):
+                raise RuntimeError(f"Ceph RGW did not start: {e}{logs}") from e
             raise
         return self
 

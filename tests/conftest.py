@@ -302,7 +302,13 @@ def ceph_rgw() -> Iterator[CephRGW]:
         pytest.skip(
             "Ceph RGW is not installed (radosgw, ceph-mon, ceph-osd); scripts/test installs it"
         )
-    rgw = CephRGW().start()
+    try:
+        rgw = CephRGW().start()
+    except RuntimeError as first:  # once more on new ports, in a new folder; then say why
+        try:
+            rgw = CephRGW().start()
+        except RuntimeError as second:
+            raise RuntimeError(f"{first}\n\nand again:\n{second}") from None
     yield rgw
     rgw.stop()
 
