@@ -594,33 +594,41 @@ def test_reopen_and_a_second_process_catch_up(folder):
         assert [e["n"] for e in got][0] == 500 and 9 not in [e["n"] for e in got]
 
 
-def test_servers_on_a_shared_backend_replay_its_change_log(folder, backend):
+@pytest.fixture
+def servers(folder, backend):
+    """Two Databases on one shared backend, as two servers are: the change log they replay is
+    the PostgreSQL backend's (an embedded folder has one writer and no log)."""
     if backend == "sqlite":
         pytest.skip("the change log is the shared (PostgreSQL) backend's")
+    with open_db(folder) as first, open_db(folder) as second:
+        yield first, second
+
+
+def test_servers_on_a_shared_backend_replay_its_change_log(servers):
     data = vectors(40, 4, seed=11)
-    with open_db(folder) as first, open_db(folder) as second:  # two servers on one database
-        add_set(first, "s", data)
-        sid = _set_id(first, "s")
-        assert knn(second, "s", data[3], 1)[0]["n"] == 3  # second loads the index
-        far = np.full(4, 50, np.float32)
-        ok(
-            first,
-            [
-                {"AddDescriptor": {"set": "s", "properties": {"n": 100}}},
-                {"DeleteDescriptor": {"set": "s", "constraints": {"n": ["in", [20, 21]]}}},
-            ],
-            [far.tobytes()],
-        )
-        with first.store.read() as txn:
-            last = txn.last_change(sid)
-        assert knn(second, "s", far, 1)[0]["n"] == 100
-        vs = second.vectors.get(sid)
-        # Caught up from the log's entries: both deletions applied at once (not when a search
-        # meets them), and the index remembers where in the log it stands.
-        assert vs.seq == last and len(vs) == 39
-        ok(second, [{"DeleteDescriptor": {"set": "s", "constraints": {"n": ["==", 100]}}}])
-        assert knn(first, "s", far, 1)[0]["n"] != 100
-        assert len(first.vectors.get(sid)) == 38
+    first, second = servers
+    add_set(first, "s", data)
+    sid = _set_id(first, "s")
+    assert knn(second, "s", data[3], 1)[0]["n"] == 3  # second loads the index
+    far = np.full(4, 50, np.float32)
+    ok(
+        first,
+        [
+            {"AddDescriptor": {"set": "s", "properties": {"n": 100}}},
+            {"DeleteDescriptor": {"set": "s", "constraints": {"n": ["in", [20, 21]]}}},
+        ],
+        [far.tobytes()],
+    )
+    with first.store.read() as txn:
+        last = txn.last_change(sid)
+    assert knn(second, "s", far, 1)[0]["n"] == 100
+    vs = second.vectors.get(sid)
+    # Caught up from the log's entries: both deletions applied at once (not when a search
+    # meets them), and the index remembers where in the log it stands.
+    assert vs.seq == last and len(vs) == 39
+    ok(second, [{"DeleteDescriptor": {"set": "s", "constraints": {"n": ["==", 100]}}}])
+    assert knn(first, "s", far, 1)[0]["n"] != 100
+    assert len(first.vectors.get(sid)) == 38
 
 
 def test_classify_descriptor(db):
@@ -789,73 +797,69 @@ def count(db: Database, name: str, n: int) -> int:
     return one(db, {"FindDescriptor": find})["count"]
 
 
-def test_other_deletes_reach_another_servers_index_through_the_log(folder, backend):
-    if backend == "sqlite":
-        pytest.skip("the change log is the shared (PostgreSQL) backend's")
+def test_other_deletes_reach_another_servers_index_through_the_log(servers):
     data = vectors(40, 4, seed=13)
-    with open_db(folder) as first, open_db(folder) as second:  # two servers on one database
-        add_set(first, "s", data)
-        add_set(first, "t", data[:5])
-        sid, tid = _set_id(first, "s"), _set_id(first, "t")
-        assert knn(second, "s", data[3], 1)[0]["n"] == 3  # second loads both indexes
-        assert knn(second, "t", data[3], 1)[0]["n"] == 3
-        ok(
-            first,
-            [
-                {"FindDescriptor": {"set": "s", "_ref": 1, "constraints": {"n": ["<", 4]}}},
-                {"DeleteEntity": {"ref": 1}},
-                {"FindDescriptorSet": {"_ref": 2, "with_name": "t"}},
-                {"DeleteEntity": {"ref": 2}},
-            ],
-        )
-        with first.store.read() as txn:
-            last = txn.last_change(sid)
-        # Without a search: what a server's background pass does every half second.
-        assert second.sync_vector_indexes() == (1, [tid])
-        vs = second.vectors.get(sid)
-        assert len(vs) == 36 and vs.seq == last and second.vectors.get(tid) is None
-        got = [e["n"] for e in knn(second, "s", data[3], 40)]
-        assert got == [i + 4 for i in brute_top("L2", data[4:], data[3], 40)]
-        assert second.sync_vector_indexes() == (0, [])
+    first, second = servers
+    add_set(first, "s", data)
+    add_set(first, "t", data[:5])
+    sid, tid = _set_id(first, "s"), _set_id(first, "t")
+    assert knn(second, "s", data[3], 1)[0]["n"] == 3  # second loads both indexes
+    assert knn(second, "t", data[3], 1)[0]["n"] == 3
+    ok(
+        first,
+        [
+            {"FindDescriptor": {"set": "s", "_ref": 1, "constraints": {"n": ["<", 4]}}},
+            {"DeleteEntity": {"ref": 1}},
+            {"FindDescriptorSet": {"_ref": 2, "with_name": "t"}},
+            {"DeleteEntity": {"ref": 2}},
+        ],
+    )
+    with first.store.read() as txn:
+        last = txn.last_change(sid)
+    # Without a search: what a server's background pass does every half second.
+    assert second.sync_vector_indexes() == (1, [tid])
+    vs = second.vectors.get(sid)
+    assert len(vs) == 36 and vs.seq == last and second.vectors.get(tid) is None
+    got = [e["n"] for e in knn(second, "s", data[3], 40)]
+    assert got == [i + 4 for i in brute_top("L2", data[4:], data[3], 40)]
+    assert second.sync_vector_indexes() == (0, [])
 
 
-def test_a_server_behind_a_trimmed_log_compares_its_index_with_the_rows(folder, backend):
+def test_a_server_behind_a_trimmed_log_compares_its_index_with_the_rows(servers):
     """The change log keeps KEEP_CHANGES_FOR seconds of entries. A server whose index stands
     before what was trimmed cannot replay: it compares every id instead, so it misses neither
     the additions nor the deletions of the trimmed entries."""
-    if backend == "sqlite":
-        pytest.skip("the change log is the shared (PostgreSQL) backend's")
     data = vectors(50, 4, seed=14)
     far = np.full(4, 40, np.float32)
-    with open_db(folder) as first, open_db(folder) as second:
-        add_set(first, "s", data)
-        sid = _set_id(first, "s")
-        assert knn(second, "s", data[0], 1)[0]["n"] == 0
-        assert knn(first, "s", data[0], 1)[0]["n"] == 0
-        # second is "away" (no search, no background pass) while first changes the set
-        ok(
-            first,
-            [
-                {"AddDescriptor": {"set": "s", "properties": {"n": 100}}},
-                {"DeleteDescriptor": {"set": "s", "constraints": {"n": ["<", 10]}}},
-            ],
-            [far.tobytes()],
-        )
-        with first.store.read() as txn:
-            last = txn.last_change(sid)
-        # The writer's own index stands after its entries: no reason to compare later.
-        assert first.vectors.get(sid).seq == last
-        assert first.store.trim_changes(keep=0) == 50 + 11
-        with first.store.read() as txn:
-            assert txn.changes_since(sid, 0) is None  # trimmed past 0
-            assert txn.changes_since(sid, last) == []  # nothing lost after the writer's place
-            assert txn.last_change(sid) == last  # the horizon counts
-        got = knn(second, "s", far, 41)
-        assert got[0]["n"] == 100 and sorted(e["n"] for e in got[1:]) == list(range(10, 50))
-        vs = second.vectors.get(sid)
-        assert len(vs) == 41 and vs.seq == last
-        # Both carry on replaying from there.
-        ok(second, [{"DeleteDescriptor": {"set": "s", "constraints": {"n": ["==", 100]}}}])
-        assert knn(first, "s", far, 1)[0]["n"] != 100
-        assert len(first.vectors.get(sid)) == 40
-        assert first.store.trim_changes(keep=3600) == 0  # younger entries stay
+    first, second = servers
+    add_set(first, "s", data)
+    sid = _set_id(first, "s")
+    assert knn(second, "s", data[0], 1)[0]["n"] == 0
+    assert knn(first, "s", data[0], 1)[0]["n"] == 0
+    # second is "away" (no search, no background pass) while first changes the set
+    ok(
+        first,
+        [
+            {"AddDescriptor": {"set": "s", "properties": {"n": 100}}},
+            {"DeleteDescriptor": {"set": "s", "constraints": {"n": ["<", 10]}}},
+        ],
+        [far.tobytes()],
+    )
+    with first.store.read() as txn:
+        last = txn.last_change(sid)
+    # The writer's own index stands after its entries: no reason to compare later.
+    assert first.vectors.get(sid).seq == last
+    assert first.store.trim_changes(keep=0) == 50 + 11
+    with first.store.read() as txn:
+        assert txn.changes_since(sid, 0) is None  # trimmed past 0
+        assert txn.changes_since(sid, last) == []  # nothing lost after the writer's place
+        assert txn.last_change(sid) == last  # the horizon counts
+    got = knn(second, "s", far, 41)
+    assert got[0]["n"] == 100 and sorted(e["n"] for e in got[1:]) == list(range(10, 50))
+    vs = second.vectors.get(sid)
+    assert len(vs) == 41 and vs.seq == last
+    # Both carry on replaying from there.
+    ok(second, [{"DeleteDescriptor": {"set": "s", "constraints": {"n": ["==", 100]}}}])
+    assert knn(first, "s", far, 1)[0]["n"] != 100
+    assert len(first.vectors.get(sid)) == 40
+    assert first.store.trim_changes(keep=3600) == 0  # younger entries stay

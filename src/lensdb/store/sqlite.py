@@ -314,12 +314,13 @@ class SQLiteTxn(Txn):
     transactions, a COCO import's rows): 0.53 s of CPU one statement per row, 0.47 s so;
     most of what is left is SQLite's own B-tree and index work (a multi-row INSERT from one
     JSON array saved no more on connections).
-    A statement sent on `conn` directly, not through this class, must `flush()` first.
+    The connection is private (`_conn`): every statement of the transaction goes through
+    `_exec`, which sends the buffered rows first, so no statement can miss them.
     """
 
     def __init__(self, store: SQLiteStore, conn: sqlite3.Connection, writable: bool) -> None:
         self.store = store
-        self.conn = conn
+        self._conn = conn
         self.writable = writable
         self.trashed: list[str] = []  # packs no row points into any more
         self.thinned: set[str] = set()  # packs that lost blobs but keep some
@@ -330,7 +331,7 @@ class SQLiteTxn(Txn):
         """The id of a new row: `given`, else the table's next; later ids go past given ones."""
         nxt = self._next.get(table)
         if nxt is None:
-            row = self.conn.execute(
+            row = self._conn.execute(  # AUTOINCREMENT counters: buffered rows never change them
                 "SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)
             ).fetchone()
             nxt = (row[0] if row else 0) + 1
@@ -344,13 +345,13 @@ class SQLiteTxn(Txn):
         for table, rows in self._pending.items():
             if rows:
                 self._pending[table] = []
-                self.conn.executemany(_INSERT[table], rows)
+                self._conn.executemany(_INSERT[table], rows)
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         """A statement of this transaction, after the rows it may read."""
         if self._pending["objects"] or self._pending["connections"]:
             self.flush()
-        return self.conn.execute(sql, params)
+        return self._conn.execute(sql, params)
 
     # objects -------------------------------------------------------------------------------
     def add_object(
@@ -421,7 +422,7 @@ class SQLiteTxn(Txn):
         self._exec(f"DELETE FROM objects WHERE {where}", params)
         # A pack goes once no row points into it; its file is unlinked after the commit.
         for pack in sorted(packs):
-            if _pack_in_use(self.conn, pack):
+            if self.pack_in_use(pack):
                 self.thinned.add(pack)
             else:
                 self.trash(pack)
@@ -445,7 +446,7 @@ class SQLiteTxn(Txn):
 
     def pack_in_use(self, pack: str) -> bool:
         self.flush()
-        return _pack_in_use(self.conn, pack)
+        return _pack_in_use(self._conn, pack)
 
     # connections ---------------------------------------------------------------------------
     def add_connection(
@@ -606,12 +607,12 @@ class _ReadTxn:
         if self.blobs:
             # Registered before the first read: no pack this snapshot can see goes early.
             self._token = self.txn.store.reclaimer.enter()
-        self.txn.conn.execute("BEGIN")  # one snapshot for the whole query
+        self.txn._exec("BEGIN")  # one snapshot for the whole query
         return self.txn
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self.txn.conn.execute("COMMIT")
+            self.txn._exec("COMMIT")
         finally:
             if self.blobs:
                 self.txn.store.reclaimer.leave(self._token)
@@ -763,10 +764,8 @@ class SQLiteStore:
         disk = self.blobs.on_disk()
         staged = self.blobs.staged()
         with self.read() as txn:
-            retired = {r[0] for r in txn.conn.execute("SELECT key FROM blob_trash")}
-            keys = (
-                k for (k,) in txn.conn.execute("SELECT blob FROM objects WHERE blob IS NOT NULL")
-            )
+            retired = {r[0] for r in txn._exec("SELECT key FROM blob_trash")}
+            keys = (k for (k,) in txn._exec("SELECT blob FROM objects WHERE blob IS NOT NULL"))
             report = compare_packs(disk, keys, staged | retired)
         if repair and report.orphans:
             self.blobs.unlink(report.orphans)
