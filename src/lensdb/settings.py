@@ -70,6 +70,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to load media
     dev: bool = False  # every origin allowed (CORS *), /browse without login; a warning in the log
     public_url: str | None = None  # base URL put in signed links; default: the request's own
+    media_redirect: bool = False  # media whole in one S3 object: a redirect to a presigned URL
     webhook_secret: str | None = (
         None  # default: generated once into DATA/labelstudio-webhook.secret
     )
@@ -169,6 +170,7 @@ ENV: dict[str, tuple[tuple[str, ...], Parse]] = {
     "cors_origins": (("LENSDB_CORS_ORIGINS",), _origins),
     "dev": (("LENSDB_DEV",), _bool),
     "public_url": (("LENSDB_PUBLIC_URL",), _opt),
+    "media_redirect": (("LENSDB_MEDIA_REDIRECT",), _bool),
     "webhook_secret": (("LENSDB_WEBHOOK_SECRET",), _opt),
     "server": (("LENSDB_SERVER",), _opt),
     "http_url": (("LENSDB_HTTP",), str),

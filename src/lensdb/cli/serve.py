@@ -182,6 +182,14 @@ from lensdb.cli.common import config_error, data_option
     help="Development mode: the media gateway allows every origin (CORS *) and the /browse "
     "page opens without a login. Env: LENSDB_DEV=1.",
 )
+@click.option(
+    "--media-redirect",
+    is_flag=True,
+    help="Media gateway, with --blobs s3://...: answer a media request with a redirect (307) "
+    "to a presigned URL of the object store when the blob is a whole object (a query that "
+    "added one blob), so the store serves the bytes; blobs sharing an object are served as "
+    "usually. Browsers must be able to reach the store's endpoint. Env: LENSDB_MEDIA_REDIRECT=1.",
+)
 def serve(
     data: str,
     blobs: str | None,
@@ -210,6 +218,7 @@ def serve(
     login_failures_per_minute: float,
     cors_origins: tuple[str, ...],
     dev: bool,
+    media_redirect: bool,
 ) -> None:
     """Serve the database in DATA over ApertureDB's TCP protocol and REST API.
 
@@ -249,6 +258,7 @@ def serve(
         http_port=http_port,
         cors_origins=origins or None,
         dev=dev or None,
+        media_redirect=media_redirect or None,
         idle_timeout=idle_timeout,
         handshake_timeout=handshake_timeout,
         frame_timeout=frame_timeout,
@@ -260,6 +270,11 @@ def serve(
         vdms_unauthenticated=vdms_unauthenticated,
         vdms_writes=vdms_writes,
     )
+    if given.media_redirect and not (pg and (blobs or "").startswith("s3://")):
+        raise click.UsageError(
+            "--media-redirect needs blobs in object storage (--data postgresql://... "
+            "--blobs s3://BUCKET/PREFIX): other blobs have no URL but lensdb's own"
+        )
     config = ServeConfig(
         data_dir=state_dir if pg else Path(data),
         data=data if pg else None,

@@ -135,6 +135,11 @@ class MediaSource:
             return self.file.read(offset, length)
         return self.store.get_blob(self.key, offset, length)
 
+    def url(self, seconds: int, content_type: str | None) -> str | None:
+        """A URL at which the object store serves these bytes itself for `seconds`, or None
+        (see `Store.blob_url`)."""
+        return self.store.blob_url(self.key, seconds, content_type)
+
 
 class Database:
     """A lensdb database: a folder (embedded SQLite + pack files, created if missing), or a

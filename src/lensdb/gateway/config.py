@@ -52,6 +52,9 @@ class GatewayConfig:
     webhook_secret: str = ""
     default_ttl: int = DEFAULT_TTL
     shared_signing_secret: str = ""  # kept in the database when servers share one
+    media_redirect: bool = (
+        False  # answer /media with a presigned object-storage URL when one exists
+    )
 
     @property
     def allow_origins(self) -> list[str]:
@@ -80,6 +83,7 @@ class GatewayConfig:
             public_url=public.rstrip("/") if public else None,
             webhook_secret=hook,
             shared_signing_secret=settings.signing_secret or "",
+            media_redirect=settings.media_redirect,
         )
         if cfg.dev:
             log.warning(
@@ -90,4 +94,9 @@ class GatewayConfig:
             log.info("gateway: CORS allowed for %s", ", ".join(cfg.cors_origins))
         else:
             log.info("gateway: no CORS origin allowed (set --cors-origin or LENSDB_CORS_ORIGINS)")
+        if cfg.media_redirect:
+            log.info(
+                "gateway: media held whole in one object are answered with a redirect to a "
+                "presigned object-storage URL (--media-redirect)"
+            )
         return cfg

@@ -40,6 +40,8 @@ class MediaSource(Protocol):
 
     def read(self, offset: int, length: int) -> bytes: ...
 
+    def url(self, seconds: int, content_type: str | None) -> str | None: ...
+
 
 @runtime_checkable
 class MediaSources(Protocol):

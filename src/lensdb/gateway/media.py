@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from lensdb import media
-from lensdb.gateway.core import Access, Gateway, QueryFailed, error
+from lensdb.gateway.core import Access, Gateway, MediaSource, QueryFailed, error
 from lensdb.gateway.httpcache import (
     Answer,
     Conditions,
@@ -174,6 +174,13 @@ async def stored_answer(
         if not_modified(conditions, etag):
             return not_modified_answer(etag, cache)
         size = source.length
+        if gw.config.media_redirect and source.file is None:
+            try:
+                moved = await _redirect(gw, source)
+            except (OSError, LookupError):
+                continue
+            if moved is not None:
+                return moved
         wanted = wanted_range(conditions, size, etag)
         if wanted is False:
             return ranged_answer(wanted, b"", size, "", etag, cache)
@@ -185,6 +192,23 @@ async def stored_answer(
             continue
         return ranged_answer(wanted, part, size, content_type(head), etag, cache)
     return None
+
+
+# How long a presigned URL of --media-redirect stays valid: long enough for a slow client to
+# follow it and read a video by ranges, short enough that a link shared by mistake dies soon.
+REDIRECT_SECONDS = 900
+
+
+async def _redirect(gw: Gateway, source: MediaSource) -> Answer | None:
+    """307 to a presigned URL of the object store (`--media-redirect`), which then serves the
+    bytes, ranges included (the client sends its Range header again); None when the blob shares
+    its object with others. The first 16 bytes give the content type the store answers with.
+    Never cached: the URL expires."""
+    head = await gw.read_part(source, 0, min(16, source.length))
+    url = await gw.run(source.url, REDIRECT_SECONDS, content_type(head))
+    if url is None:
+        return None
+    return Answer(307, {"location": url, "cache-control": "no-store"})
 
 
 async def _serve_stored(

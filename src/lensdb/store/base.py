@@ -392,6 +392,13 @@ class Store(Protocol):
         storage: read them with `get_blob`, which reads only the range asked for)."""
         ...
 
+    def blob_url(self, key: str, seconds: int, content_type: str | None) -> str | None:
+        """A URL at which the storage itself serves exactly this blob's bytes for `seconds` (a
+        presigned GET, answered with `content_type`), or None when there is none: the blob lies
+        in a local file, or shares its object with other blobs (a URL can not name a range of
+        an object; the client's Range header would be its own)."""
+        ...
+
     def check(self, repair: bool = False) -> BlobCheck:
         """Compare blob rows with the stored bytes (see `BlobCheck`)."""
         ...
@@ -435,6 +442,11 @@ class BlobBackend(Protocol):
     def describe(self) -> str: ...
     def locate(self, key: str) -> FileRange | None:
         """Where the blob's bytes lie in a local file (a shared file system); None otherwise."""
+        ...
+
+    def url(self, pack: str, seconds: int, content_type: str | None) -> str | None:
+        """A presigned URL serving the whole pack for `seconds`; None when the backend has
+        none (a shared folder)."""
         ...
 
     def close(self) -> None: ...

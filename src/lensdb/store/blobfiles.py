@@ -274,6 +274,10 @@ class BlobFolder:
         finally:
             os.close(fd)
 
+    def url(self, pack: str, seconds: int, content_type: str | None) -> None:
+        """No URL: a folder's files are served by lensdb itself."""
+        return None
+
     def locate(self, key: str) -> FileRange | None:
         pack, start, size = place(key)
         # A string, not a Path: this runs once per media request (a Path join cost 1% of it).

@@ -96,6 +96,7 @@ _NS = 0x6C6E7364  # "lnsd"
 _WRITER = 1
 _MIGRATE = 2
 _OWNER_NS = _NS + 1  # (this, owner number): held by each live process
+_PACK_SIZES_KEPT = 65_536  # pack sizes blob_url keeps (about 100 bytes each)
 
 # Each migration runs once, in order, in one transaction under the migration lock; none drops
 # data. A new version appends an entry; an existing entry never changes.
@@ -952,6 +953,7 @@ class PostgresStore:
         self._owner_conn.execute("SELECT pg_advisory_lock(%s, %s)", (_OWNER_NS, self.owner))
         self._owner_lock = threading.Lock()
         self._readers = ThreadPoolExecutor(16, thread_name_prefix="lensdb-blob-read")
+        self._pack_sizes: dict[str, int] = {}  # see blob_url
         self._closed = False
         self._migrate()
         self.sweep()
@@ -1199,6 +1201,23 @@ class PostgresStore:
 
     def locate_blob(self, key: str) -> FileRange | None:
         return self.blobs.locate(key)
+
+    def blob_url(self, key: str, seconds: int, content_type: str | None) -> str | None:
+        """A presigned URL when the blob is its pack's whole object (a query that added one blob,
+        as most single-image and video adds are); None for a blob sharing its pack. A pack's
+        size is asked once (a HEAD) and kept: packs are written once and never changed."""
+        pack, start, size = place(key)
+        if start != 0 or size is None:
+            return None
+        whole = self._pack_sizes.get(pack)
+        if whole is None:
+            whole = self.blobs.size(pack)
+            if len(self._pack_sizes) >= _PACK_SIZES_KEPT:
+                self._pack_sizes.clear()
+            self._pack_sizes[pack] = whole
+        if whole != size:
+            return None
+        return self.blobs.url(pack, seconds, content_type)
 
     def trim_changes(self, keep: float = KEEP_CHANGES_FOR) -> int:
         """Remove change-log entries older than `keep` seconds, raising each topic's horizon to

@@ -755,6 +755,10 @@ class SQLiteStore:
     def blob_size(self, key: str) -> int:
         return self.blobs.blob_size(key)
 
+    def blob_url(self, key: str, seconds: int, content_type: str | None) -> None:
+        """No URL: the embedded store's blobs lie in local files, served by lensdb itself."""
+        return None
+
     def check(self, repair: bool = False) -> BlobCheck:
         """Compare blob rows with the pack files: rows whose bytes are missing, packs no row
         uses (removed when `repair`), and the bytes deleted blobs still hold."""
