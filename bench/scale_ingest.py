@@ -1,7 +1,9 @@
 """ParallelLoader ingest (N JPEGs, then 2 boxes each) into: one embedded server, one server on
 PostgreSQL + S3, and two servers on the same PostgreSQL + S3 (the CSVs split between two
 loaders). One run; prints images/s and the ratios the scale-out issue asks for
-(PostgreSQL+S3 / embedded >= 0.7x; two servers faster than one).
+(PostgreSQL+S3 / embedded >= 0.7x; two servers faster than one), and for PostgreSQL how
+much of the ingest the cross-server writer lock was held (sampled from pg_locks every 2 ms):
+near 100% means writers queue for it and a second server cannot add throughput.
 
     python bench/scale_ingest.py [--images 10000] [--threads 8] [--batch 100]
 
@@ -62,6 +64,46 @@ def split(path: Path, parts: int) -> list[Path]:
             csv.writer(f).writerows([rows[0], *rows[1 + k :: parts]])
         out.append(p)
     return out
+
+
+class LockSampler:
+    """Samples, on its own connection, whether lensdb's writer lock is held and how many
+    transactions wait for it (store/postgres.py: advisory lock (_NS, _WRITER))."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        from lensdb.store.postgres import WRITER_LOCK
+
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.key = WRITER_LOCK
+        self.samples: list[tuple[int, int]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        sql = (
+            "SELECT count(*) FILTER (WHERE granted), count(*) FILTER (WHERE NOT granted) "
+            "FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s "
+            "AND objsubid = 2"
+        )
+        while not self.stop.wait(0.002):
+            self.samples.append(self.conn.execute(sql, self.key).fetchone())
+
+    def __enter__(self) -> LockSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.conn.close()
+
+    def summary(self) -> str:
+        n = max(1, len(self.samples))
+        held = sum(1 for h, _ in self.samples if h) / n
+        waiting = sum(w for _, w in self.samples) / n
+        return f"writer lock held {held:4.0%} of the time, {waiting:.1f} waiting on average"
 
 
 def ingest(
@@ -129,6 +171,7 @@ def main() -> None:
     procs: list[subprocess.Popen] = []
     try:
         rates = {}
+        locks: dict[int, str] = {}
         p, port = start(["--data", str(work / "embedded")], {}, work / "embedded.log")
         procs.append(p)
         rates["embedded, 1 server"] = args.images / ingest(
@@ -154,14 +197,16 @@ def main() -> None:
                 )
                 procs.append(p)
                 ports.append(port)
-            took = ingest(
-                ports,
-                split(images_csv, n) if n > 1 else [images_csv],
-                split(boxes_csv, n) if n > 1 else [boxes_csv],
-                args.threads,
-                args.batch,
-            )
+            with LockSampler(url) as sampler:
+                took = ingest(
+                    ports,
+                    split(images_csv, n) if n > 1 else [images_csv],
+                    split(boxes_csv, n) if n > 1 else [boxes_csv],
+                    args.threads,
+                    args.batch,
+                )
             rates[f"PostgreSQL+S3, {n} server(s)"] = args.images / took
+            locks[n] = sampler.summary()
             for p in procs[-n:]:
                 p.terminate()
                 p.wait()
@@ -177,6 +222,8 @@ def main() -> None:
             "(target >= 0.7x)"
         )
         print(f"  two servers / one:           {two / one:.2f}x (target > 1)")
+        for n, text in locks.items():
+            print(f"  {n} server(s): {text}")
     finally:
         for p in procs:
             if p.poll() is None:

@@ -75,6 +75,7 @@ from lensdb.store.base import (
     Predicate,
     Selection,
     StoreError,
+    WriteConflict,
 )
 from lensdb.store.blobfiles import compare_packs, is_thin, length_of, new_name, place
 from lensdb.store.compaction import compact
@@ -82,8 +83,9 @@ from lensdb.store.factory import ConfigError, redact
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SWEPT = "LD001"  # SQLSTATE of lensdb_settle_intent: a sweeper removed the intent first
+CHANGED = "LD002"  # SQLSTATE of lensdb_expect_same: a row read without the lock changed
 SWEEP_EVERY = 60.0  # seconds between sweeps a writing server makes of the whole database
 # How long change-log entries are kept (trimmed with the sweep, every SWEEP_EVERY seconds). A
 # running server replays its loaded indexes every half second, so only one that was stopped,
@@ -96,6 +98,7 @@ _NS = 0x6C6E7364  # "lnsd"
 _WRITER = 1
 _MIGRATE = 2
 _OWNER_NS = _NS + 1  # (this, owner number): held by each live process
+WRITER_LOCK = (_NS, _WRITER)  # the writer lock's keys, for tools that watch it (pg_locks)
 
 # Each migration runs once, in order, in one transaction under the migration lock; none drops
 # data. A new version appends an entry; an existing entry never changes.
@@ -176,6 +179,21 @@ CREATE TABLE change_horizons (
     topic bigint PRIMARY KEY,
     seq bigint NOT NULL
 );
+""",
+    ),
+    (
+        5,
+        # Optimistic writes (PostgresTxn): what a query read before it took the writer lock is
+        # read again under the lock, in the commit's pipeline, and the transaction fails here
+        # when the answer differs.
+        """
+CREATE FUNCTION lensdb_expect_same(same boolean) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF same IS NOT TRUE THEN
+        RAISE EXCEPTION 'a row this query read changed before it could commit'
+            USING ERRCODE = 'LD002';
+    END IF;
+END $$;
 """,
     ),
 ]
@@ -369,6 +387,24 @@ def _reserve(table: str, n: int) -> tuple[str, tuple[int]]:
     return f"SELECT nextval({seq}) FROM generate_series(1, %s)", (n,)
 
 
+def _fingerprinted(sql: str) -> str:
+    """`sql`'s rows, each with one more column: a digest of all of them, in order (NULL for
+    none). Computed in the statement itself, so it describes exactly the rows returned."""
+    return (
+        f"WITH q AS MATERIALIZED ({sql}) "
+        "SELECT q.*, (SELECT md5(string_agg(q::text, '|')) FROM q) FROM q"
+    )
+
+
+def _check_same(sql: str) -> str:
+    """A statement that fails (CHANGED) unless `sql`'s rows still have this digest (the
+    last parameter): the same digest expression over the same plan as `_fingerprinted`."""
+    return (
+        f"WITH q AS MATERIALIZED ({sql}) SELECT lensdb_expect_same("
+        "(SELECT md5(string_agg(q::text, '|')) FROM q) IS NOT DISTINCT FROM %s::text)"
+    )
+
+
 def _find_sql(sel: Selection) -> tuple[str, list[Any]]:
     params: list[Any] = []
     sql = (
@@ -520,11 +556,20 @@ class PostgresTxn:
     """
 
     def __init__(
-        self, store: PostgresStore, conn: psycopg.Connection, *, lock: bool = False
+        self,
+        store: PostgresStore,
+        conn: psycopg.Connection,
+        *,
+        lock: bool = False,
+        optimistic: bool = False,
     ) -> None:
         self.store = store
         self.conn = conn
         self._lock_pending = lock  # the writer lock, sent before the first statement
+        # Optimistic (see the module docstring): until the first write, reads go without the
+        # lock, each kept here as a statement checking its rows' digest, sent after the lock.
+        self._optimistic = lock and optimistic
+        self._checks: list[tuple[str, list[Any]]] = []
         self.trashed: list[str] = []
         self.thinned: set[str] = set()  # packs that lost blobs but keep some (compaction)
         self.given_ids: set[str] = set()  # tables where rows kept given ids
@@ -538,39 +583,86 @@ class PostgresTxn:
     def _next_id(self, table: str) -> int:
         ids = self._ids[table]
         if not ids:
-            ids.extend(r[0] for r in self._exec(*_reserve(table, self._block[table])).fetchall())
+            # a sequence stands outside transactions: nothing to lock or to send ahead of it
+            cur = self.conn.execute(*_reserve(table, self._block[table]))
+            ids.extend(r[0] for r in cur.fetchall())
             # big queries reserve in big blocks
             self._block[table] = min(self._block[table] * 4, 4096)
         return ids.popleft()
 
+    def _buffered(self) -> bool:
+        return bool(self._pending["objects"] or self._pending["connections"])
+
     def _before(self) -> bool:
         """Anything to send ahead of the next statement (the lock, buffered rows)?"""
-        return self._lock_pending or bool(self._pending["objects"] or self._pending["connections"])
+        return self._lock_pending or self._buffered()
 
     def _send_before(self) -> None:
-        """Inside a pipeline: the writer lock if not taken yet, then the buffered inserts."""
+        """Inside a pipeline: the writer lock if not taken yet (and, optimistic, the checks of
+        what was read without it), then the buffered inserts."""
         if self._lock_pending:
             self._lock_pending = False
+            if self._optimistic:
+                self._optimistic = False
+                # A new transaction: the reading one's table locks must not wait for the writer
+                # lock with it (a RemoveIndex holding the lock waits for them to go).
+                self.conn.execute("ROLLBACK")
+                self.conn.execute("BEGIN")
             self.conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, _WRITER))
+            for sql, params in self._checks:
+                self.conn.execute(sql, params)
+            self._checks = []
         for table, rows in self._pending.items():
             if rows:
                 self._pending[table] = []
                 self.conn.execute(_INSERT[table], [list(col) for col in zip(*rows, strict=True)])
 
+    @contextmanager
+    def _pipeline(self) -> Iterator[None]:
+        """A psycopg pipeline whose failed check (CHANGED) is a `WriteConflict`."""
+        try:
+            with self.conn.pipeline():
+                yield
+        except psycopg.Error as e:
+            if e.sqlstate == CHANGED:
+                raise WriteConflict(
+                    "another query changed what this one read before it could commit; run it again"
+                ) from None
+            raise
+
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
+        """A write (or a read that must see buffered rows, so sends them, under the lock)."""
         if self._before():
-            with self.conn.pipeline():  # what waits and this statement: one round trip
+            with self._pipeline():  # what waits and this statement: one round trip
                 self._send_before()
                 cur = self.conn.execute(sql, params)
             return cur
         return self.conn.execute(sql, params)
 
+    def confirm_reads(self) -> None:
+        """Raise `WriteConflict` if what two reads or more made without the lock showed is no
+        longer one state: a query failing on what it read (a `unique` Find finding two) must
+        have read one state, like one that commits. Only on the way out with an error."""
+        if self._optimistic and len(self._checks) > 1:
+            self._pending = {"objects": [], "connections": []}  # rolled back anyway
+            with self._pipeline():
+                self._send_before()
+
+    def _fetch(self, cur: psycopg.Cursor, sql: str, params: Sequence[Any]) -> list[tuple]:
+        """The rows of a `_fingerprinted` read, its check kept for when the lock is taken."""
+        rows = cur.fetchall()
+        self._checks.append((_check_same(sql), [*params, rows[0][-1] if rows else None]))
+        return [r[:-1] for r in rows]
+
     def commit(self, settle: str | None) -> None:
-        """One round trip: the lock (if rows are to be written), the buffered rows, later ids
-        past given ones, the intent of the query's pack removed (`settle`), and COMMIT."""
-        if not (self._pending["objects"] or self._pending["connections"] or self.given_ids):
-            self._lock_pending = False  # nothing to write: no need to wait for other writers
-        with self.conn.pipeline():
+        """One round trip: the lock (if rows are to be written, or optimistic reads are to be
+        checked), the buffered rows, later ids past given ones, the intent of the query's
+        pack removed (`settle`), and COMMIT."""
+        if not (self._buffered() or self.given_ids or len(self._checks) > 1):
+            # Nothing to write: no need to wait for other writers. (Two reads or more made
+            # without the lock are checked under it: together they must show one state.)
+            self._lock_pending = False
+        with self._pipeline():
             self._send_before()
             for table in sorted(self.given_ids):  # later ids go past the given ones
                 seq = f"pg_get_serial_sequence('{table}', 'id')"
@@ -589,30 +681,42 @@ class PostgresTxn:
         n = min(len(selections), 4096)
         planned: dict[str, list[ObjectRow]] = {}
         lookups = _Lookups()
-        with self.conn.pipeline():
-            self._send_before()
+        single = [(repr(sel), _find_sql(sel)) for sel in selections if not lookups.add(sel)]
+        batched = list(lookups.statements())
+        optimistic = self._optimistic
+        wrap = _fingerprinted if optimistic else str
+        with self._pipeline():
+            if not optimistic:
+                self._send_before()
             ids = None if self._ids["objects"] else self.conn.execute(*_reserve("objects", n))
-            cursors = [
-                (repr(sel), self.conn.execute(*_find_sql(sel)))
-                for sel in selections
-                if not lookups.add(sel)
-            ]
-            batched = [(keys, self.conn.execute(*sql)) for keys, sql in lookups.statements()]
+            cursors = [self.conn.execute(wrap(sql), params) for _, (sql, params) in single]
+            batches = [self.conn.execute(wrap(sql), params) for _, (sql, params) in batched]
+
+        def rows(cur: psycopg.Cursor, sql: str, params: list[Any]) -> list[tuple]:
+            return self._fetch(cur, sql, params) if optimistic else cur.fetchall()
+
         if ids is not None:
             self._ids["objects"].extend(r[0] for r in ids.fetchall())
         self._block["connections"] = max(self._block["connections"], n)
-        for key, cur in cursors:
-            planned[key] = [ObjectRow(i, c, p, b) for i, c, p, b in cur.fetchall()]
-        for keys, cur in batched:
+        for (key, statement), cur in zip(single, cursors, strict=True):
+            planned[key] = [ObjectRow(i, c, p, b) for i, c, p, b in rows(cur, *statement)]
+        for (keys, statement), cur in zip(batched, batches, strict=True):
             for key in keys:
                 planned[key] = []
-            for k, i, c, p, b in cur.fetchall():
+            for k, i, c, p, b in rows(cur, *statement):
                 planned[keys[k - 1]].append(ObjectRow(i, c, p, b))
         self._planned = planned
         self._added = []
         self._added_values = set()
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """A read: optimistic, and with no buffered rows it must see, without the lock."""
+        if self._optimistic and not self._buffered():
+            return self._fetch(self.conn.execute(_fingerprinted(sql), params), sql, params)
+        return self._exec(sql, params).fetchall()
+
+    def _write_rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """A write that returns rows (under the lock, like every write)."""
         return self._exec(sql, params).fetchall()
 
     # objects -------------------------------------------------------------------------------
@@ -684,7 +788,7 @@ class PostgresTxn:
         ids = list(ids)
         packs = [
             r[0]
-            for r in self._rows(
+            for r in self._write_rows(
                 "DELETE FROM objects WHERE id = ANY(%s) AND pack IS NOT NULL RETURNING pack", (ids,)
             )
         ]
@@ -720,7 +824,7 @@ class PostgresTxn:
         last = 0
         for ids, gone in ((added, False), (removed, True)):
             if ids:
-                last = self._rows(
+                last = self._write_rows(
                     "WITH logged AS (INSERT INTO changes(topic, object_id, removed) "
                     "SELECT %s, i, %s FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(i, n) "
                     "ORDER BY n RETURNING seq) SELECT max(seq) FROM logged",
@@ -1051,12 +1155,14 @@ class PostgresStore:
                     conn.execute("ROLLBACK")
 
     @contextmanager
-    def write(self, staged: PgStaged | None = None) -> Iterator[PostgresTxn]:
+    def write(
+        self, staged: PgStaged | None = None, *, optimistic: bool = False
+    ) -> Iterator[PostgresTxn]:
         if self._closed:
             raise RuntimeError("the database is closed")
         with self._begin("BEGIN") as conn:
             try:
-                txn = PostgresTxn(self, conn, lock=True)
+                txn = PostgresTxn(self, conn, lock=True, optimistic=optimistic)
                 yield txn
                 try:
                     txn.commit(staged.pack if staged is not None else None)
@@ -1078,7 +1184,16 @@ class PostgresStore:
                             "look before retrying one without if_not_found"
                         ) from e
                     raise
-            except BaseException:
+            except BaseException as e:
+                if isinstance(e, Exception) and not isinstance(e, psycopg.Error | StoreError):
+                    try:
+                        txn.confirm_reads()  # the query failed on what it read: one state?
+                    except WriteConflict as conflict:
+                        if not conn.broken:
+                            conn.execute("ROLLBACK")
+                        raise conflict from e
+                    except psycopg.Error:
+                        pass  # the query's own error stands
                 if not conn.broken:
                     conn.execute("ROLLBACK")
                 raise
