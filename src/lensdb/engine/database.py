@@ -107,8 +107,7 @@ UNSUPPORTED = {
 READ_ONLY = {n for n in HANDLERS if n.startswith(("Find", "Get"))} | {"ClassifyDescriptor"}
 # Write queries that hold the writer lock from their first statement, never optimistic (see
 # Store.write): those touching descriptors, whose in-memory vector indexes follow the rows
-# (DeleteEntity may delete descriptors too). Keeping them simple costs nothing measurable: a
-# descriptor ingest is one server's vectors, not the bench's cross-server contention.
+# (DeleteEntity may delete descriptors too), in ways the store's re-check of reads does not see.
 PESSIMISTIC = {n for n in HANDLERS if "Descriptor" in n} | {"DeleteEntity"}
 # Finds that may return stored bytes (images, blobs, crops of regions); the others need not
 # pin the blob files their snapshot could see.

@@ -16,11 +16,45 @@ indexes for CreateIndex. How each SQLite rule is kept:
 - CreateIndex builds three expression indexes per key, (class, value as jsonb), (class, value as
   C-collated text), (class, date time), which are the very expressions the predicates use.
 
-Writes are serialised across every server by a transaction-level advisory lock. `if_not_found`
-takes an arbitrary predicate (any constraint, any class), so no unique constraint can express it;
-one writer at a time keeps the engine's look-up-then-insert exact, as SQLite's single writer
-does. Blob bytes, the slow part, are uploaded before the lock is taken, so concurrent writers
-still overlap their uploads; only row work is serialised.
+Writes are serialised across every server by one transaction-level advisory lock, the writer
+lock. `if_not_found` takes an arbitrary predicate (any constraint, any class), so no unique
+constraint can express it; one writer at a time keeps the engine's look-up-then-insert exact,
+as SQLite's single writer does. Blob bytes, the slow part, are uploaded before the lock is
+taken, so concurrent writers still overlap their uploads.
+
+A query does not hold the lock while it reads and the engine works, though: it is optimistic
+(`write(optimistic=True)`, what the engine asks for). Its reads go without the lock, each
+returning with its rows a digest of them computed by the same statement (`_fingerprinted`); its
+new rows wait in a buffer; the lock is taken with its first write, usually the commit, and in
+that same pipeline every earlier read runs again and must give the same digest
+(`lensdb_expect_same`) before any row is written. If one differs, another query committed
+something this one read in between (the if_not_found object it found absent, the image its box
+is bound to, the boxes of an image it deletes): the transaction rolls back (staged bytes stay
+staged) and the engine runs the query once more, holding the lock from its first statement as
+every write did before. Either way a query acts as if it ran whole at its commit, and one that
+fails on what it read is checked the same way before its error is answered. The reading
+transaction ends before the lock is requested, so its table locks never wait along with the
+lock (a RemoveIndex holding it waits for readers to go). Rows are inserted only under the lock,
+so a CreateIndex holding it never waits for a writer that waits for it. Queries touching
+descriptors stay pessimistic: their in-memory indexes follow the rows in ways this does not
+check.
+
+Why: pessimistic, a ParallelLoader query held the lock from its look-ups to its COMMIT (the
+look-ups' reply, the engine's work on 100 or 200 commands, the commit's round trip), and
+every other writer of every server queued meanwhile. Optimistic, it holds it for one pipeline
+that PostgreSQL runs without a client round trip in it (checks, inserts, COMMIT).
+bench/scale_ingest.py --images 10000 (10,000 JPEGs + 20,000 boxes, 8 client threads, 2 cores
+shared with other jobs; three runs each, alternating), sampling pg_locks every 2 ms: before,
+the lock was held 39-42% of the ingest with one server, 0.9-1.3 queries waiting for it on
+average (22-41% and 0.4-1.4 with two servers); after, 16-24% and 0.1-0.2 waiting (13-23%,
+0.1-0.2 with two). The lock is no longer a queue. Throughput did not move (one server
+1,016-1,132 images/s before, 1,034-1,151 after; two servers / one 0.92-1.15x before,
+0.99-1.12x after): the lock serialised one server's eight threads exactly as it did two
+servers' four each, and what binds now is CPU: CPU time per process over a 3,000-image
+ingest on one server, from /proc, was the SDK client 57% of a core, the server 39%, PostgreSQL
+13%, moto 3%, with the machine 91% busy (other jobs took about one core). One server process
+is far from saturated, so a second has nothing to relieve here; it has where one saturates
+(more cores, more clients than one process serves).
 
 Blobs: a query's new blobs are one pack (see blobfiles.py), uploaded before its transaction
 under a row of `blob_intents` owned by this process. Each process holds a session advisory lock
@@ -547,12 +581,16 @@ class PostgresTxn:
     its `if_not_found` adds and `unique` Finds) are sent as one pipeline at its start. A
     later `find_objects` of the same selection takes its rows from there when no row added
     since can match it and nothing was updated or deleted (any doubt: it reads as usual).
-    The writer lock is taken in the same pipeline as the first statement (the look-ups), and
-    the rows, the intent's settling and COMMIT go as one more: a ParallelLoader query of 100
-    AddImage, or of 100 boxes each finding its image, holds the lock for two round trips
+    The rows, the intent's settling and COMMIT go as one more pipeline: a ParallelLoader
+    query of 100 AddImage, or of 100 boxes each finding its image, makes two round trips
     instead of two or three hundred. bench/scale_ingest.py (2,000 JPEGs + 4,000 boxes, on 2
     cores shared with other jobs; alternate runs): PostgreSQL+S3 / embedded was 0.41x twice
     before, 0.99x and 0.71x after. Each round trip costs the most when the machine is busy.
+
+    Pessimistic (the default), the writer lock goes in the same pipeline as the first
+    statement and is held to COMMIT. Optimistic (what the engine asks for first), the reads
+    go without it and the lock is taken with the first write, usually in the commit's
+    pipeline, followed there by the checks of what was read (see the module docstring).
     """
 
     def __init__(
