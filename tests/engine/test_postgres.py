@@ -306,3 +306,20 @@ def test_an_optimistic_write_failing_on_reads_of_two_states_conflicts(pg):
                         ok(b, [{"AddEntity": {"class": "Doc", "properties": {"k": 1}}}])
                     txn.find_objects(_docs(2))
                     raise ValueError("the query's own error")
+
+
+def test_an_optimistic_write_whose_blob_was_deleted_under_it_conflicts(pg):
+    """A write query reads a row without the lock (and, between statements, pins no snapshot);
+    another server deletes the row and its bytes are swept. Reading the bytes fails, and the
+    failure is a WriteConflict, so the engine runs the query again under the lock and sees
+    the delete whole, rather than answering 'blob missing'."""
+    from lensdb.store.base import Selection, WriteConflict
+
+    with open_db(pg) as a, open_db(pg) as b:
+        ok(a, [{"AddBlob": {"properties": {"n": 1}}}], [b"soon gone"])
+        with pytest.raises(WriteConflict):
+            with a.store.write(optimistic=True) as txn:
+                (row,) = txn.find_objects(Selection(classes=["_Blob"]))
+                assert one(b, {"DeleteBlob": {}})["count"] == 1
+                assert pack_files(pg) == []  # swept: nothing of `a` could still see it
+                a.store.get_blob(row.blob)

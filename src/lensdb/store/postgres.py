@@ -678,10 +678,12 @@ class PostgresTxn:
         return self.conn.execute(sql, params)
 
     def confirm_reads(self) -> None:
-        """Raise `WriteConflict` if what two reads or more made without the lock showed is no
-        longer one state: a query failing on what it read (a `unique` Find finding two) must
-        have read one state, like one that commits. Only on the way out with an error."""
-        if self._optimistic and len(self._checks) > 1:
+        """Raise `WriteConflict` if what the reads made without the lock showed has changed.
+        On the way out with an error only: a query failing on what it read (a `unique` Find
+        finding two) must have read one state, like one that commits; and the bytes of a row
+        it read being gone means a delete committed since, which the query, run again under
+        the lock, sees whole instead of failing."""
+        if self._optimistic and self._checks:
             self._pending = {"objects": [], "connections": []}  # rolled back anyway
             with self._pipeline():
                 self._send_before()
@@ -1223,9 +1225,11 @@ class PostgresStore:
                         ) from e
                     raise
             except BaseException as e:
-                if isinstance(e, Exception) and not isinstance(e, psycopg.Error | StoreError):
-                    try:
-                        txn.confirm_reads()  # the query failed on what it read: one state?
+                if isinstance(e, BlobMissing) or (
+                    isinstance(e, Exception) and not isinstance(e, psycopg.Error | StoreError)
+                ):
+                    try:  # the query failed on what it read: was it one state, still there?
+                        txn.confirm_reads()
                     except WriteConflict as conflict:
                         if not conn.broken:
                             conn.execute("ROLLBACK")
