@@ -54,7 +54,10 @@ servers' four each, and what binds now is CPU: CPU time per process over a 3,000
 ingest on one server, from /proc, was the SDK client 57% of a core, the server 39%, PostgreSQL
 13%, moto 3%, with the machine 91% busy (other jobs took about one core). One server process
 is far from saturated, so a second has nothing to relieve here; it has where one saturates
-(more cores, more clients than one process serves).
+(more cores, more clients than one process serves). Three later runs on a quieter machine
+(65-78% busy, the lock held 24-32% with one server, 0.1-0.2 waiting): two servers / one
+1.14x, 0.78x, 1.00x; with 8 client threads in all, either way, the queries in flight and
+their latency are the same.
 
 Blobs: a query's new blobs are one pack (see blobfiles.py), uploaded before its transaction
 under a row of `blob_intents` owned by this process. Each process holds a session advisory lock
