@@ -1,7 +1,11 @@
 """ParallelLoader ingest (N JPEGs, then 2 boxes each) into: one embedded server, one server on
 PostgreSQL + S3, and two servers on the same PostgreSQL + S3 (the CSVs split between two
 loaders). One run; prints images/s and the ratios the scale-out issue asks for
-(PostgreSQL+S3 / embedded >= 0.7x; two servers faster than one).
+(PostgreSQL+S3 / embedded >= 0.7x; two servers faster than one), and for PostgreSQL how
+much of the ingest the cross-server writer lock was held (sampled from pg_locks every 2 ms):
+near 100% means writers queue for it and a second server cannot add throughput. Also the CPU
+each part of the stack used during the ingest (from /proc): when the machine is busy and one
+server is far from a core, a second server has nothing to relieve.
 
     python bench/scale_ingest.py [--images 10000] [--threads 8] [--batch 100]
 
@@ -62,6 +66,88 @@ def split(path: Path, parts: int) -> list[Path]:
             csv.writer(f).writerows([rows[0], *rows[1 + k :: parts]])
         out.append(p)
     return out
+
+
+class LockSampler:
+    """Samples, on its own connection, whether lensdb's writer lock is held and how many
+    transactions wait for it (store/postgres.py: advisory lock (_NS, _WRITER))."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        from lensdb.store.postgres import WRITER_LOCK
+
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.key = WRITER_LOCK
+        self.samples: list[tuple[int, int]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        sql = (
+            "SELECT count(*) FILTER (WHERE granted), count(*) FILTER (WHERE NOT granted) "
+            "FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s "
+            "AND objsubid = 2"
+        )
+        while not self.stop.wait(0.002):
+            self.samples.append(self.conn.execute(sql, self.key).fetchone())
+
+    def __enter__(self) -> LockSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.conn.close()
+
+    def summary(self) -> str:
+        n = max(1, len(self.samples))
+        held = sum(1 for h, _ in self.samples if h) / n
+        waiting = sum(w for _, w in self.samples) / n
+        return f"writer lock held {held:4.0%} of the time, {waiting:.1f} waiting on average"
+
+
+class CpuMeter:
+    """CPU time (user + system) of parts of the stack over an interval, in cores, and how busy
+    the whole machine was. A part is root processes, with their children when `tree`."""
+
+    def __init__(self, parts: dict[str, tuple[list[int], bool]]) -> None:
+        self.parts = parts
+
+    @staticmethod
+    def _machine() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # busy (no idle, iowait), all
+
+    def _times(self) -> dict[str, float]:
+        import psutil
+
+        out = {}
+        for name, (pids, tree) in self.parts.items():
+            total = 0.0
+            for pid in pids:
+                try:
+                    root = psutil.Process(pid)
+                    for proc in [root, *(root.children(recursive=True) if tree else [])]:
+                        t = proc.cpu_times()
+                        total += t.user + t.system
+                except psutil.Error:  # gone meanwhile
+                    pass
+            out[name] = total
+        return out
+
+    def __enter__(self) -> CpuMeter:
+        self.t0, self.m0, self.c0 = time.perf_counter(), self._machine(), self._times()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        took = time.perf_counter() - self.t0
+        m1, c1 = self._machine(), self._times()
+        busy = (m1[0] - self.m0[0]) / max(1, m1[1] - self.m0[1])
+        used = ", ".join(f"{k} {(c1[k] - self.c0[k]) / took:.2f}" for k in c1)
+        self.text = f"machine {busy:.0%} busy ({os.cpu_count()} cores); cores used: {used}"
 
 
 def ingest(
@@ -129,6 +215,7 @@ def main() -> None:
     procs: list[subprocess.Popen] = []
     try:
         rates = {}
+        locks: dict[int, str] = {}
         p, port = start(["--data", str(work / "embedded")], {}, work / "embedded.log")
         procs.append(p)
         rates["embedded, 1 server"] = args.images / ingest(
@@ -154,14 +241,22 @@ def main() -> None:
                 )
                 procs.append(p)
                 ports.append(port)
-            took = ingest(
-                ports,
-                split(images_csv, n) if n > 1 else [images_csv],
-                split(boxes_csv, n) if n > 1 else [boxes_csv],
-                args.threads,
-                args.batch,
-            )
+            parts = {
+                "client": ([os.getpid()], False),
+                "server(s)": ([p.pid for p in procs[-n:]], False),
+                "PostgreSQL": (cluster.pids(), True),
+                "S3": ([s3.proc.pid] if getattr(s3, "proc", None) else [], True),
+            }
+            with LockSampler(url) as sampler, CpuMeter(parts) as cpu:
+                took = ingest(
+                    ports,
+                    split(images_csv, n) if n > 1 else [images_csv],
+                    split(boxes_csv, n) if n > 1 else [boxes_csv],
+                    args.threads,
+                    args.batch,
+                )
             rates[f"PostgreSQL+S3, {n} server(s)"] = args.images / took
+            locks[n] = sampler.summary() + "\n      " + cpu.text
             for p in procs[-n:]:
                 p.terminate()
                 p.wait()
@@ -177,6 +272,8 @@ def main() -> None:
             "(target >= 0.7x)"
         )
         print(f"  two servers / one:           {two / one:.2f}x (target > 1)")
+        for n, text in locks.items():
+            print(f"  {n} server(s): {text}")
     finally:
         for p in procs:
             if p.poll() is None:

@@ -190,6 +190,14 @@ class PostgresCluster:
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
+    def pids(self) -> list[int]:
+        """The private cluster's postmaster (its backends are its children); none for a
+        server given by LENSDB_TEST_POSTGRES_URL. For benches that meter CPU."""
+        pidfile = self.folder / "data" / "postmaster.pid" if self.folder else None
+        if pidfile is None or not pidfile.exists():
+            return []
+        return [int(pidfile.read_text().split()[0])]
+
     def stop(self) -> None:
         if self.folder is None:
             return

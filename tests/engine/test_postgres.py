@@ -251,3 +251,75 @@ def test_s3_unreachable_fails_addimage_cleanly_and_commits_nothing(pg, targets, 
             db.close()
     finally:
         own.stop()
+
+
+def _docs(k: int):
+    from lensdb.store.base import Compare, Selection
+
+    return Selection(classes=["Doc"], where=Compare("k", "==", k))
+
+
+def test_an_optimistic_writer_reads_past_the_lock_and_conflicts_when_its_reads_changed(pg):
+    """Two stores on one database, as two servers. An optimistic write reads while the other
+    holds the writer lock with a delete; when the delete commits first, the writer finds it
+    under the lock (its read changed) and raises WriteConflict, having written nothing.
+    Without a change in between, the same steps commit."""
+    from lensdb.store.base import WriteConflict
+
+    with open_db(pg) as a, open_db(pg) as b:
+        ok(a, [{"AddEntity": {"class": "Doc", "properties": {"k": 1}}}])
+        ok(a, [{"AddEntity": {"class": "Doc", "properties": {"k": 2}}}])
+        for k, conflicts in ((1, True), (2, False)):
+            deleting = b.store.write()
+            other = deleting.__enter__()
+            if conflicts:  # the other server holds the lock, its delete not yet committed
+                other.delete_objects([r.id for r in other.find_objects(_docs(k))])
+            adding = a.store.write(optimistic=True)
+            txn = adding.__enter__()
+            (doc,) = txn.find_objects(_docs(k))  # no wait for the lock: the row is still there
+            txn.add_object("Note", {"of": doc.id})
+            deleting.__exit__(None, None, None)  # commits (or ends an empty transaction)
+            if conflicts:
+                with pytest.raises(WriteConflict):
+                    adding.__exit__(None, None, None)
+            else:
+                adding.__exit__(None, None, None)
+        notes = one(a, {"FindEntity": {"with_class": "Note", "results": {"list": ["of"]}}})
+        kept = one(a, {"FindEntity": {"with_class": "Doc", "results": {"list": ["k"]}}})
+        assert [e["k"] for e in kept["entities"]] == [2]
+        assert len(notes["entities"]) == 1  # the note of doc 2 only
+
+
+def test_an_optimistic_write_failing_on_reads_of_two_states_conflicts(pg):
+    """A write query that fails on what it read must have read one state: when a commit came
+    between two of its reads (the first now stale), the failure is a WriteConflict (the
+    engine runs the query again under the lock) rather than an answer from mixed states."""
+    from lensdb.store.base import WriteConflict
+
+    with open_db(pg) as a, open_db(pg) as b:
+        ok(a, [{"AddEntity": {"class": "Doc", "properties": {"k": 1}}}])
+        for changed in (True, False):
+            with pytest.raises(WriteConflict if changed else ValueError):
+                with a.store.write(optimistic=True) as txn:
+                    txn.find_objects(_docs(1))
+                    if changed:
+                        ok(b, [{"AddEntity": {"class": "Doc", "properties": {"k": 1}}}])
+                    txn.find_objects(_docs(2))
+                    raise ValueError("the query's own error")
+
+
+def test_an_optimistic_write_whose_blob_was_deleted_under_it_conflicts(pg):
+    """A write query reads a row without the lock (and, between statements, pins no snapshot);
+    another server deletes the row and its bytes are swept. Reading the bytes fails, and the
+    failure is a WriteConflict, so the engine runs the query again under the lock and sees
+    the delete whole, rather than answering 'blob missing'."""
+    from lensdb.store.base import Selection, WriteConflict
+
+    with open_db(pg) as a, open_db(pg) as b:
+        ok(a, [{"AddBlob": {"properties": {"n": 1}}}], [b"soon gone"])
+        with pytest.raises(WriteConflict):
+            with a.store.write(optimistic=True) as txn:
+                (row,) = txn.find_objects(Selection(classes=["_Blob"]))
+                assert one(b, {"DeleteBlob": {}})["count"] == 1
+                assert pack_files(pg) == []  # swept: nothing of `a` could still see it
+                a.store.get_blob(row.blob)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from io import BytesIO
 
 import httpx
@@ -107,6 +109,200 @@ def test_concurrent_if_not_found_adds_through_both_servers_create_one(pair):
         [{"FindEntity": {"with_class": "Racer", "results": {"count": True}}}]
     )
     assert r[0]["FindEntity"]["count"] == 40
+
+
+@contextmanager
+def _writer_lock_held(url: str) -> Iterator[Callable[[int], None]]:
+    """Hold the servers' writer lock from the test, like a third server's long commit. Yields
+    a function waiting until n transactions queue for the lock; released on leaving. Queries
+    sent meanwhile read without the lock (optimistic) and queue at their first write, in the
+    order sent: PostgreSQL grants a lock to its waiters in the order they asked."""
+    import psycopg
+
+    from lensdb.store.postgres import WRITER_LOCK
+
+    def waiting(n: int) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            queued = watcher.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND classid = %s AND objid = %s AND objsubid = 2",
+                WRITER_LOCK,
+            ).fetchone()[0]
+            if queued >= n:
+                return
+            assert time.monotonic() < deadline, f"{queued} of {n} queries queued for the lock"
+            time.sleep(0.02)
+
+    with (
+        psycopg.connect(url, autocommit=True) as holder,
+        psycopg.connect(url, autocommit=True) as watcher,
+    ):
+        holder.execute("BEGIN")
+        holder.execute("SELECT pg_advisory_xact_lock(%s, %s)", WRITER_LOCK)
+        try:
+            yield waiting
+        finally:
+            holder.execute("COMMIT")
+
+
+def _status(response: list | dict) -> int:
+    return (
+        response["status"]
+        if isinstance(response, dict)
+        else max(abs(next(iter(c.values()))["status"]) for c in response)
+    )
+
+
+def _box_query(name: str) -> list[dict]:
+    return [
+        {"FindImage": {"_ref": 1, "unique": True, "constraints": {"name": ["==", name]}}},
+        {
+            "AddBoundingBox": {
+                "image_ref": 1,
+                "label": name,
+                "rectangle": {"x": 1, "y": 1, "width": 5, "height": 5},
+            }
+        },
+    ]
+
+
+def _boxes_and_images(server: LensdbServer, name: str) -> tuple[int, int, int]:
+    """(images named `name`, boxes labelled `name`, connections from those boxes)."""
+    r, _ = server.connector().query(
+        [
+            {"FindImage": {"constraints": {"name": ["==", name]}, "results": {"count": True}}},
+            {"FindBoundingBox": {"_ref": 1, "with_label": name, "results": {"count": True}}},
+            {"FindConnection": {"src": 1, "results": {"count": True}}},
+        ]
+    )
+    return (
+        r[0]["FindImage"]["count"],
+        r[1]["FindBoundingBox"]["count"],
+        r[2]["FindConnection"]["count"],
+    )
+
+
+def test_a_box_added_while_the_other_server_deletes_its_image_fails_cleanly(pair):
+    """The delete (server b) commits between the box query's reads (server a: its image
+    found) and its commit: the box query finds under the writer lock that what it read
+    changed, runs again, and fails as ApertureDB does for a missing image. No box, no
+    connection to a deleted image."""
+    a, b = pair
+    r, _ = a.connector().query(
+        [{"AddImage": {"properties": {"name": "doomed"}}}], [_jpeg((1, 2, 3))]
+    )
+    assert r[0]["AddImage"]["status"] == 0
+    delete = [{"DeleteImage": {"constraints": {"name": ["==", "doomed"]}}}]
+    with ThreadPoolExecutor(2) as pool, _writer_lock_held(b.url) as queued:
+        deleting = pool.submit(b.connector().query, delete)
+        queued(1)  # b read the image and waits to delete it
+        boxing = pool.submit(a.connector().query, _box_query("doomed"))
+        queued(2)  # a read the image too (still there) and waits to commit its box
+    r, _ = deleting.result()
+    assert r[0]["DeleteImage"]["status"] == 0 and r[0]["DeleteImage"]["count"] == 1, r
+    r, _ = boxing.result()
+    assert _status(r) != 0, r
+    text = str(r)
+    assert "image_ref" in text and "internal error" not in text, r
+    assert _boxes_and_images(a, "doomed") == (0, 0, 0)
+    assert "Traceback" not in a.log() + b.log()
+
+
+def test_an_image_deleted_while_the_other_server_adds_a_box_goes_with_the_box(pair):
+    """The other order: the box commits first (server a), then the delete (server b), which
+    had listed the image's boxes before the box existed: it runs again under the lock and
+    removes the new box with its image."""
+    a, b = pair
+    r, _ = a.connector().query(
+        [{"AddImage": {"properties": {"name": "boxed"}}}], [_jpeg((3, 2, 1))]
+    )
+    assert r[0]["AddImage"]["status"] == 0
+    delete = [{"DeleteImage": {"constraints": {"name": ["==", "boxed"]}}}]
+    with ThreadPoolExecutor(2) as pool, _writer_lock_held(b.url) as queued:
+        boxing = pool.submit(a.connector().query, _box_query("boxed"))
+        queued(1)
+        deleting = pool.submit(b.connector().query, delete)
+        queued(2)
+    r, _ = boxing.result()
+    assert _status(r) == 0, r
+    r, _ = deleting.result()
+    assert r[0]["DeleteImage"]["status"] == 0 and r[0]["DeleteImage"]["count"] == 1, r
+    assert _boxes_and_images(a, "boxed") == (0, 0, 0)
+
+
+def test_if_not_found_adds_queued_on_both_servers_create_one(pair):
+    """Both servers look the object up (absent) before either commits; the second to take
+    the lock sees the first's row when it checks what it read, runs again and finds it."""
+    a, b = pair
+    add = [
+        {
+            "AddEntity": {
+                "class": "Queued",
+                "properties": {"k": 1},
+                "if_not_found": {"k": ["==", 1]},
+            }
+        }
+    ]
+    with ThreadPoolExecutor(2) as pool, _writer_lock_held(a.url) as queued:
+        first = pool.submit(a.connector().query, add)
+        second = pool.submit(b.connector().query, add)
+        queued(2)
+    statuses = sorted(r[0]["AddEntity"]["status"] for r, _ in (first.result(), second.result()))
+    assert statuses == [0, 2], statuses
+    r, _ = a.connector().query(
+        [{"FindEntity": {"with_class": "Queued", "results": {"count": True}}}]
+    )
+    assert r[0]["FindEntity"]["count"] == 1
+
+
+def test_plain_adds_through_both_servers_are_all_stored_with_distinct_ids(pair):
+    """Queries without look-ups from 8 threads on two servers at once (images with a box
+    each, entities connected to them): every one is stored whole, under its own ids."""
+    a, b = pair
+
+    def add(server: LensdbServer, k: int) -> list:
+        r, _ = server.connector().query(
+            [
+                {"AddImage": {"_ref": 1, "properties": {"plain": k}}},
+                {
+                    "AddBoundingBox": {
+                        "image_ref": 1,
+                        "label": "plain",
+                        "rectangle": {"x": 0, "y": 0, "width": 3, "height": 3},
+                    }
+                },
+                {"AddEntity": {"_ref": 2, "class": "Plain", "properties": {"plain": k}}},
+                {"AddConnection": {"class": "shows", "src": 2, "dst": 1}},
+            ],
+            [_jpeg((k % 256, 7, 7))],
+        )
+        return r
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda k: add((a, b)[k % 2], k), range(80)))
+    assert all(_status(r) == 0 for r in results), results
+    r, _ = b.connector().query(
+        [
+            {
+                "FindImage": {
+                    "_ref": 1,
+                    "constraints": {"plain": [">=", 0]},
+                    "uniqueids": True,
+                    "results": {"list": ["plain"]},
+                }
+            },
+            {"FindBoundingBox": {"image_ref": 1, "results": {"count": True}}},
+            {"FindEntity": {"with_class": "Plain", "results": {"list": ["plain"]}}},
+            {"FindConnection": {"with_class": "shows", "results": {"count": True}}},
+        ]
+    )
+    images = r[0]["FindImage"]["entities"]
+    assert sorted(e["plain"] for e in images) == list(range(80))
+    assert len({e["_uniqueid"] for e in images}) == 80
+    assert r[1]["FindBoundingBox"]["count"] == 80
+    assert sorted(e["plain"] for e in r[2]["FindEntity"]["entities"]) == list(range(80))
+    assert r[3]["FindConnection"]["count"] == 80
 
 
 def test_a_media_link_signed_by_one_server_verifies_on_the_other(pair):

@@ -15,7 +15,15 @@ from lensdb.engine.context import BlobInput, Context, Params, takes_blob
 from lensdb.engine.ids import FAMILY_CODES, parse_uniqueid
 from lensdb.errors import QueryError, Status, answer, failure
 from lensdb.index import VectorIndexes
-from lensdb.store.base import FileRange, Prefetching, Selection, Staged, Store, StoreError
+from lensdb.store.base import (
+    FileRange,
+    Prefetching,
+    Selection,
+    Staged,
+    Store,
+    StoreError,
+    WriteConflict,
+)
 from lensdb.store.factory import open_store
 
 log = logging.getLogger(__name__)
@@ -97,6 +105,10 @@ UNSUPPORTED = {
 }
 
 READ_ONLY = {n for n in HANDLERS if n.startswith(("Find", "Get"))} | {"ClassifyDescriptor"}
+# Write queries that hold the writer lock from their first statement, never optimistic (see
+# Store.write): those touching descriptors, whose in-memory vector indexes follow the rows
+# (DeleteEntity may delete descriptors too), in ways the store's re-check of reads does not see.
+PESSIMISTIC = {n for n in HANDLERS if "Descriptor" in n} | {"DeleteEntity"}
 # Finds that may return stored bytes (images, blobs, crops of regions); the others need not
 # pin the blob files their snapshot could see.
 # (A k-NN search may load a set's index from its stored vectors.)
@@ -258,19 +270,34 @@ class Database:
                 opener = self.store.read(blobs=not READS_BLOBS.isdisjoint(names))
             else:
                 inputs, staged = self._stage_inputs(parsed, blobs or [])
-                opener = self.store.write(staged)
-            with opener as txn:
-                ctx = Context(self.store, txn, inputs, self.max_response_bytes)
-                ctx.extra["vectors"] = self.vectors
-                ctx.extra["writes"] = writes
-                if writes and isinstance(txn, Prefetching):
-                    _prefetch(txn, names, parsed)
-                responses = [
-                    self._run(ctx, i, name, cmd[name], len(parsed))
-                    for i, (name, cmd) in enumerate(zip(names, parsed, strict=True))
-                ]
+            # Optimistic first (a network store reads without its writer lock, so servers'
+            # queries overlap); when another query changed what it read, once more, holding
+            # the lock throughout, which cannot conflict.
+            optimistic = writes and PESSIMISTIC.isdisjoint(names)
+            while True:
                 if writes:
-                    descriptors.before_commit(ctx)
+                    opener = self.store.write(staged, optimistic=optimistic)
+                try:
+                    with opener as txn:
+                        ctx = Context(self.store, txn, inputs, self.max_response_bytes)
+                        ctx.extra["vectors"] = self.vectors
+                        ctx.extra["writes"] = writes
+                        if writes and isinstance(txn, Prefetching):
+                            _prefetch(txn, names, parsed)
+                        responses = [
+                            self._run(ctx, i, name, cmd[name], len(parsed))
+                            for i, (name, cmd) in enumerate(zip(names, parsed, strict=True))
+                        ]
+                        if writes:
+                            descriptors.before_commit(ctx)
+                    break
+                except WriteConflict:
+                    if not optimistic:
+                        raise
+                    optimistic = False
+                    if ctx is not None:
+                        descriptors.after_rollback(ctx, self.vectors)
+                    log.debug("write conflict: running the query again under the lock")
         except _Abort as a:
             if staged is not None:
                 staged.abort()

@@ -44,6 +44,13 @@ def refused_write(error: OSError, folder: str | os.PathLike[str]) -> WriteRefuse
     return WriteRefused(cause) if cause else None
 
 
+class WriteConflict(StoreError):
+    """An optimistic write transaction (`Store.write(optimistic=True)`) found, once it held the
+    writer lock, that a row it had read before was changed by another query that committed in
+    between. Nothing was written (the transaction rolled back; staged blobs stay staged): run
+    the query again, holding the lock from its first statement."""
+
+
 class BlobMissing(StoreError, LookupError):
     """A row names a blob whose bytes are gone: a delete that committed after the reading
     snapshot began removed them, or the storage lost them (`lensdb check` reports which)."""
@@ -363,9 +370,16 @@ class Store(Protocol):
         blobs=False promises no `get_blob` inside it, so it need not keep blob files alive."""
         ...
 
-    def write(self, staged: Staged | None = None) -> AbstractContextManager[Txn]:
+    def write(
+        self, staged: Staged | None = None, *, optimistic: bool = False
+    ) -> AbstractContextManager[Txn]:
         """The write transaction; `staged` are the blobs its rows may reference (a backend
-        whose intents live in the database settles them in this same transaction)."""
+        whose intents live in the database settles them in this same transaction).
+
+        optimistic=True lets a backend shared by several servers read without its writer lock
+        until the first write, then re-read under the lock everything read before; when
+        anything differs it raises `WriteConflict` (nothing written) and the caller runs the
+        query again without the option. A backend with one in-process writer ignores it."""
         ...
 
     def get_blob(self, key: str, offset: int = 0, length: int | None = None) -> bytes:

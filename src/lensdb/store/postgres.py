@@ -16,11 +16,48 @@ indexes for CreateIndex. How each SQLite rule is kept:
 - CreateIndex builds three expression indexes per key, (class, value as jsonb), (class, value as
   C-collated text), (class, date time), which are the very expressions the predicates use.
 
-Writes are serialised across every server by a transaction-level advisory lock. `if_not_found`
-takes an arbitrary predicate (any constraint, any class), so no unique constraint can express it;
-one writer at a time keeps the engine's look-up-then-insert exact, as SQLite's single writer
-does. Blob bytes, the slow part, are uploaded before the lock is taken, so concurrent writers
-still overlap their uploads; only row work is serialised.
+Writes are serialised across every server by one transaction-level advisory lock, the writer
+lock. `if_not_found` takes an arbitrary predicate (any constraint, any class), so no unique
+constraint can express it; one writer at a time keeps the engine's look-up-then-insert exact,
+as SQLite's single writer does. Blob bytes, the slow part, are uploaded before the lock is
+taken, so concurrent writers still overlap their uploads.
+
+A query does not hold the lock while it reads and the engine works, though: it is optimistic
+(`write(optimistic=True)`, what the engine asks for). Its reads go without the lock, each
+returning with its rows a digest of them computed by the same statement (`_fingerprinted`); its
+new rows wait in a buffer; the lock is taken with its first write, usually the commit, and in
+that same pipeline every earlier read runs again and must give the same digest
+(`lensdb_expect_same`) before any row is written. If one differs, another query committed
+something this one read in between (the if_not_found object it found absent, the image its box
+is bound to, the boxes of an image it deletes): the transaction rolls back (staged bytes stay
+staged) and the engine runs the query once more, holding the lock from its first statement as
+every write did before. Either way a query acts as if it ran whole at its commit, and one that
+fails on what it read is checked the same way before its error is answered. The reading
+transaction ends before the lock is requested, so its table locks never wait along with the
+lock (a RemoveIndex holding it waits for readers to go). Rows are inserted only under the lock,
+so a CreateIndex holding it never waits for a writer that waits for it. Queries touching
+descriptors stay pessimistic: their in-memory indexes follow the rows in ways this does not
+check.
+
+Why: pessimistic, a ParallelLoader query held the lock from its look-ups to its COMMIT (the
+look-ups' reply, the engine's work on 100 or 200 commands, the commit's round trip), and
+every other writer of every server queued meanwhile. Optimistic, it holds it for one pipeline
+that PostgreSQL runs without a client round trip in it (checks, inserts, COMMIT).
+bench/scale_ingest.py --images 10000 (10,000 JPEGs + 20,000 boxes, 8 client threads, 2 cores
+shared with other jobs; three runs each, alternating), sampling pg_locks every 2 ms: before,
+the lock was held 39-42% of the ingest with one server, 0.9-1.3 queries waiting for it on
+average (22-41% and 0.4-1.4 with two servers); after, 16-24% and 0.1-0.2 waiting (13-23%,
+0.1-0.2 with two). The lock is no longer a queue. Throughput did not move (one server
+1,016-1,132 images/s before, 1,034-1,151 after; two servers / one 0.92-1.15x before,
+0.99-1.12x after): the lock serialised one server's eight threads exactly as it did two
+servers' four each, and what binds now is CPU: CPU time per process over a 3,000-image
+ingest on one server, from /proc, was the SDK client 57% of a core, the server 39%, PostgreSQL
+13%, moto 3%, with the machine 91% busy (other jobs took about one core). One server process
+is far from saturated, so a second has nothing to relieve here; it has where one saturates
+(more cores, more clients than one process serves). Three later runs on a quieter machine
+(65-78% busy, the lock held 24-32% with one server, 0.1-0.2 waiting): two servers / one
+1.14x, 0.78x, 1.00x; with 8 client threads in all, either way, the queries in flight and
+their latency are the same.
 
 Blobs: a query's new blobs are one pack (see blobfiles.py), uploaded before its transaction
 under a row of `blob_intents` owned by this process. Each process holds a session advisory lock
@@ -75,6 +112,7 @@ from lensdb.store.base import (
     Predicate,
     Selection,
     StoreError,
+    WriteConflict,
 )
 from lensdb.store.blobfiles import compare_packs, is_thin, length_of, new_name, place
 from lensdb.store.compaction import compact
@@ -82,8 +120,9 @@ from lensdb.store.factory import ConfigError, redact
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SWEPT = "LD001"  # SQLSTATE of lensdb_settle_intent: a sweeper removed the intent first
+CHANGED = "LD002"  # SQLSTATE of lensdb_expect_same: a row read without the lock changed
 SWEEP_EVERY = 60.0  # seconds between sweeps a writing server makes of the whole database
 # How long change-log entries are kept (trimmed with the sweep, every SWEEP_EVERY seconds). A
 # running server replays its loaded indexes every half second, so only one that was stopped,
@@ -97,6 +136,7 @@ _WRITER = 1
 _MIGRATE = 2
 _OWNER_NS = _NS + 1  # (this, owner number): held by each live process
 _PACK_SIZES_KEPT = 65_536  # pack sizes blob_url keeps (about 100 bytes each)
+WRITER_LOCK = (_NS, _WRITER)  # the writer lock's keys, for tools that watch it (pg_locks)
 
 # Each migration runs once, in order, in one transaction under the migration lock; none drops
 # data. A new version appends an entry; an existing entry never changes.
@@ -177,6 +217,21 @@ CREATE TABLE change_horizons (
     topic bigint PRIMARY KEY,
     seq bigint NOT NULL
 );
+""",
+    ),
+    (
+        5,
+        # Optimistic writes (PostgresTxn): what a query read before it took the writer lock is
+        # read again under the lock, in the commit's pipeline, and the transaction fails here
+        # when the answer differs.
+        """
+CREATE FUNCTION lensdb_expect_same(same boolean) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF same IS NOT TRUE THEN
+        RAISE EXCEPTION 'a row this query read changed before it could commit'
+            USING ERRCODE = 'LD002';
+    END IF;
+END $$;
 """,
     ),
 ]
@@ -370,6 +425,24 @@ def _reserve(table: str, n: int) -> tuple[str, tuple[int]]:
     return f"SELECT nextval({seq}) FROM generate_series(1, %s)", (n,)
 
 
+def _fingerprinted(sql: str) -> str:
+    """`sql`'s rows, each with one more column: a digest of all of them, in order (NULL for
+    none). Computed in the statement itself, so it describes exactly the rows returned."""
+    return (
+        f"WITH q AS MATERIALIZED ({sql}) "
+        "SELECT q.*, (SELECT md5(string_agg(q::text, '|')) FROM q) FROM q"
+    )
+
+
+def _check_same(sql: str) -> str:
+    """A statement that fails (CHANGED) unless `sql`'s rows still have this digest (the
+    last parameter): the same digest expression over the same plan as `_fingerprinted`."""
+    return (
+        f"WITH q AS MATERIALIZED ({sql}) SELECT lensdb_expect_same("
+        "(SELECT md5(string_agg(q::text, '|')) FROM q) IS NOT DISTINCT FROM %s::text)"
+    )
+
+
 def _find_sql(sel: Selection) -> tuple[str, list[Any]]:
     params: list[Any] = []
     sql = (
@@ -512,20 +585,33 @@ class PostgresTxn:
     its `if_not_found` adds and `unique` Finds) are sent as one pipeline at its start. A
     later `find_objects` of the same selection takes its rows from there when no row added
     since can match it and nothing was updated or deleted (any doubt: it reads as usual).
-    The writer lock is taken in the same pipeline as the first statement (the look-ups), and
-    the rows, the intent's settling and COMMIT go as one more: a ParallelLoader query of 100
-    AddImage, or of 100 boxes each finding its image, holds the lock for two round trips
+    The rows, the intent's settling and COMMIT go as one more pipeline: a ParallelLoader
+    query of 100 AddImage, or of 100 boxes each finding its image, makes two round trips
     instead of two or three hundred. bench/scale_ingest.py (2,000 JPEGs + 4,000 boxes, on 2
     cores shared with other jobs; alternate runs): PostgreSQL+S3 / embedded was 0.41x twice
     before, 0.99x and 0.71x after. Each round trip costs the most when the machine is busy.
+
+    Pessimistic (the default), the writer lock goes in the same pipeline as the first
+    statement and is held to COMMIT. Optimistic (what the engine asks for first), the reads
+    go without it and the lock is taken with the first write, usually in the commit's
+    pipeline, followed there by the checks of what was read (see the module docstring).
     """
 
     def __init__(
-        self, store: PostgresStore, conn: psycopg.Connection, *, lock: bool = False
+        self,
+        store: PostgresStore,
+        conn: psycopg.Connection,
+        *,
+        lock: bool = False,
+        optimistic: bool = False,
     ) -> None:
         self.store = store
         self.conn = conn
         self._lock_pending = lock  # the writer lock, sent before the first statement
+        # Optimistic (see the module docstring): until the first write, reads go without the
+        # lock, each kept here as a statement checking its rows' digest, sent after the lock.
+        self._optimistic = lock and optimistic
+        self._checks: list[tuple[str, list[Any]]] = []
         self.trashed: list[str] = []
         self.thinned: set[str] = set()  # packs that lost blobs but keep some (compaction)
         self.given_ids: set[str] = set()  # tables where rows kept given ids
@@ -539,39 +625,88 @@ class PostgresTxn:
     def _next_id(self, table: str) -> int:
         ids = self._ids[table]
         if not ids:
-            ids.extend(r[0] for r in self._exec(*_reserve(table, self._block[table])).fetchall())
+            # a sequence stands outside transactions: nothing to lock or to send ahead of it
+            cur = self.conn.execute(*_reserve(table, self._block[table]))
+            ids.extend(r[0] for r in cur.fetchall())
             # big queries reserve in big blocks
             self._block[table] = min(self._block[table] * 4, 4096)
         return ids.popleft()
 
+    def _buffered(self) -> bool:
+        return bool(self._pending["objects"] or self._pending["connections"])
+
     def _before(self) -> bool:
         """Anything to send ahead of the next statement (the lock, buffered rows)?"""
-        return self._lock_pending or bool(self._pending["objects"] or self._pending["connections"])
+        return self._lock_pending or self._buffered()
 
     def _send_before(self) -> None:
-        """Inside a pipeline: the writer lock if not taken yet, then the buffered inserts."""
+        """Inside a pipeline: the writer lock if not taken yet (and, optimistic, the checks of
+        what was read without it), then the buffered inserts."""
         if self._lock_pending:
             self._lock_pending = False
+            if self._optimistic:
+                self._optimistic = False
+                # A new transaction: the reading one's table locks must not wait for the writer
+                # lock with it (a RemoveIndex holding the lock waits for them to go).
+                self.conn.execute("ROLLBACK")
+                self.conn.execute("BEGIN")
             self.conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, _WRITER))
+            for sql, params in self._checks:
+                self.conn.execute(sql, params)
+            self._checks = []
         for table, rows in self._pending.items():
             if rows:
                 self._pending[table] = []
                 self.conn.execute(_INSERT[table], [list(col) for col in zip(*rows, strict=True)])
 
+    @contextmanager
+    def _pipeline(self) -> Iterator[None]:
+        """A psycopg pipeline whose failed check (CHANGED) is a `WriteConflict`."""
+        try:
+            with self.conn.pipeline():
+                yield
+        except psycopg.Error as e:
+            if e.sqlstate == CHANGED:
+                raise WriteConflict(
+                    "another query changed what this one read before it could commit; run it again"
+                ) from None
+            raise
+
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
+        """A write (or a read that must see buffered rows, so sends them, under the lock)."""
         if self._before():
-            with self.conn.pipeline():  # what waits and this statement: one round trip
+            with self._pipeline():  # what waits and this statement: one round trip
                 self._send_before()
                 cur = self.conn.execute(sql, params)
             return cur
         return self.conn.execute(sql, params)
 
+    def confirm_reads(self) -> None:
+        """Raise `WriteConflict` if what the reads made without the lock showed has changed.
+        On the way out with an error only: a query failing on what it read (a `unique` Find
+        finding two) must have read one state, like one that commits; and the bytes of a row
+        it read being gone means a delete committed since, which the query, run again under
+        the lock, sees whole instead of failing."""
+        if self._optimistic and self._checks:
+            self._pending = {"objects": [], "connections": []}  # rolled back anyway
+            with self._pipeline():
+                self._send_before()
+
+    def _fetch(self, cur: psycopg.Cursor, sql: str, params: Sequence[Any]) -> list[tuple]:
+        """The rows of a `_fingerprinted` read, its check kept for when the lock is taken."""
+        rows = cur.fetchall()
+        self._checks.append((_check_same(sql), [*params, rows[0][-1] if rows else None]))
+        return [r[:-1] for r in rows]
+
     def commit(self, settle: str | None) -> None:
-        """One round trip: the lock (if rows are to be written), the buffered rows, later ids
-        past given ones, the intent of the query's pack removed (`settle`), and COMMIT."""
-        if not (self._pending["objects"] or self._pending["connections"] or self.given_ids):
-            self._lock_pending = False  # nothing to write: no need to wait for other writers
-        with self.conn.pipeline():
+        """One round trip: the lock (if rows are to be written, or optimistic reads are to be
+        checked), the buffered rows, later ids past given ones, the intent of the query's
+        pack removed (`settle`), and COMMIT."""
+        if not (self._buffered() or self.given_ids or len(self._checks) > 1):
+            # Nothing to write: no need to wait for other writers. (Two reads or more made
+            # without the lock are checked under it: together they must show one state.)
+            self._lock_pending = False
+        with self._pipeline():
             self._send_before()
             for table in sorted(self.given_ids):  # later ids go past the given ones
                 seq = f"pg_get_serial_sequence('{table}', 'id')"
@@ -590,30 +725,42 @@ class PostgresTxn:
         n = min(len(selections), 4096)
         planned: dict[str, list[ObjectRow]] = {}
         lookups = _Lookups()
-        with self.conn.pipeline():
-            self._send_before()
+        single = [(repr(sel), _find_sql(sel)) for sel in selections if not lookups.add(sel)]
+        batched = list(lookups.statements())
+        optimistic = self._optimistic
+        wrap = _fingerprinted if optimistic else str
+        with self._pipeline():
+            if not optimistic:
+                self._send_before()
             ids = None if self._ids["objects"] else self.conn.execute(*_reserve("objects", n))
-            cursors = [
-                (repr(sel), self.conn.execute(*_find_sql(sel)))
-                for sel in selections
-                if not lookups.add(sel)
-            ]
-            batched = [(keys, self.conn.execute(*sql)) for keys, sql in lookups.statements()]
+            cursors = [self.conn.execute(wrap(sql), params) for _, (sql, params) in single]
+            batches = [self.conn.execute(wrap(sql), params) for _, (sql, params) in batched]
+
+        def rows(cur: psycopg.Cursor, sql: str, params: list[Any]) -> list[tuple]:
+            return self._fetch(cur, sql, params) if optimistic else cur.fetchall()
+
         if ids is not None:
             self._ids["objects"].extend(r[0] for r in ids.fetchall())
         self._block["connections"] = max(self._block["connections"], n)
-        for key, cur in cursors:
-            planned[key] = [ObjectRow(i, c, p, b) for i, c, p, b in cur.fetchall()]
-        for keys, cur in batched:
+        for (key, statement), cur in zip(single, cursors, strict=True):
+            planned[key] = [ObjectRow(i, c, p, b) for i, c, p, b in rows(cur, *statement)]
+        for (keys, statement), cur in zip(batched, batches, strict=True):
             for key in keys:
                 planned[key] = []
-            for k, i, c, p, b in cur.fetchall():
+            for k, i, c, p, b in rows(cur, *statement):
                 planned[keys[k - 1]].append(ObjectRow(i, c, p, b))
         self._planned = planned
         self._added = []
         self._added_values = set()
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """A read: optimistic, and with no buffered rows it must see, without the lock."""
+        if self._optimistic and not self._buffered():
+            return self._fetch(self.conn.execute(_fingerprinted(sql), params), sql, params)
+        return self._exec(sql, params).fetchall()
+
+    def _write_rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """A write that returns rows (under the lock, like every write)."""
         return self._exec(sql, params).fetchall()
 
     # objects -------------------------------------------------------------------------------
@@ -685,7 +832,7 @@ class PostgresTxn:
         ids = list(ids)
         packs = [
             r[0]
-            for r in self._rows(
+            for r in self._write_rows(
                 "DELETE FROM objects WHERE id = ANY(%s) AND pack IS NOT NULL RETURNING pack", (ids,)
             )
         ]
@@ -721,7 +868,7 @@ class PostgresTxn:
         last = 0
         for ids, gone in ((added, False), (removed, True)):
             if ids:
-                last = self._rows(
+                last = self._write_rows(
                     "WITH logged AS (INSERT INTO changes(topic, object_id, removed) "
                     "SELECT %s, i, %s FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(i, n) "
                     "ORDER BY n RETURNING seq) SELECT max(seq) FROM logged",
@@ -1053,12 +1200,14 @@ class PostgresStore:
                     conn.execute("ROLLBACK")
 
     @contextmanager
-    def write(self, staged: PgStaged | None = None) -> Iterator[PostgresTxn]:
+    def write(
+        self, staged: PgStaged | None = None, *, optimistic: bool = False
+    ) -> Iterator[PostgresTxn]:
         if self._closed:
             raise RuntimeError("the database is closed")
         with self._begin("BEGIN") as conn:
             try:
-                txn = PostgresTxn(self, conn, lock=True)
+                txn = PostgresTxn(self, conn, lock=True, optimistic=optimistic)
                 yield txn
                 try:
                     txn.commit(staged.pack if staged is not None else None)
@@ -1080,7 +1229,18 @@ class PostgresStore:
                             "look before retrying one without if_not_found"
                         ) from e
                     raise
-            except BaseException:
+            except BaseException as e:
+                if isinstance(e, BlobMissing) or (
+                    isinstance(e, Exception) and not isinstance(e, psycopg.Error | StoreError)
+                ):
+                    try:  # the query failed on what it read: was it one state, still there?
+                        txn.confirm_reads()
+                    except WriteConflict as conflict:
+                        if not conn.broken:
+                            conn.execute("ROLLBACK")
+                        raise conflict from e
+                    except psycopg.Error:
+                        pass  # the query's own error stands
                 if not conn.broken:
                     conn.execute("ROLLBACK")
                 raise

@@ -695,7 +695,8 @@ class SQLiteStore:
         return _ReadTxn(self, self._reader(), blobs)
 
     @contextmanager
-    def write(self, staged: object = None) -> Iterator[SQLiteTxn]:
+    def write(self, staged: object = None, *, optimistic: bool = False) -> Iterator[SQLiteTxn]:
+        # optimistic: ignored, one writer at a time in this process holds the lock from the start
         with self._write_lock:
             if self._closed:
                 raise RuntimeError("the database is closed")
