@@ -6,8 +6,10 @@ token, exchanged for short-lived access tokens and renewed on 401).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
@@ -263,6 +265,10 @@ class LabelStudio:
             self._export_ids(project_id, ids, annotated_only=True), key=lambda t: int(t["id"])
         )
 
+    def snapshot_reader(self, project_id: int) -> SnapshotReader:
+        """A reader of the project's tasks by id range through export snapshots (see `SnapshotReader`)."""
+        return SnapshotReader(self, project_id)
+
     def task_times_after(self, project_id: int, after_id: int, limit: int) -> list[dict]:
         """{"id", "updated_at"} of up to `limit` tasks with ids above `after_id`, by id.
 
@@ -420,6 +426,96 @@ class LabelStudio:
             "export the project",
             params={"exportType": "JSON"},
         )
+
+
+class SnapshotReader:
+    """Tasks of one project by id range, through Label Studio's export snapshots.
+
+    Label Studio's plain export (`/export?ids[]=`) builds a Project per task it serializes
+    (`select_related('project')`: the label config parsed again each time, a fifth of its CPU);
+    a snapshot (`POST /exports/`, then `/download`) does not, and costs it less a task: 0.75-0.81
+    ms against 0.86-1.0 ms (bench/connector.py's Label Studio, 2,000 annotated tasks, its CPU
+    measured from /proc, several runs). A snapshot cannot name ids, only a Data Manager view, so
+    the reader keeps one view (a tab titled `VIEW_TITLE`) whose filter it moves from range to
+    range, and deletes each snapshot once read and the view on `close`. A range costs four
+    requests (move the view, export, download, delete: about 55 ms of Label Studio's CPU
+    together), so ranges are made wide. Every task in a range is read, annotated or not (the
+    view could filter on Label Studio's annotation counters, but a task whose counters lag would
+    then be taken for deleted).
+    """
+
+    VIEW_TITLE = "lensdb pull (temporary)"
+    # Drafts, predictions and annotators as ids: nothing of them is pulled.
+    OPTIONS = {
+        "drafts": {"only_id": True},
+        "predictions": {"only_id": True},
+        "annotations__completed_by": {"only_id": True},
+        "include_annotation_history": False,
+    }
+    POLL = 0.05  # seconds between status checks of a snapshot made in the background (Redis)
+
+    def __init__(self, ls: LabelStudio, project_id: int) -> None:
+        self.ls = ls
+        self.project_id = int(project_id)
+        self.view: int | None = None
+
+    def _view_body(self, first: int, last: int) -> dict:
+        rule = {
+            "filter": "filter:tasks:id",
+            "operator": "in",
+            "type": "Number",
+            "value": {"min": int(first), "max": int(last)},
+        }
+        data = {"title": self.VIEW_TITLE, "filters": {"conjunction": "and", "items": [rule]}}
+        return {"project": self.project_id, "data": data}
+
+    def read(self, first: int, last: int) -> list[dict]:
+        """The project's tasks with ids from `first` to `last`, by id."""
+        pid = self.project_id
+        what = f"read tasks {first}-{last} of project {pid}"
+        if self.view is None:
+            body = self.ls.request(
+                "POST", "/api/dm/views/", what, json=self._view_body(first, last)
+            )
+            self.view = int(body["id"])
+        else:
+            self.ls.request(
+                "PATCH", f"/api/dm/views/{self.view}/", what, json=self._view_body(first, last)
+            )
+        made = self.ls.request(
+            "POST",
+            f"/api/projects/{pid}/exports/",
+            what,
+            json={
+                "title": self.VIEW_TITLE,
+                "serialization_options": self.OPTIONS,
+                "task_filter_options": {"view": self.view},
+            },
+        )
+        export = f"/api/projects/{pid}/exports/{int(made['id'])}"
+        forget = f"delete the export snapshot of project {pid}"
+        try:
+            status, deadline = made.get("status"), time.monotonic() + self.ls.http.timeout.read
+            while status not in ("completed", "failed"):
+                if time.monotonic() > deadline:
+                    raise LabelStudioError(f"Label Studio's export snapshot did not finish: {what}")
+                time.sleep(self.POLL)
+                status = (self.ls.request("GET", export, what) or {}).get("status")
+            if status == "failed":
+                raise LabelStudioError(f"Label Studio's export snapshot failed: {what}")
+            tasks = self.ls.request("GET", f"{export}/download", what) or []
+        except BaseException:
+            with contextlib.suppress(LabelStudioError):  # the first error is the one to report
+                self.ls.request("DELETE", export, forget)
+            raise
+        self.ls.request("DELETE", export, forget)
+        return sorted(tasks, key=lambda t: int(t["id"]))
+
+    def close(self) -> None:
+        """Delete the view (and so the tab); a reader that never read made none."""
+        if self.view is not None:
+            view, self.view = self.view, None
+            self.ls.request("DELETE", f"/api/dm/views/{view}/", "delete lensdb's temporary view")
 
 
 def _detail(r: httpx.Response) -> str:
