@@ -179,10 +179,11 @@ class LabelStudio:
 
     # Tasks with their annotations are read in two steps: the ids and times of one page, through the
     # Data Manager's task list with only those two fields (`include`), then those tasks through the
-    # export API (`ids[]`). The task list with `fields=all` costs about 4x the export per task (2.3 s
-    # against 0.55 s per 500 tasks, measured with bench/connector.py's Label Studio), and the id page
-    # costs about a quarter of the export. Django refuses more than 1,000 query fields, so an export
-    # asks for at most EXPORT_IDS tasks.
+    # export API (`ids[]`). The task list with `fields=all` costs about 2.7x the export per task
+    # (2.40 ms against 0.88 ms of Label Studio's CPU, bench/connector.py's Label Studio), and the id
+    # page costs about a quarter of the export. Django refuses more than 1,000 query fields, so an
+    # export asks for at most EXPORT_IDS tasks. (A full pull of a finished project reads export
+    # snapshots instead: `SnapshotReader`.)
     EXPORT_IDS = 500
     EXPORT_RANGE = 900  # ids[] values in one export (Django's limit of 1,000 query fields)
 
@@ -432,16 +433,19 @@ class SnapshotReader:
     """Tasks of one project by id range, through Label Studio's export snapshots.
 
     Label Studio's plain export (`/export?ids[]=`) builds a Project per task it serializes
-    (`select_related('project')`: the label config parsed again each time, a fifth of its CPU);
-    a snapshot (`POST /exports/`, then `/download`) does not, and costs it less a task: 0.75-0.81
-    ms against 0.86-1.0 ms (bench/connector.py's Label Studio, 2,000 annotated tasks, its CPU
-    measured from /proc, several runs). A snapshot cannot name ids, only a Data Manager view, so
-    the reader keeps one view (a tab titled `VIEW_TITLE`) whose filter it moves from range to
-    range, and deletes each snapshot once read and the view on `close`. A range costs four
-    requests (move the view, export, download, delete: about 55 ms of Label Studio's CPU
-    together), so ranges are made wide. Every task in a range is read, annotated or not (the
-    view could filter on Label Studio's annotation counters, but a task whose counters lag would
-    then be taken for deleted).
+    (`select_related('project')`: the label config parsed again each time, 23% of its CPU by
+    py-spy); a snapshot (`POST /exports/`, then `/download`) does not, and costs it less a task:
+    0.75-0.80 ms against 0.86-1.0 ms (bench/connector.py's Label Studio 1.23.2, 2,000 annotated
+    tasks, its CPU read from /proc, best of 3, several runs; see `pull.full_read_way`). A
+    snapshot cannot name ids, only a Data Manager view, so the reader keeps one view (a tab
+    titled `VIEW_TITLE`) whose filter it moves from range to range, and deletes each snapshot
+    once read and the view on `close`. A range costs four requests (move the view 14 ms, export
+    28 ms, download 9 ms, delete 10 ms of Label Studio's CPU), so ranges are made wide. Every task
+    in a range is read, annotated or not: the view could filter on Label Studio's annotation
+    counters (`total_annotations > 0`, at no extra cost), but they leave out tasks with only
+    skipped annotations, and a task whose counters lag would be taken for deleted. Selecting ids
+    in the view (`selectedItems`) instead of a filter is not applied by the snapshot (it exported
+    the whole project).
     """
 
     VIEW_TITLE = "lensdb pull (temporary)"

@@ -4,7 +4,9 @@ Tasks are read oldest change first, a page at a time; each page becomes one lens
 also moves the cursor, so a failure leaves lensdb as it was for that page and the next pull resumes
 there. Annotations whose `updated_at` lensdb already has are skipped, so a pull with nothing changed
 writes nothing. A full pull (`full=True`) reads every annotated task by id instead, Label Studio
-exporting while lensdb writes (see `full_read_way`), and removes what lensdb holds for the others.
+exporting while lensdb writes (see `full_read_way`: a nearly fully annotated project through export
+snapshots, which cost Label Studio ~12% less CPU a task than its plain export), and removes what
+lensdb holds for the others.
 """
 
 from __future__ import annotations
@@ -286,15 +288,24 @@ class ReadAhead(Generic[T]):
         self.close()
 
 
-# How a full pull reads a project. Label Studio's export costs it about 1 ms of CPU a task however
-# it is asked (2,000 tasks: one export 1.9-2.2 s, by ranges of 500 ids 1.8-2.1 s) plus about 21 ms
-# a request (20 exports of one task: 0.42 s); nearly all of it is serializing tasks (py-spy), so
-# nothing in the request makes it cheaper. lensdb's writes (about 0.35 ms a task, in lensdb and in
-# the pull) can only start once a piece has arrived. So the project is exported in id ranges,
-# small first and last ones: lensdb writes each while Label Studio exports the next (`ReadAhead`),
-# and only the last 100 tasks' writes come after Label Studio's work. The overlap pays when a core
-# is free; on a machine busier than its cores the wall time follows the CPU all three processes
-# need (bench/connector.py reports both).
+# How a full pull reads a project. Label Studio answers in one process, so the pull's wall time is
+# at least the CPU Label Studio spends answering it: a read path can only beat its own export by
+# costing it less a task. Its CPU per task (bench/connector.py's Label Studio 1.23.2, 2,000
+# annotated tasks, /proc, best of 3, several runs):
+#   plain export (`/export`, the baseline)             0.86-0.91 ms
+#   plain export by `ids[]`, 900 / 500 / 200 ids       0.91 / 0.88-1.00 / 0.94 ms (+ ~20 ms a request)
+#   export snapshot (`/exports/`, then `/download`)    0.75-0.80 ms (unannotated task: 0.50 ms)
+#   project task list (`/api/projects/{id}/tasks/`)    1.78 ms
+#   Data Manager list (`/api/tasks/?fields=all`)       2.40 ms
+# The plain export builds a Project (and parses its label config) for every task it serializes
+# (py-spy: 23% of its CPU); a snapshot does not, but encodes in pure Python and reads predictions
+# task by task, so it only saves ~12%. Fixed costs: a snapshot range is four requests, ~61 ms
+# together (move the view 14, export 28, download 9, delete 10); an `ids[]` export ~20 ms. With
+# either, lensdb's writes (about 0.3 ms a task, in lensdb and in the pull) start once a piece has
+# arrived. So the project is read in id ranges, small first and last ones: lensdb writes each while
+# Label Studio exports the next (`ReadAhead`), and only the last range's writes come after Label
+# Studio's work. The overlap pays when a core is free; on a machine busier than its cores the wall
+# time follows the CPU all three processes need (bench/connector.py reports both).
 SNAPSHOTS = "snapshots"  # export snapshots by id ranges: ids dense, nearly every task annotated
 RANGES = "ranges"  # export by id ranges: ids dense enough (most projects: ids come in order)
 WHOLE = "whole"  # one export: sparse ids, up to WHOLE_EXPORT_TASKS tasks
@@ -311,12 +322,15 @@ EDGE_RANGE = 100
 # costs, where listing ids and exporting them page by page costs twice that (bench/connector.py,
 # 2,000 tasks). Larger ones are read in pages, so memory stays bounded (about 1.1 KB a task).
 WHOLE_EXPORT_TASKS = 20_000
-# Snapshots (`lsclient.SnapshotReader`) are used when at least this share of the tasks is annotated:
-# they cost Label Studio about 0.78 ms a task against 0.9 ms for the plain export, but read the
-# tasks without annotations too, which the plain export by id leaves out.
+# Snapshots (`lsclient.SnapshotReader`) are used when at least this share of the tasks is finished
+# (`annotated_share`): they read the tasks without annotations too (0.50 ms each), which the plain
+# export by id leaves out. Break-even is near 0.8 (0.77 a + 0.50 (1 - a) = 0.9 a); 0.9 leaves room
+# for the snapshots' fixed costs.
 SNAPSHOT_ANNOTATED = 0.9
-# Ids in a snapshot's range, and in its first and last one (`id_ranges`): a snapshot costs four
-# requests (about 55 ms of Label Studio's CPU), so ranges are wider than the plain export's.
+# Ids in a snapshot's range, and in its first and last one (`id_ranges`). A range costs ~61 ms of
+# Label Studio's CPU, so ranges are wider than the plain export's; halving from 2 e to e saves
+# writing e tasks (0.3 ms each) after Label Studio's last answer, worth a range from e = 200 up.
+# 10,000 tasks: 8 ranges (250, 4 x 2000, 1000, 500, 250), about 0.5 s of Label Studio's 8.5 s.
 SNAPSHOT_RANGE = 2000
 SNAPSHOT_EDGE = 250
 LIST_PAGES = (
