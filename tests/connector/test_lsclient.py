@@ -109,8 +109,9 @@ class _Snapshots(BaseHTTPRequestHandler):
             self._answer({"id": 11, "status": "created"}, HTTPStatus.CREATED)
 
     def do_PATCH(self) -> None:  # noqa: N802 - http.server's name
-        self._answer({"id": 3, **self._body()})
-        _Snapshots.log.append(f"PATCH {self.path}")
+        body = self._body()
+        _Snapshots.log.append(f"PATCH {self.path}")  # before answering: the log keeps the order
+        self._answer({"id": 3, **body})
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         _Snapshots.log.append(f"GET {self.path}")

@@ -225,19 +225,6 @@ class LabelStudio:
         times, total = self._task_times(project_id, items, "tasks:id", page_size, page)
         return self.export_tasks(project_id, times), total
 
-    def export_all(self, project_id: int) -> list[dict]:
-        """Every task of the project (annotated or not) in one JSON export."""
-        return self.request(
-            "GET",
-            f"/api/projects/{int(project_id)}/export",
-            f"export project {project_id}",
-            params={
-                "exportType": "JSON",
-                "download_all_tasks": "true",
-                "download_resources": "false",
-            },
-        )
-
     def task_id_bounds(self, project_id: int) -> tuple[int, int, int] | None:
         """(lowest task id, highest task id, number of tasks) of the project; None when it has none.
 
@@ -475,8 +462,7 @@ class SnapshotReader:
 
     def read(self, first: int, last: int) -> list[dict]:
         """The project's tasks with ids from `first` to `last`, by id."""
-        pid = self.project_id
-        what = f"read tasks {first}-{last} of project {pid}"
+        what = f"read tasks {first}-{last} of project {self.project_id}"
         if self.view is None:
             body = self.ls.request(
                 "POST", "/api/dm/views/", what, json=self._view_body(first, last)
@@ -486,6 +472,16 @@ class SnapshotReader:
             self.ls.request(
                 "PATCH", f"/api/dm/views/{self.view}/", what, json=self._view_body(first, last)
             )
+        return self._snapshot({"view": self.view}, what)
+
+    def read_all(self) -> list[dict]:
+        """Every task of the project (annotated or not) in one snapshot, by id: no view needed."""
+        return self._snapshot(None, f"read the tasks of project {self.project_id}")
+
+    def _snapshot(self, task_filter: dict | None, what: str) -> list[dict]:
+        """The tasks of one snapshot (waited for when Label Studio makes it in the background),
+        which is deleted once read, or when reading it failed."""
+        pid = self.project_id
         made = self.ls.request(
             "POST",
             f"/api/projects/{pid}/exports/",
@@ -493,7 +489,8 @@ class SnapshotReader:
             json={
                 "title": self.VIEW_TITLE,
                 "serialization_options": self.OPTIONS,
-                "task_filter_options": {"view": self.view},
+                # absent, not null: Label Studio refuses a null (HTTP 400)
+                **({"task_filter_options": task_filter} if task_filter else {}),
             },
         )
         export = f"/api/projects/{pid}/exports/{int(made['id'])}"

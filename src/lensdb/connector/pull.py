@@ -206,11 +206,11 @@ def _set_full_cursor(
 ) -> None:
     """After a full pull: the next pull reads what changed since this one read Label Studio.
 
-    Read in one export (`whole`), the project was read at once, and the newest change seen is a
-    cursor as an incremental pull's is. Read in pages by id, it was not: the newest change seen
-    says nothing about tasks read earlier (one changed after its page was read can be older than
-    a change seen later), so the pull's start is the cursor (Label Studio's Date header, whole
-    seconds: at most one second early).
+    Read in one export snapshot (`whole`), the project was read at once, and the newest change
+    seen is a cursor as an incremental pull's is. Read in pages by id, it was not: the newest
+    change seen says nothing about tasks read earlier (one changed after its page was read can be
+    older than a change seen later), so the pull's start is the cursor (Label Studio's Date
+    header, whole seconds: at most one second early).
     """
     cursor = newest if whole else None
     cursor = cursor or (ls_time(started - timedelta(seconds=1)) if started else newest)
@@ -308,7 +308,7 @@ class ReadAhead(Generic[T]):
 # time follows the CPU all three processes need (bench/connector.py reports both).
 SNAPSHOTS = "snapshots"  # export snapshots by id ranges: ids dense, nearly every task annotated
 RANGES = "ranges"  # export by id ranges: ids dense enough (most projects: ids come in order)
-WHOLE = "whole"  # one export: sparse ids, up to WHOLE_EXPORT_TASKS tasks
+WHOLE = "whole"  # one export snapshot (no view): sparse ids, up to WHOLE_EXPORT_TASKS tasks
 LISTED = "listed"  # list the ids, export them a page at a time: sparse ids, a large project
 # Ranges are used when at least this share of the ids between the project's lowest and highest
 # task id are its own; below it, ranges would cost more requests than tasks (another project's
@@ -318,9 +318,10 @@ DENSE_IDS = 0.5
 # export may name): lensdb starts writing about 0.1 s into the pull instead of after a 900-task
 # export, and what it writes after Label Studio's last export is 100 tasks, not up to 900.
 EDGE_RANGE = 100
-# Up to this many tasks, a sparse project is read in one export: what Label Studio's own export
-# costs, where listing ids and exporting them page by page costs twice that (bench/connector.py,
-# 2,000 tasks). Larger ones are read in pages, so memory stays bounded (about 1.1 KB a task).
+# Up to this many tasks, a sparse project is read in one export snapshot: a little less than Label
+# Studio's own export costs (see above), where listing ids and exporting them page by page costs
+# twice that (bench/connector.py, 2,000 tasks). Larger ones are read in pages, so memory stays
+# bounded (about 1.1 KB a task).
 WHOLE_EXPORT_TASKS = 20_000
 # Snapshots (`lsclient.SnapshotReader`) are used when at least this share of the tasks is finished
 # (`annotated_share`): they read the tasks without annotations too (0.50 ms each), which the plain
@@ -417,7 +418,7 @@ def _every_task(
                 yield Page(tasks[start : start + page_size], started)
         return
     if way == WHOLE:
-        tasks = sorted(ls.export_all(project_id) or [], key=lambda t: int(t["id"]))
+        tasks = ls.snapshot_reader(project_id).read_all()
         yield Page([], started, whole=True)
         for start in range(0, len(tasks), page_size):
             page = tasks[start : start + page_size]
