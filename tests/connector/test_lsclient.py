@@ -1,5 +1,6 @@
 """The Label Studio client against a real HTTP server that, like nginx in front of Label Studio,
-refuses long addresses (414): a full pull's export of an id range halves until it fits."""
+refuses long addresses (414): a full pull's export of an id range halves until it fits; and one
+that makes export snapshots in the background (with Redis), as the snapshot reader must wait for."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from lensdb.connector.lsclient import AddressTooLong, LabelStudio
+from lensdb.connector.lsclient import AddressTooLong, LabelStudio, LabelStudioError
 
 LIMIT = 8192  # nginx's default large_client_header_buffers size
 TASKS = {i: {"id": i, "annotations": [{"id": 10 * i}], "updated_at": "2026-11-27T10:00:00Z"}
@@ -79,3 +80,98 @@ def test_a_single_id_too_long_is_an_error_not_a_loop(proxy_url: str, monkeypatch
     monkeypatch.setattr(_Export, "limit", 10)
     with pytest.raises(AddressTooLong):
         LabelStudio(proxy_url, "token").export_id_range(7, 100_000, 100_003)
+
+
+class _Snapshots(BaseHTTPRequestHandler):
+    """Label Studio with a background worker (Redis): a snapshot is made after its POST returns."""
+
+    polls_left = 0
+    outcome = "completed"
+    log: list[str] = []
+
+    def _answer(self, body: object, status: int = HTTPStatus.OK) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> dict:
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self._body()
+        _Snapshots.log.append(f"POST {self.path}")
+        if self.path == "/api/dm/views/":
+            self._answer({"id": 3, **body})
+        else:
+            self._answer({"id": 11, "status": "created"}, HTTPStatus.CREATED)
+
+    def do_PATCH(self) -> None:  # noqa: N802 - http.server's name
+        body = self._body()
+        _Snapshots.log.append(f"PATCH {self.path}")  # before answering: the log keeps the order
+        self._answer({"id": 3, **body})
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        _Snapshots.log.append(f"GET {self.path}")
+        if self.path.endswith("/download"):
+            self._answer([TASKS[100_003], TASKS[100_000]])
+        elif _Snapshots.polls_left > 0:
+            _Snapshots.polls_left -= 1
+            self._answer({"id": 11, "status": "in_progress"})
+        else:
+            self._answer({"id": 11, "status": _Snapshots.outcome})
+
+    def do_DELETE(self) -> None:  # noqa: N802 - http.server's name
+        _Snapshots.log.append(f"DELETE {self.path}")
+        self.send_response(HTTPStatus.NO_CONTENT)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def snapshots_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Snapshots)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Snapshots.log, _Snapshots.polls_left, _Snapshots.outcome = [], 2, "completed"
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_snapshot_made_in_the_background_is_waited_for(snapshots_url: str) -> None:
+    reader = LabelStudio(snapshots_url, "token").snapshot_reader(7)
+    assert [t["id"] for t in reader.read(100_000, 100_005)] == [100_000, 100_003]
+    assert [t["id"] for t in reader.read(100_006, 100_009)] == [100_000, 100_003]
+    reader.close()
+    export = "/api/projects/7/exports/11"
+    assert _Snapshots.log == [
+        "POST /api/dm/views/",
+        "POST /api/projects/7/exports/",
+        f"GET {export}",  # in progress
+        f"GET {export}",  # in progress
+        f"GET {export}",  # completed
+        f"GET {export}/download",
+        f"DELETE {export}",
+        "PATCH /api/dm/views/3/",  # the view moves to the next range
+        "POST /api/projects/7/exports/",
+        f"GET {export}",
+        f"GET {export}/download",
+        f"DELETE {export}",
+        "DELETE /api/dm/views/3/",
+    ]
+
+
+def test_a_failed_snapshot_is_an_error_and_is_deleted(snapshots_url: str) -> None:
+    _Snapshots.outcome = "failed"
+    reader = LabelStudio(snapshots_url, "token").snapshot_reader(7)
+    with pytest.raises(LabelStudioError, match="snapshot failed"):
+        reader.read(100_000, 100_005)
+    reader.close()
+    assert _Snapshots.log[-2:] == ["DELETE /api/projects/7/exports/11", "DELETE /api/dm/views/3/"]

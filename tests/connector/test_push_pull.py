@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from lensdb.cli import main
 from lensdb.connector import pull as pull_module
-from lensdb.connector.lsclient import LabelStudio
+from lensdb.connector.lsclient import LabelStudio, SnapshotReader
 from lensdb.labelstudio import annotations as A
 from lensdb.labelstudio import queries as Q
 
@@ -328,6 +328,33 @@ def box_uid(db, annotation_id: int) -> str | None:
     return ents[0]["_uniqueid"] if ents else None
 
 
+def _left_in_label_studio(ls_api: LabelStudio, pid: int) -> tuple[list, list]:
+    """The temporary views and export snapshots a full pull left in the project (none, it should)."""
+    views = ls_api.request("GET", "/api/dm/views/", "list views", params={"project": pid}) or []
+    title = SnapshotReader.VIEW_TITLE
+    temporary = [v["id"] for v in views if (v.get("data") or {}).get("title") == title]
+    exports = ls_api.request("GET", f"/api/projects/{pid}/exports/", "list exports") or []
+    return temporary, [e["id"] for e in exports]
+
+
+def test_a_full_pull_stopped_early_deletes_its_view(ls_api, small_project) -> None:
+    """The snapshot reader's view is a tab every user of the project sees: it goes when the reader
+    is closed mid-way (a pull that fails on lensdb's side stops its reader), not only at the end."""
+    pid, tasks = small_project
+    project = ls_api.project(pid)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pull_module, "SNAPSHOT_ANNOTATED", 0.0)
+        patch.setattr(pull_module, "SNAPSHOT_RANGE", 1)
+        patch.setattr(pull_module, "SNAPSHOT_EDGE", 1)
+        reader = pull_module.ReadAhead(pull_module._every_task(ls_api, project, 1, {}), depth=1)
+        pages = iter(reader)
+        got = [next(pages), next(pages)]  # the empty first page, then task 1
+        assert [t["id"] for t in got[1].tasks] == tasks[:1]
+        assert len(_left_in_label_studio(ls_api, pid)[0]) == 1  # the view, while reading
+        reader.close()
+    assert _left_in_label_studio(ls_api, pid) == ([], [])
+
+
 @pytest.fixture(scope="module")
 def small_project(lensdb_for_ls, label_studio, ls_api):
     add_images(lensdb_for_ls.connector(), 6, "pull")
@@ -403,12 +430,16 @@ def test_pull_brings_exactly_the_changes(
     out = run(lensdb_for_ls, label_studio, *pull, "--full")
     assert "wrote 2 annotation(s)" in out
     assert snapshot(db, pid) == incremental
-    # The same in pages of one task (an export per id range of one), and read the two other ways
-    # a full pull can read a project (see pull.full_read_way): ids too sparse for ranges, a small
-    # project in one export, a big one by ids listed 4 pages at a time then exported a page at a
-    # time. Ranges leave out tasks without annotations; the other ways read all 6.
+    # The same in pages of one task (an export per id range of one), and read the other ways a
+    # full pull can read a project (see pull.full_read_way): snapshots by id range (one range, and
+    # ranges of one or two ids: the view moves), ids too sparse for ranges, a small project in one
+    # export, a big one by ids listed 4 pages at a time then exported a page at a time. Ranges
+    # leave out tasks without annotations; the other ways read all 6.
+    snapshots = {"SNAPSHOT_ANNOTATED": 0.0}
     ways = [
         ("2", {}),
+        ("6", snapshots),
+        ("6", {**snapshots, "SNAPSHOT_RANGE": 2, "SNAPSHOT_EDGE": 1}),
         ("6", {"DENSE_IDS": 2.0}),
         ("6", {"DENSE_IDS": 2.0, "WHOLE_EXPORT_TASKS": 0}),
     ]
@@ -421,6 +452,7 @@ def test_pull_brings_exactly_the_changes(
             out = run(lensdb_for_ls, label_studio, *pull, "--full", "--page-size", "1")
         assert f"read {read} changed task(s); wrote 2 annotation(s)" in out, settings
         assert snapshot(db, pid) == incremental, settings
+        assert _left_in_label_studio(ls_api, pid) == ([], []), settings
     # A task left with no annotation in Label Studio (ranges do not read it) keeps none in lensdb.
     stray = {"id": 999_999, "task": tasks[3], "result": [], "updated_at": "2026-01-01T00:00:00Z"}
     db.query(A.save_query(stray, ls_api.task(tasks[3]), ls_api.project(pid), new=True))

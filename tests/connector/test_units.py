@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from lensdb.connector.lsclient import ls_time
-from lensdb.connector.pull import LISTED, RANGES, WHOLE, full_read_way, id_ranges
+from lensdb.connector.pull import (
+    LISTED,
+    RANGES,
+    SNAPSHOTS,
+    WHOLE,
+    annotated_share,
+    full_read_way,
+    id_ranges,
+)
 from lensdb.connector.state import instance_key
 from lensdb.gateway.httpcache import parse_range, strong_etag
 from lensdb.gateway.signing import Signer
@@ -94,6 +102,13 @@ def test_full_pull_id_ranges_cover_every_id_once() -> None:
 
 def test_full_pull_reads_by_ranges_only_where_ids_are_dense() -> None:
     assert full_read_way((1, 2000, 2000)) == RANGES
+    # Nearly every task annotated: snapshots by range (they read unannotated tasks too).
+    assert full_read_way((1, 2000, 2000), annotated=0.95) == SNAPSHOTS
+    assert full_read_way((1, 2000, 2000), annotated=0.5) == RANGES
+    assert full_read_way((1, 100_000, 2000), annotated=1.0) == WHOLE
+    assert annotated_share({"task_number": 200, "finished_task_number": 190}) == 0.95
+    assert annotated_share({"task_number": 0, "finished_task_number": 0}) == 0.0
+    assert annotated_share({"id": 3}) == 0.0  # counters missing (another edition): not snapshots
     assert full_read_way((1, 2000, 1000)) == RANGES  # another project's tasks interleaved
     assert full_read_way((1, 100_000, 2000)) == WHOLE  # sparse and small: one export
     assert full_read_way((1, 1_000_000, 30_000)) == LISTED  # sparse and big: listed ids

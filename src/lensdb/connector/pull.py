@@ -4,11 +4,14 @@ Tasks are read oldest change first, a page at a time; each page becomes one lens
 also moves the cursor, so a failure leaves lensdb as it was for that page and the next pull resumes
 there. Annotations whose `updated_at` lensdb already has are skipped, so a pull with nothing changed
 writes nothing. A full pull (`full=True`) reads every annotated task by id instead, Label Studio
-exporting while lensdb writes (see `full_read_way`), and removes what lensdb holds for the others.
+exporting while lensdb writes (see `full_read_way`: a nearly fully annotated project through export
+snapshots, which cost Label Studio ~12% less CPU a task than its plain export), and removes what
+lensdb holds for the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -136,7 +139,7 @@ def pull(
     project = ls.project(project_id)  # fails early: wrong token, unknown project
     seen: dict[int, str] = {}  # task id -> the updated_at it was processed at
     # A full pull needs nothing from lensdb to start reading: Label Studio starts exporting now.
-    reader = ReadAhead(_every_task(ls, project_id, page_size, seen)) if full else None
+    reader = ReadAhead(_every_task(ls, project, page_size, seen)) if full else None
     try:
         ensure_indexes(db)
         try:
@@ -203,11 +206,11 @@ def _set_full_cursor(
 ) -> None:
     """After a full pull: the next pull reads what changed since this one read Label Studio.
 
-    Read in one export (`whole`), the project was read at once, and the newest change seen is a
-    cursor as an incremental pull's is. Read in pages by id, it was not: the newest change seen
-    says nothing about tasks read earlier (one changed after its page was read can be older than
-    a change seen later), so the pull's start is the cursor (Label Studio's Date header, whole
-    seconds: at most one second early).
+    Read in one export snapshot (`whole`), the project was read at once, and the newest change
+    seen is a cursor as an incremental pull's is. Read in pages by id, it was not: the newest
+    change seen says nothing about tasks read earlier (one changed after its page was read can be
+    older than a change seen later), so the pull's start is the cursor (Label Studio's Date
+    header, whole seconds: at most one second early).
     """
     cursor = newest if whole else None
     cursor = cursor or (ls_time(started - timedelta(seconds=1)) if started else newest)
@@ -250,13 +253,20 @@ class ReadAhead(Generic[T]):
         return False
 
     def _read(self) -> None:
+        pages = iter(self._pages)
         try:
-            for page in self._pages:
+            for page in pages:
                 if not self._put(("page", page)):
                     return
             self._put(("end", None))
         except BaseException as exc:  # handed to the consumer, which raises it
             self._put(("error", exc))
+        finally:
+            # Stopped early, a generator's `finally` runs now, in this thread, not whenever it is
+            # collected (a full pull's reader deletes its temporary Label Studio view there). What
+            # goes wrong then is not what stopped the pull: it is left out.
+            with contextlib.suppress(Exception):
+                getattr(pages, "close", lambda: None)()
 
     def __iter__(self) -> Iterator[T]:
         while True:
@@ -278,17 +288,31 @@ class ReadAhead(Generic[T]):
         self.close()
 
 
-# How a full pull reads a project. Label Studio's export costs it about 1 ms of CPU a task however
-# it is asked (2,000 tasks: one export 1.9-2.2 s, by ranges of 500 ids 1.8-2.1 s) plus about 21 ms
-# a request (20 exports of one task: 0.42 s); nearly all of it is serializing tasks (py-spy), so
-# nothing in the request makes it cheaper. lensdb's writes (about 0.35 ms a task, in lensdb and in
-# the pull) can only start once a piece has arrived. So the project is exported in id ranges,
-# small first and last ones: lensdb writes each while Label Studio exports the next (`ReadAhead`),
-# and only the last 100 tasks' writes come after Label Studio's work. The overlap pays when a core
-# is free; on a machine busier than its cores the wall time follows the CPU all three processes
-# need (bench/connector.py reports both).
+# How a full pull reads a project. Label Studio answers in one process, so the pull's wall time is
+# at least the CPU Label Studio spends answering it: a read path can only beat its own export by
+# costing it less a task. Its CPU per task (bench/connector.py's Label Studio 1.23.2, 2,000
+# annotated tasks, /proc, best of 3, several runs):
+#   plain export (`/export`, the baseline)             0.86-0.91 ms
+#   plain export by `ids[]`, 900 / 500 / 200 ids       0.91 / 0.88-1.00 / 0.94 ms (+ ~20 ms a request)
+#   export snapshot (`/exports/`, then `/download`)    0.75-0.80 ms (unannotated task: 0.50 ms)
+#   project task list (`/api/projects/{id}/tasks/`)    1.78 ms
+#   Data Manager list (`/api/tasks/?fields=all`)       2.40 ms
+# The plain export builds a Project (and parses its label config) for every task it serializes
+# (py-spy: 23% of its CPU); a snapshot does not, but encodes in pure Python and reads predictions
+# task by task, so it only saves ~12%. Fixed costs: a snapshot range is four requests, ~61 ms
+# together (move the view 14, export 28, download 9, delete 10); an `ids[]` export ~20 ms. With
+# either, lensdb's writes (about 0.3 ms a task, in lensdb and in the pull) start once a piece has
+# arrived. So the project is read in id ranges, small first and last ones: lensdb writes each while
+# Label Studio exports the next (`ReadAhead`), and only the last range's writes come after Label
+# Studio's work. The overlap pays when a core is free; on a machine busier than its cores the wall
+# time follows the CPU all three processes need (bench/connector.py reports both). 10,000 tasks
+# by snapshots: Label Studio's CPU 8.1-8.5 s against 9.1-9.6 s for its own export (0.88-0.93x;
+# by `ids[]` ranges it was 10.1-10.4 s, 1.08x), wall 0.98-1.32x the export's, lower the quieter
+# the machine (lensdb and the pull need another 2.9-3.0 s of CPU); 2,000 tasks: Label Studio's
+# CPU about equal to its export's (the ranges' fixed costs), wall 1.32-1.87x.
+SNAPSHOTS = "snapshots"  # export snapshots by id ranges: ids dense, nearly every task annotated
 RANGES = "ranges"  # export by id ranges: ids dense enough (most projects: ids come in order)
-WHOLE = "whole"  # one export: sparse ids, up to WHOLE_EXPORT_TASKS tasks
+WHOLE = "whole"  # one export snapshot (no view): sparse ids, up to WHOLE_EXPORT_TASKS tasks
 LISTED = "listed"  # list the ids, export them a page at a time: sparse ids, a large project
 # Ranges are used when at least this share of the ids between the project's lowest and highest
 # task id are its own; below it, ranges would cost more requests than tasks (another project's
@@ -298,23 +322,47 @@ DENSE_IDS = 0.5
 # export may name): lensdb starts writing about 0.1 s into the pull instead of after a 900-task
 # export, and what it writes after Label Studio's last export is 100 tasks, not up to 900.
 EDGE_RANGE = 100
-# Up to this many tasks, a sparse project is read in one export: what Label Studio's own export
-# costs, where listing ids and exporting them page by page costs twice that (bench/connector.py,
-# 2,000 tasks). Larger ones are read in pages, so memory stays bounded (about 1.1 KB a task).
+# Up to this many tasks, a sparse project is read in one export snapshot: a little less than Label
+# Studio's own export costs (see above), where listing ids and exporting them page by page costs
+# twice that (bench/connector.py, 2,000 tasks). Larger ones are read in pages, so memory stays
+# bounded (about 1.1 KB a task).
 WHOLE_EXPORT_TASKS = 20_000
+# Snapshots (`lsclient.SnapshotReader`) are used when at least this share of the tasks is finished
+# (`annotated_share`): they read the tasks without annotations too (0.50 ms each), which the plain
+# export by id leaves out. Break-even is near 0.8 (0.77 a + 0.50 (1 - a) = 0.9 a); 0.9 leaves room
+# for the snapshots' fixed costs.
+SNAPSHOT_ANNOTATED = 0.9
+# Ids in a snapshot's range, and in its first and last one (`id_ranges`). A range costs ~61 ms of
+# Label Studio's CPU, so ranges are wider than the plain export's; halving from 2 e to e saves
+# writing e tasks (0.3 ms each) after Label Studio's last answer, worth a range from e = 200 up.
+# 10,000 tasks: 8 ranges (250, 4 x 2000, 1000, 500, 250), about 0.5 s of Label Studio's 8.5 s.
+SNAPSHOT_RANGE = 2000
+SNAPSHOT_EDGE = 250
 LIST_PAGES = (
     4  # a listed read lists the ids of this many pages per request (the cost is mostly fixed)
 )
 
 
-def full_read_way(bounds: tuple[int, int, int] | None) -> str:
-    """How a full pull reads a project of these (lowest id, highest id, number of tasks)."""
+def full_read_way(bounds: tuple[int, int, int] | None, annotated: float = 0.0) -> str:
+    """How a full pull reads a project of these (lowest id, highest id, number of tasks), with
+    this share of its tasks annotated (see `annotated_share`)."""
     if bounds is None:
         return WHOLE
     lowest, highest, total = bounds
     if total >= DENSE_IDS * (highest - lowest + 1):
-        return RANGES
+        return SNAPSHOTS if annotated >= SNAPSHOT_ANNOTATED else RANGES
     return WHOLE if total <= WHOLE_EXPORT_TASKS else LISTED
+
+
+def annotated_share(project: dict) -> float:
+    """The share of the project's tasks Label Studio counts as finished (`finished_task_number`,
+    its own counter: it may lag, so it only chooses how to read, never what is read)."""
+    try:
+        total = int(project.get("task_number") or 0)
+        finished = int(project.get("finished_task_number") or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return finished / total if total > 0 else 0.0
 
 
 def id_ranges(lowest: int, highest: int, width: int, edge: int) -> Iterator[tuple[int, int]]:
@@ -343,13 +391,27 @@ def id_ranges(lowest: int, highest: int, width: int, edge: int) -> Iterator[tupl
 
 
 def _every_task(
-    ls: LabelStudio, project_id: int, page_size: int, seen: dict[int, str]
+    ls: LabelStudio, project: dict, page_size: int, seen: dict[int, str]
 ) -> Iterator[Page]:
     """Every annotated task of the project, by id, in pages of up to `page_size`, each with Label
     Studio's clock before the read began (see `full_read_way`); one page at least, maybe empty."""
+    project_id = int(project["id"])
     bounds = ls.task_id_bounds(project_id)
     started = ls.listed_at  # task_id_bounds' time: before any task was read
-    way = full_read_way(bounds)
+    way = full_read_way(bounds, annotated_share(project))
+    if way == SNAPSHOTS and bounds is not None:
+        lowest, highest, _ = bounds
+        yield Page([], started)
+        reader = ls.snapshot_reader(project_id)
+        try:
+            for first, last in id_ranges(lowest, highest, SNAPSHOT_RANGE, SNAPSHOT_EDGE):
+                tasks = reader.read(first, last)
+                seen.update((int(t["id"]), t["updated_at"]) for t in tasks)
+                for start in range(0, len(tasks), page_size):
+                    yield Page(tasks[start : start + page_size], started)
+        finally:
+            reader.close()
+        return
     if way == RANGES and bounds is not None:
         lowest, highest, _ = bounds
         yield Page([], started)
@@ -360,7 +422,7 @@ def _every_task(
                 yield Page(tasks[start : start + page_size], started)
         return
     if way == WHOLE:
-        tasks = sorted(ls.export_all(project_id) or [], key=lambda t: int(t["id"]))
+        tasks = ls.snapshot_reader(project_id).read_all()
         yield Page([], started, whole=True)
         for start in range(0, len(tasks), page_size):
             page = tasks[start : start + page_size]
