@@ -425,6 +425,22 @@ def _reserve(table: str, n: int) -> tuple[str, tuple[int]]:
     return f"SELECT nextval({seq}) FROM generate_series(1, %s)", (n,)
 
 
+@contextmanager
+def _unprepared(conn: psycopg.Connection) -> Iterator[None]:
+    """No server-side prepared statements in a write transaction. psycopg prepares a statement
+    after 5 runs; a write's pipeline aborted by a failed check (an optimistic write's conflict)
+    left its cache naming statements the server never prepared ("prepared statement _pg3_8
+    does not exist" in 2 of 6 runs of the two-process if_not_found test; 0 of 6 without). Reads
+    keep them: FindEntity by an indexed property cost 345 us a lookup unprepared, against
+    274 us prepared, 207 us through raw psycopg (bench/postgres.py)."""
+    threshold = conn.prepare_threshold
+    conn.prepare_threshold = None
+    try:
+        yield
+    finally:
+        conn.prepare_threshold = threshold
+
+
 def _fingerprinted(sql: str) -> str:
     """`sql`'s rows, each with one more column: a digest of all of them, in order (NULL for
     none). Computed in the statement itself, so it describes exactly the rows returned."""
@@ -1089,17 +1105,12 @@ class PostgresStore:
         probe(url, timeout)
         # No check on checkout (it would cost a round trip per query): a connection that died
         # with its server fails its BEGIN, is dropped, and the transaction starts on another.
-        # No server-side prepared statements (prepare_threshold=None): psycopg prepares a
-        # statement after 5 runs, and a pipeline aborted by an optimistic write's failed check
-        # left its cache naming statements the server never prepared ("prepared statement
-        # _pg3_8 does not exist" in 2 of 6 runs of the two-process if_not_found test; 0 of 6
-        # without). Nearly every statement here is built per query anyway.
         self.pool = ConnectionPool(
             url,
             min_size=1,
             max_size=pool_size,
             timeout=timeout,
-            kwargs={"autocommit": True, "prepare_threshold": None},
+            kwargs={"autocommit": True},
             open=True,
             name="lensdb",
         )
@@ -1214,7 +1225,7 @@ class PostgresStore:
     ) -> Iterator[PostgresTxn]:
         if self._closed:
             raise RuntimeError("the database is closed")
-        with self._begin("BEGIN") as conn:
+        with self._begin("BEGIN") as conn, _unprepared(conn):
             try:
                 txn = PostgresTxn(self, conn, lock=True, optimistic=optimistic)
                 yield txn
