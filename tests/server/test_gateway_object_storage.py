@@ -14,20 +14,27 @@ from conftest import LensdbServer
 from connector.helpers import session_token
 
 
-@pytest.fixture(scope="module", params=["moto_server", "ceph_rgw"])
-def server(request, postgres_cluster, tmp_path_factory):
+def _serve(request, postgres_cluster, tmp_path_factory, *args: str):
+    """A server on a new PostgreSQL database and a new bucket of the parametrised S3 endpoint,
+    with the endpoint's address (stopped and dropped when done)."""
     s3 = request.getfixturevalue(request.param)
     url = postgres_cluster.new_database()
-    bucket = s3.new_bucket()
     s = LensdbServer(
         tmp_path_factory.mktemp("gw-s3") / "state",
         url=url,
-        blobs=f"s3://{bucket}/media",
+        blobs=f"s3://{s3.new_bucket()}/media",
         env=s3.env(),
+        args=list(args),
     ).start()
-    yield s
+    yield s, s3.endpoint
     s.stop()
     postgres_cluster.drop(url)
+
+
+@pytest.fixture(scope="module", params=["moto_server", "ceph_rgw"])
+def server(request, postgres_cluster, tmp_path_factory):
+    for s, _ in _serve(request, postgres_cluster, tmp_path_factory):
+        yield s
 
 
 def _jpeg(seed: int) -> bytes:
@@ -86,20 +93,8 @@ def test_images_in_one_pack_are_served_whole_and_by_range(server: LensdbServer) 
 
 @pytest.fixture(scope="module", params=["moto_server", "ceph_rgw"])
 def redirecting(request, postgres_cluster, tmp_path_factory):
-    """A server started with --media-redirect."""
-    s3 = request.getfixturevalue(request.param)
-    url = postgres_cluster.new_database()
-    bucket = s3.new_bucket()
-    s = LensdbServer(
-        tmp_path_factory.mktemp("gw-redirect") / "state",
-        url=url,
-        blobs=f"s3://{bucket}/media",
-        env=s3.env(),
-        args=["--media-redirect"],
-    ).start()
-    yield s, s3.endpoint
-    s.stop()
-    postgres_cluster.drop(url)
+    """A server started with --media-redirect, and its S3 endpoint."""
+    yield from _serve(request, postgres_cluster, tmp_path_factory, "--media-redirect")
 
 
 def test_media_redirect_sends_whole_objects_to_the_store_and_serves_shared_ones(redirecting):

@@ -183,17 +183,20 @@ def _boxes_and_images(server: LensdbServer, name: str) -> tuple[int, int, int]:
     )
 
 
+def _image_and_its_delete(server, name: str, color: tuple[int, int, int]) -> list[dict]:
+    """An image named `name` added through `server`; the query deleting it."""
+    r, _ = server.connector().query([{"AddImage": {"properties": {"name": name}}}], [_jpeg(color)])
+    assert r[0]["AddImage"]["status"] == 0
+    return [{"DeleteImage": {"constraints": {"name": ["==", name]}}}]
+
+
 def test_a_box_added_while_the_other_server_deletes_its_image_fails_cleanly(pair):
     """The delete (server b) commits between the box query's reads (server a: its image
     found) and its commit: the box query finds under the writer lock that what it read
     changed, runs again, and fails as ApertureDB does for a missing image. No box, no
     connection to a deleted image."""
     a, b = pair
-    r, _ = a.connector().query(
-        [{"AddImage": {"properties": {"name": "doomed"}}}], [_jpeg((1, 2, 3))]
-    )
-    assert r[0]["AddImage"]["status"] == 0
-    delete = [{"DeleteImage": {"constraints": {"name": ["==", "doomed"]}}}]
+    delete = _image_and_its_delete(a, "doomed", (1, 2, 3))
     with ThreadPoolExecutor(2) as pool, _writer_lock_held(b.url) as queued:
         deleting = pool.submit(b.connector().query, delete)
         queued(1)  # b read the image and waits to delete it
@@ -214,11 +217,7 @@ def test_an_image_deleted_while_the_other_server_adds_a_box_goes_with_the_box(pa
     had listed the image's boxes before the box existed: it runs again under the lock and
     removes the new box with its image."""
     a, b = pair
-    r, _ = a.connector().query(
-        [{"AddImage": {"properties": {"name": "boxed"}}}], [_jpeg((3, 2, 1))]
-    )
-    assert r[0]["AddImage"]["status"] == 0
-    delete = [{"DeleteImage": {"constraints": {"name": ["==", "boxed"]}}}]
+    delete = _image_and_its_delete(a, "boxed", (3, 2, 1))
     with ThreadPoolExecutor(2) as pool, _writer_lock_held(b.url) as queued:
         boxing = pool.submit(a.connector().query, _box_query("boxed"))
         queued(1)
