@@ -199,3 +199,12 @@ def snapshot(folder: Path) -> dict[str, Any]:
     state: dict[str, Any] = rows(folder)
     state["files"] = pack_files(folder)
     return state
+
+
+def reported_commits(out: str) -> list[int]:
+    """The query numbers a killed child reported committed, each as one line written at once
+    (`sys.stdout.write(f"committed {n}\\n")`, then a flush). Only whole lines count: the kill
+    may land while the last one is written (CI once read a bare "committed"), and a cut line is
+    safely taken as not acknowledged."""
+    whole = out.split("\n")[:-1]
+    return [int(m[1]) for line in whole if (m := re.fullmatch(r"committed (\d+)", line))]

@@ -20,7 +20,7 @@ import pytest
 
 from lensdb import Database
 
-from .helpers import PACK_NAME, decode, ok, packs_in_rows, packs_on_disk, rows
+from .helpers import PACK_NAME, decode, ok, packs_in_rows, packs_on_disk, reported_commits, rows
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -63,7 +63,8 @@ while True:
     if not isinstance(r, list):
         print("error", r, flush=True)
         sys.exit(1)
-    print("committed", n, flush=True)
+    sys.stdout.write(f"committed {n}\n")  # one write: see reported_commits
+    sys.stdout.flush()
     n += 1
 """
 
@@ -89,7 +90,7 @@ def run_and_kill(folder: Path, delay: float) -> list[int]:
             child.wait()
     assert child.returncode == -signal.SIGKILL, err
     assert "error" not in out and "Traceback" not in err, out + err
-    return [int(line.split()[1]) for line in out.splitlines() if line.startswith("committed")]
+    return reported_commits(out)
 
 
 def check_consistent(folder: Path, reported: list[int]) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from lensdb import Database
 
-from .helpers import ok
+from .helpers import ok, reported_commits
 
 PER_QUERY = 20
 DIM = 8
@@ -42,7 +42,8 @@ while True:
     if not isinstance(r, list):
         print("error", r, flush=True)
         sys.exit(1)
-    print("committed", n, flush=True)
+    sys.stdout.write(f"committed {n}\n")  # one write: see reported_commits
+    sys.stdout.flush()
     # Searching keeps the index loaded (and current); saving now and then leaves an older copy
     # on disk for the next open to catch up from.
     db.query([{"FindDescriptor": {"set": "s", "k_neighbors": 3}}], [vecs[0].tobytes()])
@@ -70,7 +71,7 @@ def run_and_kill(folder: Path, delay: float) -> list[int]:
         if child.poll() is None:
             child.kill()
     assert "error" not in out, out
-    return [int(line.split()[1]) for line in out.splitlines() if line.startswith("committed")]
+    return reported_commits(out)
 
 
 def test_sigkill_during_descriptor_ingest(tmp_path: Path):
