@@ -197,15 +197,24 @@ async def stored_answer(
 # How long a presigned URL of --media-redirect stays valid: long enough for a slow client to
 # follow it and read a video by ranges, short enough that a link shared by mistake dies soon.
 REDIRECT_SECONDS = 900
+# blob key -> content type, for redirects (see `_redirect`); cleared when it grows past this
+_REDIRECT_TYPES: dict[str, str] = {}
+_REDIRECT_TYPES_KEPT = 65_536
 
 
 async def _redirect(gw: Gateway, source: MediaSource) -> Answer | None:
     """307 to a presigned URL of the object store (`--media-redirect`), which then serves the
     bytes, ranges included (the client sends its Range header again); None when the blob shares
     its object with others. The first 16 bytes give the content type the store answers with.
-    Never cached: the URL expires."""
-    head = await gw.read_part(source, 0, min(16, source.length))
-    url = await gw.run(source.url, REDIRECT_SECONDS, content_type(head))
+    Never cached: the URL expires. The type is kept per key (the bytes a key names never
+    change), so a blob's first bytes are read from the store once, not on every request."""
+    kind = _REDIRECT_TYPES.get(source.key)
+    if kind is None:
+        kind = content_type(await gw.read_part(source, 0, min(16, source.length)))
+        if len(_REDIRECT_TYPES) >= _REDIRECT_TYPES_KEPT:
+            _REDIRECT_TYPES.clear()
+        _REDIRECT_TYPES[source.key] = kind
+    url = await gw.run(source.url, REDIRECT_SECONDS, kind)
     if url is None:
         return None
     return Answer(307, {"location": url, "cache-control": "no-store"})

@@ -670,7 +670,7 @@ class PostgresTxn:
                 # in test_concurrent_if_not_found_adds_from_two_processes_create_exactly_one).
                 self.conn.execute("COMMIT")
                 self.conn.execute("BEGIN")
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, _WRITER))
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", WRITER_LOCK)
             for sql, params in self._checks:
                 self.conn.execute(sql, params)
             self._checks = []
