@@ -8,6 +8,7 @@ each part of the stack used during the ingest (from /proc): when the machine is 
 server is far from a core, a second server has nothing to relieve.
 
     python bench/scale_ingest.py [--images 10000] [--threads 8] [--batch 100]
+                                 [--loaders N] [--processes] [--s3 moto|rgw]
 
 Starts a private PostgreSQL 15 cluster and moto's S3 server (tests/backends.py). moto keeps
 objects in its Python process, so S3 here costs more CPU than a real endpoint would on these
@@ -20,6 +21,7 @@ import argparse
 import csv
 import importlib.util
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -135,6 +137,9 @@ class CpuMeter:
                         total += t.user + t.system
                 except psutil.Error:  # gone meanwhile
                     pass
+                if pid == os.getpid():  # with the loader processes it ran and waited for
+                    done = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    total += done.ru_utime + done.ru_stime
             out[name] = total
         return out
 
@@ -150,38 +155,51 @@ class CpuMeter:
         self.text = f"machine {busy:.0%} busy ({os.cpu_count()} cores); cores used: {used}"
 
 
-def ingest(
-    ports: list[int], images: list[Path], boxes: list[Path], threads: int, batch: int
-) -> float:
+def load(port: int, path: str, kind: str, threads: int, batch: int) -> int:
+    """One ParallelLoader ingest of a CSV of images or boxes through the server at `port`; its
+    number of failed queries."""
     from aperturedb.BBoxDataCSV import BBoxDataCSV
     from aperturedb.Connector import Connector
     from aperturedb.ImageDataCSV import ImageDataCSV
     from aperturedb.ParallelLoader import ParallelLoader
 
-    errors = []
+    client = Connector(
+        host="localhost", port=port, user="admin", password=bs.ADMIN_PASSWORD, use_ssl=False
+    )
+    data = ImageDataCSV(path, check_image=False) if kind == "images" else BBoxDataCSV(path)
+    loader = ParallelLoader(client)
+    loader.ingest(data, batchsize=batch, numthreads=threads, stats=False)
+    return loader.error_counter
 
-    def load(port: int, data) -> None:  # noqa: ANN001
-        client = Connector(
-            host="localhost", port=port, user="admin", password=bs.ADMIN_PASSWORD, use_ssl=False
-        )
-        loader = ParallelLoader(client)
-        loader.ingest(data, batchsize=batch, numthreads=threads // len(ports), stats=False)
-        errors.append(loader.error_counter)
+
+def ingest(
+    ports: list[int],
+    images: list[Path],
+    boxes: list[Path],
+    threads: int,
+    batch: int,
+    processes: bool = False,
+) -> float:
+    """Seconds to load the images, then the boxes: CSV part k through the server at ports[k],
+    its loaders sharing `threads` threads in all. With `processes`, each loader runs in its own
+    process (`--load`), so loaders do not share one interpreter lock."""
+    errors: list[int] = []
+
+    def run(port: int, path: Path, kind: str, share: int) -> None:
+        if not processes:
+            errors.append(load(port, str(path), kind, share, batch))
+            return
+        args = ["--load", str(port), str(path), kind, str(share), str(batch)]
+        done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+        errors.append(int(done.stdout.strip() or 1) if done.returncode == 0 else 1)
+        if done.returncode:
+            print(done.stderr[-2000:])
 
     t = time.perf_counter()
-    for phase in (images, boxes):
+    for kind, phase in (("images", images), ("boxes", boxes)):
+        share = max(1, threads // len(phase))
         workers = [
-            threading.Thread(
-                target=load,
-                args=(
-                    port,
-                    (
-                        ImageDataCSV(str(p), check_image=False)
-                        if phase is images
-                        else BBoxDataCSV(str(p))
-                    ),
-                ),
-            )
+            threading.Thread(target=run, args=(port, p, kind, share))
             for port, p in zip(ports, phase, strict=True)
         ]
         for w in workers:
@@ -205,11 +223,35 @@ def main() -> None:
         default="moto",
         help="the S3 endpoint: moto's server (Python) or Ceph's RGW on a one-node cluster",
     )
+    ap.add_argument(
+        "--loaders",
+        type=int,
+        default=0,
+        help="ParallelLoaders sharing the threads, the CSVs split between them and loader k "
+        "sending to server k mod the number of servers (default: one per server)",
+    )
+    ap.add_argument(
+        "--processes",
+        action="store_true",
+        help="each loader in its own process (by default all are threads of this one)",
+    )
+    ap.add_argument("--load", nargs=5, help=argparse.SUPPRESS)  # PORT CSV KIND THREADS BATCH
     args = ap.parse_args()
+    if args.load:
+        port, path, kind, threads, batch = args.load
+        print(load(int(port), path, kind, int(threads), int(batch)))
+        return
     from backends import CephRGW, MotoServer, PostgresCluster
 
     work = Path(tempfile.mkdtemp(prefix="lensdb-scale-bench-"))
     images_csv, boxes_csv, _ = bs.make_csvs(work, args.images, 24)
+
+    def parts_for(ports: list[int]) -> tuple[list[int], list[Path], list[Path]]:
+        n = max(args.loaders, len(ports))
+        if n == 1:
+            return ports, [images_csv], [boxes_csv]
+        return [ports[k % len(ports)] for k in range(n)], split(images_csv, n), split(boxes_csv, n)
+
     cluster = PostgresCluster().start()
     s3 = (CephRGW() if args.s3 == "rgw" else MotoServer()).start()
     procs: list[subprocess.Popen] = []
@@ -219,7 +261,7 @@ def main() -> None:
         p, port = start(["--data", str(work / "embedded")], {}, work / "embedded.log")
         procs.append(p)
         rates["embedded, 1 server"] = args.images / ingest(
-            [port], [images_csv], [boxes_csv], args.threads, args.batch
+            *parts_for([port]), args.threads, args.batch, args.processes
         )
         p.terminate()
         p.wait()
@@ -248,13 +290,7 @@ def main() -> None:
                 "S3": ([s3.proc.pid] if getattr(s3, "proc", None) else [], True),
             }
             with LockSampler(url) as sampler, CpuMeter(parts) as cpu:
-                took = ingest(
-                    ports,
-                    split(images_csv, n) if n > 1 else [images_csv],
-                    split(boxes_csv, n) if n > 1 else [boxes_csv],
-                    args.threads,
-                    args.batch,
-                )
+                took = ingest(*parts_for(ports), args.threads, args.batch, args.processes)
             rates[f"PostgreSQL+S3, {n} server(s)"] = args.images / took
             locks[n] = sampler.summary() + "\n      " + cpu.text
             for p in procs[-n:]:
@@ -262,7 +298,9 @@ def main() -> None:
                 p.wait()
         print(
             f"ParallelLoader: {args.images} JPEGs then {2 * args.images} boxes, "
-            f"{args.threads} threads in all, batches of {args.batch}, S3: {args.s3}"
+            f"{args.threads} threads in all, batches of {args.batch}, S3: {args.s3}, "
+            f"loaders: {args.loaders or 'one per server'}"
+            f"{' (a process each)' if args.processes else ' (threads of one process)'}"
         )
         for name, rate in rates.items():
             print(f"  {name:28s} {rate:7.0f} images/s (with their boxes)")

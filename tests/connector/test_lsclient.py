@@ -87,6 +87,7 @@ class _Snapshots(BaseHTTPRequestHandler):
 
     polls_left = 0
     outcome = "completed"
+    made = 10  # the last export's id
     log: list[str] = []
 
     def _answer(self, body: object, status: int = HTTPStatus.OK) -> None:
@@ -106,7 +107,8 @@ class _Snapshots(BaseHTTPRequestHandler):
         if self.path == "/api/dm/views/":
             self._answer({"id": 3, **body})
         else:
-            self._answer({"id": 11, "status": "created"}, HTTPStatus.CREATED)
+            _Snapshots.made += 1
+            self._answer({"id": _Snapshots.made, "status": "created"}, HTTPStatus.CREATED)
 
     def do_PATCH(self) -> None:  # noqa: N802 - http.server's name
         body = self._body()
@@ -119,9 +121,9 @@ class _Snapshots(BaseHTTPRequestHandler):
             self._answer([TASKS[100_003], TASKS[100_000]])
         elif _Snapshots.polls_left > 0:
             _Snapshots.polls_left -= 1
-            self._answer({"id": 11, "status": "in_progress"})
+            self._answer({"id": _Snapshots.made, "status": "in_progress"})
         else:
-            self._answer({"id": 11, "status": _Snapshots.outcome})
+            self._answer({"id": _Snapshots.made, "status": _Snapshots.outcome})
 
     def do_DELETE(self) -> None:  # noqa: N802 - http.server's name
         _Snapshots.log.append(f"DELETE {self.path}")
@@ -138,6 +140,7 @@ def snapshots_url() -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     _Snapshots.log, _Snapshots.polls_left, _Snapshots.outcome = [], 2, "completed"
+    _Snapshots.made = 10
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
@@ -150,7 +153,7 @@ def test_a_snapshot_made_in_the_background_is_waited_for(snapshots_url: str) -> 
     assert [t["id"] for t in reader.read(100_000, 100_005)] == [100_000, 100_003]
     assert [t["id"] for t in reader.read(100_006, 100_009)] == [100_000, 100_003]
     reader.close()
-    export = "/api/projects/7/exports/11"
+    export, following = "/api/projects/7/exports/11", "/api/projects/7/exports/12"
     assert _Snapshots.log == [
         "POST /api/dm/views/",
         "POST /api/projects/7/exports/",
@@ -161,11 +164,46 @@ def test_a_snapshot_made_in_the_background_is_waited_for(snapshots_url: str) -> 
         f"DELETE {export}",
         "PATCH /api/dm/views/3/",  # the view moves to the next range
         "POST /api/projects/7/exports/",
-        f"GET {export}",
-        f"GET {export}/download",
-        f"DELETE {export}",
+        f"GET {following}",
+        f"GET {following}/download",
+        f"DELETE {following}",
         "DELETE /api/dm/views/3/",
     ]
+
+
+def _exports(verb: str) -> list[str]:
+    prefix = f"{verb} /api/projects/7/exports/"
+    return [e for e in _Snapshots.log if e.startswith(prefix) and e[len(prefix) :].isdigit()]
+
+
+def test_ranges_are_read_while_the_next_snapshot_is_made(snapshots_url: str) -> None:
+    """`read_ranges` makes range k+1's snapshot while range k is downloaded; a snapshot is deleted
+    just before the view moves again (a DELETE would wait for a running export), and every
+    snapshot is deleted in the end."""
+    _Snapshots.polls_left = 0
+    reader = LabelStudio(snapshots_url, "token").snapshot_reader(7)
+    got = list(reader.read_ranges([(100_000, 100_001), (100_002, 100_003), (100_004, 100_005)]))
+    reader.close()
+    assert [[t["id"] for t in tasks] for tasks in got] == [[100_000, 100_003]] * 3
+    made = [f"/api/projects/7/exports/{n}" for n in (11, 12, 13)]
+    assert sorted(_exports("DELETE")) == [f"DELETE {m}" for m in made]
+    log = _Snapshots.log
+    # Snapshot 11 goes once snapshot 12 is made, before the view moves to the third range.
+    moves = [i for i, e in enumerate(log) if e == "PATCH /api/dm/views/3/"]
+    assert len(moves) == 2 and log.index(f"DELETE {made[0]}") < moves[1]
+    assert log[-1] == "DELETE /api/dm/views/3/"
+
+
+def test_ranges_stopped_early_leave_no_snapshot(snapshots_url: str) -> None:
+    _Snapshots.polls_left = 0
+    reader = LabelStudio(snapshots_url, "token").snapshot_reader(7)
+    ranges = reader.read_ranges([(1, 2), (3, 4), (5, 6), (7, 8)])
+    next(ranges)  # the first range read; the second one's snapshot is being made
+    ranges.close()
+    reader.close()
+    assert _Snapshots.log.count("POST /api/projects/7/exports/") == 2
+    assert sorted(_exports("DELETE")) == [f"DELETE /api/projects/7/exports/{n}" for n in (11, 12)]
+    assert _Snapshots.log[-1] == "DELETE /api/dm/views/3/"
 
 
 def test_a_failed_snapshot_is_an_error_and_is_deleted(snapshots_url: str) -> None:

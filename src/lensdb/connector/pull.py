@@ -403,13 +403,14 @@ def _every_task(
         lowest, highest, _ = bounds
         yield Page([], started)
         reader = ls.snapshot_reader(project_id)
+        ranges = reader.read_ranges(id_ranges(lowest, highest, SNAPSHOT_RANGE, SNAPSHOT_EDGE))
         try:
-            for first, last in id_ranges(lowest, highest, SNAPSHOT_RANGE, SNAPSHOT_EDGE):
-                tasks = reader.read(first, last)
+            for tasks in ranges:
                 seen.update((int(t["id"]), t["updated_at"]) for t in tasks)
                 for start in range(0, len(tasks), page_size):
                     yield Page(tasks[start : start + page_size], started)
         finally:
+            ranges.close()  # first: the snapshot being made needs the view
             reader.close()
         return
     if way == RANGES and bounds is not None:
