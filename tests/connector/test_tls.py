@@ -7,10 +7,14 @@ HTTPS (tasks).
 from __future__ import annotations
 
 import json
+import ssl
 
+import httpx
+import pytest
 from click.testing import CliRunner
 
 from lensdb.cli import main
+from lensdb.connector.transport import quick_ack_transport
 from lensdb.server import tls
 
 from .conftest import BOX_CONFIG, LS_TOKEN
@@ -63,3 +67,22 @@ def test_tls_is_verified_unless_told_otherwise(
     tls.ensure_certificate(tmp_path / "other")
     code, out = _cli(server, *pull, "--lensdb-ca-cert", str(tmp_path / "other" / "tls" / "ca.crt"))
     assert code == 1 and "TLS problem" in out
+
+
+def test_the_label_studio_transport_speaks_tls_and_checks_certificates(
+    lensdb_server_factory,
+) -> None:
+    """The connector's Label Studio client acknowledges answers at once (`connector.transport`):
+    over HTTPS its streams go through `start_tls`, and the certificate is still checked."""
+    server = lensdb_server_factory("--http-tls", name="tls-transport")
+    url = f"https://localhost:{server.http_port}/openapi.json"
+    trusted = ssl.create_default_context(cafile=server.ca_cert)
+    with httpx.Client(transport=quick_ack_transport(trusted)) as client:
+        for _ in range(3):  # one kept-alive connection, read again and again
+            r = client.get(url)
+            assert r.status_code == 200 and "paths" in r.json()
+    with (
+        httpx.Client(transport=quick_ack_transport()) as client,
+        pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        client.get(url)

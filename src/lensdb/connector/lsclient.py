@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from lensdb.connector.transport import quick_ack_transport
+
 WEBHOOK_ACTIONS = [
     "ANNOTATION_CREATED",
     "ANNOTATION_UPDATED",
@@ -60,7 +62,10 @@ class LabelStudio:
         self.token = token.strip()
         self.personal = self.token.startswith("eyJ") and self.token.count(".") == 2
         self._access: str | None = None
-        self.http = httpx.Client(base_url=self.url, timeout=timeout)  # thread-safe (a locked pool)
+        # Thread-safe (a locked pool); acknowledging answers at once (see `transport`).
+        self.http = httpx.Client(
+            base_url=self.url, timeout=timeout, transport=quick_ack_transport()
+        )
         # Label Studio's clock as the calling thread last saw it: a full pull reads tasks in one
         # thread while another asks for users, and each must see the time of its own answers.
         self._clock = threading.local()

@@ -305,11 +305,13 @@ class ReadAhead(Generic[T]):
 # arrived. So the project is read in id ranges, small first and last ones: lensdb writes each while
 # Label Studio exports the next (`ReadAhead`), and only the last range's writes come after Label
 # Studio's work. The overlap pays when a core is free; on a machine busier than its cores the wall
-# time follows the CPU all three processes need (bench/connector.py reports both). 10,000 tasks
-# by snapshots: Label Studio's CPU 8.1-8.5 s against 9.1-9.6 s for its own export (0.88-0.93x;
-# by `ids[]` ranges it was 10.1-10.4 s, 1.08x), wall 0.98-1.32x the export's, lower the quieter
-# the machine (lensdb and the pull need another 2.9-3.0 s of CPU); 2,000 tasks: Label Studio's
-# CPU about equal to its export's (the ranges' fixed costs), wall 1.32-1.87x.
+# time follows the CPU all three processes need (bench/connector.py reports both). Snapshots are
+# also made one after another with no wait between them: Label Studio makes a range's snapshot
+# while the pull downloads the one before (`SnapshotReader.read_ranges`), which took the quiet
+# wall time from 0.97-1.05x the export's to 0.92-0.97x. 10,000 tasks by snapshots: Label Studio's
+# CPU 8.4-9.1 s against 9.6-10.0 s for its own export (0.85-0.93x; by `ids[]` ranges it was
+# 10.1-10.4 s, 1.08x); lensdb and the pull need another 3.0-3.3 s of CPU. 2,000 tasks: Label
+# Studio's CPU about equal to its export's (the ranges' fixed costs), wall 1.32-1.87x.
 SNAPSHOTS = "snapshots"  # export snapshots by id ranges: ids dense, nearly every task annotated
 RANGES = "ranges"  # export by id ranges: ids dense enough (most projects: ids come in order)
 WHOLE = "whole"  # one export snapshot (no view): sparse ids, up to WHOLE_EXPORT_TASKS tasks
