@@ -307,11 +307,12 @@ class ReadAhead(Generic[T]):
 # Studio's work. The overlap pays when a core is free; on a machine busier than its cores the wall
 # time follows the CPU all three processes need (bench/connector.py reports both). Snapshots are
 # also made one after another with no wait between them: Label Studio makes a range's snapshot
-# while the pull downloads the one before (`SnapshotReader.read_ranges`), which took the quiet
-# wall time from 0.97-1.05x the export's to 0.92-0.97x. 10,000 tasks by snapshots: Label Studio's
-# CPU 8.4-9.1 s against 9.6-10.0 s for its own export (0.85-0.93x; by `ids[]` ranges it was
-# 10.1-10.4 s, 1.08x); lensdb and the pull need another 3.0-3.3 s of CPU. 2,000 tasks: Label
-# Studio's CPU about equal to its export's (the ranges' fixed costs), wall 1.32-1.87x.
+# while the pull downloads the one before (`SnapshotReader.read_ranges`), and every answer is
+# acknowledged at once (`transport`: each request waited ~45 ms before). Quiet wall time, 10,000
+# tasks: 0.97-1.05x the export's before both, 0.92-1.01x with the first, 0.91x (two runs) with
+# both. Label Studio's CPU 8.2-9.1 s against 9.2-10.0 s for its own export (0.85-0.93x; by
+# `ids[]` ranges it was 10.1-10.4 s, 1.08x); lensdb and the pull need another 2.9-3.3 s of CPU.
+# 2,000 tasks: Label Studio's CPU about equal to its export's (the ranges' fixed costs), 1.19x.
 SNAPSHOTS = "snapshots"  # export snapshots by id ranges: ids dense, nearly every task annotated
 RANGES = "ranges"  # export by id ranges: ids dense enough (most projects: ids come in order)
 WHOLE = "whole"  # one export snapshot (no view): sparse ids, up to WHOLE_EXPORT_TASKS tasks
