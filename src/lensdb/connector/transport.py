@@ -3,15 +3,15 @@
 Label Studio's own server (`label-studio start`, Django's runserver) writes an answer's status
 line, its headers and its body in separate small writes with Nagle's algorithm on: the second
 write waits until the first is acknowledged, and Linux delays that acknowledgement by up to 40 ms.
-Every request to it then takes ~45 ms longer than Label Studio works on it (Label Studio 1.23.2
-on this project's 2-core test machine, 30 requests each: moving a Data Manager view took 57 ms
-against 13 ms of its CPU; reading a project 64 ms against 21 ms). A full pull of 10,000 tasks
+Every request to it then takes ~45 ms longer than Label Studio works on it (`bench/ls_requests.py`,
+Label Studio 1.23.2, 30 requests each: moving a Data Manager view took 57 ms against 13 ms of its
+CPU; reading a project 64 ms against 21 ms). A full pull of 10,000 tasks
 makes about 40 requests, most of them between two of Label Studio's exports, which waits for
 each: about 1 s of a 10 s pull.
 
 The client cannot switch Nagle off on Label Studio's side, but it can acknowledge at once:
 TCP_QUICKACK before each read (the kernel leaves quick-ack mode by itself, so it is set every
-time). The same requests then take 9.5 and 17 ms. Elsewhere than Linux the option does not
+time). The same requests then take 12 and 18 ms. Elsewhere than Linux the option does not
 exist and this transport is httpx's own.
 
 httpx takes no network backend of its own, so the transport replaces its connection pool by one
