@@ -5,9 +5,9 @@ line, its headers and its body in separate small writes with Nagle's algorithm o
 write waits until the first is acknowledged, and Linux delays that acknowledgement by up to 40 ms.
 Every request to it then takes ~45 ms longer than Label Studio works on it (`bench/ls_requests.py`,
 Label Studio 1.23.2, 30 requests each: moving a Data Manager view took 57 ms against 13 ms of its
-CPU; reading a project 64 ms against 21 ms). A full pull of 10,000 tasks
-makes about 40 requests, most of them between two of Label Studio's exports, which waits for
-each: about 1 s of a 10 s pull.
+CPU; reading a project 64 ms against 21 ms). A full pull of 10,000 tasks makes about 40
+requests, most of them between two of Label Studio's exports, and Label Studio waits for each:
+about 1 s of a 10 s pull.
 
 The client cannot switch Nagle off on Label Studio's side, but it can acknowledge at once:
 TCP_QUICKACK before each read (the kernel leaves quick-ack mode by itself, so it is set every
