@@ -191,9 +191,12 @@ def ingest(
             return
         args = ["--load", str(port), str(path), kind, str(share), str(batch)]
         done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
-        errors.append(int(done.stdout.strip() or 1) if done.returncode == 0 else 1)
-        if done.returncode:
-            print(done.stderr[-2000:])
+        lines = done.stdout.split()
+        if done.returncode or not lines or not lines[-1].isdigit():
+            print(f"    !! a loader failed (exit {done.returncode}): {done.stderr[-2000:]}")
+            errors.append(1)
+        else:
+            errors.append(int(lines[-1]))
 
     t = time.perf_counter()
     for kind, phase in (("images", images), ("boxes", boxes)):
@@ -237,6 +240,8 @@ def main() -> None:
     )
     ap.add_argument("--load", nargs=5, help=argparse.SUPPRESS)  # PORT CSV KIND THREADS BATCH
     args = ap.parse_args()
+    if args.loaders > args.threads:
+        ap.error("--loaders shares --threads: give at least as many threads as loaders")
     if args.load:
         port, path, kind, threads, batch = args.load
         print(load(int(port), path, kind, int(threads), int(batch)))

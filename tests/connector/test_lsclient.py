@@ -88,6 +88,8 @@ class _Snapshots(BaseHTTPRequestHandler):
     polls_left = 0
     outcome = "completed"
     made = 10  # the last export's id
+    download: object = []  # a snapshot's body
+    undeletable: set[str] = set()  # paths whose DELETE fails
     log: list[str] = []
 
     def _answer(self, body: object, status: int = HTTPStatus.OK) -> None:
@@ -118,7 +120,7 @@ class _Snapshots(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         _Snapshots.log.append(f"GET {self.path}")
         if self.path.endswith("/download"):
-            self._answer([TASKS[100_003], TASKS[100_000]])
+            self._answer(_Snapshots.download)
         elif _Snapshots.polls_left > 0:
             _Snapshots.polls_left -= 1
             self._answer({"id": _Snapshots.made, "status": "in_progress"})
@@ -127,6 +129,9 @@ class _Snapshots(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:  # noqa: N802 - http.server's name
         _Snapshots.log.append(f"DELETE {self.path}")
+        if self.path in _Snapshots.undeletable:
+            self._answer({"detail": "storage unavailable"}, HTTPStatus.INTERNAL_SERVER_ERROR)
+            return
         self.send_response(HTTPStatus.NO_CONTENT)
         self.end_headers()
 
@@ -141,6 +146,8 @@ def snapshots_url() -> Iterator[str]:
     thread.start()
     _Snapshots.log, _Snapshots.polls_left, _Snapshots.outcome = [], 2, "completed"
     _Snapshots.made = 10
+    _Snapshots.download = [TASKS[100_003], TASKS[100_000]]
+    _Snapshots.undeletable = set()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
@@ -213,3 +220,62 @@ def test_a_failed_snapshot_is_an_error_and_is_deleted(snapshots_url: str) -> Non
         reader.read(100_000, 100_005)
     reader.close()
     assert _Snapshots.log[-2:] == ["DELETE /api/projects/7/exports/11", "DELETE /api/dm/views/3/"]
+
+
+def test_a_snapshot_that_is_not_a_task_list_is_an_error_and_is_deleted(snapshots_url: str) -> None:
+    _Snapshots.polls_left, _Snapshots.download = 0, [{"no id": 1}]
+    reader = LabelStudio(snapshots_url, "token").snapshot_reader(7)
+    with pytest.raises(LabelStudioError, match="not a list of tasks"):
+        list(reader.read_ranges([(1, 2), (3, 4)]))
+    with pytest.raises(LabelStudioError, match="not a list of tasks"):
+        reader.read(5, 6)
+    reader.close()
+    made = [f"DELETE /api/projects/7/exports/{n}" for n in range(11, 11 + _Snapshots.made - 10)]
+    assert sorted(_exports("DELETE")) == made
+
+
+def test_a_snapshot_that_cannot_be_deleted_is_an_error(snapshots_url: str) -> None:
+    """Once every range is read, a snapshot left behind is reported, not passed over."""
+    _Snapshots.polls_left = 0
+    _Snapshots.undeletable = {"/api/projects/7/exports/12"}
+    reader = LabelStudio(snapshots_url, "token").snapshot_reader(7)
+    with pytest.raises(LabelStudioError, match="storage unavailable"):
+        list(reader.read_ranges([(1, 2), (3, 4)]))
+    reader.close()
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """A forward proxy: it is asked for absolute URLs, and answers them itself."""
+
+    asked: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        _Proxy.asked.append(self.path)
+        body = json.dumps({"release": "proxied"}).encode()
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_proxy_named_in_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx follows HTTP_PROXY only with a transport of its own: behind a proxy the client gives
+    up acknowledging at once (`connector.transport`) rather than the proxy."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Proxy.asked = []
+    try:
+        for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+        ls = LabelStudio("http://label-studio.invalid:8080", "token")
+        assert ls.version() == {"release": "proxied"}
+        assert _Proxy.asked == ["http://label-studio.invalid:8080/api/version"]
+        ls.close()
+    finally:
+        server.shutdown()
+        server.server_close()

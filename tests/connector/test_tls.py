@@ -77,12 +77,12 @@ def test_the_label_studio_transport_speaks_tls_and_checks_certificates(
     server = lensdb_server_factory("--http-tls", name="tls-transport")
     url = f"https://localhost:{server.http_port}/openapi.json"
     trusted = ssl.create_default_context(cafile=server.ca_cert)
-    with httpx.Client(transport=quick_ack_transport(trusted)) as client:
+    with httpx.Client(transport=quick_ack_transport(url, trusted)) as client:
         for _ in range(3):  # one kept-alive connection, read again and again
             r = client.get(url)
             assert r.status_code == 200 and "paths" in r.json()
     with (
-        httpx.Client(transport=quick_ack_transport()) as client,
+        httpx.Client(transport=quick_ack_transport(url)) as client,
         pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"),
     ):
         client.get(url)

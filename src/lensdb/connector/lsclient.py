@@ -62,10 +62,12 @@ class LabelStudio:
         self.token = token.strip()
         self.personal = self.token.startswith("eyJ") and self.token.count(".") == 2
         self._access: str | None = None
-        # Thread-safe (a locked pool); acknowledging answers at once (see `transport`).
+        # Thread-safe (a locked pool); acknowledging answers at once unless a proxy from the
+        # environment stands between (see `transport`).
         self.http = httpx.Client(
-            base_url=self.url, timeout=timeout, transport=quick_ack_transport()
+            base_url=self.url, timeout=timeout, transport=quick_ack_transport(self.url)
         )
+        self._auth_lock = threading.Lock()  # the pull's threads share the access token
         # Label Studio's clock as the calling thread last saw it: a full pull reads tasks in one
         # thread while another asks for users, and each must see the time of its own answers.
         self._clock = threading.local()
@@ -88,15 +90,25 @@ class LabelStudio:
     def _auth(self) -> str:
         if not self.personal:
             return f"Token {self.token}"
-        if self._access is None:
-            r = self._send("POST", "/api/token/refresh/", json={"refresh": self.token}, auth=False)
-            if r.status_code != 200 or "access" not in r.json():
-                raise LabelStudioError(
-                    f"Label Studio at {self.url} refused the personal access token "
-                    f"(HTTP {r.status_code}). Create a new one under Account & Settings."
+        with self._auth_lock:
+            if self._access is None:
+                r = self._send(
+                    "POST", "/api/token/refresh/", json={"refresh": self.token}, auth=False
                 )
-            self._access = r.json()["access"]
-        return f"Bearer {self._access}"
+                if r.status_code != 200 or "access" not in r.json():
+                    raise LabelStudioError(
+                        f"Label Studio at {self.url} refused the personal access token "
+                        f"(HTTP {r.status_code}). Create a new one under Account & Settings."
+                    )
+                self._access = r.json()["access"]
+            return f"Bearer {self._access}"
+
+    def _expired(self, refused: httpx.Response) -> None:
+        """The access token `refused` was sent with has expired (they live about 5 minutes): the
+        next request gets a new one, unless another thread already did."""
+        with self._auth_lock:
+            if refused.request.headers.get("Authorization") == f"Bearer {self._access}":
+                self._access = None
 
     def _send(self, method: str, path: str, auth: bool = True, **kw: Any) -> httpx.Response:
         headers = kw.pop("headers", {})
@@ -123,7 +135,7 @@ class LabelStudio:
     def request(self, method: str, path: str, what: str, **kw: Any) -> Any:
         r = self._send(method, path, **kw)
         if r.status_code == 401 and self.personal:
-            self._access = None  # access tokens live about 5 minutes
+            self._expired(r)
             r = self._send(method, path, **kw)
         if r.status_code == 401:
             detail = _detail(r)
@@ -506,27 +518,31 @@ class SnapshotReader:
         first = next(pending, None)
         if first is None:
             return
-        spent: list[_Made] = []  # downloaded, not yet handed to the maker for deleting
+        owned: list[_Made] = []  # made, not yet handed to the maker for deleting
+        completed = False
         with ThreadPoolExecutor(1, thread_name_prefix="lensdb-snapshot") as maker:
             making: Future[_Made] | None = maker.submit(self._make_range, *first, [])
             try:
                 while making is not None:
                     made = making.result()
+                    owned.append(made)
                     following = next(pending, None)
                     making = None
                     if following is not None:
-                        making = maker.submit(self._make_range, *following, spent)
-                        spent = []
-                    tasks = self._download(made)
-                    spent.append(made)
-                    yield tasks
+                        making = maker.submit(self._make_range, *following, owned[:-1])
+                        owned = [made]
+                    yield self._download(made)
+                completed = True
             finally:
                 if making is not None:
                     with contextlib.suppress(Exception):
-                        spent.append(making.result())
-                for snapshot in spent:
-                    with contextlib.suppress(LabelStudioError):
+                        owned.append(making.result())
+                for snapshot in owned:
+                    if completed:  # nothing else went wrong: a failed delete is the error
                         self._forget(snapshot)
+                    else:
+                        with contextlib.suppress(LabelStudioError):
+                            self._forget(snapshot)
 
     def read_all(self) -> list[dict]:
         """Every task of the project (annotated or not) in one snapshot, by id: no view needed."""
@@ -572,20 +588,26 @@ class SnapshotReader:
         return snapshot
 
     def _take(self, snapshot: _Made) -> list[dict]:
-        """A made snapshot's tasks, by id; the snapshot is deleted once read."""
-        tasks = self._download(snapshot)
-        self._forget(snapshot)
-        return tasks
-
-    def _download(self, snapshot: _Made) -> list[dict]:
-        """A made snapshot's tasks, by id; the snapshot is deleted when reading it failed."""
+        """A made snapshot's tasks, by id; the snapshot is deleted once read, or when reading
+        it failed."""
         try:
-            tasks = self.ls.request("GET", f"{snapshot.path}/download", snapshot.what) or []
+            tasks = self._download(snapshot)
         except BaseException:
             with contextlib.suppress(LabelStudioError):  # the first error is the one to report
                 self._forget(snapshot)
             raise
-        return sorted(tasks, key=lambda t: int(t["id"]))
+        self._forget(snapshot)
+        return tasks
+
+    def _download(self, snapshot: _Made) -> list[dict]:
+        """A made snapshot's tasks, by id."""
+        tasks = self.ls.request("GET", f"{snapshot.path}/download", snapshot.what) or []
+        try:
+            return sorted(tasks, key=lambda t: int(t["id"]))
+        except (TypeError, KeyError, ValueError):
+            raise LabelStudioError(
+                f"Label Studio's export snapshot is not a list of tasks: {snapshot.what}"
+            ) from None
 
     def _forget(self, snapshot: _Made) -> None:
         self.ls.request(

@@ -12,7 +12,8 @@ about 1 s of a 10 s pull.
 The client cannot switch Nagle off on Label Studio's side, but it can acknowledge at once:
 TCP_QUICKACK before each read (the kernel leaves quick-ack mode by itself, so it is set every
 time). The same requests then take 12 and 18 ms. Elsewhere than Linux the option does not
-exist and this transport is httpx's own.
+exist and httpx's own transport is used, as it is behind a proxy named in the environment (httpx
+follows those only with a transport of its own making).
 
 httpx takes no network backend of its own, so the transport replaces its connection pool by one
 built on httpcore's public backend interface, with the same TLS settings.
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import socket
 import ssl
+import urllib.request
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
@@ -89,11 +92,25 @@ class _QuickAckBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
-def quick_ack_transport(verify: ssl.SSLContext | bool = True) -> httpx.BaseTransport:
-    """httpx's transport, acknowledging answers at once where the system allows it."""
+def _proxied(url: str) -> bool:
+    """Whether the environment's proxy settings (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY,
+    which httpx follows when it makes its own transport) send requests to `url` through a proxy."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+def quick_ack_transport(
+    url: str, verify: ssl.SSLContext | bool = True
+) -> httpx.BaseTransport | None:
+    """A transport for requests to `url` that acknowledges answers at once; None (httpx's own,
+    with its proxies) where the system has no TCP_QUICKACK or a proxy from the environment
+    stands between: the answers then come from the proxy."""
+    if QUICKACK is None or _proxied(url):
+        return None
     transport = httpx.HTTPTransport(verify=verify)
-    if QUICKACK is None:
-        return transport
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
     context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
     transport._pool = httpcore.ConnectionPool(  # noqa: SLF001 - httpx has no backend argument
