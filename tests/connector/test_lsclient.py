@@ -20,7 +20,22 @@ TASKS = {i: {"id": i, "annotations": [{"id": 10 * i}], "updated_at": "2026-11-27
          for i in range(100_000, 101_500, 3)}  # fmt: skip
 
 
-class _Export(BaseHTTPRequestHandler):
+class _Json(BaseHTTPRequestHandler):
+    """A handler answering JSON, quietly."""
+
+    def _answer(self, body: object, status: int = HTTPStatus.OK) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Export(_Json):
     seen: list[int] = []  # lengths of the addresses answered
     limit = LIMIT
 
@@ -32,15 +47,7 @@ class _Export(BaseHTTPRequestHandler):
             return
         _Export.seen.append(len(self.path))
         ids = [int(i) for i in parse_qs(urlsplit(self.path).query).get("ids[]", [])]
-        body = json.dumps([TASKS[i] for i in ids if i in TASKS]).encode()
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self._answer([TASKS[i] for i in ids if i in TASKS])
 
 
 @pytest.fixture
@@ -82,7 +89,7 @@ def test_a_single_id_too_long_is_an_error_not_a_loop(proxy_url: str, monkeypatch
         LabelStudio(proxy_url, "token").export_id_range(7, 100_000, 100_003)
 
 
-class _Snapshots(BaseHTTPRequestHandler):
+class _Snapshots(_Json):
     """Label Studio with a background worker (Redis): a snapshot is made after its POST returns."""
 
     polls_left = 0
@@ -91,14 +98,6 @@ class _Snapshots(BaseHTTPRequestHandler):
     download: object = []  # a snapshot's body
     undeletable: set[str] = set()  # paths whose DELETE fails
     log: list[str] = []
-
-    def _answer(self, body: object, status: int = HTTPStatus.OK) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _body(self) -> dict:
         return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -134,9 +133,6 @@ class _Snapshots(BaseHTTPRequestHandler):
             return
         self.send_response(HTTPStatus.NO_CONTENT)
         self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
@@ -244,22 +240,14 @@ def test_a_snapshot_that_cannot_be_deleted_is_an_error(snapshots_url: str) -> No
     reader.close()
 
 
-class _Proxy(BaseHTTPRequestHandler):
+class _Proxy(_Json):
     """A forward proxy: it is asked for absolute URLs, and answers them itself."""
 
     asked: list[str] = []
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         _Proxy.asked.append(self.path)
-        body = json.dumps({"release": "proxied"}).encode()
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self._answer({"release": "proxied"})
 
 
 def test_a_proxy_named_in_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
