@@ -309,8 +309,8 @@ class ReadAhead(Generic[T]):
 # also made one after another with no wait between them: Label Studio makes a range's snapshot
 # while the pull downloads the one before (`SnapshotReader.read_ranges`), and every answer is
 # acknowledged at once (`transport`: each request waited ~45 ms before). Quiet wall time, 10,000
-# tasks: 0.97-1.05x the export's before both, 0.92-1.01x with the first, 0.91x (two runs) with
-# both. Label Studio's CPU 8.2-9.1 s against 9.2-10.0 s for its own export (0.85-0.93x; by
+# tasks: 0.97-1.05x the export's before both, 0.92-1.01x with the first, 0.89-0.91x (three runs)
+# with both. Label Studio's CPU 7.8-9.1 s against 9.1-10.0 s for its own export (0.85-0.93x; by
 # `ids[]` ranges it was 10.1-10.4 s, 1.08x); lensdb and the pull need another 2.9-3.3 s of CPU.
 # 2,000 tasks: Label Studio's CPU about equal to its export's (the ranges' fixed costs), 1.19x.
 SNAPSHOTS = "snapshots"  # export snapshots by id ranges: ids dense, nearly every task annotated
