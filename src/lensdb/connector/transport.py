@@ -110,9 +110,10 @@ def quick_ack_transport(
     stands between: the answers then come from the proxy."""
     if QUICKACK is None or _proxied(url):
         return None
-    transport = httpx.HTTPTransport(verify=verify)
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    # One TLS context (loading the CA bundle costs milliseconds), for both pools.
     context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
+    transport = httpx.HTTPTransport(verify=context)
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's defaults
     transport._pool = httpcore.ConnectionPool(  # noqa: SLF001 - httpx has no backend argument
         ssl_context=context,
         max_connections=limits.max_connections,
