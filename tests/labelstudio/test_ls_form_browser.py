@@ -13,6 +13,7 @@ import json
 import time
 
 import pytest
+from playwright.sync_api import expect
 
 from .conftest import LabelStudio, LensdbServer, free_port, logged_in_page, wait_until
 from .datasets import LABEL_CONFIG, load_images
@@ -54,6 +55,18 @@ def page(tmp_path_factory, label_studio: LabelStudio):
 @pytest.fixture(scope="module")
 def project(label_studio: LabelStudio) -> int:
     return label_studio.create_project("forms as a user fills them", LABEL_CONFIG)
+
+
+def _sync_button(page, label_studio: LabelStudio, project: int, which: str):
+    """The Sync Storage button of the source or the target card, once both lists have rendered.
+
+    The page loads its source and target lists with two requests; `.last` taken before the target
+    list arrived clicked the source card's button (one CI run: the target never synced)."""
+    sources = len(label_studio.api("GET", f"/api/storages?project={project}", 200).json())
+    targets = len(label_studio.api("GET", f"/api/storages/export?project={project}", 200).json())
+    buttons = page.get_by_role("button", name="Sync Storage")
+    expect(buttons).to_have_count(sources + targets, timeout=30_000)
+    return buttons.nth(0 if which == "source" else sources + targets - 1)
 
 
 def _open_dialog(page, label_studio: LabelStudio, project: int, which: str) -> None:
@@ -189,7 +202,7 @@ def test_sync_brings_the_other_servers_images(
     page, label_studio: LabelStudio, other, project, artifacts
 ):
     page.goto(f"{label_studio.url}/projects/{project}/settings/storage")
-    page.get_by_role("button", name="Sync Storage").first.click()
+    _sync_button(page, label_studio, project, "source").click()
     tasks = wait_until(
         lambda: len(label_studio.tasks(project)) == 5 and label_studio.tasks(project), 60
     )
@@ -308,16 +321,20 @@ def test_annotator_moves_and_deletes_model_boxes(
 
     before = target_storage()["last_sync"]
     page.goto(f"{label_studio.url}/projects/{project}/settings/storage")
-    page.get_by_role("button", name="Sync Storage").last.click()
-    target = wait_until(
-        lambda: (lambda s: s if s["status"] == "completed" and s["last_sync"] != before else None)(
-            target_storage()
-        ),
-        30,
-    )
-    assert target and target["last_sync_count"] == 1 and target["meta"]["total_annotations"] == 1, (
-        target
-    )
+    _sync_button(page, label_studio, project, "target").click()
+    seen: list[dict] = []
+
+    def synced() -> dict | None:
+        seen.append(target_storage())
+        return (
+            seen[-1]
+            if seen[-1]["status"] == "completed" and seen[-1]["last_sync"] != before
+            else None
+        )
+
+    target = wait_until(synced, 30)
+    assert target, seen[-1]
+    assert target["last_sync_count"] == 1 and target["meta"]["total_annotations"] == 1, target
     page.reload()
     page.get_by_text("(1 total)").wait_for()
     page.screenshot(path=str(artifacts / "form-08-target-synced.png"))
