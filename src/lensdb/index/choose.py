@@ -80,6 +80,77 @@ class Embeddings:
     labels: list[str | None]
 
 
+def embeddings_query(
+    set_name: str, constraints: dict | None = None, label_property: str | None = None
+) -> list[dict]:
+    """The set's metric and size, the images matching `constraints`, their descriptors in the set,
+    and each descriptor's image (with its label property): read by `parse_embeddings`."""
+    find_image: dict = {"_ref": 1, "uniqueids": True}
+    if constraints:
+        find_image["constraints"] = constraints
+    return [
+        {"FindDescriptorSet": {"with_name": set_name, "metrics": True, "dimensions": True}},
+        {"FindImage": find_image},
+        {
+            "FindDescriptor": {
+                "set": set_name,
+                "is_connected_to": {"ref": 1},
+                "blobs": True,
+                "uniqueids": True,
+                "labels": True,
+                "_ref": 2,
+            }
+        },
+        {
+            "FindImage": {
+                "is_connected_to": {"ref": 2},
+                "group_by_source": True,
+                "uniqueids": True,
+                "results": {"list": [label_property] if label_property else []},
+            }
+        },
+    ]
+
+
+def _found(response: list[dict], command: str, nth: int = 0) -> Any:
+    """The entities of the `nth` answer to `command` (answers are read by name, not position)."""
+    answers = [item[command] for item in response if command in item]
+    if len(answers) <= nth:
+        raise ValueError(f"the answer holds no {command} (number {nth + 1})")
+    return answers[nth].get("entities")
+
+
+def parse_embeddings(
+    response: object, blobs: list[bytes], set_name: str, label_property: str | None = None
+) -> Embeddings:
+    """The answer to `embeddings_query`: one row per image, in the order of its descriptors."""
+    if not isinstance(response, list):
+        raise ValueError(
+            response.get("info", str(response)) if isinstance(response, dict) else str(response)
+        )
+    sets = _found(response, "FindDescriptorSet") or []
+    if not sets:
+        raise ValueError(f"no descriptor set named {set_name!r}")
+    metric, dims = sets[0]["_metrics"][0], sets[0]["_dimensions"]
+    descs = _found(response, "FindDescriptor") or []
+    groups = _found(response, "FindImage", nth=1) or {}  # the images grouped by descriptor
+    uids: list[str] = []
+    seen: set[str] = set()
+    labels: list[str | None] = []
+    vecs: list[np.ndarray] = []
+    for d in descs:
+        for img in groups.get(d["_uniqueid"], []):
+            if img["_uniqueid"] in seen:
+                continue  # an image with several descriptors in the set counts once
+            seen.add(img["_uniqueid"])
+            uids.append(img["_uniqueid"])
+            label = img.get(label_property) if label_property else d.get("_label")
+            labels.append(None if label in (None, "None") else str(label))
+            vecs.append(np.frombuffer(blobs[d["_blob_index"]], np.float32))
+    matrix = np.stack(vecs) if vecs else np.empty((0, dims), np.float32)
+    return Embeddings(uids, matrix, metric, labels)
+
+
 def embeddings(
     query: QueryFn,
     set_name: str,
@@ -87,55 +158,8 @@ def embeddings(
     label_property: str | None = None,
 ) -> Embeddings:
     """The images (matching `constraints`) that have a descriptor in the set, with it."""
-    find_image: dict = {"_ref": 1, "uniqueids": True}
-    if constraints:
-        find_image["constraints"] = constraints
-    r, blobs = query(
-        [
-            {"FindDescriptorSet": {"with_name": set_name, "metrics": True, "dimensions": True}},
-            {"FindImage": find_image},
-            {
-                "FindDescriptor": {
-                    "set": set_name,
-                    "is_connected_to": {"ref": 1},
-                    "blobs": True,
-                    "uniqueids": True,
-                    "labels": True,
-                    "_ref": 2,
-                }
-            },
-            {
-                "FindImage": {
-                    "is_connected_to": {"ref": 2},
-                    "group_by_source": True,
-                    "uniqueids": True,
-                    "results": {"list": [label_property] if label_property else []},
-                }
-            },
-        ],
-        [],
-    )
-    if not isinstance(r, list):
-        raise ValueError(r.get("info", str(r)) if isinstance(r, dict) else str(r))
-    sets = r[0]["FindDescriptorSet"].get("entities") or []
-    if not sets:
-        raise ValueError(f"no descriptor set named {set_name!r}")
-    metric, dims = sets[0]["_metrics"][0], sets[0]["_dimensions"]
-    descs = r[2]["FindDescriptor"].get("entities") or []
-    groups = r[3]["FindImage"].get("entities") or {}
-    uids: list[str] = []
-    labels: list[str | None] = []
-    vecs: list[np.ndarray] = []
-    for d in descs:
-        for img in groups.get(d["_uniqueid"], []):
-            if img["_uniqueid"] in uids:
-                continue  # an image with several descriptors in the set counts once
-            uids.append(img["_uniqueid"])
-            label = img.get(label_property) if label_property else d.get("_label")
-            labels.append(None if label in (None, "None") else str(label))
-            vecs.append(np.frombuffer(blobs[d["_blob_index"]], np.float32))
-    matrix = np.stack(vecs) if vecs else np.empty((0, dims), np.float32)
-    return Embeddings(uids, matrix, metric, labels)
+    response, blobs = query(embeddings_query(set_name, constraints, label_property), [])
+    return parse_embeddings(response, blobs, set_name, label_property)
 
 
 def choose(query: QueryFn, c: Choice, constraints: dict | None = None) -> list[dict[str, Any]]:
