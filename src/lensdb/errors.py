@@ -87,6 +87,15 @@ def response_status(response: Any) -> int:
     return int(Status.OK)
 
 
+def command_answer(response: Any, command: str, nth: int = 0) -> dict | None:
+    """The `nth` answer to `command` in a list of answers, found by the command's name (never by
+    its position in the query); None when there is none."""
+    if not isinstance(response, list):
+        return None
+    answers = [item[command] for item in response if isinstance(item, dict) and command in item]
+    return answers[nth] if len(answers) > nth else None
+
+
 def error_info(response: Any) -> str:
     """What a failed answer says, naming the failed command when there is one."""
     if isinstance(response, dict):

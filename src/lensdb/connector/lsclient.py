@@ -538,11 +538,8 @@ class SnapshotReader:
                     with contextlib.suppress(Exception):
                         owned.append(making.result())
                 for snapshot in owned:
-                    if completed:  # nothing else went wrong: a failed delete is the error
-                        self._forget(snapshot)
-                    else:
-                        with contextlib.suppress(LabelStudioError):
-                            self._forget(snapshot)
+                    # Nothing else went wrong: a failed delete is the error to report.
+                    self._forget(snapshot, quietly=not completed)
 
     def read_all(self) -> list[dict]:
         """Every task of the project (annotated or not) in one snapshot, by id: no view needed."""
@@ -582,8 +579,7 @@ class SnapshotReader:
             if status == "failed":
                 raise LabelStudioError(f"Label Studio's export snapshot failed: {what}")
         except BaseException:
-            with contextlib.suppress(LabelStudioError):  # the first error is the one to report
-                self._forget(snapshot)
+            self._forget(snapshot, quietly=True)
             raise
         return snapshot
 
@@ -593,8 +589,7 @@ class SnapshotReader:
         try:
             tasks = self._download(snapshot)
         except BaseException:
-            with contextlib.suppress(LabelStudioError):  # the first error is the one to report
-                self._forget(snapshot)
+            self._forget(snapshot, quietly=True)
             raise
         self._forget(snapshot)
         return tasks
@@ -609,10 +604,13 @@ class SnapshotReader:
                 f"Label Studio's export snapshot is not a list of tasks: {snapshot.what}"
             ) from None
 
-    def _forget(self, snapshot: _Made) -> None:
-        self.ls.request(
-            "DELETE", snapshot.path, f"delete the export snapshot of project {self.project_id}"
-        )
+    def _forget(self, snapshot: _Made, quietly: bool = False) -> None:
+        """Delete a snapshot; `quietly` when another error is already on its way (the first
+        error is the one to report)."""
+        with contextlib.suppress(*((LabelStudioError,) if quietly else ())):
+            self.ls.request(
+                "DELETE", snapshot.path, f"delete the export snapshot of project {self.project_id}"
+            )
 
     def close(self) -> None:
         """Delete the view (and so the tab); a reader that never read made none."""

@@ -113,12 +113,11 @@ def quick_ack_transport(
     # One TLS context (loading the CA bundle costs milliseconds), for both pools.
     context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
     transport = httpx.HTTPTransport(verify=context)
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's defaults
     transport._pool = httpcore.ConnectionPool(  # noqa: SLF001 - httpx has no backend argument
         ssl_context=context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
+        max_connections=100,  # httpx's default limits (it exports no constant for them)
+        max_keepalive_connections=20,
+        keepalive_expiry=5.0,
         network_backend=_QuickAckBackend(),
     )
     return transport

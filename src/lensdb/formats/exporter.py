@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from lensdb.client import Client
+from lensdb.errors import command_answer
 from lensdb.formats import coco, lsjson, voc, yolo
 from lensdb.formats.importer import CATEGORY_CLASS
 from lensdb.formats.model import (
@@ -147,11 +148,8 @@ def _page_query(uids: list[str], opts: ExportOptions) -> list[dict]:
 
 
 def _grouped(response: list[dict], name: str) -> dict[str, list[dict]]:
-    for item in response:
-        if name in item:
-            ents = item[name].get("entities") or {}
-            return ents if isinstance(ents, dict) else {}
-    return {}
+    ents = (command_answer(response, name) or {}).get("entities") or {}
+    return ents if isinstance(ents, dict) else {}
 
 
 REGION_SYSTEM = {"score", "instance", "dataset", "source", "model_version", "label", "x", "y",

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lensdb.errors import command_answer
 from lensdb.index import selection
 
 QueryFn = Callable[..., tuple[Any, list[bytes]]]
@@ -113,11 +114,11 @@ def embeddings_query(
 
 
 def _found(response: list[dict], command: str, nth: int = 0) -> Any:
-    """The entities of the `nth` answer to `command` (answers are read by name, not position)."""
-    answers = [item[command] for item in response if command in item]
-    if len(answers) <= nth:
+    """The entities of the `nth` answer to `command`; a clear error when the answer lacks it."""
+    body = command_answer(response, command, nth)
+    if body is None:
         raise ValueError(f"the answer holds no {command} (number {nth + 1})")
-    return answers[nth].get("entities")
+    return body.get("entities")
 
 
 def parse_embeddings(

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from lensdb.errors import command_answer
 from lensdb.labelstudio.mapping import AnnotationContent, Region
 
 ANNOTATION_CLASS = "LS_annotation"
@@ -58,10 +59,7 @@ def annotation_scope(project_id: int, instance: str = "") -> dict:
 
 def entities(response: list[dict], command: str) -> list[dict]:
     """The entities the (first) command of this name returned: answers are read by name, not position."""
-    for item in response:
-        if command in item:
-            return item[command].get("entities") or []
-    return []
+    return (command_answer(response, command) or {}).get("entities") or []
 
 
 def _date(iso: str | None) -> dict | None:
